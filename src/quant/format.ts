@@ -16,6 +16,8 @@ export interface EncodeOptions {
   /** llama.cpp importance matrix: one positive weight per column (length cols). Formats without an
    *  importance-weighted encoder ignore it. */
   imatrix?: Float32Array;
+  /** Tensor name, used only to make error messages (QuantInputError) name the tensor. */
+  tensorName?: string;
 }
 
 export type RowLengthCheck =
