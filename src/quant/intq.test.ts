@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { SHARED_DIR } from "../../test/shared-data.ts";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isQuantInputError, QuantInputError } from "./errors.ts";
@@ -254,7 +255,7 @@ describe("integer format family", () => {
 describe("against the GPTQ reference round-to-nearest (../shared/golden/gptq_awq)", () => {
   // GPTQ's RTN asymmetric quantizer (quant.py) is the same rule with a float32 scale: our fp16 scale, rounded
   // up, costs at most 2^-10 of a step, so the weight MSE must agree within a fraction of a percent.
-  const dir = resolve(import.meta.dirname, "../../../shared/golden/gptq_awq");
+  const dir = resolve(SHARED_DIR, "golden/gptq_awq");
   const manifest = JSON.parse(readFileSync(resolve(dir, "manifest.json"), "utf8")) as {
     cases: Record<string, { files: { W: { path: string; shape: [number, number] } } }>;
     results: Array<{ case: string; method: string; bits: 2 | 3 | 4 | 8; group: number; sym: boolean; act_order: boolean; static_groups: boolean; rtn_weight_mse: number }>;
