@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The quantlab CLI runs the lab's TypeScript sources directly: tsx's ESM loader compiles them on
+// import, so there is no build step between a checkout and `npx quantlab`.
+import { register } from "tsx/esm/api";
+
+register();
+const { run } = await import(new URL("../src/cli/main.ts", import.meta.url).href);
+process.exitCode = await run(process.argv.slice(2));
