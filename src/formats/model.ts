@@ -1,0 +1,258 @@
+/**
+ * One model from whatever the user picked: one .safetensors, several shards, or a
+ * model.safetensors.index.json with its shards (from files, a folder, or URLs); and the streaming
+ * reads of its tensors.
+ *
+ * Which sources count: an index (name ending in ".index.json") and files ending in ".safetensors".
+ * Other files dropped along (config.json, tokenizer files, README) are ignored, unless nothing is
+ * recognizable by name, in which case every source is read as safetensors (a URL or a renamed file
+ * without the extension still opens, and anything else is reported as the format error it is).
+ */
+import { naturalCompare } from "./catalog.ts";
+import { DTYPE_BYTES, decodeToF32 } from "./dtypes.ts";
+import { FormatError } from "./errors.ts";
+import { scanJsonKeys } from "./json-keys.ts";
+import { MAX_HEADER_BYTES, readSafetensors, type SafetensorsFile, type TensorInfo } from "./safetensors.ts";
+import { HttpRangeSource, type ByteSource, type HttpRangeOptions } from "./source.ts";
+
+export interface OpenedModel {
+  /** For people: the index's or the single file's name, or "first + N more". */
+  name: string;
+  /** The safetensors files holding the tensors (source names), in natural order. */
+  files: string[];
+  /** The index file's name when the model came with one. */
+  index?: string;
+  /** The shards' __metadata__ (the first file that sets a key wins), then the index's "metadata" over it. */
+  metadata: Record<string, string>;
+  /** Shard by shard (natural order of file names), each in file order. catalog.ts sorts for display. */
+  tensors: TensorInfo[];
+  totalParams: number;
+  totalBytes: number;
+}
+
+export interface SafetensorsIndex {
+  name: string;
+  /** The index's "metadata", values as strings (total_size is a number in the file). */
+  metadata: Record<string, string>;
+  /** tensor name -> shard file name */
+  weightMap: Map<string, string>;
+  /** Shard file names, each once, in order of first appearance. */
+  shards: string[];
+}
+
+const INDEX_SUFFIX = ".index.json";
+const SAFETENSORS_SUFFIX = ".safetensors";
+
+/** The file name part of a path or URL ("a/b/model.safetensors?download=true" -> "model.safetensors"). */
+export function baseName(name: string): string {
+  const withoutQuery = /^[a-z][a-z0-9+.-]*:\/\//i.test(name) ? name.replace(/[?#].*$/s, "") : name;
+  const last = withoutQuery.slice(Math.max(withoutQuery.lastIndexOf("/"), withoutQuery.lastIndexOf("\\")) + 1);
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}
+
+export function isIndexName(name: string): boolean {
+  return baseName(name).toLowerCase().endsWith(INDEX_SUFFIX);
+}
+
+function isSafetensorsName(name: string): boolean {
+  return baseName(name).toLowerCase().endsWith(SAFETENSORS_SUFFIX);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Parse a model.safetensors.index.json: {"metadata": {...}, "weight_map": {tensor: shard file}}. */
+export function parseIndex(bytes: Uint8Array, name: string): SafetensorsIndex {
+  const fail = (detail: string): never => {
+    throw new FormatError("bad-index", name, detail);
+  };
+  let text = "";
+  let parsed: unknown;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    parsed = JSON.parse(text);
+  } catch {
+    fail("the index is not valid JSON");
+  }
+  if (!isPlainObject(parsed) || !isPlainObject(parsed["weight_map"])) fail('the index has no "weight_map" object');
+  const index = parsed as { weight_map: Record<string, unknown>; metadata?: unknown };
+  const dup = scanJsonKeys(text).duplicate;
+  if (dup) fail(`${dup.topLevelKey === undefined ? "the index" : `"${dup.topLevelKey}"`} has the key ${JSON.stringify(dup.key)} twice`);
+
+  const weightMap = new Map<string, string>();
+  const shards: string[] = [];
+  for (const [tensor, shard] of Object.entries(index.weight_map)) {
+    if (typeof shard !== "string" || shard === "") fail(`weight_map[${JSON.stringify(tensor)}] is not a file name`);
+    weightMap.set(tensor, shard as string);
+    if (!shards.includes(shard as string)) shards.push(shard as string);
+  }
+  let metadata: Record<string, string> = {};
+  if (index.metadata !== undefined && index.metadata !== null) {
+    if (!isPlainObject(index.metadata)) fail('the index\'s "metadata" is not an object');
+    const entries = Object.entries(index.metadata as Record<string, unknown>);
+    metadata = Object.fromEntries(entries.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+  }
+  return { name, metadata, weightMap, shards };
+}
+
+/** Read and parse an index file (refusing absurd sizes before reading). */
+export async function readIndex(source: ByteSource, signal?: AbortSignal): Promise<SafetensorsIndex> {
+  if (source.size > MAX_HEADER_BYTES) {
+    throw new FormatError("bad-index", source.name, `the index is ${source.size} bytes, above the ${MAX_HEADER_BYTES}-byte limit`);
+  }
+  return parseIndex(await source.read(0, source.size, signal), source.name);
+}
+
+/** Opens the sources (see the module comment for which count) as one model. */
+export async function openModel(sources: ByteSource[], signal?: AbortSignal): Promise<OpenedModel> {
+  signal?.throwIfAborted();
+  if (sources.length === 0) throw new FormatError("io", "(nothing)", "no file to open: pick a .safetensors file, or an index with its shards");
+  const indexes = sources.filter((s) => isIndexName(s.name));
+  const named = sources.filter((s) => isSafetensorsName(s.name));
+  const candidates = named.length > 0 || indexes.length > 0 ? named : sources;
+  if (indexes.length > 1) {
+    throw new FormatError("bad-index", indexes[0]!.name, `${indexes.length} index files were given (${indexes.map((s) => baseName(s.name)).join(", ")}); open one model at a time`);
+  }
+  const indexSource = indexes[0];
+  const index = indexSource ? await readIndex(indexSource, signal) : undefined;
+
+  const shardSources = [...candidates].sort((a, b) => naturalCompare(baseName(a.name), baseName(b.name)) || naturalCompare(a.name, b.name));
+  if (index) {
+    const given = new Set(shardSources.map((s) => baseName(s.name)));
+    const missing = index.shards.filter((s) => !given.has(baseName(s)));
+    if (missing.length > 0) {
+      throw new FormatError(
+        "bad-index",
+        index.name,
+        `the index lists ${missing.length === 1 ? "a shard" : "shards"} that ${missing.length === 1 ? "was" : "were"} not opened: ${missing.join(", ")}; pick (or drop) the index and all its shards together`,
+      );
+    }
+  }
+  if (shardSources.length === 0) {
+    throw new FormatError("bad-index", indexSource?.name ?? "(nothing)", "no .safetensors file to read");
+  }
+
+  const files = await Promise.all(shardSources.map((s) => readSafetensors(s, signal)));
+  const tensors = mergeTensors(files, index);
+
+  const meta = new Map<string, string>();
+  for (const f of files) for (const [k, v] of Object.entries(f.metadata)) if (!meta.has(k)) meta.set(k, v);
+  if (index) for (const [k, v] of Object.entries(index.metadata)) meta.set(k, v);
+  const metadata = Object.fromEntries(meta); // own keys only, even "__proto__"
+
+  let totalParams = 0;
+  let totalBytes = 0;
+  for (const t of tensors) {
+    totalParams += t.params;
+    totalBytes += t.bytes;
+  }
+  const first = files[0]!;
+  const name = index ? baseName(index.name) : files.length === 1 ? baseName(first.name) : `${baseName(first.name)} + ${files.length - 1} more`;
+  const model: OpenedModel = { name, files: files.map((f) => f.name), metadata, tensors, totalParams, totalBytes };
+  if (index) model.index = index.name;
+  return model;
+}
+
+/**
+ * Every tensor once. A name in two files is an error, unless the index says which file holds it.
+ * With an index, every weight_map entry must be found in the shard it names; tensors a shard holds
+ * that the index does not list are kept (lenient: nothing the files hold is lost).
+ */
+function mergeTensors(files: SafetensorsFile[], index: SafetensorsIndex | undefined): TensorInfo[] {
+  const owner = new Map<string, TensorInfo>();
+  for (const f of files) {
+    for (const t of f.tensors) {
+      const other = owner.get(t.name);
+      if (!other) {
+        owner.set(t.name, t);
+        continue;
+      }
+      const mapped = index?.weightMap.get(t.name);
+      if (mapped !== undefined && baseName(mapped) === baseName(t.file)) owner.set(t.name, t);
+      else if (mapped === undefined || baseName(mapped) !== baseName(other.file)) {
+        throw new FormatError("duplicate-name", t.file, `tensor ${JSON.stringify(t.name)} is also in ${other.file}`);
+      }
+    }
+  }
+  if (index) {
+    for (const [name, shard] of index.weightMap) {
+      const t = owner.get(name);
+      if (!t || baseName(t.file) !== baseName(shard)) {
+        throw new FormatError("bad-index", index.name, `weight_map puts ${JSON.stringify(name)} in ${shard}, but that file has no such tensor`);
+      }
+    }
+  }
+  return files.flatMap((f) => f.tensors.filter((t) => owner.get(t.name) === t));
+}
+
+/**
+ * The sources for a URL: the file itself, or for an index URL the index and every shard it lists,
+ * each resolved relative to the index URL (so a Hugging Face ".../resolve/main/model.safetensors.index.json"
+ * finds ".../resolve/main/model-00001-of-00002.safetensors").
+ */
+export async function openUrlSources(url: string, opts: HttpRangeOptions = {}): Promise<ByteSource[]> {
+  const first = await HttpRangeSource.open(url, opts);
+  if (!isIndexName(url)) return [first];
+  const index = await readIndex(first, opts.signal);
+  const shards = await Promise.all(index.shards.map((s) => HttpRangeSource.open(new URL(s, url).href, opts)));
+  return [first, ...shards];
+}
+
+/** Reads a tensor's bytes in one piece (small tensors; streaming code uses readTensorRows). */
+export async function readTensorBytes(t: TensorInfo, signal?: AbortSignal): Promise<Uint8Array> {
+  return t.source.read(t.offset, t.bytes, signal);
+}
+
+/**
+ * A tensor seen as rows: the last dimension is the row (a 1-D tensor is one row, a 0-D one a row of 1);
+ * an empty tensor has no rows.
+ */
+export function tensorRowLayout(t: Pick<TensorInfo, "shape" | "params">): { rows: number; rowLength: number } {
+  const rowLength = t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;
+  if (t.params === 0) return { rows: 0, rowLength };
+  return { rows: t.params / rowLength, rowLength };
+}
+
+export interface TensorChunk {
+  /** Index of the chunk's first row. */
+  firstRow: number;
+  rows: number;
+  /** rows x rowLength values, row-major (a fresh buffer: the consumer may keep or transfer it). */
+  values: Float32Array<ArrayBuffer>;
+}
+
+/** Default read size of readTensorRows. */
+export const DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Streams a tensor as float32, whole rows at a time: each chunk is one source.read of at most
+ * `chunkBytes` (default 8 MiB), or of one row when a row is larger. The next read starts while the
+ * current chunk is being used, so at most two chunks are held; the tensor never is.
+ */
+export async function* readTensorRows(
+  t: TensorInfo,
+  opts: { chunkBytes?: number; signal?: AbortSignal } = {},
+): AsyncGenerator<TensorChunk, void, undefined> {
+  const { rows, rowLength } = tensorRowLayout(t);
+  const rowBytes = rowLength * DTYPE_BYTES[t.dtype];
+  const rowsPerChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / rowBytes));
+  const { signal } = opts;
+  const readRows = (first: number) => t.source.read(t.offset + first * rowBytes, Math.min(rowsPerChunk, rows - first) * rowBytes, signal);
+  let pending: Promise<Uint8Array> | undefined = rows > 0 ? readRows(0) : undefined;
+  try {
+    for (let first = 0; first < rows; first += rowsPerChunk) {
+      const bytes: Uint8Array = await pending!;
+      const next = first + rowsPerChunk;
+      pending = next < rows ? readRows(next) : undefined;
+      yield { firstRow: first, rows: Math.min(rowsPerChunk, rows - first), values: decodeToF32(t.dtype, bytes) };
+    }
+  } finally {
+    // The consumer stopped early (or a read failed): a read still in flight must not become an unhandled rejection.
+    pending?.catch(() => {});
+  }
+}
