@@ -21,8 +21,8 @@ export interface ScannedKeys {
 }
 
 interface Frame {
-  /** Keys seen so far; null for an array. */
-  keys: Set<string> | null;
+  /** Keys seen so far (an array while small: most objects have a few keys); null for an array. */
+  keys: string[] | Set<string> | null;
   /** True when the next string in this object is a key. */
   expectKey: boolean;
   /** The key whose value is being read (objects only). */
@@ -57,20 +57,23 @@ export function scanJsonKeys(text: string): ScannedKeys {
       if (top?.keys && top.expectKey) {
         const raw = text.slice(i + 1, end);
         const key = raw.includes("\\") ? (JSON.parse(text.slice(i, end + 1)) as string) : raw;
-        if (top.keys.has(key)) {
+        const keys = top.keys;
+        if (Array.isArray(keys) ? keys.includes(key) : keys.has(key)) {
           const duplicate: DuplicateKey = { key, depth: stack.length };
           const outer = stack[0]?.lastKey;
           if (stack.length >= 2 && outer !== undefined) duplicate.topLevelKey = outer;
           return { topLevelKeys, duplicate };
         }
-        top.keys.add(key);
+        if (!Array.isArray(keys)) keys.add(key);
+        else if (keys.length < 16) keys.push(key);
+        else top.keys = new Set([...keys, key]);
         top.lastKey = key;
         top.expectKey = false;
         if (stack.length === 1) topLevelKeys.push(key);
       }
       i = end;
     } else if (c === 0x7b /* { */) {
-      stack.push({ keys: new Set(), expectKey: true });
+      stack.push({ keys: [], expectKey: true });
     } else if (c === 0x5b /* [ */) {
       stack.push({ keys: null, expectKey: false });
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {

@@ -181,32 +181,31 @@ export function parseSafetensorsHeader(json: Uint8Array, file: string, dataBytes
 }
 
 function parseEntry(name: string, value: unknown, fail: (code: "bad-header" | "unknown-dtype" | "bad-offsets" | "size-mismatch", detail: string) => never): HeaderEntry {
-  const tensor = `tensor ${quote(name)}`;
-  if (!isPlainObject(value)) return fail("bad-header", `${tensor}: expected an object with dtype, shape and data_offsets, got ${show(value)}`);
+  if (!isPlainObject(value)) return fail("bad-header", `tensor ${quote(name)}: expected an object with dtype, shape and data_offsets, got ${show(value)}`);
   const { dtype, shape, data_offsets: offsets } = value;
-  if (typeof dtype !== "string") return fail("bad-header", `${tensor}: dtype is ${dtype === undefined ? "missing" : `${show(dtype)}, not a string`}`);
-  if (!isDType(dtype)) return fail("unknown-dtype", `${tensor}: unknown dtype ${quote(dtype)}`);
+  if (typeof dtype !== "string") return fail("bad-header", `tensor ${quote(name)}: dtype is ${dtype === undefined ? "missing" : `${show(dtype)}, not a string`}`);
+  if (!isDType(dtype)) return fail("unknown-dtype", `tensor ${quote(name)}: unknown dtype ${quote(dtype)}`);
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    return fail("bad-header", `${tensor}: shape must be a list of non-negative integers, got ${show(shape)}`);
+    return fail("bad-header", `tensor ${quote(name)}: shape must be a list of non-negative integers, got ${show(shape)}`);
   }
   const dims = shape as number[];
   let params = 1;
   if (dims.includes(0)) params = 0;
   else {
     for (const d of dims) {
-      if (params > Number.MAX_SAFE_INTEGER / d) return fail("bad-header", `${tensor}: shape ${show(dims)} has more than 2^53 elements`);
+      if (params > Number.MAX_SAFE_INTEGER / d) return fail("bad-header", `tensor ${quote(name)}: shape ${show(dims)} has more than 2^53 elements`);
       params *= d;
     }
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
-    return fail("bad-offsets", `${tensor}: data_offsets must be two non-negative integers, got ${show(offsets)}`);
+    return fail("bad-offsets", `tensor ${quote(name)}: data_offsets must be two non-negative integers, got ${show(offsets)}`);
   }
   const [begin, end] = offsets as [number, number];
-  if (end < begin) return fail("bad-offsets", `${tensor}: data_offsets [${begin}, ${end}] end before they begin`);
+  if (end < begin) return fail("bad-offsets", `tensor ${quote(name)}: data_offsets [${begin}, ${end}] end before they begin`);
   const bytes = params * DTYPE_BYTES[dtype];
   if (end - begin !== bytes) {
     const needs = Number.isSafeInteger(bytes) ? `${bytes}` : "more than 2^53";
-    return fail("size-mismatch", `${tensor}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but shape ${show(dims)} of ${dtype} needs ${needs}`);
+    return fail("size-mismatch", `tensor ${quote(name)}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but shape ${show(dims)} of ${dtype} needs ${needs}`);
   }
   return { name, dtype, shape: dims, params, bytes, begin, end };
 }
