@@ -9,7 +9,7 @@
  * without the extension still opens, and anything else is reported as the format error it is).
  */
 import { naturalCompare } from "./catalog.ts";
-import { DTYPE_BYTES, decodeToF32 } from "./dtypes.ts";
+import { DTYPE_BYTES, decodeToF32, f32View } from "./dtypes.ts";
 import { FormatError } from "./errors.ts";
 import { scanJsonKeys } from "./json-keys.ts";
 import { MAX_HEADER_BYTES, readSafetensors, type SafetensorsFile, type TensorInfo } from "./safetensors.ts";
@@ -229,27 +229,74 @@ export interface TensorChunk {
 /** Default read size of readTensorRows. */
 export const DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024;
 
+export interface ReadRowsOptions {
+  /** Bytes per read (default DEFAULT_CHUNK_BYTES); at least one row is read at a time. */
+  chunkBytes?: number;
+  signal?: AbortSignal;
+  /**
+   * Read into one buffer reused for the whole stream (sources with readInto; others decode into one
+   * reused array) instead of a fresh buffer per chunk. Much faster on large tensors (fresh multi-MB
+   * buffers cost page faults and GC; see bench/run.ts), but a chunk's `values` are overwritten once the
+   * next chunk is requested: for consumers that use each chunk at once (statistics, GPU uploads,
+   * quantizers). Without it every chunk is the caller's to keep or transfer.
+   */
+  reuseBuffers?: boolean;
+}
+
 /**
- * Streams a tensor as float32, whole rows at a time: each chunk is one source.read of at most
- * `chunkBytes` (default 8 MiB), or of one row when a row is larger. The next read starts while the
- * current chunk is being used, so at most two chunks are held; the tensor never is.
+ * Streams a tensor as float32, whole rows at a time: each chunk is one source read of at most
+ * `chunkBytes` (default 8 MiB), or of one row when a row is larger; the tensor is never held whole.
+ * Sources that read into a given buffer (local files, see ByteSource.readInto) are read chunk by chunk:
+ * the OS reads sequential files ahead already, and a second chunk in flight only costs memory traffic.
+ * Other sources (Blob, HTTP) have the next read started while the current chunk is used, so at most
+ * two chunks are held. F32 data is not copied: the values are a view of the bytes read.
  */
-export async function* readTensorRows(
-  t: TensorInfo,
-  opts: { chunkBytes?: number; signal?: AbortSignal } = {},
-): AsyncGenerator<TensorChunk, void, undefined> {
+export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {}): AsyncGenerator<TensorChunk, void, undefined> {
   const { rows, rowLength } = tensorRowLayout(t);
   const rowBytes = rowLength * DTYPE_BYTES[t.dtype];
   const rowsPerChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / rowBytes));
   const { signal } = opts;
-  const readRows = (first: number) => t.source.read(t.offset + first * rowBytes, Math.min(rowsPerChunk, rows - first) * rowBytes, signal);
+  const reuse = opts.reuseBuffers === true && rows > 0;
+  const chunkValues = Math.min(rowsPerChunk, rows) * rowLength;
+  const decoded = reuse && t.dtype !== "F32" ? new Float32Array(chunkValues) : undefined;
+  /** Bytes the reader owns entirely (a fresh buffer, or its reuse buffer) are viewed as F32, not copied. */
+  const toValues = (bytes: Uint8Array, reuseBuffer: boolean): Float32Array<ArrayBuffer> => {
+    const owned = reuseBuffer || (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
+    const view = t.dtype === "F32" && owned && bytes.buffer instanceof ArrayBuffer ? f32View(bytes) : undefined;
+    if (view) return view as Float32Array<ArrayBuffer>;
+    return decoded ? decodeToF32(t.dtype, bytes, decoded) : decodeToF32(t.dtype, bytes);
+  };
+  const span = (first: number) => ({ offset: t.offset + first * rowBytes, length: Math.min(rowsPerChunk, rows - first) * rowBytes });
+  const chunk = (first: number, bytes: Uint8Array, reuseBuffer = false): TensorChunk => ({
+    firstRow: first,
+    rows: Math.min(rowsPerChunk, rows - first),
+    values: toValues(bytes, reuseBuffer),
+  });
+
+  const { readInto } = t.source;
+  if (readInto) {
+    const buffer = reuse ? new Uint8Array(chunkValues * DTYPE_BYTES[t.dtype]) : undefined;
+    for (let first = 0; first < rows; first += rowsPerChunk) {
+      const { offset, length } = span(first);
+      const bytes = buffer ? buffer.subarray(0, length) : new Uint8Array(length);
+      await readInto.call(t.source, offset, bytes, signal);
+      yield chunk(first, bytes, buffer !== undefined);
+    }
+    return;
+  }
+
+  const readRows = (first: number) => {
+    const { offset, length } = span(first);
+    return t.source.read(offset, length, signal);
+  };
   let pending: Promise<Uint8Array> | undefined = rows > 0 ? readRows(0) : undefined;
   try {
     for (let first = 0; first < rows; first += rowsPerChunk) {
       const bytes: Uint8Array = await pending!;
       const next = first + rowsPerChunk;
       pending = next < rows ? readRows(next) : undefined;
-      yield { firstRow: first, rows: Math.min(rowsPerChunk, rows - first), values: decodeToF32(t.dtype, bytes) };
+      // In reuse mode other dtypes decode into the one reused array; F32 stays a view of the fresh bytes.
+      yield chunk(first, bytes);
     }
   } finally {
     // The consumer stopped early (or a read failed): a read still in flight must not become an unhandled rejection.

@@ -13,6 +13,12 @@ export interface ByteSource {
   readonly size: number;
   /** Read exactly `length` bytes at `offset`; throws FormatError("truncated") if the source is shorter. */
   read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Fill `target` with the bytes at `offset` (same checks and errors as read). Only for sources whose
+   * reads are cheap local calls that the OS reads ahead (Node file handles): readTensorRows then reads
+   * chunk by chunk without a prefetch of its own, and can reuse one buffer.
+   */
+  readInto?(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void>;
   /** Release handles (Node file handles); a no-op elsewhere. */
   close?(): Promise<void>;
 }

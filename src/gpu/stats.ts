@@ -242,7 +242,8 @@ export async function gpuTensorStats(
           slot = await slotAt(slotIndex);
         }
         const take = Math.min(slot.capacity - filled, chunk.length - pos);
-        device.queue.writeBuffer(slot.input, filled * 4, chunk, pos, take);
+        // writeBuffer copies at once, from any buffer (shared ones too; the typings only list ArrayBuffer views).
+        device.queue.writeBuffer(slot.input, filled * 4, chunk as Float32Array<ArrayBuffer>, pos, take);
         filled += take;
         pos += take;
         if (filled === slot.capacity) {

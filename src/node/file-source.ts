@@ -41,11 +41,19 @@ export class NodeFileSource implements ByteSource {
     assertReadable(this, offset, length);
     signal?.throwIfAborted();
     const out = new Uint8Array(length);
+    await this.readInto(offset, out, signal);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    const length = target.byteLength;
+    assertReadable(this, offset, length);
+    signal?.throwIfAborted();
     let filled = 0;
     while (filled < length) {
       let bytesRead: number;
       try {
-        ({ bytesRead } = await this.handle.read(out, filled, Math.min(length - filled, MAX_READ_CALL), offset + filled));
+        ({ bytesRead } = await this.handle.read(target, filled, Math.min(length - filled, MAX_READ_CALL), offset + filled));
       } catch (e) {
         throw new FormatError("io", this.name, `reading bytes ${offset}..${offset + length} failed: ${systemMessage(e)}`);
       }
@@ -55,7 +63,6 @@ export class NodeFileSource implements ByteSource {
       filled += bytesRead;
       signal?.throwIfAborted();
     }
-    return out;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,103 @@
+/**
+ * readTensorRows' two buffer modes (see bench/run.ts for why they exist): fresh chunks the caller
+ * may keep (F32 viewed without a copy), and reuseBuffers, where a Node file is read into one buffer
+ * for the whole stream. Both must give the same values as a one-piece decode, for every dtype.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DTYPES, decodeToF32, encodeFromF32 } from "./dtypes.ts";
+import { openModel, readTensorBytes, readTensorRows, type OpenedModel } from "./model.ts";
+import { writeSafetensors } from "./safetensors.ts";
+import { BlobSource } from "./source.ts";
+import { NodeFileSource } from "../node/file-source.ts";
+import { FormatError } from "./errors.ts";
+
+const ROWS = 37;
+const COLS = 13;
+
+/** Values every dtype holds exactly (F8_E5M2 has 2 mantissa bits): -8..8, BOOL 0/1, U8 non-negative. */
+function valuesFor(dtype: string): number[] {
+  return Array.from({ length: ROWS * COLS }, (_, i) => (dtype === "BOOL" ? i % 2 : dtype === "U8" ? i % 200 : (i % 17) - 8));
+}
+
+let dir: string;
+let filePath: string;
+let bytes: Uint8Array<ArrayBuffer>;
+const opened: NodeFileSource[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), "quantlab-rows-"));
+  filePath = path.join(dir, "all-dtypes.safetensors");
+  bytes = writeSafetensors(DTYPES.map((dtype) => ({ name: dtype, dtype, shape: [ROWS, COLS], data: encodeFromF32(dtype, valuesFor(dtype)) })));
+  await writeFile(filePath, bytes);
+});
+
+afterAll(async () => {
+  await Promise.all(opened.map((s) => s.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function nodeModel(): Promise<OpenedModel> {
+  const source = await NodeFileSource.open(filePath);
+  opened.push(source);
+  return openModel([source]);
+}
+
+describe("readTensorRows buffer modes", () => {
+  it("gives the same values in both modes, from a Node file and from a Blob, for every dtype", async () => {
+    const models = [await nodeModel(), await openModel([new BlobSource(new Blob([bytes]), "all-dtypes.safetensors")])];
+    for (const model of models) {
+      for (const t of model.tensors) {
+        const whole = decodeToF32(t.dtype, await readTensorBytes(t));
+        for (const reuseBuffers of [false, true]) {
+          const seen = new Float32Array(t.params);
+          let next = 0;
+          for await (const chunk of readTensorRows(t, { chunkBytes: 5 * COLS * 8, reuseBuffers })) {
+            expect(chunk.firstRow * COLS).toBe(next);
+            seen.set(chunk.values, next); // copied at once, as reuseBuffers requires
+            next += chunk.values.length;
+          }
+          expect(next).toBe(t.params);
+          expect(seen, `${t.name} reuseBuffers=${reuseBuffers}`).toEqual(whole);
+          expect(Array.from(seen)).toEqual(valuesFor(t.dtype));
+        }
+      }
+    }
+  });
+
+  it("hands out chunks the caller may keep unless reuseBuffers is set", async () => {
+    const model = await nodeModel();
+    for (const t of model.tensors.filter((x) => x.dtype === "F32" || x.dtype === "BF16")) {
+      const kept = [];
+      for await (const chunk of readTensorRows(t, { chunkBytes: 4 * COLS * 4 })) kept.push(chunk.values);
+      expect(new Set(kept.map((v) => v.buffer)).size).toBe(kept.length);
+      expect(kept.flatMap((v) => Array.from(v))).toEqual(valuesFor(t.dtype));
+      if (t.dtype === "F32") expect(kept.every((v) => v.byteOffset === 0 && v.buffer.byteLength === v.byteLength)).toBe(true);
+
+      const buffers = new Set<ArrayBufferLike>();
+      for await (const chunk of readTensorRows(t, { chunkBytes: 4 * COLS * 4, reuseBuffers: true })) buffers.add(chunk.values.buffer);
+      // F32 chunks are views of the one read buffer; other dtypes decode into one reused array.
+      expect(buffers.size).toBe(1);
+    }
+  });
+
+  it("reports a file that shrank with the same FormatError from readInto as from read", async () => {
+    const shrinking = path.join(dir, "shrinks.safetensors");
+    await writeFile(shrinking, bytes);
+    const source = await NodeFileSource.open(shrinking);
+    opened.push(source);
+    const model = await openModel([source]);
+    await writeFile(shrinking, bytes.subarray(0, bytes.length - 100));
+    const last = model.tensors.at(-1)!;
+    const drain = async (reuseBuffers: boolean) => {
+      for await (const _ of readTensorRows(last, { reuseBuffers })) void _;
+    };
+    for (const reuseBuffers of [false, true]) {
+      const error = await drain(reuseBuffers).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(FormatError);
+      expect((error as FormatError).code).toBe("truncated");
+    }
+  });
+});
