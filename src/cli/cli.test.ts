@@ -4,13 +4,14 @@
  * of a block run concurrently; none shares mutable state with another.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile, copyFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, STORIES_DIR, STORIES_SHARDED_DIR } from "../../test/shared-data.ts";
 import { startRangeServer, type RangeServer } from "../../test/range-server.ts";
 import type { InspectJson } from "./inspect.ts";
+import { safetensorsHeader } from "../formats/safetensors.ts";
 
 const BIN = path.join(REPO_ROOT, "bin/quantlab.js");
 const STORIES_FILE = path.join(STORIES_DIR, "model.safetensors");
@@ -143,7 +144,7 @@ describe.concurrent("quantlab inspect on stories260K", () => {
   });
 });
 
-describe.concurrent("quantlab inspect on bad input", () => {
+describe.concurrent("quantlab inspect on files the test writes", () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "quantlab-cli-"));
@@ -187,6 +188,33 @@ describe.concurrent("quantlab inspect on bad input", () => {
     await expectOneLineError(file, /JSON/);
   });
 
+  it("a sparse file past 4 GiB is listed from its header alone", async () => {
+    // A 4.5 GiB U8 tensor (zeros, never written: the file is sparse), then 4 F32 values past 2^32.
+    const big = 4.5 * 2 ** 30;
+    const header = safetensorsHeader([
+      { name: "huge", dtype: "U8", shape: [big], byteLength: big },
+      { name: "tail", dtype: "F32", shape: [4], byteLength: 16 },
+    ]);
+    const file = path.join(dir, "sparse-5GiB.safetensors");
+    const handle = await open(file, "w");
+    try {
+      await handle.write(header, 0, header.length, 0);
+      await handle.truncate(header.length + big + 16);
+    } finally {
+      await handle.close();
+    }
+    const json = await inspectJson(file);
+    expect(json.tensors.map((t) => [t.name, t.offset, t.bytes])).toEqual([
+      ["huge", header.length, big],
+      ["tail", header.length + big, 16],
+    ]);
+    expect(json.tensors[1]!.offset).toBeGreaterThan(2 ** 32);
+    expect(json.bytes).toBe(big + 16);
+    const table = await quantlab("inspect", file);
+    expect(table.stdout).toMatch(/total  \(2 tensors\)\s+4,831,838,212\s+4,831,838,224\s+100\.00%/);
+    await rm(file);
+  });
+
   it("a path that does not exist", async () => {
     await expectOneLineError(path.join(dir, "nothing-here.safetensors"), /no such file/i);
   });
@@ -194,7 +222,7 @@ describe.concurrent("quantlab inspect on bad input", () => {
   it("an index whose shard is missing", async () => {
     const shardDir = path.join(dir, "half-sharded");
     await rm(shardDir, { recursive: true, force: true });
-    await import("node:fs/promises").then((fs) => fs.mkdir(shardDir));
+    await mkdir(shardDir);
     await copyFile(SHARDED_INDEX, path.join(shardDir, "model.safetensors.index.json"));
     await copyFile(path.join(STORIES_SHARDED_DIR, "model-00001-of-00002.safetensors"), path.join(shardDir, "model-00001-of-00002.safetensors"));
     await expectOneLineError(path.join(shardDir, "model.safetensors.index.json"), /model-00002-of-00002\.safetensors/);
