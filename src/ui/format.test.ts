@@ -1,0 +1,38 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { formatBytes, formatCount, formatShape, formatShare, formatValue } from "./format.ts";
+
+describe("formatValue", () => {
+  it("reads back as the same float32, for any float32", () => {
+    fc.assert(
+      fc.property(fc.float({ noNaN: true }), (v) => {
+        const text = formatValue(v);
+        if (!Number.isFinite(v)) return text === (v > 0 ? "+Inf" : "−Inf");
+        return Object.is(Math.fround(Number(text)), Math.fround(v));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it("uses no more digits than needed", () => {
+    expect(formatValue(Math.fround(0.1))).toBe("0.1");
+    expect(formatValue(Math.fround(2.45830894))).toBe("2.458309");
+    expect(formatValue(65504)).toBe("65504");
+    expect(formatValue(Math.fround(1.1754943508222875e-38))).toBe("1.1754944e-38"); // FLT_MIN needs 8 digits
+    expect(formatValue(1e-45)).toBe("1e-45"); // smallest float32 subnormal
+    expect(formatValue(NaN)).toBe("NaN");
+  });
+});
+
+describe("sizes and counts", () => {
+  it("writes bytes in binary units and counts with separators", () => {
+    expect(formatBytes(256)).toBe("256 B");
+    expect(formatBytes(1_040_128)).toBe("1015.8 KiB");
+    expect(formatBytes(4_300_000_032)).toBe("4.00 GiB");
+    expect(formatCount(260_032)).toBe("260,032");
+    expect(formatShape([4_300_000_000])).toBe("4,300,000,000");
+    expect(formatShape([64, 172])).toBe("64 × 172");
+    expect(formatShape([])).toBe("scalar");
+    expect(formatShare(0.126)).toBe("12.60 %");
+  });
+});

@@ -1,0 +1,379 @@
+/**
+ * The lab's shell: header, where models come in, what is shown, the tensor table, the selected
+ * tensor's statistics and the compute device. Everything it shows comes from the model worker
+ * (LabClient); it keeps the last good model on screen when a new input fails.
+ */
+import { LitElement, css, html, nothing } from "lit";
+import { isFormatError } from "../formats/errors.ts";
+import type { GpuStatus } from "../gpu/device.ts";
+import { CancelledError, type ModelSummary, type TensorStatsResult } from "../../workers/model-worker-api.ts";
+import type { LabClient } from "./lab-client.ts";
+import "./gpu-panel.ts";
+import "./open-panel.ts";
+import "./spinner.ts";
+import "./stats-panel.ts";
+import "./tensor-table.ts";
+
+/** A problem to show in the banner: which file (when known) and what is wrong with it. */
+interface Problem {
+  /** The FormatError code, when the problem is in a file. */
+  code?: string;
+  file?: string;
+  detail: string;
+}
+
+export class LabApp extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    gpu: { state: true },
+    model: { state: true },
+    busy: { state: true },
+    problem: { state: true },
+    selected: { state: true },
+    stats: { state: true },
+    statsLoading: { state: true },
+    statsError: { state: true },
+  };
+  declare client: LabClient | undefined;
+  declare gpu: GpuStatus | undefined;
+  declare model: ModelSummary | undefined;
+  /** What the worker is doing right now, shown next to a spinner. */
+  declare busy: string | undefined;
+  declare problem: Problem | undefined;
+  declare selected: string | undefined;
+  declare stats: TensorStatsResult | undefined;
+  declare statsLoading: string | undefined;
+  declare statsError: string | undefined;
+
+  /** Only the newest request of each kind may change the screen. */
+  private openRequest = 0;
+  private statsRequest = 0;
+
+  static override styles = css`
+    :host {
+      display: grid;
+      grid-template-rows: auto auto auto 1fr;
+      gap: 0.75rem;
+      height: 100vh;
+      box-sizing: border-box;
+      padding: 0.9rem 1.2rem 1rem;
+      max-width: 1600px;
+      margin: 0 auto;
+    }
+    header {
+      display: flex;
+      align-items: baseline;
+      gap: 0.9rem;
+    }
+    h1 {
+      font-size: 1.35rem;
+      margin: 0;
+      letter-spacing: -0.01em;
+    }
+    h1 span {
+      color: var(--ql-accent);
+    }
+    .tagline {
+      color: var(--ql-muted);
+      margin: 0;
+      font-size: 0.9rem;
+    }
+    .status {
+      display: flex;
+      flex-direction: column;
+      gap: 0.4rem;
+    }
+    .label {
+      display: flex;
+      align-items: center;
+      gap: 0.6rem;
+      font-size: 0.9rem;
+      min-height: 1.6rem;
+      flex-wrap: wrap;
+    }
+    .label strong {
+      font-family: var(--ql-mono);
+      font-size: 0.85rem;
+    }
+    .synthetic {
+      font-size: 0.75rem;
+      font-weight: 700;
+      text-transform: uppercase;
+      letter-spacing: 0.05em;
+      padding: 0.1rem 0.5rem;
+      border-radius: 999px;
+      background: var(--ql-warn-bg);
+      color: var(--ql-warn);
+    }
+    .files {
+      color: var(--ql-muted);
+      font-size: 0.82rem;
+    }
+    .busy {
+      color: var(--ql-accent);
+      font-size: 0.85rem;
+      display: inline-flex;
+      align-items: center;
+      gap: 0.4rem;
+    }
+    .banner {
+      display: flex;
+      align-items: flex-start;
+      gap: 0.75rem;
+      background: var(--ql-error-bg);
+      border: 1px solid var(--ql-error);
+      color: var(--ql-error);
+      border-radius: 8px;
+      padding: 0.5rem 0.75rem;
+      font-size: 0.88rem;
+    }
+    .banner p {
+      margin: 0;
+      flex: 1;
+    }
+    .banner code {
+      font-weight: 700;
+    }
+    .banner button {
+      all: unset;
+      cursor: pointer;
+      font-weight: 700;
+      padding: 0 0.3rem;
+    }
+    details {
+      font-size: 0.82rem;
+      color: var(--ql-muted);
+    }
+    details table {
+      border-collapse: collapse;
+      margin-top: 0.3rem;
+    }
+    details td {
+      padding: 0.1rem 0.6rem 0.1rem 0;
+      vertical-align: top;
+    }
+    details td:first-child {
+      font-family: var(--ql-mono);
+      color: var(--ql-text);
+    }
+    details td:last-child {
+      font-family: var(--ql-mono);
+      word-break: break-all;
+    }
+    .work {
+      display: grid;
+      grid-template-columns: minmax(0, 1fr) 19rem;
+      gap: 0.9rem;
+      min-height: 0;
+    }
+    ql-tensor-table {
+      min-height: 0;
+    }
+    aside {
+      display: flex;
+      flex-direction: column;
+      gap: 0.9rem;
+      min-height: 0;
+      overflow: auto;
+    }
+    aside > * {
+      border: 1px solid var(--ql-border);
+      border-radius: 8px;
+      background: var(--ql-surface);
+      padding: 0.75rem 0.85rem;
+    }
+    .placeholder {
+      color: var(--ql-muted);
+      padding: 2rem;
+      text-align: center;
+    }
+  `;
+
+  constructor() {
+    super();
+    this.client = undefined;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    // Files dropped anywhere on the page open too, instead of the browser navigating to them.
+    window.addEventListener("dragover", this.onWindowDragOver);
+    window.addEventListener("drop", this.onWindowDrop);
+  }
+
+  override disconnectedCallback(): void {
+    window.removeEventListener("dragover", this.onWindowDragOver);
+    window.removeEventListener("drop", this.onWindowDrop);
+    super.disconnectedCallback();
+  }
+
+  /** Asks the worker which compute device the lab has. */
+  async showGpuStatus(): Promise<void> {
+    const client = this.requireClient();
+    try {
+      this.gpu = await client.gpuStatus();
+    } catch (e) {
+      this.gpu = { kind: "cpu", reason: `The worker could not query WebGPU (${errorText(e)}): using the CPU reference.` };
+    }
+  }
+
+  openDemo(): Promise<void> {
+    return this.open("Generating the synthetic demo shard…", (c) => c.openDemo());
+  }
+
+  openFiles(files: File[]): Promise<void> {
+    const names = files.map((f) => f.name).join(", ");
+    return this.open(`Reading the header of ${names}…`, (c) => c.openFiles(files));
+  }
+
+  openUrl(url: string): Promise<void> {
+    return this.open(`Reading the header of ${url}…`, (c) => c.openUrl(url));
+  }
+
+  private async open(what: string, request: (client: LabClient) => Promise<ModelSummary>): Promise<void> {
+    const client = this.requireClient();
+    const id = ++this.openRequest;
+    this.busy = what;
+    try {
+      const model = await request(client);
+      if (id !== this.openRequest) return;
+      this.model = model;
+      this.problem = undefined;
+      this.selected = undefined;
+      this.stats = undefined;
+      this.statsLoading = undefined;
+      this.statsError = undefined;
+    } catch (e) {
+      if (id !== this.openRequest || e instanceof CancelledError) return;
+      // The previous model stays on screen: only the banner changes.
+      this.problem = isFormatError(e) ? { code: e.code, file: e.file, detail: e.detail } : { detail: errorText(e) };
+    } finally {
+      if (id === this.openRequest) this.busy = undefined;
+    }
+  }
+
+  private async selectTensor(name: string): Promise<void> {
+    const client = this.requireClient();
+    const id = ++this.statsRequest;
+    this.selected = name;
+    this.statsLoading = name;
+    this.statsError = undefined;
+    try {
+      const stats = await client.tensorStats(name);
+      if (id !== this.statsRequest) return;
+      this.stats = stats;
+    } catch (e) {
+      if (id !== this.statsRequest || e instanceof CancelledError) return;
+      this.stats = undefined;
+      this.statsError = errorText(e);
+    } finally {
+      if (id === this.statsRequest) this.statsLoading = undefined;
+    }
+  }
+
+  override render() {
+    return html`
+      <header>
+        <h1><span>quant</span>lab</h1>
+        <p class="tagline">
+          A WebGPU quantization lab in your browser: open safetensors shards, see every tensor, learn what each
+          quantization format costs and breaks.
+        </p>
+      </header>
+      <ql-open-panel
+        @open-files=${(e: CustomEvent<File[]>) => this.openFiles(e.detail)}
+        @open-url=${(e: CustomEvent<string>) => this.openUrl(e.detail)}
+        @open-demo=${() => this.openDemo()}
+      ></ql-open-panel>
+      <div class="status">${this.renderProblem()} ${this.renderLabel()}</div>
+      <div class="work">
+        ${this.model
+          ? html`<ql-tensor-table
+              .rows=${this.model.rows}
+              .totals=${this.model.totals}
+              .selected=${this.selected}
+              @tensor-select=${(e: CustomEvent<string>) => this.selectTensor(e.detail)}
+            ></ql-tensor-table>`
+          : html`<div class="placeholder">${this.busy ? "" : "Open a model to see its tensors."}</div>`}
+        <aside>
+          <ql-stats-panel
+            .result=${this.stats}
+            .loading=${this.statsLoading}
+            .error=${this.statsError}
+          ></ql-stats-panel>
+          <ql-gpu-panel data-testid="gpu-panel" .status=${this.gpu}></ql-gpu-panel>
+        </aside>
+      </div>
+    `;
+  }
+
+  private renderProblem() {
+    const p = this.problem;
+    if (!p) return nothing;
+    return html`<div class="banner" role="alert" data-testid="error-banner" data-code=${p.code ?? "error"}>
+      <p>
+        Could not open
+        ${p.file ? html`<code data-testid="error-file">${p.file}</code>: ` : nothing}<span data-testid="error-detail"
+          >${p.detail}</span
+        >${this.model ? html` — still showing the previous model.` : nothing}
+      </p>
+      <button type="button" aria-label="Dismiss" @click=${() => (this.problem = undefined)}>×</button>
+    </div>`;
+  }
+
+  private renderLabel() {
+    const m = this.model;
+    const busy = this.busy
+      ? html`<span class="busy" data-testid="busy" role="status"><ql-spinner></ql-spinner>${this.busy}</span>`
+      : nothing;
+    if (!m) return html`<div class="label">${busy}</div>`;
+    const metadata = Object.entries(m.metadata);
+    return html`<div class="label" data-testid="model-label">
+        ${m.synthetic
+          ? html`<span class="synthetic" data-testid="synthetic-badge">synthetic</span>
+              <span>Synthetic demo shard — generated in your browser, not a real model</span>`
+          : html`<strong data-testid="model-name">${m.name}</strong>
+              ${m.files.length > 1 || m.files[0] !== m.name
+                ? html`<span class="files">from ${m.files.join(", ")}</span>`
+                : nothing}`}
+        ${busy}
+      </div>
+      ${metadata.length > 0
+        ? html`<details>
+            <summary>metadata (${metadata.length})</summary>
+            <table>
+              ${metadata.map(([k, v]) => html`<tr><td>${k}</td><td>${v}</td></tr>`)}
+            </table>
+          </details>`
+        : nothing}`;
+  }
+
+  private requireClient(): LabClient {
+    if (!this.client) throw new Error("LabApp needs a client before it can open anything.");
+    return this.client;
+  }
+
+  private readonly onWindowDragOver = (e: DragEvent): void => {
+    if (e.dataTransfer?.types.includes("Files")) e.preventDefault();
+  };
+
+  private readonly onWindowDrop = (e: DragEvent): void => {
+    if (e.defaultPrevented) return; // the drop zone already took it
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length === 0) return;
+    e.preventDefault();
+    void this.openFiles(files);
+  };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+customElements.define("ql-lab-app", LabApp);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "ql-lab-app": LabApp;
+  }
+}

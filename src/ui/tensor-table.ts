@@ -1,0 +1,356 @@
+/**
+ * The tensor table: name, dtype, shape, parameters, bytes, share of the model; grouped by layer
+ * (collapsible groups with subtotals), sortable by any column, filtered by text or /regex/, with totals.
+ * Filtering, sorting and grouping come from src/formats/catalog.ts (the CLI uses the same functions);
+ * this component only draws them. Clicking a tensor emits tensor-select (detail: its name).
+ */
+import { LitElement, css, html, nothing } from "lit";
+import { repeat } from "lit/directives/repeat.js";
+import { filterRows, groupRows, sortRows, type TensorRow } from "../formats/catalog.ts";
+import { formatBytes, formatCount, formatShape, formatShare } from "./format.ts";
+
+type SortKey = "name" | "dtype" | "shape" | "params" | "bytes" | "share";
+type SortDir = "asc" | "desc";
+
+interface Column {
+  key: SortKey;
+  label: string;
+  numeric: boolean;
+}
+
+const COLUMNS: Column[] = [
+  { key: "name", label: "Name", numeric: false },
+  { key: "dtype", label: "DType", numeric: false },
+  { key: "shape", label: "Shape", numeric: false },
+  { key: "params", label: "Parameters", numeric: true },
+  { key: "bytes", label: "Bytes", numeric: true },
+  { key: "share", label: "Share", numeric: true },
+];
+
+/** Above this many tensors, groups start collapsed so the first render stays quick. */
+const COLLAPSE_GROUPS_ABOVE = 2000;
+
+export class TensorTable extends LitElement {
+  static override properties = {
+    rows: { attribute: false },
+    totals: { attribute: false },
+    selected: { attribute: false },
+    query: { state: true },
+    sortKey: { state: true },
+    sortDir: { state: true },
+    grouped: { state: true },
+    collapsed: { state: true },
+  };
+  declare rows: TensorRow[];
+  declare totals: { tensors: number; params: number; bytes: number } | undefined;
+  declare selected: string | undefined;
+  declare query: string;
+  declare sortKey: SortKey | undefined;
+  declare sortDir: SortDir;
+  declare grouped: boolean;
+  declare collapsed: ReadonlySet<string>;
+
+  constructor() {
+    super();
+    this.rows = [];
+    this.query = "";
+    this.sortKey = undefined;
+    this.sortDir = "asc";
+    this.grouped = true;
+    this.collapsed = new Set();
+  }
+
+  protected override willUpdate(changed: Map<PropertyKey, unknown>): void {
+    if (changed.has("rows")) {
+      // A new model: start with every group open, unless there are very many tensors.
+      this.collapsed =
+        this.rows.length > COLLAPSE_GROUPS_ABOVE ? new Set(groupRows(this.rows).map((g) => g.group)) : new Set();
+    }
+  }
+
+  static override styles = css`
+    :host {
+      display: flex;
+      flex-direction: column;
+      min-height: 0;
+    }
+    .toolbar {
+      display: flex;
+      align-items: center;
+      gap: 0.9rem;
+      margin-bottom: 0.35rem;
+      font-size: 0.85rem;
+    }
+    .toolbar input[type="search"] {
+      font: inherit;
+      width: 22rem;
+      padding: 0.35rem 0.5rem;
+      border: 1px solid var(--ql-border-strong);
+      border-radius: 6px;
+    }
+    .toolbar input[aria-invalid="true"] {
+      border-color: var(--ql-error);
+    }
+    .count {
+      color: var(--ql-muted);
+      margin-left: auto;
+    }
+    .filter-error {
+      color: var(--ql-error);
+      font-size: 0.8rem;
+      margin: 0 0 0.35rem;
+    }
+    .scroll {
+      overflow: auto;
+      border: 1px solid var(--ql-border);
+      border-radius: 8px;
+      background: var(--ql-surface);
+      min-height: 0;
+      flex: 1;
+    }
+    table {
+      border-collapse: collapse;
+      width: 100%;
+      font-size: 0.83rem;
+      font-variant-numeric: tabular-nums;
+    }
+    th,
+    td {
+      padding: 0.28rem 0.6rem;
+      border-bottom: 1px solid var(--ql-border);
+      text-align: left;
+      white-space: nowrap;
+    }
+    th.num,
+    td.num {
+      text-align: right;
+    }
+    thead th {
+      position: sticky;
+      top: 0;
+      background: var(--ql-header-bg);
+      z-index: 1;
+      padding: 0;
+    }
+    thead button {
+      all: unset;
+      box-sizing: border-box;
+      display: block;
+      width: 100%;
+      padding: 0.4rem 0.6rem;
+      cursor: pointer;
+      font-weight: 600;
+      color: var(--ql-text);
+    }
+    thead th.num button {
+      text-align: right;
+    }
+    thead button:focus-visible {
+      outline: 2px solid var(--ql-accent);
+      outline-offset: -2px;
+    }
+    .arrow {
+      color: var(--ql-accent);
+      display: inline-block;
+      width: 0.9em;
+    }
+    tr.group td {
+      background: var(--ql-group-bg);
+      font-weight: 600;
+    }
+    tr.group button {
+      all: unset;
+      cursor: pointer;
+    }
+    tr.group button:focus-visible {
+      outline: 2px solid var(--ql-accent);
+    }
+    .caret {
+      display: inline-block;
+      width: 1em;
+      color: var(--ql-muted);
+    }
+    .members {
+      font-weight: 400;
+      color: var(--ql-muted);
+      margin-left: 0.4rem;
+    }
+    tr.tensor {
+      cursor: pointer;
+    }
+    tr.tensor:hover td {
+      background: var(--ql-hover-bg);
+    }
+    tr.tensor[aria-selected="true"] td {
+      background: var(--ql-accent-bg);
+    }
+    tr.tensor td.name {
+      font-family: var(--ql-mono);
+      font-size: 0.8rem;
+    }
+    tr.tensor.in-group td.name {
+      padding-left: 1.6rem;
+    }
+    .dtype {
+      font-family: var(--ql-mono);
+      font-size: 0.78rem;
+      padding: 0 0.3rem;
+      border-radius: 4px;
+      background: var(--ql-group-bg);
+    }
+    tfoot td {
+      position: sticky;
+      bottom: 0;
+      background: var(--ql-header-bg);
+      font-weight: 600;
+      border-top: 2px solid var(--ql-border-strong);
+    }
+    .empty {
+      padding: 1rem;
+      color: var(--ql-muted);
+    }
+  `;
+
+  override render() {
+    const filtered = filterRows(this.rows, this.query);
+    const shown = this.sortKey ? sortRows(filtered.rows, this.sortKey, this.sortDir) : filtered.rows;
+    return html`
+      <div class="toolbar">
+        <input
+          type="search"
+          placeholder="Filter: text, or /regex/"
+          aria-label="Filter tensors by text or /regex/"
+          aria-invalid=${filtered.error ? "true" : "false"}
+          data-testid="filter"
+          .value=${this.query}
+          @input=${(e: Event) => (this.query = (e.target as HTMLInputElement).value)}
+        />
+        <label>
+          <input
+            type="checkbox"
+            data-testid="group-toggle"
+            .checked=${this.grouped}
+            @change=${(e: Event) => (this.grouped = (e.target as HTMLInputElement).checked)}
+          />
+          Group by layer
+        </label>
+        <span class="count" data-testid="shown-count">
+          ${shown.length === this.rows.length
+            ? `${formatCount(this.rows.length)} tensors`
+            : `${formatCount(shown.length)} of ${formatCount(this.rows.length)} tensors`}
+        </span>
+      </div>
+      ${filtered.error ? html`<p class="filter-error" role="alert" data-testid="filter-error">${filtered.error}</p>` : nothing}
+      <div class="scroll">
+        <table data-testid="tensor-table">
+          <thead>
+            <tr>
+              ${COLUMNS.map((c) => this.renderHeader(c))}
+            </tr>
+          </thead>
+          <tbody>
+            ${this.grouped ? this.renderGrouped(shown) : this.renderRows(shown, false)}
+          </tbody>
+          ${this.renderTotals()}
+        </table>
+        ${shown.length === 0 && this.rows.length > 0 ? html`<div class="empty">No tensor matches this filter.</div>` : nothing}
+      </div>
+    `;
+  }
+
+  private renderHeader(c: Column) {
+    const active = this.sortKey === c.key;
+    const ariaSort = active ? (this.sortDir === "asc" ? "ascending" : "descending") : "none";
+    return html`<th class=${c.numeric ? "num" : ""} aria-sort=${ariaSort} data-testid=${`sort-${c.key}`} scope="col">
+      <button type="button" @click=${() => this.sortBy(c)}>
+        ${c.label}<span class="arrow" aria-hidden="true">${active ? (this.sortDir === "asc" ? "▲" : "▼") : ""}</span>
+      </button>
+    </th>`;
+  }
+
+  private sortBy(c: Column): void {
+    if (this.sortKey === c.key) {
+      this.sortDir = this.sortDir === "asc" ? "desc" : "asc";
+    } else {
+      this.sortKey = c.key;
+      // Numbers are most interesting largest first; names alphabetically.
+      this.sortDir = c.numeric ? "desc" : "asc";
+    }
+  }
+
+  private renderGrouped(rows: TensorRow[]) {
+    return groupRows(rows).map((g) => {
+      const open = !this.collapsed.has(g.group);
+      return html`
+        <tr class="group" data-testid="group-row" data-group=${g.group}>
+          <td>
+            <button type="button" aria-expanded=${open ? "true" : "false"} @click=${() => this.toggleGroup(g.group)}>
+              <span class="caret" aria-hidden="true">${open ? "▾" : "▸"}</span>${g.group}
+            </button>
+            <span class="members">${formatCount(g.rows.length)} ${g.rows.length === 1 ? "tensor" : "tensors"}</span>
+          </td>
+          <td></td>
+          <td></td>
+          <td class="num">${formatCount(g.params)}</td>
+          <td class="num" title=${`${formatCount(g.bytes)} bytes`}>${formatBytes(g.bytes)}</td>
+          <td></td>
+        </tr>
+        ${open ? this.renderRows(g.rows, true) : nothing}
+      `;
+    });
+  }
+
+  private renderRows(rows: TensorRow[], inGroup: boolean) {
+    return repeat(
+      rows,
+      (r) => r.name,
+      (r) => html`<tr
+        class="tensor ${inGroup ? "in-group" : ""}"
+        data-testid="tensor-row"
+        data-name=${r.name}
+        aria-selected=${r.name === this.selected ? "true" : "false"}
+        @click=${() => this.select(r.name)}
+      >
+        <td class="name">${r.name}</td>
+        <td><span class="dtype" data-testid="dtype">${r.dtype}</span></td>
+        <td>${formatShape(r.shape)}</td>
+        <td class="num">${formatCount(r.params)}</td>
+        <td class="num" title=${`${formatCount(r.bytes)} bytes`}>${formatBytes(r.bytes)}</td>
+        <td class="num">${formatShare(r.share)}</td>
+      </tr>`,
+    );
+  }
+
+  private renderTotals() {
+    const t = this.totals;
+    if (!t) return nothing;
+    return html`<tfoot>
+      <tr data-testid="totals">
+        <td>Total: <span data-testid="total-tensors">${formatCount(t.tensors)}</span> tensors</td>
+        <td></td>
+        <td></td>
+        <td class="num" data-testid="total-params">${formatCount(t.params)}</td>
+        <td class="num" data-testid="total-bytes" title=${`${formatCount(t.bytes)} bytes`}>${formatBytes(t.bytes)}</td>
+        <td class="num">100 %</td>
+      </tr>
+    </tfoot>`;
+  }
+
+  private toggleGroup(group: string): void {
+    const next = new Set(this.collapsed);
+    if (!next.delete(group)) next.add(group);
+    this.collapsed = next;
+  }
+
+  private select(name: string): void {
+    this.dispatchEvent(new CustomEvent<string>("tensor-select", { detail: name, bubbles: true, composed: true }));
+  }
+}
+
+customElements.define("ql-tensor-table", TensorTable);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "ql-tensor-table": TensorTable;
+  }
+}

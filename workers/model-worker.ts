@@ -1,0 +1,159 @@
+/**
+ * The lab's model worker: it owns the opened model and every byte source, so parsing headers,
+ * streaming tensors and computing statistics never block the page. Exposed with comlink.
+ *
+ * Opening is transactional: a new input is parsed completely before it replaces the current model;
+ * if it fails, the error goes back to the page and the previous model stays.
+ */
+import * as Comlink from "comlink";
+import { syntheticLlamaShard } from "../src/demo/synthetic.ts";
+import { catalogRows, totals } from "../src/formats/catalog.ts";
+import { isFormatError } from "../src/formats/errors.ts";
+import { openModel, openUrlSources, readTensorRows, type OpenedModel } from "../src/formats/model.ts";
+import type { TensorInfo } from "../src/formats/safetensors.ts";
+import { BlobSource, type ByteSource } from "../src/formats/source.ts";
+import { requestLabDevice, type GpuStatus, type LabDevice } from "../src/gpu/device.ts";
+import { gpuTensorStats } from "../src/gpu/stats.ts";
+import { tensorStats, type TensorStatistics } from "../src/quant/stats.ts";
+import { toWireError, type ModelSummary, type ModelWorkerApi, type TensorStatsResult } from "./model-worker-api.ts";
+
+const DEMO_FILE_NAME = "synthetic-llama.safetensors";
+
+let current: { model: OpenedModel; summary: ModelSummary } | null = null;
+/** Aborts the open in flight when a newer one starts: the user changed their mind. */
+let openInFlight: AbortController | null = null;
+let statsInFlight: AbortController | null = null;
+/** Requested once; a lost device is dropped so the next call asks again. */
+let gpu: Promise<{ status: GpuStatus; device?: LabDevice }> | null = null;
+
+function labDevice(): Promise<{ status: GpuStatus; device?: LabDevice }> {
+  if (!gpu) {
+    const request = requestLabDevice();
+    gpu = request;
+    void request.then((r) => {
+      if (!r.device) return;
+      void r.device.lost.then(() => {
+        if (gpu === request) gpu = null;
+      });
+      void warmUp(r.device);
+    });
+  }
+  return gpu;
+}
+
+/**
+ * Compiles the statistics kernel on a few values while the user is still looking at the table, so
+ * the first click on a tensor does not wait for shader compilation (seconds on a software adapter).
+ */
+async function warmUp(device: LabDevice): Promise<void> {
+  async function* one(): AsyncIterable<Float32Array> {
+    yield new Float32Array([0, 1, -1, 0.5]);
+  }
+  try {
+    await gpuTensorStats(device, one(), { expectedValues: 4 });
+  } catch (e) {
+    console.warn("Warming up the GPU statistics kernel failed:", e);
+  }
+}
+
+function summarize(model: OpenedModel): ModelSummary {
+  const rows = catalogRows(model);
+  return {
+    name: model.name,
+    files: model.files,
+    metadata: model.metadata,
+    synthetic: model.metadata["synthetic"] === "true",
+    rows,
+    totals: totals(rows),
+  };
+}
+
+/** Parses the sources fully, then (and only then) makes them the current model. */
+async function open(makeSources: (signal: AbortSignal) => Promise<ByteSource[]>): Promise<ModelSummary> {
+  openInFlight?.abort();
+  const controller = new AbortController();
+  openInFlight = controller;
+  try {
+    const sources = await makeSources(controller.signal);
+    const model = await openModel(sources, controller.signal);
+    controller.signal.throwIfAborted();
+    const summary = summarize(model);
+    statsInFlight?.abort();
+    const previous = current;
+    current = { model, summary };
+    if (previous) await closeSources(previous.model);
+    return summary;
+  } catch (e) {
+    throw toWireError(e);
+  } finally {
+    if (openInFlight === controller) openInFlight = null;
+  }
+}
+
+async function closeSources(model: OpenedModel): Promise<void> {
+  const sources = new Set(model.tensors.map((t) => t.source));
+  await Promise.allSettled([...sources].map((s) => s.close?.()));
+}
+
+async function* valuesOf(tensor: TensorInfo, signal: AbortSignal): AsyncIterable<Float32Array> {
+  for await (const chunk of readTensorRows(tensor, { signal })) yield chunk.values;
+}
+
+/** On the GPU when the worker has one; the CPU reference otherwise, or if the GPU fails mid-way. */
+async function statistics(tensor: TensorInfo, signal: AbortSignal): Promise<{ stats: TensorStatistics; computedOn: "gpu" | "cpu" }> {
+  const { device } = await labDevice();
+  if (device) {
+    try {
+      const stats = await gpuTensorStats(device, valuesOf(tensor, signal), { expectedValues: tensor.params, signal });
+      return { stats, computedOn: "gpu" };
+    } catch (e) {
+      signal.throwIfAborted();
+      // A format error is about the file, not the GPU: report it rather than read the file again.
+      if (isFormatError(e)) throw e;
+      console.warn("GPU statistics failed, using the CPU reference:", e);
+    }
+  }
+  return { stats: await tensorStats(tensor, signal), computedOn: "cpu" };
+}
+
+const api: ModelWorkerApi = {
+  openFiles(files: File[]) {
+    return open(async () => files.map((f) => new BlobSource(f, f.name)));
+  },
+
+  openUrl(url: string) {
+    return open((signal) => openUrlSources(url, { signal }));
+  },
+
+  openDemo() {
+    return open(async () => [new BlobSource(new Blob([syntheticLlamaShard() as Uint8Array<ArrayBuffer>]), DEMO_FILE_NAME)]);
+  },
+
+  async catalog() {
+    return current?.summary ?? null;
+  },
+
+  async tensorStats(name: string): Promise<TensorStatsResult> {
+    statsInFlight?.abort();
+    const controller = new AbortController();
+    statsInFlight = controller;
+    try {
+      const held = current;
+      const tensor = held?.model.tensors.find((t) => t.name === name);
+      const row = held?.summary.rows.find((r) => r.name === name);
+      if (!tensor || !row) throw new Error(`No tensor named ${name} in the current model.`);
+      const { stats, computedOn } = await statistics(tensor, controller.signal);
+      return { tensor: row, stats, computedOn };
+    } catch (e) {
+      throw toWireError(e);
+    } finally {
+      if (statsInFlight === controller) statsInFlight = null;
+    }
+  },
+
+  async gpuStatus() {
+    return (await labDevice()).status;
+  },
+};
+
+Comlink.expose(api);
