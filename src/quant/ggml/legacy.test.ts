@@ -206,6 +206,24 @@ describe("edge cases", () => {
     }
   });
 
+  it("blocks so small that 1/scale overflows give zero codes, never NaN (ggml's C is undefined there; x86 gives these)", () => {
+    const shape = { rows: 1, cols: 256 };
+    const x = new Float32Array(256);
+    for (let i = 0; i < 256; i++) x[i] = ((i % 7) - 3) * 1e-40; // the block max is -3e-40, a float32 subnormal
+    for (const f of GGML_LEGACY_FORMATS) {
+      const q = f.encode(x, shape);
+      const y = f.decode(q, shape);
+      for (const v of y) expect(v === 0).toBe(true);
+    }
+    // q4_0: d rounds to fp16 ±0 and every code is 0 (cvttss2si of ±Inf/NaN is INT_MIN, whose low byte is 0).
+    const q4 = Q4_0.encode(x, shape);
+    for (let b = 0; b < 8; b++) {
+      expect(q4[b * 18]).toBe(0);
+      expect([0, 0x80]).toContain(q4[b * 18 + 1]);
+      expect(Array.from(q4.subarray(b * 18 + 2, b * 18 + 18))).toEqual(new Array(16).fill(0));
+    }
+  });
+
   it("NaN and Inf are reported with row, column, count and tensor name", () => {
     const shape = { rows: 3, cols: 64 };
     const x = gaussian(192, 1, 9);

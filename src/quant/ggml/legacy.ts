@@ -25,7 +25,7 @@
 import type { EncodeOptions, MatrixShape, QuantFormat, RowLengthCheck } from "../format.ts";
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
 import { f32Bits, bitsToF32 } from "../../formats/float-bits.ts";
-import { fr, nearestInt, readF16, writeF16 } from "./common.ts";
+import { f16BitsToF32, fr, nearestInt, writeF16 } from "./common.ts";
 
 const QK = 32;
 const QK_K = 256;
@@ -37,18 +37,48 @@ const F32_0_1 = fr(0.1);
 // ---------------------------------------------------------------------------------------------------------
 // Scalar helpers for C conversions
 
-/** C's (int) / (int8_t) / (uint8_t) cast of a float in range: truncation toward zero. */
+/**
+ * C's (int8_t) / (uint8_t) cast of a float: truncation toward zero. Only ±Inf and NaN (from a scale whose
+ * reciprocal overflowed) fall out of range here; they give 0, as x86's cvttss2si plus the byte store does.
+ */
 function truncToInt(v: number): number {
   return v | 0;
 }
 
-/** C's roundf: nearest integer, ties away from zero. Written so it ports to f32 WGSL (v - trunc(v) is exact). */
+/**
+ * C's roundf: nearest integer, ties away from zero. floor(v + 0.5) is that except at negative ties
+ * (-2.5 -> -2), fixed by a branch that is almost never taken: a sign-dependent branch per value would
+ * mispredict half the time. Exact here because v + 0.5 is computed in double; an f32 WGSL port must not do
+ * that (0.49999997f + 0.5f rounds to 1) and should compare v - trunc(v) with ±0.5 instead.
+ */
 function roundHalfAway(v: number): number {
-  const t = Math.trunc(v);
-  const frac = v - t;
-  if (frac >= 0.5) return t + 1;
-  if (frac <= -0.5) return t - 1;
-  return t;
+  const t = v + 0.5;
+  const r = Math.floor(t);
+  return r === t && v < 0 ? r - 1 : r;
+}
+
+/**
+ * ggml's nearest_int (round to nearest, ties to even) without a memory round trip: for |v| < 2^22,
+ * v + 1.5*2^23 lands where the float32 spacing is exactly 1. Anything else (ggml's undefined range) goes
+ * through the bit-level version in common.ts, which reproduces ggml's result there too.
+ */
+function nearestIntFast(v: number): number {
+  return Math.abs(v) < 4194304 ? fr(v + 12582912) - 12582912 : nearestInt(v);
+}
+
+/** nearest_int for arguments known to satisfy |v| < 2^22 (ggml asserts |v| <= 4194303). */
+function nearestIntSmall(v: number): number {
+  return fr(v + 12582912) - 12582912;
+}
+
+/** fp16 bits -> float32 value for all 65536 codes (256 KiB), so decoders read scales with one load. */
+let f16Table: Float32Array | undefined;
+function f16ToF32Table(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16BitsToF32(h);
+  }
+  return f16Table;
 }
 
 /** Little-endian u32 at any byte offset (q5_0's qh is not 4-byte aligned). */
@@ -206,7 +236,9 @@ export function encodeBlockQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo
   for (let g = 0; g < QK_K / 16; g++) {
     let sum = 0;
     for (let j = 16 * g; j < 16 * g + 16; j++) {
-      const q = Math.min(127, nearestInt(fr(iscale * x[xo + j]!)));
+      // |iscale*x| <= 127 unless -127/max overflowed (|max| < 3.7e-37): then nearest_int's bit trick
+      // decides, and the (int8_t) store wraps. bsums add the stored int8 values.
+      const q = (Math.min(127, nearestIntFast(fr(iscale * x[xo + j]!))) << 24) >> 24;
       out[oo + 4 + j] = q & 0xff;
       sum += q;
     }
@@ -219,6 +251,12 @@ export function encodeBlockQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo
 // ---------------------------------------------------------------------------------------------------------
 // Importance-weighted encoders (quantize_row_<fmt>_impl). The caller computes per-block weights
 // w[j] = imatrix[col] * sqrt(sigma2 + x[j]^2), sigma2 = mean of x^2 over the whole row.
+
+// Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port).
+const levels = new Uint8Array(QK);
+const levelsAux = new Uint8Array(QK);
+const weightedX = new Float32Array(QK);
+const shiftedX = new Float32Array(QK);
 
 /**
  * ggml's make_qx_quants with rmse_type 1 and explicit weights: symmetric levels -nmax..nmax-1, the
@@ -246,17 +284,20 @@ function makeQxQuantsWeighted(
     for (let i = 0; i < n; i++) L[i] = 0;
     return 0;
   }
+  // C evaluates w*x[i]*l as (w*x[i])*l; the first product is the same for every candidate scale.
+  const wx = weightedX;
+  for (let i = 0; i < n; i++) wx[i] = fr(w[i]! * x[xo + i]!);
+  // Every candidate has |iscale*x| <= nmax + 0.9 (|x| <= |max|, and |max| >= 1e-15 keeps iscale finite),
+  // well inside the range where nearest_int is plain arithmetic.
   let iscale = fr(-nmax / max);
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
-    const xi = x[xo + i]!;
-    let l = nearestInt(fr(iscale * xi));
+    let l = nearestIntSmall(fr(iscale * x[xo + i]!));
     l = Math.max(-nmax, Math.min(nmax - 1, l));
     L[i] = l + nmax;
-    const wi = w[i]!;
-    sumlx = fr(sumlx + fr(fr(wi * xi) * l));
-    suml2 = fr(suml2 + fr(fr(wi * l) * l));
+    sumlx = fr(sumlx + fr(wx[i]! * l));
+    suml2 = fr(suml2 + fr(fr(w[i]! * l) * l));
   }
   let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
   let best = fr(scale * sumlx);
@@ -266,16 +307,14 @@ function makeQxQuantsWeighted(
     sumlx = 0;
     suml2 = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i]!;
-      let l = nearestInt(fr(iscale * xi));
+      let l = nearestIntSmall(fr(iscale * x[xo + i]!));
       l = Math.max(-nmax, Math.min(nmax - 1, l));
-      const wi = w[i]!;
-      sumlx = fr(sumlx + fr(fr(wi * xi) * l));
-      suml2 = fr(suml2 + fr(fr(wi * l) * l));
+      sumlx = fr(sumlx + fr(wx[i]! * l));
+      suml2 = fr(suml2 + fr(fr(w[i]! * l) * l));
     }
     if (suml2 > 0 && fr(sumlx * sumlx) > fr(best * suml2)) {
       for (let i = 0; i < n; i++) {
-        const l = nearestInt(fr(iscale * x[xo + i]!));
+        const l = nearestIntSmall(fr(iscale * x[xo + i]!));
         L[i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
       }
       scale = fr(sumlx / suml2);
@@ -329,29 +368,31 @@ function makeQkx3QuantsWeighted(
   let bestErr = 0;
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i]!;
-    const l = nearestInt(fr(iscale * fr(xi - min)));
+    const l = nearestIntFast(fr(iscale * fr(xi - min)));
     const q = Math.max(0, Math.min(nmax, l));
     L[i] = q;
     let diff = fr(fr(fr(scale * q) + min) - xi);
     diff = fr(diff * diff);
     bestErr = fr(bestErr + fr(w[i]! * diff));
   }
+  // x[i] - min for the current min (C recomputes it in every pass; it only changes with min).
+  const xm = shiftedX;
+  for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
   for (let is = 0; is <= nstep; is++) {
     iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
     let sumL = 0;
     let sumL2 = 0;
     let sumXL = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i]!;
       // ggml of the golden vectors' era rounds, then clamps; newer llama.cpp clamps first (identical
       // unless |iscale*(x-min)| > 4194303, where nearest_int is undefined).
-      let l = nearestInt(fr(iscale * fr(xi - min)));
+      let l = nearestIntFast(fr(iscale * xm[i]!));
       l = Math.max(0, Math.min(nmax, l));
       Laux[i] = l;
       const wl = fr(w[i]! * l);
       sumL = fr(sumL + wl);
       sumL2 = fr(sumL2 + fr(wl * l));
-      sumXL = fr(sumXL + fr(wl * xi));
+      sumXL = fr(sumXL + fr(wl * x[xo + i]!));
     }
     const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
     if (D > 0) {
@@ -372,6 +413,7 @@ function makeQkx3QuantsWeighted(
         bestErr = err;
         scale = thisScale;
         min = thisMin;
+        for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
       }
     }
   }
@@ -379,8 +421,6 @@ function makeQkx3QuantsWeighted(
   return scale;
 }
 
-const levels = new Uint8Array(QK);
-const levelsAux = new Uint8Array(QK);
 
 /** q4_0 with weights: levels 0..15 from make_qx_quants(nmax 8); d is the fitted scale. */
 export function encodeBlockQ4_0Weighted(
@@ -463,7 +503,7 @@ export function rowSigma2(x: Float32Array, xo: number, cols: number): number {
 }
 
 /** The per-weight importance of quantize_row_<fmt>_impl: qw[j] * sqrt(sigma2 + x[j]^2). */
-export function blockWeights(
+export function importanceWeights(
   x: Float32Array,
   xo: number,
   imatrix: Float32Array,
@@ -482,7 +522,8 @@ export function blockWeights(
 // exact in float32; the Float32Array store does the single rounding C does.
 
 export function decodeBlockQ4_0(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo);
+  const f16 = f16ToF32Table();
+  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
   for (let j = 0; j < QK / 2; j++) {
     const b = q[qo + 2 + j]!;
     y[yo + j] = ((b & 0x0f) - 8) * d;
@@ -491,8 +532,9 @@ export function decodeBlockQ4_0(q: Uint8Array, qo: number, y: Float32Array, yo: 
 }
 
 export function decodeBlockQ4_1(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo);
-  const m = readF16(q, qo + 2);
+  const f16 = f16ToF32Table();
+  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+  const m = f16[q[qo + 2]! | (q[qo + 3]! << 8)]!;
   for (let j = 0; j < QK / 2; j++) {
     const b = q[qo + 4 + j]!;
     // x*d + m: two float32 roundings in C (no FMA); the first is exact, the store does the second.
@@ -502,7 +544,8 @@ export function decodeBlockQ4_1(q: Uint8Array, qo: number, y: Float32Array, yo: 
 }
 
 export function decodeBlockQ5_0(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo);
+  const f16 = f16ToF32Table();
+  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
   const qh = readU32(q, qo + 2);
   for (let j = 0; j < QK / 2; j++) {
     const b = q[qo + 6 + j]!;
@@ -514,8 +557,9 @@ export function decodeBlockQ5_0(q: Uint8Array, qo: number, y: Float32Array, yo: 
 }
 
 export function decodeBlockQ5_1(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo);
-  const m = readF16(q, qo + 2);
+  const f16 = f16ToF32Table();
+  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+  const m = f16[q[qo + 2]! | (q[qo + 3]! << 8)]!;
   const qh = readU32(q, qo + 4);
   for (let j = 0; j < QK / 2; j++) {
     const b = q[qo + 8 + j]!;
@@ -527,7 +571,8 @@ export function decodeBlockQ5_1(q: Uint8Array, qo: number, y: Float32Array, yo: 
 }
 
 export function decodeBlockQ8_0(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo);
+  const f16 = f16ToF32Table();
+  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
   for (let j = 0; j < QK; j++) {
     y[yo + j] = ((q[qo + 2 + j]! << 24) >> 24) * d;
   }
@@ -541,11 +586,51 @@ export function decodeBlockQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: 
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Whole-tensor drivers. One loop per format keeps every call site monomorphic.
+// Whole-tensor drivers. Each format has its own block loop so the per-block call is monomorphic and
+// inlined; a loop shared by six formats would call through a megamorphic site every 32 weights.
 
-type BlockEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number) => void;
+/** Encodes `blocks` consecutive blocks of x into out. */
+type BlockRunEncoder = (x: Float32Array, out: Uint8Array, blocks: number) => void;
 type WeightedBlockEncoder = (x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
-type BlockDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number) => void;
+/** Decodes `blocks` consecutive blocks of q into y. */
+type BlockRunDecoder = (q: Uint8Array, y: Float32Array, blocks: number) => void;
+
+function encodeRunQ4_0(x: Float32Array, out: Uint8Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) encodeBlockQ4_0(x, b * QK, out, b * 18);
+}
+function encodeRunQ4_1(x: Float32Array, out: Uint8Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) encodeBlockQ4_1(x, b * QK, out, b * 20);
+}
+function encodeRunQ5_0(x: Float32Array, out: Uint8Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) encodeBlockQ5_0(x, b * QK, out, b * 22);
+}
+function encodeRunQ5_1(x: Float32Array, out: Uint8Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) encodeBlockQ5_1(x, b * QK, out, b * 24);
+}
+function encodeRunQ8_0(x: Float32Array, out: Uint8Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) encodeBlockQ8_0(x, b * QK, out, b * 34);
+}
+function encodeRunQ8_K(x: Float32Array, out: Uint8Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) encodeBlockQ8_K(x, b * QK_K, out, b * 292);
+}
+function decodeRunQ4_0(q: Uint8Array, y: Float32Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) decodeBlockQ4_0(q, b * 18, y, b * QK);
+}
+function decodeRunQ4_1(q: Uint8Array, y: Float32Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) decodeBlockQ4_1(q, b * 20, y, b * QK);
+}
+function decodeRunQ5_0(q: Uint8Array, y: Float32Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) decodeBlockQ5_0(q, b * 22, y, b * QK);
+}
+function decodeRunQ5_1(q: Uint8Array, y: Float32Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) decodeBlockQ5_1(q, b * 24, y, b * QK);
+}
+function decodeRunQ8_0(q: Uint8Array, y: Float32Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) decodeBlockQ8_0(q, b * 34, y, b * QK);
+}
+function decodeRunQ8_K(q: Uint8Array, y: Float32Array, blocks: number): void {
+  for (let b = 0; b < blocks; b++) decodeBlockQ8_K(q, b * 292, y, b * QK_K);
+}
 
 interface LegacySpec {
   id: string;
@@ -598,7 +683,7 @@ const weightScratch = new Float32Array(QK);
 
 function encodeWith(
   spec: LegacySpec,
-  encodeBlock: BlockEncoder,
+  encodeRun: BlockRunEncoder,
   encodeWeighted: WeightedBlockEncoder | undefined,
   x: Float32Array,
   shape: MatrixShape,
@@ -613,21 +698,19 @@ function encodeWith(
       const xr = r * cols;
       const sigma2 = rowSigma2(x, xr, cols);
       for (let b = 0; b < nb; b++) {
-        blockWeights(x, xr + b * QK, imatrix, b * QK, sigma2, weightScratch);
+        importanceWeights(x, xr + b * QK, imatrix, b * QK, sigma2, weightScratch);
         encodeWeighted(x, xr + b * QK, weightScratch, out, (r * nb + b) * spec.blockBytes);
       }
     }
     return out;
   }
-  const total = rows * nb;
-  for (let b = 0; b < total; b++) encodeBlock(x, b * spec.blockWeights, out, b * spec.blockBytes);
+  encodeRun(x, out, rows * nb);
   return out;
 }
 
-function decodeWith(spec: LegacySpec, decodeBlock: BlockDecoder, q: Uint8Array, shape: MatrixShape): Float32Array {
+function decodeWith(spec: LegacySpec, decodeRun: BlockRunDecoder, q: Uint8Array, shape: MatrixShape): Float32Array {
   const y = prepareDecode(spec, q, shape);
-  const total = shape.rows * (shape.cols / spec.blockWeights);
-  for (let b = 0; b < total; b++) decodeBlock(q, b * spec.blockBytes, y, b * spec.blockWeights);
+  decodeRun(q, y, shape.rows * (shape.cols / spec.blockWeights));
   return y;
 }
 
@@ -642,9 +725,9 @@ const LEGACY_FALLBACK_NOTE =
 
 function makeFormat(
   spec: LegacySpec,
-  encodeBlock: BlockEncoder,
+  encodeRun: BlockRunEncoder,
   encodeWeighted: WeightedBlockEncoder | undefined,
-  decodeBlock: BlockDecoder,
+  decodeRun: BlockRunDecoder,
 ): QuantFormat {
   return {
     id: spec.id,
@@ -655,8 +738,8 @@ function makeFormat(
     ggmlType: spec.ggmlType,
     checkRowLength: (cols) => checkRowLength(spec, cols),
     encodedBytes: (shape) => encodedBytes(spec, shape),
-    encode: (x, shape, opts) => encodeWith(spec, encodeBlock, encodeWeighted, x, shape, opts),
-    decode: (q, shape) => decodeWith(spec, decodeBlock, q, shape),
+    encode: (x, shape, opts) => encodeWith(spec, encodeRun, encodeWeighted, x, shape, opts),
+    decode: (q, shape) => decodeWith(spec, decodeRun, q, shape),
   };
 }
 
@@ -666,34 +749,34 @@ function legacySpec(id: string, ggmlType: number, blockBytes: number, descriptio
 
 export const Q4_0: QuantFormat = makeFormat(
   legacySpec("q4_0", 2, 18, "4-bit, blocks of 32 with one fp16 scale (symmetric)"),
-  encodeBlockQ4_0,
+  encodeRunQ4_0,
   encodeBlockQ4_0Weighted,
-  decodeBlockQ4_0,
+  decodeRunQ4_0,
 );
 export const Q4_1: QuantFormat = makeFormat(
   legacySpec("q4_1", 3, 20, "4-bit, blocks of 32 with an fp16 scale and minimum"),
-  encodeBlockQ4_1,
+  encodeRunQ4_1,
   encodeBlockQ4_1Weighted,
-  decodeBlockQ4_1,
+  decodeRunQ4_1,
 );
 export const Q5_0: QuantFormat = makeFormat(
   legacySpec("q5_0", 6, 22, "5-bit, blocks of 32 with one fp16 scale (symmetric)"),
-  encodeBlockQ5_0,
+  encodeRunQ5_0,
   encodeBlockQ5_0Weighted,
-  decodeBlockQ5_0,
+  decodeRunQ5_0,
 );
 export const Q5_1: QuantFormat = makeFormat(
   legacySpec("q5_1", 7, 24, "5-bit, blocks of 32 with an fp16 scale and minimum"),
-  encodeBlockQ5_1,
+  encodeRunQ5_1,
   encodeBlockQ5_1Weighted,
-  decodeBlockQ5_1,
+  decodeRunQ5_1,
 );
 /** ggml's q8_0 ignores an importance matrix. */
 export const Q8_0: QuantFormat = makeFormat(
   legacySpec("q8_0", 8, 34, "8-bit, blocks of 32 with one fp16 scale (symmetric)"),
-  encodeBlockQ8_0,
+  encodeRunQ8_0,
   undefined,
-  decodeBlockQ8_0,
+  decodeRunQ8_0,
 );
 /** Not a file format: the activation type of K-quant dot products. No imatrix variant. */
 export const Q8_K: QuantFormat = makeFormat(
@@ -706,9 +789,9 @@ export const Q8_K: QuantFormat = makeFormat(
     fallback: undefined,
     fallbackNote: "q8_K only exists for 256-weight K-quant dot products, so there is no fallback",
   },
-  encodeBlockQ8_K,
+  encodeRunQ8_K,
   undefined,
-  decodeBlockQ8_K,
+  decodeRunQ8_K,
 );
 
 export const GGML_LEGACY_FORMATS: QuantFormat[] = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_K];
