@@ -25,15 +25,15 @@ export const WORKGROUP_SIZE = 256;
 export const PER_THREAD = 16;
 const TILE = WORKGROUP_SIZE * PER_THREAD;
 /** Default size of one GPU input buffer (two are used). */
-export const DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_GPU_BUFFER_BYTES = 32 * 1024 * 1024;
 
-/** The shader's Partial struct, word by word (9 x 4 bytes). */
+/** The shader's Partial struct, word by word (9 x 4 bytes): FIELD is each field's word index. */
 const PARTIAL_WORDS = 9;
 const PARTIAL_BYTES = PARTIAL_WORDS * 4;
-const F = { finite: 0, nan: 1, posInf: 2, negInf: 3, zeros: 4, minKey: 5, maxKey: 6, mean: 7, m2: 8 } as const;
+const FIELD = { finite: 0, nan: 1, posInf: 2, negInf: 3, zeros: 4, minKey: 5, maxKey: 6, mean: 7, m2: 8 } as const;
 
 export interface GpuStatsOptions {
-  /** Upper bound of one GPU input buffer; smaller in tests to force many chunks. Multiple of 4. */
+  /** Upper bound of one GPU input buffer (default DEFAULT_GPU_BUFFER_BYTES); tests make it small to force many submissions. */
   maxChunkBytes?: number;
   /** Values the stream will hold, if known: small tensors then get small buffers. */
   expectedValues?: number;
@@ -122,7 +122,7 @@ function statsPipeline(device: GPUDevice): GPUComputePipeline {
 }
 
 /** The most values one input buffer may hold: the caller's cap and the device's limits, in whole tiles. */
-export function maxChunkValues(dev: LabDevice, maxChunkBytes = DEFAULT_CHUNK_BYTES): number {
+export function maxChunkValues(dev: LabDevice, maxChunkBytes = DEFAULT_GPU_BUFFER_BYTES): number {
   const limits = dev.info.limits;
   const values = Math.floor(Math.min(maxChunkBytes, limits.maxStorageBufferBindingSize, limits.maxBufferSize) / 4);
   if (values < 1) throw new RangeError(`maxChunkBytes ${maxChunkBytes} holds no float32 value`);
@@ -190,15 +190,15 @@ export async function gpuTensorStats(
     let overflowed = false;
     for (let g = 0; g < groups; g++) {
       const p = g * PARTIAL_WORDS;
-      totals.nan += words[p + F.nan]!;
-      totals.posInf += words[p + F.posInf]!;
-      totals.negInf += words[p + F.negInf]!;
-      totals.zeros += words[p + F.zeros]!;
-      if (words[p + F.finite]! > 0) {
-        totals.minKey = Math.min(totals.minKey, words[p + F.minKey]!);
-        totals.maxKey = Math.max(totals.maxKey, words[p + F.maxKey]!);
+      totals.nan += words[p + FIELD.nan]!;
+      totals.posInf += words[p + FIELD.posInf]!;
+      totals.negInf += words[p + FIELD.negInf]!;
+      totals.zeros += words[p + FIELD.zeros]!;
+      if (words[p + FIELD.finite]! > 0) {
+        totals.minKey = Math.min(totals.minKey, words[p + FIELD.minKey]!);
+        totals.maxKey = Math.max(totals.maxKey, words[p + FIELD.maxKey]!);
       }
-      if (!Number.isFinite(floats[p + F.mean]!) || !Number.isFinite(floats[p + F.m2]!)) overflowed = true;
+      if (!Number.isFinite(floats[p + FIELD.mean]!) || !Number.isFinite(floats[p + FIELD.m2]!)) overflowed = true;
     }
     if (overflowed) {
       const exact = await recompute();
@@ -207,7 +207,7 @@ export async function gpuTensorStats(
     }
     for (let g = 0; g < groups; g++) {
       const p = g * PARTIAL_WORDS;
-      totals.merge(words[p + F.finite]!, floats[p + F.mean]!, floats[p + F.m2]!);
+      totals.merge(words[p + FIELD.finite]!, floats[p + FIELD.mean]!, floats[p + FIELD.m2]!);
     }
   };
 
