@@ -30,30 +30,15 @@ function labDevice(): Promise<{ status: GpuStatus; device?: LabDevice }> {
   if (!gpu) {
     const request = requestLabDevice();
     gpu = request;
-    void request.then((r) => {
-      if (!r.device) return;
-      void r.device.lost.then(() => {
+    // Kernels compile on first use, not here: on a software adapter compiling takes seconds of CPU
+    // that would slow the first screen for people who never click a tensor.
+    void request.then((r) =>
+      r.device?.lost.then(() => {
         if (gpu === request) gpu = null;
-      });
-      void warmUp(r.device);
-    });
+      }),
+    );
   }
   return gpu;
-}
-
-/**
- * Compiles the statistics kernel on a few values while the user is still looking at the table, so
- * the first click on a tensor does not wait for shader compilation (seconds on a software adapter).
- */
-async function warmUp(device: LabDevice): Promise<void> {
-  async function* one(): AsyncIterable<Float32Array> {
-    yield new Float32Array([0, 1, -1, 0.5]);
-  }
-  try {
-    await gpuTensorStats(device, one(), { expectedValues: 4 });
-  } catch (e) {
-    console.warn("Warming up the GPU statistics kernel failed:", e);
-  }
 }
 
 function summarize(model: OpenedModel): ModelSummary {

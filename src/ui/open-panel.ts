@@ -144,7 +144,10 @@ export class OpenPanel extends LitElement {
     this.dragging = true;
   }
 
-  private onDragLeave(): void {
+  private onDragLeave(e: DragEvent): void {
+    // Moving onto the zone's own button or text is not leaving it.
+    const to = e.relatedTarget as Node | null;
+    if (to && (e.currentTarget as HTMLElement).contains(to)) return;
     this.dragging = false;
   }
 

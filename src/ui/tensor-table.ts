@@ -178,6 +178,10 @@ export class TensorTable extends LitElement {
     tr.tensor {
       cursor: pointer;
     }
+    tr.tensor:focus-visible {
+      outline: 2px solid var(--ql-accent);
+      outline-offset: -2px;
+    }
     tr.tensor:hover td {
       background: var(--ql-hover-bg);
     }
@@ -309,7 +313,14 @@ export class TensorTable extends LitElement {
         data-testid="tensor-row"
         data-name=${r.name}
         aria-selected=${r.name === this.selected ? "true" : "false"}
+        tabindex="0"
         @click=${() => this.select(r.name)}
+        @keydown=${(e: KeyboardEvent) => {
+          if (e.key === "Enter" || e.key === " ") {
+            e.preventDefault();
+            this.select(r.name);
+          }
+        }}
       >
         <td class="name">${r.name}</td>
         <td><span class="dtype" data-testid="dtype">${r.dtype}</span></td>
