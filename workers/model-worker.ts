@@ -111,7 +111,7 @@ const api: ModelWorkerApi = {
   },
 
   openDemo() {
-    return open(async () => [new BlobSource(new Blob([syntheticLlamaShard() as Uint8Array<ArrayBuffer>]), DEMO_FILE_NAME)]);
+    return open(async () => [new BlobSource(new Blob([syntheticLlamaShard()]), DEMO_FILE_NAME)]);
   },
 
   async catalog() {

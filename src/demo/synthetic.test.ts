@@ -4,8 +4,8 @@ import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.ts
 import { BlobSource } from "../formats/source.ts";
 import { SYNTHETIC_LLAMA_DEFAULTS, syntheticLlamaShard, syntheticOutliers } from "./synthetic.ts";
 
-async function parse(bytes: Uint8Array): Promise<SafetensorsFile> {
-  return readSafetensors(new BlobSource(new Blob([bytes as Uint8Array<ArrayBuffer>]), "synthetic.safetensors"));
+async function parse(bytes: Uint8Array<ArrayBuffer>): Promise<SafetensorsFile> {
+  return readSafetensors(new BlobSource(new Blob([bytes]), "synthetic.safetensors"));
 }
 
 async function values(file: SafetensorsFile, name: string): Promise<{ shape: number[]; data: Float32Array }> {

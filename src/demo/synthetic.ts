@@ -102,7 +102,7 @@ export function syntheticLlamaShapes(opts: SyntheticLlamaOptions = {}): { name: 
 }
 
 /** Builds the demo shard: safetensors bytes, deterministic in the options. */
-export function syntheticLlamaShard(opts: SyntheticLlamaOptions = {}): Uint8Array {
+export function syntheticLlamaShard(opts: SyntheticLlamaOptions = {}): Uint8Array<ArrayBuffer> {
   const config = syntheticLlamaConfig(opts);
   const outliers = syntheticOutliers(config);
   const rng = new Prng(config.seed);
