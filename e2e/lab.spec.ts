@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { expect, test, type Page, type TestInfo } from "@playwright/test";
 import { FIRST_SLICE_BYTES } from "../src/formats/source.ts";
-import { formatValue } from "../src/ui/format.ts";
+import { formatValue } from "../src/common/format.ts";
 import { startRangeServer } from "./range-server.ts";
 import {
   BIG_ZEROS_BYTES,

@@ -7,7 +7,7 @@
  * page turns it back into a FormatError (or a plain Error for anything else).
  */
 import { FormatError, isFormatError, type FormatErrorCode } from "../src/formats/errors.ts";
-import type { TensorRow } from "../src/formats/catalog.ts";
+import type { TensorRow, Totals } from "../src/formats/catalog.ts";
 import type { GpuStatus } from "../src/gpu/device.ts";
 import type { TensorStatistics } from "../src/quant/stats.ts";
 
@@ -21,7 +21,7 @@ export interface ModelSummary {
   /** True for the built-in demo (metadata synthetic = "true"). */
   synthetic: boolean;
   rows: TensorRow[];
-  totals: { tensors: number; params: number; bytes: number };
+  totals: Totals;
 }
 
 export interface TensorStatsResult {

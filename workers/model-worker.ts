@@ -81,7 +81,7 @@ async function closeSources(model: OpenedModel): Promise<void> {
 }
 
 async function* valuesOf(tensor: TensorInfo, signal: AbortSignal): AsyncIterable<Float32Array> {
-  for await (const chunk of readTensorRows(tensor, { signal })) yield chunk.values;
+  for await (const chunk of readTensorRows(tensor, { signal, flat: true })) yield chunk.values;
 }
 
 /** On the GPU when the worker has one; the CPU reference otherwise, or if the GPU fails mid-way. */

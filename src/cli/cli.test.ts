@@ -132,12 +132,12 @@ describe.concurrent("quantlab inspect on stories260K", () => {
     expect(run.stdout).toContain("model-00002-of-00002.safetensors");
     expect(lines.find((l) => l.startsWith("name"))).toMatch(/^name\s+dtype\s+shape\s+params\s+bytes\s+share$/);
     for (let layer = 0; layer < 5; layer++) {
-      expect(lines.find((l) => l.startsWith(`model.layers.${layer} `))).toMatch(/\(9 tensors\)\s+45,440\s+90,880\s+17\.47%$/);
+      expect(lines.find((l) => l.startsWith(`model.layers.${layer} `))).toMatch(/\(9 tensors\)\s+45,440\s+90,880\s+17\.47 %$/);
     }
     expect(lines.find((l) => l.trim().startsWith("model.layers.4.mlp.down_proj.weight"))).toMatch(
-      /BF16\s+\[64, 172\]\s+11,008\s+22,016\s+4\.23%$/,
+      /BF16\s+\[64, 172\]\s+11,008\s+22,016\s+4\.23 %$/,
     );
-    expect(lines.find((l) => l.startsWith("total"))).toMatch(/\(47 tensors\)\s+260,032\s+520,064\s+100\.00%$/);
+    expect(lines.find((l) => l.startsWith("total"))).toMatch(/\(47 tensors\)\s+260,032\s+520,064\s+100\.00 %$/);
     // A tensor line sits under its own layer's heading.
     const heading = lines.findIndex((l) => l.startsWith("model.layers.3 "));
     expect(lines.slice(heading + 1, heading + 10).every((l) => l.trim().startsWith("model.layers.3."))).toBe(true);
@@ -211,7 +211,7 @@ describe.concurrent("quantlab inspect on files the test writes", () => {
     expect(json.tensors[1]!.offset).toBeGreaterThan(2 ** 32);
     expect(json.bytes).toBe(big + 16);
     const table = await quantlab("inspect", file);
-    expect(table.stdout).toMatch(/total  \(2 tensors\)\s+4,831,838,212\s+4,831,838,224\s+100\.00%/);
+    expect(table.stdout).toMatch(/total  \(2 tensors\)\s+4,831,838,212\s+4,831,838,224\s+100\.00 %/);
     await rm(file);
   });
 

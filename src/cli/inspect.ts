@@ -9,6 +9,7 @@ import { catalogRows, groupRows, totals } from "../formats/catalog.ts";
 import { openModel, openUrlSources, type OpenedModel } from "../formats/model.ts";
 import type { ByteSource } from "../formats/source.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
+import { formatBytes, formatCount, formatShare } from "../common/format.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
 
 /** One tensor in `--json` output. `file` is an addition to the issue's keys: offsets are per file. */
@@ -127,34 +128,20 @@ export function inspectJson(model: OpenedModel): InspectJson {
   };
 }
 
-const count = (n: number) => n.toLocaleString("en-US");
+const count = formatCount;
 const shapeText = (shape: number[]) => `[${shape.join(", ")}]`;
-const percent = (share: number) => `${(share * 100).toFixed(2)}%`;
-
-/** Binary units for the totals line; the columns keep exact byte counts. */
-export function humanBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
-}
 
 /** The table: one block per group (layer), each tensor on a line, a subtotal per group, the totals. */
 export function inspectTable(model: OpenedModel): string {
   const rows = catalogRows(model);
   const sum = totals(rows);
-  const share = (bytes: number) => percent(sum.bytes > 0 ? bytes / sum.bytes : 0);
 
   const header = ["name", "dtype", "shape", "params", "bytes", "share"];
   const blocks: string[][][] = groupRows(rows).map((g) => [
-    [`${g.group}  (${g.rows.length} tensor${g.rows.length === 1 ? "" : "s"})`, "", "", count(g.params), count(g.bytes), share(g.bytes)],
-    ...g.rows.map((r) => [`  ${r.name}`, r.dtype, shapeText(r.shape), count(r.params), count(r.bytes), percent(r.share)]),
+    [`${g.group}  (${g.rows.length} tensor${g.rows.length === 1 ? "" : "s"})`, "", "", count(g.params), count(g.bytes), formatShare(g.share)],
+    ...g.rows.map((r) => [`  ${r.name}`, r.dtype, shapeText(r.shape), count(r.params), count(r.bytes), formatShare(r.share)]),
   ]);
-  const totalLine = [`total  (${sum.tensors} tensors)`, "", "", count(sum.params), count(sum.bytes), share(sum.bytes)];
+  const totalLine = [`total  (${sum.tensors} tensors)`, "", "", count(sum.params), count(sum.bytes), formatShare(sum.share)];
 
   const all = [header, totalLine, ...blocks.flat()];
   const widths = header.map((_, c) => Math.max(...all.map((cells) => cells[c]!.length)));
@@ -170,6 +157,6 @@ export function inspectTable(model: OpenedModel): string {
   const out = [`${model.name}`, `${index}${files}`, "", format(header)];
   for (const block of blocks) out.push("", ...block.map(format));
   out.push("", format(totalLine), "");
-  out.push(`${count(sum.tensors)} tensors, ${count(sum.params)} parameters, ${count(sum.bytes)} bytes (${humanBytes(sum.bytes)})`);
+  out.push(`${count(sum.tensors)} tensors, ${count(sum.params)} parameters, ${count(sum.bytes)} bytes (${formatBytes(sum.bytes)})`);
   return out.join("\n") + "\n";
 }

@@ -83,7 +83,9 @@ describe("catalogRows", () => {
     const total = 12 * (64 + 32) + 256 + 128;
     expect(mlp.share).toBeCloseTo(64 / total, 15);
     expect(rows.reduce((s, r) => s + r.share, 0)).toBeCloseTo(1, 12);
-    expect(totals(rows)).toEqual({ tensors: 26, params: 12 * 40 + 256, bytes: total });
+    const t = totals(rows);
+    expect(t).toMatchObject({ tensors: 26, params: 12 * 40 + 256, bytes: total });
+    expect(t.share).toBeCloseTo(1, 12);
   });
 
   it("groups rows by layer in table order, with per-group totals that add up", () => {
@@ -92,6 +94,7 @@ describe("catalogRows", () => {
     expect(groups[0]!.rows.map((r) => r.name)).toEqual(["lm_head.weight", "model.embed_tokens.weight"]);
     expect(groups[1]).toMatchObject({ params: 40, bytes: 96 });
     expect(groups.reduce((s, g) => s + g.bytes, 0)).toBe(totals(rows).bytes);
+    for (const g of groups) expect(g.share).toBeCloseTo(g.bytes / totals(rows).bytes, 12);
     const sortedBySize = groupRows(sortRows(rows, "bytes", "desc"));
     expect(sortedBySize[0]!.group).toBe(OUTSIDE_LAYERS_GROUP);
   });
@@ -108,7 +111,7 @@ describe("catalogRows", () => {
       ["model.layers.3", 9],
       ["model.layers.4", 9],
     ]);
-    expect(totals(r)).toEqual({ tensors: 47, params: 260_032, bytes: 1_040_128 });
+    expect(totals(r)).toMatchObject({ tensors: 47, params: 260_032, bytes: 1_040_128 });
   });
 });
 

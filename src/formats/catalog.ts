@@ -2,23 +2,16 @@
  * The tensor table as data: rows, layer groups, filter, sort and totals. The UI and the CLI both
  * show exactly this; neither computes anything of its own.
  */
-import type { DType } from "./dtypes.ts";
 import type { OpenedModel } from "./model.ts";
+import type { TensorInfo } from "./safetensors.ts";
 
-export interface TensorRow {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  params: number;
-  bytes: number;
-  /** Absolute byte offset in its file. */
-  offset: number;
-  file: string;
+/** A tensor as the table shows it: what the header says (without the byte source), its share and group. */
+export type TensorRow = Omit<TensorInfo, "source"> & {
   /** bytes / the model's total bytes (0 for an empty model). */
   share: number;
   /** groupOf(name) */
   group: string;
-}
+};
 
 /** The group of every tensor outside the numbered blocks: embeddings, final norm, output head... */
 export const OUTSIDE_LAYERS_GROUP = "embeddings & head";
@@ -142,11 +135,9 @@ export function sortRows(rows: readonly TensorRow[], key: SortKey, dir: "asc" | 
   return [...rows].sort((a, b) => sign * compare(a, b) || naturalCompare(a.name, b.name));
 }
 
-export interface RowGroup {
+export interface RowGroup extends Totals {
   group: string;
   rows: TensorRow[];
-  params: number;
-  bytes: number;
 }
 
 /** Rows gathered by group, groups in the order they first appear in `rows` (so a sorted table stays sorted). */
@@ -154,10 +145,9 @@ export function groupRows(rows: readonly TensorRow[]): RowGroup[] {
   const groups = new Map<string, RowGroup>();
   for (const r of rows) {
     let g = groups.get(r.group);
-    if (!g) groups.set(r.group, (g = { group: r.group, rows: [], params: 0, bytes: 0 }));
+    if (!g) groups.set(r.group, (g = { group: r.group, rows: [], tensors: 0, params: 0, bytes: 0, share: 0 }));
     g.rows.push(r);
-    g.params += r.params;
-    g.bytes += r.bytes;
+    addRow(g, r);
   }
   return [...groups.values()];
 }
@@ -166,14 +156,19 @@ export interface Totals {
   tensors: number;
   params: number;
   bytes: number;
+  /** Share of the whole model these rows hold (the sum of their shares). */
+  share: number;
+}
+
+function addRow(t: Totals, r: TensorRow): void {
+  t.tensors++;
+  t.params += r.params;
+  t.bytes += r.bytes;
+  t.share += r.share;
 }
 
 export function totals(rows: readonly TensorRow[]): Totals {
-  let params = 0;
-  let bytes = 0;
-  for (const r of rows) {
-    params += r.params;
-    bytes += r.bytes;
-  }
-  return { tensors: rows.length, params, bytes };
+  const t: Totals = { tensors: 0, params: 0, bytes: 0, share: 0 };
+  for (const r of rows) addRow(t, r);
+  return t;
 }

@@ -241,6 +241,11 @@ export interface ReadRowsOptions {
    * quantizers). Without it every chunk is the caller's to keep or transfer.
    */
   reuseBuffers?: boolean;
+  /**
+   * Ignore row boundaries: stream the tensor as `params` rows of one value, so a chunk is at most
+   * `chunkBytes` even for a huge 1-D tensor (statistics and element-wise work, which need no rows).
+   */
+  flat?: boolean;
 }
 
 /**
@@ -252,7 +257,7 @@ export interface ReadRowsOptions {
  * two chunks are held. F32 data is not copied: the values are a view of the bytes read.
  */
 export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {}): AsyncGenerator<TensorChunk, void, undefined> {
-  const { rows, rowLength } = tensorRowLayout(t);
+  const { rows, rowLength } = opts.flat ? { rows: t.params, rowLength: 1 } : tensorRowLayout(t);
   const rowBytes = rowLength * DTYPE_BYTES[t.dtype];
   const rowsPerChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / rowBytes));
   const { signal } = opts;

@@ -46,6 +46,26 @@ async function nodeModel(): Promise<OpenedModel> {
 }
 
 describe("readTensorRows buffer modes", () => {
+  it("flat: streams a 1-D tensor larger than chunkBytes in chunks no larger than chunkBytes", async () => {
+    const values = Float32Array.from({ length: 10_000 }, (_, i) => i - 5000.5);
+    const file = writeSafetensors([{ name: "long", dtype: "F32", shape: [10_000], data: new Uint8Array(values.buffer) }]);
+    const model = await openModel([new BlobSource(new Blob([file]), "long.safetensors")]);
+    const t = model.tensors[0]!;
+    const rowwise = [];
+    for await (const chunk of readTensorRows(t, { chunkBytes: 4096 })) rowwise.push(chunk.values.length);
+    expect(rowwise).toEqual([10_000]); // one row: row mode cannot split it
+    const seen: number[] = [];
+    let chunks = 0;
+    for await (const chunk of readTensorRows(t, { chunkBytes: 4096, flat: true })) {
+      expect(chunk.values.byteLength).toBeLessThanOrEqual(4096);
+      expect(chunk.firstRow).toBe(seen.length);
+      seen.push(...chunk.values);
+      chunks++;
+    }
+    expect(chunks).toBe(Math.ceil(10_000 / 1024));
+    expect(seen).toEqual(Array.from(values));
+  });
+
   it("gives the same values in both modes, from a Node file and from a Blob, for every dtype", async () => {
     const models = [await nodeModel(), await openModel([new BlobSource(new Blob([bytes]), "all-dtypes.safetensors")])];
     for (const model of models) {

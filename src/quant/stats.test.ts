@@ -67,6 +67,14 @@ describe("tensorStats on special values", () => {
     expect(s.first).toEqual(values.slice(0, 16));
   });
 
+  it("orders -0 below +0 for min and max, whichever comes first", async () => {
+    for (const values of [[0, -0, 0], [-0, 0, -0]]) {
+      const s = await statsOf("F32", [3], values);
+      expect(Object.is(s.min, -0), `min of ${values.map((v) => (Object.is(v, -0) ? "-0" : "0"))}`).toBe(true);
+      expect(Object.is(s.max, 0)).toBe(true);
+    }
+  });
+
   it("has NaN statistics when nothing is finite, and handles an empty tensor", async () => {
     const allBad = await statsOf("F16", [4], [NaN, Infinity, NaN, -Infinity]);
     expect(allBad).toMatchObject({ count: 4, nan: 2, inf: 2, zeros: 0 });

@@ -52,8 +52,9 @@ class Moments {
       }
       n++;
       sum += v;
-      if (v < this.min) this.min = v;
-      if (v > this.max) this.max = v;
+      // -0 counts as below +0, as Math.min/Math.max and the GPU kernel (which compares bits) have it.
+      if (v < this.min || (v === this.min && Object.is(v, -0))) this.min = v;
+      if (v > this.max || (v === this.max && Object.is(this.max, -0))) this.max = v;
       if (v === 0) this.zeros++;
     }
     if (n === 0) return;
@@ -76,7 +77,7 @@ export async function tensorStats(t: TensorInfo, signal?: AbortSignal, chunkByte
   const m = new Moments();
   const first: number[] = [];
   let count = 0;
-  for await (const chunk of readTensorRows(t, chunkBytes === undefined ? { signal } : { signal, chunkBytes })) {
+  for await (const chunk of readTensorRows(t, { signal, flat: true, reuseBuffers: true, ...(chunkBytes === undefined ? {} : { chunkBytes }) })) {
     signal?.throwIfAborted();
     if (first.length < FIRST_VALUES) first.push(...chunk.values.subarray(0, FIRST_VALUES - first.length));
     m.add(chunk.values);

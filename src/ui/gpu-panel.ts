@@ -1,24 +1,17 @@
 /** Which WebGPU adapter the lab uses (vendor, architecture, f16, key limits), or why it uses the CPU. */
+import { panelStyles } from "./styles.ts";
 import { LitElement, css, html, nothing } from "lit";
 import type { GpuStatus } from "../gpu/device.ts";
-import { formatCount, formatMiB } from "./format.ts";
+import { formatCount, formatMiB } from "../common/format.ts";
 
 export class GpuPanel extends LitElement {
   static override properties = { status: { attribute: false } };
   /** undefined while the worker is still asking for an adapter. */
   declare status: GpuStatus | undefined;
 
-  static override styles = css`
-    :host {
-      display: block;
-    }
-    h2 {
-      font-size: 0.8rem;
-      text-transform: uppercase;
-      letter-spacing: 0.06em;
-      color: var(--ql-muted);
-      margin: 0 0 0.5rem;
-    }
+  static override styles = [
+    panelStyles,
+    css`
     .adapter {
       font-weight: 600;
       margin-bottom: 0.4rem;
@@ -59,7 +52,8 @@ export class GpuPanel extends LitElement {
       color: var(--ql-muted);
       font-size: 0.85rem;
     }
-  `;
+  `,
+  ];
 
   override render() {
     return html`<h2>Compute</h2>

@@ -1,7 +1,8 @@
 /** The selected tensor: where it lives and the statistics the worker streamed out of it. */
+import { panelStyles } from "./styles.ts";
 import { LitElement, css, html, nothing } from "lit";
 import type { TensorStatsResult } from "../../workers/model-worker-api.ts";
-import { formatBytes, formatCount, formatShape, formatValue } from "./format.ts";
+import { formatBytes, formatCount, formatShape, formatValue } from "../common/format.ts";
 import "./spinner.ts";
 
 export class StatsPanel extends LitElement {
@@ -16,17 +17,9 @@ export class StatsPanel extends LitElement {
   declare loading: string | undefined;
   declare error: string | undefined;
 
-  static override styles = css`
-    :host {
-      display: block;
-    }
-    h2 {
-      font-size: 0.8rem;
-      text-transform: uppercase;
-      letter-spacing: 0.06em;
-      color: var(--ql-muted);
-      margin: 0 0 0.5rem;
-    }
+  static override styles = [
+    panelStyles,
+    css`
     .name {
       font-family: var(--ql-mono);
       font-size: 0.8rem;
@@ -81,7 +74,8 @@ export class StatsPanel extends LitElement {
       color: var(--ql-warn);
       font-weight: 600;
     }
-  `;
+  `,
+  ];
 
   override render() {
     return html`<h2>Tensor</h2>

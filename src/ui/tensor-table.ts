@@ -6,8 +6,8 @@
  */
 import { LitElement, css, html, nothing } from "lit";
 import { repeat } from "lit/directives/repeat.js";
-import { filterRows, groupRows, sortRows, type TensorRow } from "../formats/catalog.ts";
-import { formatBytes, formatCount, formatShape, formatShare } from "./format.ts";
+import { filterRows, groupRows, sortRows, type TensorRow, type Totals } from "../formats/catalog.ts";
+import { formatBytes, formatCount, formatShape, formatShare } from "../common/format.ts";
 
 type SortKey = "name" | "dtype" | "shape" | "params" | "bytes" | "share";
 type SortDir = "asc" | "desc";
@@ -42,7 +42,7 @@ export class TensorTable extends LitElement {
     collapsed: { state: true },
   };
   declare rows: TensorRow[];
-  declare totals: { tensors: number; params: number; bytes: number } | undefined;
+  declare totals: Totals | undefined;
   declare selected: string | undefined;
   declare query: string;
   declare sortKey: SortKey | undefined;
@@ -297,7 +297,7 @@ export class TensorTable extends LitElement {
           <td></td>
           <td class="num">${formatCount(g.params)}</td>
           <td class="num" title=${`${formatCount(g.bytes)} bytes`}>${formatBytes(g.bytes)}</td>
-          <td></td>
+          <td class="num">${formatShare(g.share)}</td>
         </tr>
         ${open ? this.renderRows(g.rows, true) : nothing}
       `;
@@ -342,7 +342,7 @@ export class TensorTable extends LitElement {
         <td></td>
         <td class="num" data-testid="total-params">${formatCount(t.params)}</td>
         <td class="num" data-testid="total-bytes" title=${`${formatCount(t.bytes)} bytes`}>${formatBytes(t.bytes)}</td>
-        <td class="num">100 %</td>
+        <td class="num">${formatShare(t.share)}</td>
       </tr>
     </tfoot>`;
   }
