@@ -1,0 +1,456 @@
+/**
+ * The scale searches behind llama.cpp's K-quants, in ggml's float32 operation order
+ * (ggml/src/ggml-quants.c: make_qx_quants, make_q3_quants, make_qkx2_quants, make_qkx3_quants,
+ * make_qp_quants).
+ *
+ * Bit-exactness rules kept throughout:
+ * - every C `float` result goes through fr(); `a*b + c` is two roundings (the golden files were built
+ *   without FMA contraction), and sums run in C's loop order;
+ * - a product like `w*l*l` is `(w*l)*l`: C evaluates left to right;
+ * - C's narrowing stores (`uint8_t L[i] = l`) wrap: we store into Uint8Array/Int8Array, which wraps the
+ *   same way, and read back the stored value where C reads L[i].
+ *
+ * Shape for the WGSL port: plain functions over (array, offset) pairs, no allocation, no closures. Each
+ * function documents which array slots it reads and writes.
+ *
+ * Speed notes (V8): each function takes `Math.fround` into a local `fr`, and keeps numeric constants and
+ * typed copies of flag parameters in locals. Module-level bindings and untyped parameters are reloaded and
+ * re-checked on every loop iteration by TurboFan, which costs 10-30% in these loops.
+ */
+import { f32Bits } from "../../formats/float-bits.ts";
+
+/** GROUP_MAX_EPS (1e-15f): below this |max| a group counts as all zero. */
+export const GROUP_MAX_EPS = Math.fround(1e-15);
+
+/**
+ * ggml's nearest_int for a float32 `v`: `v + 12582912.0f`, then the low 22 mantissa bits. For
+ * |v| <= 4194303 that is round-half-even (done here in double with the 2^52 trick, exact for such v);
+ * outside that range (and for NaN/inf) we replay the float bit trick so the garbage C produces is the
+ * same garbage.
+ */
+export function nearestIntK(v: number): number {
+  const magic = 6755399441055744; // 1.5 * 2^52: adding and subtracting it rounds a double, ties to even
+  if (v <= 4194303 && v >= -4194303) return (v + magic - magic) | 0;
+  return (f32Bits(Math.fround(v + 12582912)) & 0x007fffff) - 0x00400000;
+}
+
+/** nearest_int for a float32 v already known to satisfy |v| <= 4194303 (no range check). */
+function nearestIntInRange(v: number): number {
+  const magic = 6755399441055744;
+  return (v + magic - magic) | 0;
+}
+
+/**
+ * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
+ * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
+ * the caller fills w then). Reads x[xo..xo+n); levels[0..n) and wx[0..n) are scratch. Returns the scale.
+ *
+ * Tries iscale = -(nmax + 0.1*is)/max for is = -9..9. A step whose levels equal the previous step's has
+ * the same sums: if that step won, winning again would store the same L, scale and best; if it lost, best
+ * has not moved and it loses again. So it is skipped, with the same result as ggml's loop.
+ */
+export function makeQxQuants(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  L: Int8Array,
+  lo: number,
+  w: Float32Array,
+  wo: number,
+  levels: Int8Array,
+  wx: Float32Array,
+): number {
+  const fr = Math.fround;
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; i++) {
+    const ax = Math.abs(x[xo + i]!);
+    if (ax > amax) {
+      amax = ax;
+      max = x[xo + i]!;
+    }
+  }
+  if (amax < GROUP_MAX_EPS) {
+    for (let i = 0; i < n; i++) L[lo + i] = 0;
+    return 0;
+  }
+  const lmin = -nmax;
+  const lmax = nmax - 1;
+  // |iscale * x| <= nmax + 1 for every candidate below, well inside nearest_int's range.
+  let iscale = fr(-nmax / max);
+  let sumlx = 0;
+  let suml2 = 0;
+  for (let i = 0; i < n; i++) {
+    const xi = x[xo + i]!;
+    let l = nearestIntInRange(fr(iscale * xi));
+    l = l < lmin ? lmin : l > lmax ? lmax : l;
+    levels[i] = l;
+    L[lo + i] = l + nmax;
+    const wi = w[wo + i]!;
+    const wxi = fr(wi * xi);
+    wx[i] = wxi;
+    sumlx = fr(sumlx + fr(wxi * l));
+    suml2 = fr(suml2 + fr(fr(wi * l) * l));
+  }
+  let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
+  let best = fr(scale * sumlx);
+  for (let is = -9; is <= 9; is++) {
+    if (is === 0) continue;
+    iscale = fr(-fr(nmax + fr(fr(0.1) * is)) / max);
+    let changed = 0;
+    for (let i = 0; i < n; i++) {
+      let l = nearestIntInRange(fr(iscale * x[xo + i]!));
+      l = l < lmin ? lmin : l > lmax ? lmax : l;
+      changed |= l ^ levels[i]!;
+      levels[i] = l;
+    }
+    if (changed === 0) continue;
+    sumlx = 0;
+    suml2 = 0;
+    for (let i = 0; i < n; i++) {
+      const l = levels[i]!;
+      sumlx = fr(sumlx + fr(wx[i]! * l));
+      suml2 = fr(suml2 + fr(fr(w[wo + i]! * l) * l));
+    }
+    if (suml2 > 0 && fr(sumlx * sumlx) > fr(best * suml2)) {
+      for (let i = 0; i < n; i++) L[lo + i] = levels[i]! + nmax;
+      scale = fr(sumlx / suml2);
+      best = fr(scale * sumlx);
+    }
+  }
+  return scale;
+}
+
+/**
+ * make_q3_quants (q3_K reference): like make_qx_quants with x^2 weights, then up to 5 passes that move
+ * single levels while the weighted fit improves. Writes L[lo..lo+n) = level + nmax (0 for an all-zero
+ * group). Returns the scale.
+ */
+export function makeQ3Quants(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  L: Int8Array,
+  lo: number,
+  doRmse: boolean,
+): number {
+  const fr = Math.fround;
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; i++) {
+    const ax = Math.abs(x[xo + i]!);
+    if (ax > amax) {
+      amax = ax;
+      max = x[xo + i]!;
+    }
+  }
+  if (amax < GROUP_MAX_EPS) {
+    for (let i = 0; i < n; i++) L[lo + i] = 0;
+    return 0;
+  }
+  const lmin = -nmax;
+  const lmax = nmax - 1;
+  const iscale = fr(-nmax / max);
+  if (doRmse) {
+    let sumlx = 0;
+    let suml2 = 0;
+    for (let i = 0; i < n; i++) {
+      const xi = x[xo + i]!;
+      let l = nearestIntK(fr(iscale * xi));
+      l = l < lmin ? lmin : l > lmax ? lmax : l;
+      L[lo + i] = l;
+      const w = fr(xi * xi);
+      sumlx = fr(sumlx + fr(fr(w * xi) * l));
+      suml2 = fr(suml2 + fr(fr(w * l) * l));
+    }
+    for (let itry = 0; itry < 5; itry++) {
+      let nChanged = 0;
+      for (let i = 0; i < n; i++) {
+        const xi = x[xo + i]!;
+        const w = fr(xi * xi);
+        const li = L[lo + i]!;
+        let slx = fr(sumlx - fr(fr(w * xi) * li));
+        if (slx > 0) {
+          let sl2 = fr(suml2 - fr(fr(w * li) * li));
+          let newL = nearestIntK(fr(fr(xi * sl2) / slx));
+          newL = newL < lmin ? lmin : newL > lmax ? lmax : newL;
+          if (newL !== li) {
+            slx = fr(slx + fr(fr(w * xi) * newL));
+            sl2 = fr(sl2 + fr(fr(w * newL) * newL));
+            if (sl2 > 0 && fr(fr(slx * slx) * suml2) > fr(fr(sumlx * sumlx) * sl2)) {
+              L[lo + i] = newL;
+              sumlx = slx;
+              suml2 = sl2;
+              nChanged++;
+            }
+          }
+        }
+      }
+      if (nChanged === 0) break;
+    }
+    for (let i = 0; i < n; i++) L[lo + i] = L[lo + i]! + nmax;
+    return suml2 > 0 ? fr(sumlx / suml2) : 0;
+  }
+  for (let i = 0; i < n; i++) {
+    const l = nearestIntK(fr(iscale * x[xo + i]!));
+    L[lo + i] = (l < lmin ? lmin : l > lmax ? lmax : l) + nmax;
+  }
+  return fr(1 / iscale);
+}
+
+/**
+ * make_qkx2_quants (q2_K/q4_K/q5_K reference) and make_qkx3_quants (their imatrix encoders): asymmetric
+ * levels 0..nmax with a min <= 0, weighted by weights[0..n). Tries nstep+1 inverse scales
+ * (rmin + rdelta*is + nmax)/(max - min) and keeps the least-squares fit with the smallest weighted
+ * error. Writes L[lo..lo+n) and minOut[minIdx] = -min (>= 0); Laux[0..n) and xm[0..n) are scratch.
+ * Returns the scale.
+ *
+ * The two ggml functions differ only in how a candidate level is rounded (qkx3 keeps v inside
+ * nearest_int's range, see makeQkx3Quants) and in `max == min` vs `max <= min` (the same for finite x).
+ *
+ * Two shortcuts that cannot change the result: a step whose levels equal the previous step's is skipped
+ * (the sums, the fit and its error depend only on the levels, and that error was already compared with
+ * the best, which has not moved since or is that error); and the error sum stops once it reaches the
+ * best error, since its terms are >= 0 (weights are >= 0) and adding a term >= 0 never makes a float sum
+ * smaller.
+ */
+function makeQkxQuants(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  weights: Float32Array,
+  L: Uint8Array,
+  lo: number,
+  Laux: Uint8Array,
+  xm: Float32Array,
+  rmin: number,
+  rdelta: number,
+  nstep: number,
+  useMad: boolean,
+  boundedCandidates: boolean,
+  minOut: Float32Array,
+  minIdx: number,
+): number {
+  const fr = Math.fround;
+  const bounded = boundedCandidates === true;
+  const mad = useMad === true;
+  const top = nmax | 0;
+  let min = x[xo]!;
+  let max = x[xo]!;
+  let sumW = weights[0]!;
+  let sumX = fr(sumW * x[xo]!);
+  for (let i = 1; i < n; i++) {
+    const xi = x[xo + i]!;
+    if (xi < min) min = xi;
+    if (xi > max) max = xi;
+    const w = weights[i]!;
+    sumW = fr(sumW + w);
+    sumX = fr(sumX + fr(w * xi));
+  }
+  if (min > 0) min = 0;
+  if (max <= min) {
+    for (let i = 0; i < n; i++) L[lo + i] = 0;
+    minOut[minIdx] = -min;
+    return 0;
+  }
+  let range = fr(max - min);
+  let iscale = fr(nmax / range);
+  let scale = fr(1 / iscale);
+  let bestError = 0;
+  for (let i = 0; i < n; i++) {
+    const xi = x[xo + i]!;
+    const d = fr(xi - min);
+    xm[i] = d;
+    const l = nearestIntK(fr(iscale * d));
+    const lc = l < 0 ? 0 : l > top ? top : l;
+    L[lo + i] = lc;
+    let diff = fr(fr(fr(scale * lc) + min) - xi);
+    diff = mad ? Math.abs(diff) : fr(diff * diff);
+    bestError = fr(bestError + fr(weights[i]! * diff));
+  }
+  if (nstep < 1) {
+    minOut[minIdx] = -min;
+    return scale;
+  }
+  for (let is = 0; is <= nstep; is++) {
+    // min moves to the best fit found so far, so the range (max - min) changes between steps.
+    iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / range);
+    let changed = is === 0 ? 1 : 0;
+    for (let i = 0; i < n; i++) {
+      const v = fr(iscale * xm[i]!);
+      let l: number;
+      if (bounded) {
+        l = v > 0 ? nearestIntInRange(v < top ? v : top) : 0;
+      } else {
+        l = nearestIntK(v);
+        l = l < 0 ? 0 : l > top ? top : l;
+      }
+      changed |= l ^ Laux[i]!;
+      Laux[i] = l;
+    }
+    if (changed === 0) continue;
+    let sumL = 0;
+    let sumL2 = 0;
+    let sumXL = 0;
+    for (let i = 0; i < n; i++) {
+      const l = Laux[i]!;
+      const wl = fr(weights[i]! * l);
+      sumL = fr(sumL + wl);
+      sumL2 = fr(sumL2 + fr(wl * l));
+      sumXL = fr(sumXL + fr(wl * x[xo + i]!));
+    }
+    const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
+    if (D > 0) {
+      let thisScale = fr(fr(fr(sumW * sumXL) - fr(sumX * sumL)) / D);
+      let thisMin = fr(fr(fr(sumL2 * sumX) - fr(sumL * sumXL)) / D);
+      if (thisMin > 0) {
+        thisMin = 0;
+        thisScale = fr(sumXL / sumL2);
+      }
+      // Stops once the partial sum reaches bestError: this fit can no longer win (see above).
+      let curError = 0;
+      for (let i = 0; i < n && curError < bestError; i++) {
+        let diff = fr(fr(fr(thisScale * Laux[i]!) + thisMin) - x[xo + i]!);
+        diff = mad ? Math.abs(diff) : fr(diff * diff);
+        curError = fr(curError + fr(weights[i]! * diff));
+      }
+      if (curError < bestError) {
+        for (let i = 0; i < n; i++) L[lo + i] = Laux[i]!;
+        bestError = curError;
+        scale = thisScale;
+        min = thisMin;
+        range = fr(max - min);
+        for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
+      }
+    }
+  }
+  minOut[minIdx] = -min;
+  return scale;
+}
+
+/** make_qkx2_quants: candidate levels clamp(nearest_int(v), 0, nmax). See makeQkxQuants. */
+export function makeQkx2Quants(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  weights: Float32Array,
+  L: Uint8Array,
+  lo: number,
+  Laux: Uint8Array,
+  xm: Float32Array,
+  rmin: number,
+  rdelta: number,
+  nstep: number,
+  useMad: boolean,
+  minOut: Float32Array,
+  minIdx: number,
+): number {
+  return makeQkxQuants(n, nmax, x, xo, weights, L, lo, Laux, xm, rmin, rdelta, nstep, useMad, false, minOut, minIdx);
+}
+
+/**
+ * make_qkx3_quants: candidate levels `v > 0 ? nearest_int(min(v, nmax)) : 0`, as current ggml writes it
+ * (min can sit at or near max by then, so v may be huge, inf or NaN). For every v that older ggml's
+ * clamp(nearest_int(v)) handled without overflow the two agree. See makeQkxQuants.
+ */
+export function makeQkx3Quants(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  weights: Float32Array,
+  L: Uint8Array,
+  lo: number,
+  Laux: Uint8Array,
+  xm: Float32Array,
+  rmin: number,
+  rdelta: number,
+  nstep: number,
+  useMad: boolean,
+  minOut: Float32Array,
+  minIdx: number,
+): number {
+  return makeQkxQuants(n, nmax, x, xo, weights, L, lo, Laux, xm, rmin, rdelta, nstep, useMad, true, minOut, minIdx);
+}
+
+/**
+ * make_qp_quants (imatrix K-quants): quantizes the n non-negative sub-block scales (or mins) x[0..n) to
+ * 0..nmax with weights qw[0..n), writes L[0..n) and returns the super-block scale.
+ */
+export function makeQpQuants(n: number, nmax: number, x: Float32Array, L: Uint8Array, qw: Float32Array): number {
+  const fr = Math.fround;
+  const top = nmax | 0;
+  let max = 0;
+  for (let i = 0; i < n; i++) {
+    const xi = x[i]!;
+    max = max > xi ? max : xi; // MAX(a,b) = a > b ? a : b
+  }
+  if (max < GROUP_MAX_EPS) {
+    for (let i = 0; i < n; i++) L[i] = 0;
+    return 0;
+  }
+  let iscale = fr(top / max);
+  for (let i = 0; i < n; i++) L[i] = nearestIntK(fr(iscale * x[i]!));
+  const scale = fr(1 / iscale);
+  let bestMse = 0;
+  for (let i = 0; i < n; i++) {
+    const diff = fr(x[i]! - fr(scale * L[i]!));
+    bestMse = fr(bestMse + fr(fr(qw[i]! * diff) * diff));
+  }
+  for (let is = -4; is <= 4; is++) {
+    if (is === 0) continue;
+    const iscaleIs = fr(fr(fr(fr(0.1) * is) + top) / max);
+    const scaleIs = fr(1 / iscaleIs);
+    let mse = 0;
+    for (let i = 0; i < n; i++) {
+      let l = nearestIntK(fr(iscaleIs * x[i]!));
+      l = l < top ? l : top;
+      const diff = fr(x[i]! - fr(scaleIs * l));
+      mse = fr(mse + fr(fr(qw[i]! * diff) * diff));
+    }
+    if (mse < bestMse) {
+      bestMse = mse;
+      iscale = iscaleIs;
+    }
+  }
+  let sumlx = 0;
+  let suml2 = 0;
+  for (let i = 0; i < n; i++) {
+    let l = nearestIntK(fr(iscale * x[i]!));
+    l = l < top ? l : top;
+    L[i] = l;
+    const w = qw[i]!;
+    sumlx = fr(sumlx + fr(fr(w * x[i]!) * l));
+    suml2 = fr(suml2 + fr(fr(w * l) * l));
+  }
+  for (let itry = 0; itry < 5; itry++) {
+    let nChanged = 0;
+    for (let i = 0; i < n; i++) {
+      const w = qw[i]!;
+      const xi = x[i]!;
+      const li = L[i]!;
+      let slx = fr(sumlx - fr(fr(w * xi) * li));
+      let sl2 = fr(suml2 - fr(fr(w * li) * li));
+      if (slx > 0 && sl2 > 0) {
+        let newL = nearestIntK(fr(fr(xi * sl2) / slx));
+        newL = newL < top ? newL : top;
+        if (newL !== li) {
+          slx = fr(slx + fr(fr(w * xi) * newL));
+          sl2 = fr(sl2 + fr(fr(w * newL) * newL));
+          if (fr(fr(slx * slx) * suml2) > fr(fr(sumlx * sumlx) * sl2)) {
+            L[i] = newL;
+            sumlx = slx;
+            suml2 = sl2;
+            nChanged++;
+          }
+        }
+      }
+    }
+    if (nChanged === 0) break;
+  }
+  return suml2 > 0 ? fr(sumlx / suml2) : 0;
+}

@@ -1,0 +1,115 @@
+/**
+ * q5_K: 5-bit K-quant (GGML_TYPE_Q5_K = 13), 5.5 bits per weight.
+ *
+ * Block: 256 weights in 176 bytes, 8 sub-blocks of 32 weights, y = (d*sc_j)*q - dmin*m_j with q in 0..31.
+ *   offset  size  field
+ *        0     2  d       fp16, super-block scale of the scales
+ *        2     2  dmin    fp16, super-block scale of the mins
+ *        4    12  scales  8 6-bit scales and 8 6-bit mins, packed as in q4_K
+ *       16    32  qh      u8[32]: 5th bit of weight e = 64c + 32t + l is qh[l] bit 2c+t
+ *       48   128  qs      u8[128]: low 4 bits, laid out as q4_K's qs
+ */
+import { readF16, writeF16 } from "./common.ts";
+import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
+import { makeQpQuants } from "./kquant-search.ts";
+import { getMinK4, getScaleK4, packScalesRefK4, putScaleMinK4, requantizeK4, searchImatrixK4, searchRefK4 } from "./q4_K.ts";
+
+export const Q5_K_BLOCK_BYTES = 176;
+const D = 0;
+const DMIN = 2;
+const SCALES = 4;
+const QH = 16;
+const QS = 48;
+
+/** Levels 0..31: low 4 bits as q4_K's qs, bit 4 of weight 64c + 32t + l into qh[l] bit 2c+t. */
+function pack(out: Uint8Array, oo: number, L: Uint8Array): void {
+  const qh = oo + QH;
+  for (let l = 0; l < 32; l++) {
+    let h = 0;
+    for (let k = 0; k < 8; k++) h |= (L[32 * k + l]! >> 4) << k;
+    out[qh + l] = h;
+  }
+  let ql = oo + QS;
+  for (let n = 0; n < 256; n += 64) {
+    for (let j = 0; j < 32; j++) out[ql + j] = (L[n + j]! & 0xf) | ((L[n + j + 32]! & 0xf) << 4);
+    ql += 32;
+  }
+}
+
+const RMIN_REF = Math.fround(-0.5);
+const RDELTA_REF = Math.fround(0.1);
+
+/** quantize_row_q5_K_ref, one super-block. */
+export function encodeBlockQ5KRef(
+  x: Float32Array,
+  xo: number,
+  _qw: Float32Array,
+  _qwo: number,
+  out: Uint8Array,
+  oo: number,
+  s: KQuantScratch,
+): void {
+  searchRefK4(x, xo, 31, RMIN_REF, RDELTA_REF, 15, s);
+  packScalesRefK4(out, oo, s.scales, s.mins);
+  requantizeK4(x, xo, out, oo, 31, s.L);
+  pack(out, oo, s.L);
+}
+
+/** quantize_row_q5_K_impl with quant_weights, one super-block. */
+export function encodeBlockQ5KImatrix(
+  x: Float32Array,
+  xo: number,
+  qw: Float32Array,
+  qwo: number,
+  out: Uint8Array,
+  oo: number,
+  s: KQuantScratch,
+): void {
+  searchImatrixK4(x, xo, qw, qwo, 31, s);
+  const dBlock = makeQpQuants(8, 63, s.scales, s.Ls, s.sw);
+  const mBlock = makeQpQuants(8, 63, s.mins, s.Lm, s.sw);
+  for (let j = 0; j < 8; j++) {
+    const ls = s.Ls[j]!;
+    const lm = s.Lm[j]!;
+    putScaleMinK4(out, oo + SCALES, j, ls < 63 ? ls : 63, lm < 63 ? lm : 63);
+  }
+  writeF16(out, oo + D, dBlock);
+  writeF16(out, oo + DMIN, mBlock);
+  requantizeK4(x, xo, out, oo, 31, s.L);
+  pack(out, oo, s.L);
+}
+
+/**
+ * dequantize_row_q5_K, one super-block. (d*sc)*q is exact in float32 (at most 22 significant bits), so
+ * the only rounding is the subtraction's, done by the Float32Array store as in C.
+ */
+export function decodeBlockQ5K(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
+  const d = readF16(q, qo + D);
+  const dmin = readF16(q, qo + DMIN);
+  for (let c = 0; c < 4; c++) {
+    const ql = qo + QS + 32 * c;
+    const d1 = d * getScaleK4(q, qo + SCALES, 2 * c);
+    const m1 = dmin * getMinK4(q, qo + SCALES, 2 * c);
+    const d2 = d * getScaleK4(q, qo + SCALES, 2 * c + 1);
+    const m2 = dmin * getMinK4(q, qo + SCALES, 2 * c + 1);
+    const shift = 2 * c;
+    const lo = yo + 64 * c;
+    for (let l = 0; l < 32; l++) {
+      const b = q[ql + l]!;
+      const h = q[qo + QH + l]! >> shift;
+      y[lo + l] = d1 * ((b & 0xf) | ((h & 1) << 4)) - m1;
+      y[lo + 32 + l] = d2 * ((b >> 4) | ((h & 2) << 3)) - m2;
+    }
+  }
+}
+
+export const Q5_K = makeKQuantFormat({
+  id: "q5_K",
+  ggmlType: 13,
+  blockBytes: Q5_K_BLOCK_BYTES,
+  description: "5-bit K-quant: super-blocks of 256, 8 sub-blocks with 6-bit scales and mins (5.5 bpw)",
+  fallback: "q5_1",
+  encodeRef: encodeBlockQ5KRef,
+  encodeImatrix: encodeBlockQ5KImatrix,
+  decodeBlock: decodeBlockQ5K,
+});
