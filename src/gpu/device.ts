@@ -47,9 +47,13 @@ function gpuOf(scope: unknown): GPU | undefined {
  * can be streamed in big chunks. Returns a CPU status with a human reason instead of throwing.
  */
 export async function requestLabDevice(
-  opts: { powerPreference?: GPUPowerPreference } = {},
+  opts: {
+    powerPreference?: GPUPowerPreference;
+    /** A GPU object to use instead of navigator.gpu (Node: Dawn's, from src/node/webgpu.ts). */
+    gpu?: GPU;
+  } = {},
 ): Promise<{ status: GpuStatus; device?: LabDevice }> {
-  const gpu = gpuOf(globalThis);
+  const gpu = opts.gpu ?? gpuOf(globalThis);
   if (!gpu) {
     return {
       status: {
