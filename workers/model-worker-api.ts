@@ -1,12 +1,8 @@
 /**
  * What the model worker offers the page, and how its errors cross the worker boundary.
  * Both sides import this file: the worker implements ModelWorkerApi, the page calls it through comlink.
- *
- * Comlink forwards a thrown Error as a bare Error (message, name, stack), which would lose a
- * FormatError's code, file and detail. So the worker throws a plain WireError object instead, and the
- * page turns it back into a FormatError (or a plain Error for anything else).
+ * Errors cross the boundary as WireErrors (workers/wire-error.ts).
  */
-import { FormatError, isFormatError, type FormatErrorCode } from "../src/formats/errors.ts";
 import type { TensorRow, Totals } from "../src/formats/catalog.ts";
 import type { GpuStatus } from "../src/gpu/device.ts";
 import type { TensorStatistics } from "../src/quant/stats.ts";
@@ -47,35 +43,4 @@ export interface ModelWorkerApi {
   tensorStats(name: string): Promise<TensorStatsResult>;
   /** The WebGPU adapter the worker uses, or why it falls back to the CPU. */
   gpuStatus(): Promise<GpuStatus>;
-}
-
-/** A thrown error as it crosses postMessage. */
-export interface WireError {
-  wireError: true;
-  message: string;
-  /** Set for FormatError. */
-  format?: { code: FormatErrorCode; file: string; detail: string };
-  /** Set when a newer request cancelled this one. */
-  aborted?: boolean;
-}
-
-export function toWireError(e: unknown): WireError {
-  if (isFormatError(e)) return { wireError: true, message: e.message, format: { code: e.code, file: e.file, detail: e.detail } };
-  if (e instanceof Error) return { wireError: true, message: e.message, aborted: e.name === "AbortError" || undefined };
-  return { wireError: true, message: String(e) };
-}
-
-/** An error from the worker, restored to a FormatError when it was one. */
-export class CancelledError extends Error {
-  override readonly name = "CancelledError";
-}
-
-export function fromWireError(e: unknown): Error {
-  if (typeof e === "object" && e !== null && (e as WireError).wireError === true) {
-    const wire = e as WireError;
-    if (wire.format) return new FormatError(wire.format.code, wire.format.file, wire.format.detail);
-    if (wire.aborted) return new CancelledError(wire.message);
-    return new Error(wire.message);
-  }
-  return e instanceof Error ? e : new Error(String(e));
 }

@@ -6,18 +6,17 @@
  * if it fails, the error goes back to the page and the previous model stays.
  */
 import * as Comlink from "comlink";
-import { syntheticLlamaShard } from "../src/demo/synthetic.ts";
 import { catalogRows, totals } from "../src/formats/catalog.ts";
 import { isFormatError } from "../src/formats/errors.ts";
-import { openModel, openUrlSources, readTensorRows, type OpenedModel } from "../src/formats/model.ts";
+import { openModel, readTensorRows, type OpenedModel } from "../src/formats/model.ts";
 import type { TensorInfo } from "../src/formats/safetensors.ts";
-import { BlobSource, type ByteSource } from "../src/formats/source.ts";
+import type { ByteSource } from "../src/formats/source.ts";
 import { requestLabDevice, type GpuStatus, type LabDevice } from "../src/gpu/device.ts";
 import { gpuTensorStats } from "../src/gpu/stats.ts";
 import { tensorStats, type TensorStatistics } from "../src/quant/stats.ts";
-import { toWireError, type ModelSummary, type ModelWorkerApi, type TensorStatsResult } from "./model-worker-api.ts";
-
-const DEMO_FILE_NAME = "synthetic-llama.safetensors";
+import { inputSources } from "./model-input.ts";
+import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "./model-worker-api.ts";
+import { toWireError } from "./wire-error.ts";
 
 let current: { model: OpenedModel; summary: ModelSummary } | null = null;
 /** Aborts the open in flight when a newer one starts: the user changed their mind. */
@@ -103,15 +102,15 @@ async function statistics(tensor: TensorInfo, signal: AbortSignal): Promise<{ st
 
 const api: ModelWorkerApi = {
   openFiles(files: File[]) {
-    return open(async () => files.map((f) => new BlobSource(f, f.name)));
+    return open((signal) => inputSources({ kind: "files", files }, signal));
   },
 
   openUrl(url: string) {
-    return open((signal) => openUrlSources(url, { signal }));
+    return open((signal) => inputSources({ kind: "url", url }, signal));
   },
 
   openDemo() {
-    return open(async () => [new BlobSource(new Blob([syntheticLlamaShard()]), DEMO_FILE_NAME)]);
+    return open((signal) => inputSources({ kind: "demo" }, signal));
   },
 
   async catalog() {

@@ -6,7 +6,8 @@
 import { LitElement, css, html, nothing } from "lit";
 import { isFormatError } from "../formats/errors.ts";
 import type { GpuStatus } from "../gpu/device.ts";
-import { CancelledError, type ModelSummary, type TensorStatsResult } from "../../workers/model-worker-api.ts";
+import type { ModelSummary, TensorStatsResult } from "../../workers/model-worker-api.ts";
+import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import "./gpu-panel.ts";
 import "./open-panel.ts";

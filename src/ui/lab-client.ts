@@ -4,12 +4,8 @@
  */
 import * as Comlink from "comlink";
 import type { GpuStatus } from "../gpu/device.ts";
-import {
-  fromWireError,
-  type ModelSummary,
-  type ModelWorkerApi,
-  type TensorStatsResult,
-} from "../../workers/model-worker-api.ts";
+import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../workers/model-worker-api.ts";
+import { fromWireError } from "../../workers/wire-error.ts";
 
 export class LabClient {
   private readonly worker: Worker;
