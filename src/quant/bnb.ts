@@ -52,7 +52,7 @@
  * Layout: @0 SCB f32[rows] | @4*rows q i8[rows*cols] (two's complement, row-major) -> 8 + 32/cols bits per weight.
  * (LLM.int8's outlier threshold applies to activations at matmul time; the stored weights are all int8.)
  */
-import type { EncodeOptions, MatrixShape, QuantFormat, RowLengthCheck } from "./format.ts";
+import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "./format.ts";
 import { assertFinite, assertShape, QuantInputError } from "./errors.ts";
 import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { nearestInt } from "./ggml/common.ts";
@@ -384,7 +384,8 @@ function makeFourBitFormat(type: FourBitType, dq: boolean): QuantFormat {
     assertShape(x, shape, tensor);
     assertFinite(x, shape, tensor);
     const L = fourBitLayout(shape, dq);
-    const out = new Uint8Array(L.total);
+    // encode4bitBlock ORs codes into zeroed bytes.
+    const out = encodeOutput(opts?.out, L.total, true, tensor);
     const absmax = new Float32Array(L.nb);
     for (let k = 0; k < L.nb; k++) {
       const e0 = k * BNB_BLOCK;
@@ -406,10 +407,10 @@ function makeFourBitFormat(type: FourBitType, dq: boolean): QuantFormat {
     return out;
   };
 
-  const decode = (q: Uint8Array, shape: MatrixShape): Float32Array => {
+  const decode = (q: Uint8Array, shape: MatrixShape, out?: Float32Array): Float32Array => {
     const L = fourBitLayout(shape, dq);
     checkedDecodeLength(id, q, shape, L.total);
-    const y = new Float32Array(L.n);
+    const y = decodeOutput(out, L.n);
     const offset = dq ? readF32(q, L.offset) : 0;
     for (let k = 0; k < L.nb; k++) {
       const e0 = k * BNB_BLOCK;
@@ -478,14 +479,14 @@ function makeLlmInt8(): QuantFormat {
       assertShape(x, shape, tensor);
       assertFinite(x, shape, tensor);
       const { rows, cols } = shape;
-      const out = new Uint8Array(encodedBytes(shape));
+      const out = encodeOutput(opts?.out, encodedBytes(shape), false, tensor);
       for (let r = 0; r < rows; r++) writeF32(out, 4 * r, encodeInt8Row(x, r * cols, cols, out, 4 * rows + r * cols));
       return out;
     },
-    decode(q, shape) {
+    decode(q, shape, out) {
       checkedDecodeLength(id, q, shape, encodedBytes(shape));
       const { rows, cols } = shape;
-      const y = new Float32Array(rows * cols);
+      const y = decodeOutput(out, rows * cols);
       for (let r = 0; r < rows; r++) decodeInt8Row(q, 4 * rows + r * cols, cols, readF32(q, 4 * r), y, r * cols);
       return y;
     },

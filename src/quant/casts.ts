@@ -15,7 +15,7 @@
  * Layout: the codes, row-major, little-endian: 2 bytes per weight (fp16 / bf16 bit patterns) or 1 byte
  * (fp8, sign | exponent | mantissa from the high bit down). 16 or 8 bits per weight exactly.
  */
-import type { EncodeOptions, MatrixShape, QuantFormat, RowLengthCheck } from "./format.ts";
+import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "./format.ts";
 import { assertFinite, assertShape, QuantInputError } from "./errors.ts";
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../formats/float-bits.ts";
 import { f32ToF8e4m3, f32ToF8e5m2, f8e4m3ToF32, f8e5m2ToF32 } from "../formats/float8.ts";
@@ -103,11 +103,11 @@ function makeCastFormat(spec: CastSpec): QuantFormat {
       const tensor = opts?.tensorName;
       assertShape(x, shape, tensor);
       assertFinite(x, shape, tensor);
-      const out = new Uint8Array(encodedBytes(shape));
+      const out = encodeOutput(opts?.out, encodedBytes(shape), false, tensor);
       encodeCastRun(spec, x, 0, x.length, out, 0);
       return out;
     },
-    decode(q: Uint8Array, shape: MatrixShape): Float32Array {
+    decode(q: Uint8Array, shape: MatrixShape, out?: Float32Array): Float32Array {
       const expected = encodedBytes(shape);
       if (q.length !== expected) {
         throw new QuantInputError(
@@ -116,7 +116,7 @@ function makeCastFormat(spec: CastSpec): QuantFormat {
         );
       }
       const n = shape.rows * shape.cols;
-      const y = new Float32Array(n);
+      const y = decodeOutput(out, n);
       const t = decodeTable();
       if (spec.bytes === 1) for (let i = 0; i < n; i++) y[i] = t[q[i]!]!;
       else for (let i = 0; i < n; i++) y[i] = t[q[2 * i]! | (q[2 * i + 1]! << 8)]!;

@@ -59,7 +59,7 @@
  * Shape for the GPU port: one function computes a group's parameters from its range (intGroupParams), one
  * encodes and one decodes a group's codes (encodeIntCodes / decodeIntCodes), all over (typed array, offset).
  */
-import type { EncodeOptions, MatrixShape, QuantFormat, RowLengthCheck } from "./format.ts";
+import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "./format.ts";
 import { assertFinite, assertShape, QuantInputError } from "./errors.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../formats/float-bits.ts";
 import { nearestInt } from "./ggml/common.ts";
@@ -270,7 +270,8 @@ function makeIntFormat(spec: IntSpec): QuantFormat {
     if (!check.ok) throw new QuantInputError("row-length", check.reason, { tensor, fallback: check.fallback });
     assertFinite(x, shape, tensor);
     const { rows, cols } = shape;
-    const out = new Uint8Array(encodedBytes(shape));
+    // encodeIntCodes ORs codes into a zeroed bit stream.
+    const out = encodeOutput(opts?.out, encodedBytes(shape), true, tensor);
     const range = new Float64Array(2);
     if (group) {
       const nb = cols / group;
@@ -301,7 +302,7 @@ function makeIntFormat(spec: IntSpec): QuantFormat {
     return out;
   };
 
-  const decode = (q: Uint8Array, shape: MatrixShape): Float32Array => {
+  const decode = (q: Uint8Array, shape: MatrixShape, out?: Float32Array): Float32Array => {
     const check = checkRowLength(shape.cols);
     if (!check.ok) throw new QuantInputError("row-length", check.reason, { fallback: check.fallback });
     const expected = encodedBytes(shape);
@@ -312,7 +313,7 @@ function makeIntFormat(spec: IntSpec): QuantFormat {
       );
     }
     const { rows, cols } = shape;
-    const y = new Float32Array(rows * cols);
+    const y = decodeOutput(out, rows * cols);
     const zeroOf = (off: number) => (asym ? q[off + 2]! : 1 << (bits - 1));
     if (group) {
       const total = rows * (cols / group);

@@ -9,7 +9,7 @@
  * q2_K's _impl asserts non-NULL) are therefore never used by ggml_quantize_chunk, nor here.
  */
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
-import type { EncodeOptions, MatrixShape, QuantFormat, RowLengthCheck } from "../format.ts";
+import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 
 /** QK_K: weights per super-block. */
 export const QK_K = 256;
@@ -113,7 +113,8 @@ export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
       const imatrix = opts?.imatrix;
       if (imatrix) assertImatrix(imatrix, cols, tensor);
       const blocksPerRow = cols / QK_K;
-      const out = new Uint8Array(rows * blocksPerRow * blockBytes);
+      // Every block encoder stores all of its block's bytes.
+      const out = encodeOutput(opts?.out, rows * blocksPerRow * blockBytes, false, tensor);
       const scratch = new KQuantScratch();
       const encodeBlock = imatrix ? encodeImatrix : encodeRef;
       const qw = imatrix ?? EMPTY;
@@ -128,7 +129,7 @@ export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
       return out;
     },
 
-    decode(q: Uint8Array, shape: MatrixShape): Float32Array {
+    decode(q: Uint8Array, shape: MatrixShape, out?: Float32Array): Float32Array {
       const { rows, cols } = shape;
       requireRowLength(spec, cols, undefined);
       const blocks = rows * (cols / QK_K);
@@ -138,7 +139,7 @@ export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
           `${q.length} bytes are not ${blocks} ${spec.id} blocks of ${blockBytes} bytes (${rows}x${cols})`,
         );
       }
-      const y = new Float32Array(rows * cols);
+      const y = decodeOutput(out, rows * cols);
       for (let b = 0; b < blocks; b++) decodeBlock(q, b * blockBytes, y, b * QK_K);
       return y;
     },

@@ -22,7 +22,7 @@
  * nibble of qs[e-16]; the 5th bit of weight e is bit e of qh. Values:
  *   q4_0 (q-8)*d   q4_1 q*d+m   q5_0 (q-16)*d   q5_1 q*d+m   q8_0 q*d   q8_K d*q, bsums[g] = sum of qs[16g..16g+15].
  */
-import type { EncodeOptions, MatrixShape, QuantFormat, RowLengthCheck } from "../format.ts";
+import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
 import { f32Bits, bitsToF32 } from "../../formats/float-bits.ts";
 import { f16BitsToF32, fr, nearestInt, writeF16 } from "./common.ts";
@@ -659,10 +659,11 @@ function prepareEncode(spec: LegacySpec, x: Float32Array, shape: MatrixShape, op
   }
   assertFinite(x, shape, tensor);
   if (opts?.imatrix) assertImatrix(opts.imatrix, shape.cols, tensor);
-  return new Uint8Array(encodedBytes(spec, shape));
+  // Every block encoder stores all of its block's bytes.
+  return encodeOutput(opts?.out, encodedBytes(spec, shape), false, tensor);
 }
 
-function prepareDecode(spec: LegacySpec, q: Uint8Array, shape: MatrixShape): Float32Array {
+function prepareDecode(spec: LegacySpec, q: Uint8Array, shape: MatrixShape, out: Float32Array | undefined): Float32Array {
   const check = checkRowLength(spec, shape.cols);
   if (!check.ok) throw new QuantInputError("row-length", check.reason, { fallback: check.fallback });
   const expected = encodedBytes(spec, shape);
@@ -672,7 +673,7 @@ function prepareDecode(spec: LegacySpec, q: Uint8Array, shape: MatrixShape): Flo
       `${q.length} bytes of ${spec.id} do not make a ${shape.rows}x${shape.cols} tensor (expected ${expected})`,
     );
   }
-  return new Float32Array(shape.rows * shape.cols);
+  return decodeOutput(out, shape.rows * shape.cols);
 }
 
 function encodedBytes(spec: LegacySpec, shape: MatrixShape): number {
@@ -708,8 +709,14 @@ function encodeWith(
   return out;
 }
 
-function decodeWith(spec: LegacySpec, decodeRun: BlockRunDecoder, q: Uint8Array, shape: MatrixShape): Float32Array {
-  const y = prepareDecode(spec, q, shape);
+function decodeWith(
+  spec: LegacySpec,
+  decodeRun: BlockRunDecoder,
+  q: Uint8Array,
+  shape: MatrixShape,
+  out: Float32Array | undefined,
+): Float32Array {
+  const y = prepareDecode(spec, q, shape, out);
   decodeRun(q, y, shape.rows * (shape.cols / spec.blockWeights));
   return y;
 }
@@ -739,7 +746,7 @@ function makeFormat(
     checkRowLength: (cols) => checkRowLength(spec, cols),
     encodedBytes: (shape) => encodedBytes(spec, shape),
     encode: (x, shape, opts) => encodeWith(spec, encodeRun, encodeWeighted, x, shape, opts),
-    decode: (q, shape) => decodeWith(spec, decodeRun, q, shape),
+    decode: (q, shape, out) => decodeWith(spec, decodeRun, q, shape, out),
   };
 }
 
