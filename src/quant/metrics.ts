@@ -89,6 +89,29 @@ export function emptyErrorSums(): ErrorSums {
   return { count: 0, nonFinite: 0, firstNonFinite: -1, sumXX: 0, sumYY: 0, sumXY: 0, sumEE: 0, maxAbsErr: 0, maxAt: -1 };
 }
 
+/**
+ * Folds `part` into `into`. `offset` is the flat index of part's first value (part's positions are relative
+ * to it). The largest error keeps its first position: ties go to the smaller index, whatever the order.
+ */
+export function mergeErrorSums(into: ErrorSums, part: ErrorSums, offset: number): void {
+  into.count += part.count;
+  into.nonFinite += part.nonFinite;
+  if (part.firstNonFinite >= 0 && (into.firstNonFinite < 0 || offset + part.firstNonFinite < into.firstNonFinite)) {
+    into.firstNonFinite = offset + part.firstNonFinite;
+  }
+  into.sumXX += part.sumXX;
+  into.sumYY += part.sumYY;
+  into.sumXY += part.sumXY;
+  into.sumEE += part.sumEE;
+  if (part.maxAt >= 0) {
+    const at = offset + part.maxAt;
+    if (into.maxAt < 0 || part.maxAbsErr > into.maxAbsErr || (part.maxAbsErr === into.maxAbsErr && at < into.maxAt)) {
+      into.maxAbsErr = part.maxAbsErr;
+      into.maxAt = at;
+    }
+  }
+}
+
 /** The reported metrics from the sums (shared by the CPU and GPU paths, so both define them the same way). */
 export function errorMetricsFromSums(s: ErrorSums, cols: number): ErrorMetrics {
   const at = (flat: number): Position | undefined =>
@@ -228,6 +251,11 @@ export class Metrics {
     this.blockEE = 0;
     this.blockMaxAbs = 0;
     this.blockBad = false;
+  }
+
+  /** A copy of the running sums (flat positions from the tensor's first value). */
+  errorSums(): ErrorSums {
+    return { ...this.sums };
   }
 
   /** The metrics of everything added so far (normally the whole tensor). */
