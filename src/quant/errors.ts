@@ -72,9 +72,10 @@ export function assertShape(x: ArrayLike<number>, shape: MatrixShape, tensor?: s
 
 /**
  * Throws "non-finite" naming the first NaN/±Inf (row, column) and how many there are. One pass that only
- * compares, so it costs little next to any quantizer.
+ * compares, so it costs little next to any quantizer. For a chunk of a tensor streamed in rows, `firstRow` is
+ * the tensor row of x's first row, so the reported row is the tensor's (the count is the chunk's).
  */
-export function assertFinite(x: Float32Array, shape: MatrixShape, tensor?: string): void {
+export function assertFinite(x: Float32Array, shape: MatrixShape, tensor?: string, firstRow = 0): void {
   const n = x.length;
   let i = 0;
   // |v| <= FLT_MAX is false for NaN and ±Inf.
@@ -90,8 +91,9 @@ export function assertFinite(x: Float32Array, shape: MatrixShape, tensor?: strin
       if (v !== v) nan++;
     }
   }
-  const row = Math.floor(first / shape.cols);
-  const col = first - row * shape.cols;
+  const chunkRow = Math.floor(first / shape.cols);
+  const col = first - chunkRow * shape.cols;
+  const row = firstRow + chunkRow;
   const kinds = nan === count ? "NaN" : nan === 0 ? "infinite" : "NaN or infinite";
   throw new QuantInputError(
     "non-finite",
