@@ -11,35 +11,17 @@ import { isFormatError } from "../src/formats/errors.ts";
 import { openModel, readTensorRows, type OpenedModel } from "../src/formats/model.ts";
 import type { TensorInfo } from "../src/formats/safetensors.ts";
 import type { ByteSource } from "../src/formats/source.ts";
-import { requestLabDevice, type GpuStatus, type LabDevice } from "../src/gpu/device.ts";
 import { gpuTensorStats } from "../src/gpu/stats.ts";
 import { tensorStats, type TensorStatistics } from "../src/quant/stats.ts";
 import { inputSources } from "./model-input.ts";
 import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "./model-worker-api.ts";
 import { toWireError } from "./wire-error.ts";
+import { workerDevice } from "./worker-device.ts";
 
 let current: { model: OpenedModel; summary: ModelSummary } | null = null;
 /** Aborts the open in flight when a newer one starts: the user changed their mind. */
 let openInFlight: AbortController | null = null;
 let statsInFlight: AbortController | null = null;
-/** Requested once; a lost device is dropped so the next call asks again. */
-let gpu: Promise<{ status: GpuStatus; device?: LabDevice }> | null = null;
-
-function labDevice(): Promise<{ status: GpuStatus; device?: LabDevice }> {
-  if (!gpu) {
-    const request = requestLabDevice();
-    gpu = request;
-    // Kernels compile on first use, not here: on a software adapter compiling takes seconds of CPU
-    // that would slow the first screen for people who never click a tensor.
-    void request.then((r) =>
-      r.device?.lost.then(() => {
-        if (gpu === request) gpu = null;
-      }),
-    );
-  }
-  return gpu;
-}
-
 function summarize(model: OpenedModel): ModelSummary {
   const rows = catalogRows(model);
   return {
@@ -85,7 +67,7 @@ async function* valuesOf(tensor: TensorInfo, signal: AbortSignal): AsyncIterable
 
 /** On the GPU when the worker has one; the CPU reference otherwise, or if the GPU fails mid-way. */
 async function statistics(tensor: TensorInfo, signal: AbortSignal): Promise<{ stats: TensorStatistics; computedOn: "gpu" | "cpu" }> {
-  const { device } = await labDevice();
+  const { device } = await workerDevice();
   if (device) {
     try {
       const stats = await gpuTensorStats(device, valuesOf(tensor, signal), { expectedValues: tensor.params, signal });
@@ -136,7 +118,7 @@ const api: ModelWorkerApi = {
   },
 
   async gpuStatus() {
-    return (await labDevice()).status;
+    return (await workerDevice()).status;
   },
 };
 

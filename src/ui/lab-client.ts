@@ -1,15 +1,33 @@
 /**
- * The page's handle on the model worker. Every call goes to the worker through comlink; errors come
- * back as FormatError (code, file, detail intact) or CancelledError when a newer request replaced it.
+ * The page's handle on the lab's workers. Every call goes to a worker through comlink; errors come back
+ * as FormatError (code, file, detail intact) or CancelledError when cancelled or replaced by a newer
+ * request.
+ *
+ * The model worker opens models and streams statistics. The quantization worker (started on first use)
+ * is handed the input of the model currently shown (see workers/quant-worker-api.ts for why), which this
+ * client remembers for every open that succeeded.
  */
 import * as Comlink from "comlink";
 import type { GpuStatus } from "../gpu/device.ts";
+import type { ModelInput } from "../../workers/model-input.ts";
 import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../workers/model-worker-api.ts";
+import type { FormatChoice, QuantizeProgressEvent, QuantizeReport, QuantWorkerApi } from "../../workers/quant-worker-api.ts";
 import { fromWireError } from "../../workers/wire-error.ts";
+
+/** A quantization job in flight: its id (for cancel) and its report. */
+export interface QuantizeJob {
+  jobId: number;
+  report: Promise<QuantizeReport>;
+}
 
 export class LabClient {
   private readonly worker: Worker;
   private readonly remote: Comlink.Remote<ModelWorkerApi>;
+  private quant: Comlink.Remote<QuantWorkerApi> | undefined;
+  /** The input of the model the model worker holds, numbered per open. */
+  private current: { modelId: number; input: ModelInput } | undefined;
+  private opens = 0;
+  private jobs = 0;
 
   constructor() {
     this.worker = new Worker(new URL("../../workers/model-worker.ts", import.meta.url), { type: "module", name: "quantlab-model" });
@@ -17,15 +35,15 @@ export class LabClient {
   }
 
   openFiles(files: File[]): Promise<ModelSummary> {
-    return this.call(() => this.remote.openFiles(files));
+    return this.open({ kind: "files", files }, () => this.remote.openFiles(files));
   }
 
   openUrl(url: string): Promise<ModelSummary> {
-    return this.call(() => this.remote.openUrl(url));
+    return this.open({ kind: "url", url }, () => this.remote.openUrl(url));
   }
 
   openDemo(): Promise<ModelSummary> {
-    return this.call(() => this.remote.openDemo());
+    return this.open({ kind: "demo" }, () => this.remote.openDemo());
   }
 
   tensorStats(name: string): Promise<TensorStatsResult> {
@@ -35,6 +53,40 @@ export class LabClient {
   gpuStatus(): Promise<GpuStatus> {
     // Comlink's Remote<> distributes over the union; the value is the plain GpuStatus the worker returned.
     return this.call(() => this.remote.gpuStatus() as Promise<GpuStatus>);
+  }
+
+  /** Every format with its bits per weight on this tensor's shape. */
+  quantFormats(tensor: { shape: number[]; params: number }): Promise<FormatChoice[]> {
+    return this.call(() => this.quantWorker().formats(tensor));
+  }
+
+  /** Starts quantizing a tensor of the current model with each format. */
+  quantize(tensor: string, formats: string[], onProgress?: (event: QuantizeProgressEvent) => void): QuantizeJob {
+    const jobId = ++this.jobs;
+    const current = this.current;
+    if (!current) return { jobId, report: Promise.reject(new Error("Open a model before quantizing.")) };
+    const request = { jobId, tensor: { ...current, tensor }, formats };
+    const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
+    return { jobId, report: this.call(() => this.quantWorker().quantize(request, progress) as Promise<QuantizeReport>) };
+  }
+
+  cancelQuantize(jobId: number): Promise<void> {
+    return this.call(() => this.quantWorker().cancel(jobId));
+  }
+
+  private quantWorker(): Comlink.Remote<QuantWorkerApi> {
+    if (!this.quant) {
+      const worker = new Worker(new URL("../../workers/quant-worker.ts", import.meta.url), { type: "module", name: "quantlab-quant" });
+      this.quant = Comlink.wrap<QuantWorkerApi>(worker);
+    }
+    return this.quant;
+  }
+
+  private async open(input: ModelInput, request: () => Promise<ModelSummary>): Promise<ModelSummary> {
+    const summary = await this.call(request);
+    // The worker applies opens in order and rejects the ones a newer open replaced, so this is its model.
+    this.current = { modelId: ++this.opens, input };
+    return summary;
   }
 
   private async call<T>(request: () => Promise<T>): Promise<T> {

@@ -1,0 +1,83 @@
+/**
+ * What the quantization worker offers the page. Both sides import this file: the worker implements
+ * QuantWorkerApi, the page calls it through comlink. Errors cross as WireErrors (workers/wire-error.ts);
+ * what goes wrong for one format is not an error but part of the report (FormatResult with ok: false).
+ *
+ * Where the tensor comes from: the model worker holds the opened model and its sources, but sources are
+ * not transferable (a Node file handle, an HTTP reader with its state). So the page hands the quantization
+ * worker the same input it gave the model worker (the picked File objects, which postMessage shares
+ * without copying, the URL, or "demo") with the id of that open, and the tensor's name. The quantization
+ * worker opens the input itself with src/formats (headers only: one small read per file) and keeps it
+ * until a request names another open. The two workers never talk to each other, and each can work while
+ * the other is busy (statistics of one tensor while another is quantized).
+ */
+import type { GpuStatus } from "../src/gpu/device.ts";
+import type { FormatFamily, MatrixShape } from "../src/quant/format.ts";
+import type { FormatResult } from "../src/pipeline/quantize-tensor.ts";
+import type { ModelInput } from "./model-input.ts";
+
+export type { FormatFailure, FormatResult, RanOn } from "../src/pipeline/quantize-tensor.ts";
+
+/** One tensor of one opened model. */
+export interface TensorRef {
+  /** The page's number for the open that produced the model: a new number means other sources. */
+  modelId: number;
+  input: ModelInput;
+  tensor: string;
+}
+
+export interface QuantizeRequest {
+  /** The page's number for this job; cancel(jobId) stops it. */
+  jobId: number;
+  tensor: TensorRef;
+  /** Format ids or aliases (src/quant/registry.ts). */
+  formats: string[];
+  /** Return each format's packed bytes too (default: metrics only). */
+  includeBytes?: boolean;
+  /** llama.cpp importance matrix: one weight per column. */
+  imatrix?: Float32Array;
+}
+
+export interface QuantizeProgressEvent {
+  jobId: number;
+  /** The format working right now. */
+  format: string;
+  doneBytes: number;
+  totalBytes: number;
+}
+
+export interface QuantizeReport {
+  jobId: number;
+  tensor: string;
+  dtype: string;
+  shape: MatrixShape;
+  /** The device the job had: the WebGPU adapter, or why there was none. Each result says where it ran. */
+  device: GpuStatus;
+  results: FormatResult[];
+}
+
+/** A format as the picker shows it. */
+export interface FormatChoice {
+  id: string;
+  family: FormatFamily;
+  description: string;
+  /** Exact bits per weight on the tensor asked about (scales, minimums and zero points counted). */
+  bitsPerWeight: number;
+  /** Why the tensor's rows do not fit, with llama.cpp's fallback; undefined when they do. */
+  rowLengthProblem?: { reason: string; fallback?: string };
+}
+
+export interface QuantWorkerApi {
+  /** Every format of the registry, in registry order, with its bits per weight on this tensor's shape. */
+  formats(tensor: { shape: number[]; params: number }): Promise<FormatChoice[]>;
+  /**
+   * Quantizes one tensor with each format: on the worker's WebGPU device where a kernel exists, else on
+   * the CPU reference. Rejects with a CancelledError when cancelled; `onProgress` (a Comlink.proxy)
+   * hears about every few percent.
+   */
+  quantize(request: QuantizeRequest, onProgress?: (event: QuantizeProgressEvent) => void): Promise<QuantizeReport>;
+  /** Stops a job (nothing happens when it has finished already). */
+  cancel(jobId: number): Promise<void>;
+  /** The WebGPU adapter the worker uses, or why it runs everything on the CPU. */
+  gpuStatus(): Promise<GpuStatus>;
+}

@@ -1,0 +1,122 @@
+/**
+ * The lab's quantization worker: streams one tensor through the formats the page asks for (on the
+ * worker's WebGPU device where a kernel exists, else on the CPU reference; src/pipeline/quantize-tensor.ts)
+ * and returns the metrics and per-block error maps. Exposed with comlink; how it gets the tensor is
+ * explained in quant-worker-api.ts.
+ */
+import * as Comlink from "comlink";
+import { openModel, tensorRowLayout, type OpenedModel } from "../src/formats/model.ts";
+import { bitsPerWeight } from "../src/quant/format.ts";
+import { FORMATS, getFormat } from "../src/quant/registry.ts";
+import { quantizeTensor, type QuantizeProgress } from "../src/pipeline/quantize-tensor.ts";
+import { inputSources } from "./model-input.ts";
+import type { FormatChoice, QuantizeProgressEvent, QuantizeReport, QuantizeRequest, QuantWorkerApi, TensorRef } from "./quant-worker-api.ts";
+import { toWireError } from "./wire-error.ts";
+import { workerDevice } from "./worker-device.ts";
+
+/** The model of the last open a request named (opening reads only headers). */
+let opened: { modelId: number; model: Promise<OpenedModel> } | null = null;
+const jobs = new Map<number, AbortController>();
+
+/** Progress goes to the page at most this often (plus the last event). */
+const PROGRESS_INTERVAL_MS = 50;
+
+function modelOf(ref: TensorRef, signal: AbortSignal): Promise<OpenedModel> {
+  if (opened?.modelId !== ref.modelId) {
+    const previous = opened;
+    // Not tied to one job's signal: the next job on the same model reuses it.
+    const model = inputSources(ref.input).then((sources) => openModel(sources));
+    opened = { modelId: ref.modelId, model };
+    // A failed open is not kept: the next request tries again.
+    model.catch(() => {
+      if (opened?.model === model) opened = null;
+    });
+    void previous?.model.then(closeSources, () => {});
+  }
+  const { model } = opened!;
+  signal.throwIfAborted();
+  return model;
+}
+
+async function closeSources(model: OpenedModel): Promise<void> {
+  const sources = new Set(model.tensors.map((t) => t.source));
+  await Promise.allSettled([...sources].map((s) => s.close?.()));
+}
+
+function throttled(jobId: number, onProgress: ((e: QuantizeProgressEvent) => void) | undefined) {
+  let last = 0;
+  return (p: QuantizeProgress) => {
+    const now = Date.now();
+    if (!onProgress || (now - last < PROGRESS_INTERVAL_MS && p.doneBytes < p.totalBytes)) return;
+    last = now;
+    // Not awaited: the page's answer does not matter, and waiting would slow the job.
+    void Promise.resolve(onProgress({ jobId, ...p })).catch(() => {});
+  };
+}
+
+const api: QuantWorkerApi = {
+  async formats(tensor) {
+    const { rows, rowLength: cols } = tensorRowLayout(tensor);
+    const shape = { rows, cols };
+    return FORMATS.map((f): FormatChoice => {
+      const check = f.checkRowLength(cols);
+      return {
+        id: f.id,
+        family: f.family,
+        description: f.description,
+        bitsPerWeight: bitsPerWeight(f, shape),
+        rowLengthProblem: check.ok ? undefined : { reason: check.reason, fallback: check.fallback },
+      };
+    });
+  },
+
+  async quantize(request: QuantizeRequest, onProgress) {
+    const controller = new AbortController();
+    jobs.get(request.jobId)?.abort();
+    jobs.set(request.jobId, controller);
+    const { signal } = controller;
+    try {
+      const formats = request.formats.map(getFormat);
+      const model = await modelOf(request.tensor, signal);
+      const tensor = model.tensors.find((t) => t.name === request.tensor.tensor);
+      if (!tensor) throw new Error(`No tensor named ${request.tensor.tensor} in the model.`);
+      const gpu = await workerDevice();
+      signal.throwIfAborted();
+      const run = await quantizeTensor(tensor, formats, {
+        device: gpu.device,
+        noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
+        imatrix: request.imatrix,
+        keepBytes: request.includeBytes === true,
+        signal,
+        onProgress: throttled(request.jobId, onProgress),
+      });
+      const report: QuantizeReport = {
+        jobId: request.jobId,
+        tensor: tensor.name,
+        dtype: tensor.dtype,
+        shape: run.shape,
+        device: gpu.status,
+        results: run.results,
+      };
+      // The error maps and bytes were made for this report: hand them over instead of copying them.
+      const transfers = run.results.flatMap((r) =>
+        r.ok ? [r.metrics.blocks.mse.buffer, r.metrics.blocks.maxAbs.buffer, ...(r.bytes ? [r.bytes.buffer] : [])] : [],
+      );
+      return Comlink.transfer(report, transfers as ArrayBuffer[]);
+    } catch (e) {
+      throw toWireError(e);
+    } finally {
+      if (jobs.get(request.jobId) === controller) jobs.delete(request.jobId);
+    }
+  },
+
+  async cancel(jobId) {
+    jobs.get(jobId)?.abort();
+  },
+
+  async gpuStatus() {
+    return (await workerDevice()).status;
+  },
+};
+
+Comlink.expose(api);
