@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatCount, formatShape, formatShare, formatValue } from "./format.ts";
+import { formatBytes, formatCount, formatMeasure, formatShape, formatShare, formatValue } from "./format.ts";
 
 describe("formatValue", () => {
   it("reads back as the same float32, for any float32", () => {
@@ -34,5 +34,20 @@ describe("sizes and counts", () => {
     expect(formatShape([64, 172])).toBe("64 × 172");
     expect(formatShape([])).toBe("scalar");
     expect(formatShare(0.126)).toBe("12.60 %");
+  });
+});
+
+describe("formatMeasure", () => {
+  it("writes significant digits, switching to exponents for small and large values", () => {
+    expect(formatMeasure(18.23456)).toBe("18.23");
+    expect(formatMeasure(0.99998765)).toBe("1.000");
+    expect(formatMeasure(0.0123456)).toBe("0.01235");
+    expect(formatMeasure(0.000123456)).toBe("1.235e-4");
+    expect(formatMeasure(2.5e7)).toBe("2.500e7");
+    expect(formatMeasure(-3.14159, 3)).toBe("-3.14");
+    expect(formatMeasure(0)).toBe("0");
+    expect(formatMeasure(Infinity)).toBe("∞");
+    expect(formatMeasure(-Infinity)).toBe("−∞");
+    expect(formatMeasure(NaN)).toBe("—");
   });
 });

@@ -55,3 +55,16 @@ export function formatValue(v: number): string {
   }
   return text;
 }
+
+/**
+ * A measured quantity (MSE, SNR, cosine...) to `digits` significant digits: 0.000123 -> "1.230e-4",
+ * 18.234 -> "18.23"; exponents below 1e-3 and from 1e6. NaN is "—" (nothing to measure), infinities "∞".
+ */
+export function formatMeasure(v: number, digits = 4): string {
+  if (Number.isNaN(v)) return "—";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "−∞";
+  if (v === 0) return "0";
+  const abs = Math.abs(v);
+  if (abs < 1e-3 || abs >= 1e6) return v.toExponential(digits - 1).replace("e+", "e");
+  return v.toPrecision(digits);
+}
