@@ -3,34 +3,18 @@
  * on files this test writes, and on a local HTTP server. Each test spawns processes, so the tests
  * of a block run concurrently; none shares mutable state with another.
  */
-import { execFile } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, STORIES_DIR, STORIES_SHARDED_DIR } from "../../test/shared-data.ts";
+import { STORIES_DIR, STORIES_SHARDED_DIR } from "../../test/shared-data.ts";
 import { startRangeServer, type RangeServer } from "../../test/range-server.ts";
+import { quantlab } from "../../test/quantlab-cli.ts";
 import type { InspectJson } from "./inspect.ts";
 import { safetensorsHeader } from "../formats/safetensors.ts";
 
-const BIN = path.join(REPO_ROOT, "bin/quantlab.js");
 const STORIES_FILE = path.join(STORIES_DIR, "model.safetensors");
 const SHARDED_INDEX = path.join(STORIES_SHARDED_DIR, "model.safetensors.index.json");
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function quantlab(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function inspectJson(target: string): Promise<InspectJson> {
   const run = await quantlab("inspect", target, "--json");

@@ -2,6 +2,9 @@
  * The `quantlab` command line: a table of commands, `--help` on each, and one exit-code policy
  * (0 done, 1 unexpected failure, 2 bad input or bad usage) so scripts can branch on it.
  */
+import { decodeCommand } from "./decode.ts";
+import { encodeCommand } from "./encode.ts";
+import { formatsCommand } from "./formats.ts";
 import { inspectCommand } from "./inspect.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
 
@@ -23,7 +26,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, helpCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, encodeCommand, decodeCommand, helpCommand];
 
 export function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.usage.length));
