@@ -1,34 +1,153 @@
 /**
- * Arithmetic helpers shared by the llama.cpp (ggml) block formats.
+ * Arithmetic helpers shared by the llama.cpp (ggml) block formats: the only copies of ggml's rounding
+ * functions, fp16 and u32 field access, and the small loops every encoder starts with.
  *
  * Bit-exactness with ggml's C code rests on one rule: every float operation must be a float32
  * operation. In JS, Math.fround(a op b) for float32 a, b equals the C float result for + - * / and
  * sqrt (double has more than twice float's precision, so rounding twice is harmless). Every
  * intermediate the C code keeps in a `float` must therefore pass through fround; accumulators C keeps in
- * `float` too.
+ * `float` too. A fround may be left out only where the double result is provably already a float32
+ * (e.g. a product of an fp16 value and a small integer); each such place says why.
+ *
+ * Speed notes (V8): hot functions take `Math.fround` into a local `fr` and keep constants in locals;
+ * module-level bindings are reloaded and re-checked on every loop iteration by TurboFan.
  */
-import { f32Bits, f16BitsToF32, f32ToF16Bits } from "../../formats/float-bits.ts";
+import { f16BitsToF32, f32Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
 
 export const fr = Math.fround;
 
-/** ggml's nearest_int: round a float32 with |x| <= 4194303 to the nearest integer, ties to even. */
-export function nearestInt(x: number): number {
-  return (f32Bits(fr(x + 12582912)) & 0x007fffff) - 0x00400000;
+/** GROUP_MAX_EPS (1e-15f): groups whose largest |x| is below it count as all zero. */
+export const GROUP_MAX_EPS = fr(1e-15);
+
+// ---------------------------------------------------------------------------------------------------------
+// C's float -> int conversions
+
+/** 1.5 * 2^52: adding and subtracting it rounds a double to an integer, ties to even. */
+const ROUND_MAGIC = 6755399441055744;
+
+/**
+ * ggml's nearest_int for a float32 v whose |v| <= 4194303 (the range ggml asserts): round to nearest, ties
+ * to even. ggml adds 12582912.0f and reads the low mantissa bits; for such v that sum lies in [2^23, 2^24),
+ * where the float32 spacing is 1, so it is exactly the rounding done here in double. Use it where the
+ * caller can bound |v| (say so there); otherwise use nearestInt.
+ */
+export function nearestIntInRange(v: number): number {
+  return (v + ROUND_MAGIC - ROUND_MAGIC) | 0;
 }
+
+/**
+ * ggml's nearest_int for any float32 v: nearestIntInRange inside ggml's range; outside it (and for NaN and
+ * inf) the float bit trick replayed, so the garbage C produces is the same garbage.
+ */
+export function nearestInt(v: number): number {
+  if (v <= 4194303 && v >= -4194303) return (v + ROUND_MAGIC - ROUND_MAGIC) | 0;
+  return (f32Bits(fr(v + 12582912)) & 0x007fffff) - 0x00400000;
+}
+
+/**
+ * C's roundf: nearest integer, ties away from zero. floor(v + 0.5) is that except at negative ties
+ * (-2.5 -> -2), fixed by a branch that is almost never taken: a sign-dependent branch per value would
+ * mispredict half the time. Exact here because v + 0.5 is computed in double; an f32 WGSL port must not do
+ * that (0.49999997f + 0.5f rounds to 1) and should compare v - trunc(v) with ±0.5 instead.
+ */
+export function roundHalfAway(v: number): number {
+  const t = v + 0.5;
+  const r = Math.floor(t);
+  return r === t && v < 0 ? r - 1 : r;
+}
+
+/**
+ * C's (int8_t) / (uint8_t) cast of a float: truncation toward zero. Only ±Inf and NaN (from a scale whose
+ * reciprocal overflowed) fall out of range here; they give 0, as x86's cvttss2si plus the byte store does.
+ */
+export function truncToInt(v: number): number {
+  return v | 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// fp16 and u32 fields
+
+/** The float32 value of every fp16 code (256 KiB), so reading a scale is one load. */
+export const F16_TO_F32: Float32Array = (() => {
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) table[h] = f16BitsToF32(h);
+  return table;
+})();
 
 /** The float32 value that ggml stores as fp16 and reads back: GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(x)). */
 export function roundToF16(x: number): number {
-  return f16BitsToF32(f32ToF16Bits(x));
+  return F16_TO_F32[f32ToF16Bits(x)]!;
 }
 
-export { f32ToF16Bits, f16BitsToF32 };
-
-/** Little-endian fp16 read/write at a byte offset. */
+/** Little-endian fp16 write at a byte offset (round to nearest even, as GGML_FP32_TO_FP16). */
 export function writeF16(out: Uint8Array, offset: number, x: number): void {
   const h = f32ToF16Bits(x);
   out[offset] = h & 0xff;
   out[offset + 1] = h >>> 8;
 }
+
+/** Little-endian fp16 read at a byte offset. */
 export function readF16(q: Uint8Array, offset: number): number {
-  return f16BitsToF32(q[offset]! | (q[offset + 1]! << 8));
+  return F16_TO_F32[q[offset]! | (q[offset + 1]! << 8)]!;
+}
+
+/** Little-endian u32 at any byte offset (q5_0's qh is not 4-byte aligned). */
+export function readU32(q: Uint8Array, off: number): number {
+  return (q[off]! | (q[off + 1]! << 8) | (q[off + 2]! << 16) | (q[off + 3]! << 24)) >>> 0;
+}
+export function writeU32(out: Uint8Array, off: number, v: number): void {
+  out[off] = v & 0xff;
+  out[off + 1] = (v >>> 8) & 0xff;
+  out[off + 2] = (v >>> 16) & 0xff;
+  out[off + 3] = v >>> 24;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Loops the encoders share
+
+/**
+ * The signed value with the largest |x| in x[xo..xo+n) (the first one on ties; 0 for an empty or all-zero
+ * range): ggml's `max` in its `if (ax > amax) { amax = ax; max = x[i]; }` loops. Its |value| is `amax`.
+ */
+export function signedAbsMax(x: Float32Array, xo: number, n: number): number {
+  let amax = 0;
+  let max = 0;
+  for (let i = xo; i < xo + n; i++) {
+    const v = x[i]!;
+    const av = Math.abs(v);
+    if (av > amax) {
+      amax = av;
+      max = v;
+    }
+  }
+  return max;
+}
+
+/** sum of x^2 over x[xo..xo+n), accumulated in order in float32 (ggml's `sum_x2 += x[j]*x[j]`). */
+export function sumOfSquares(x: Float32Array, xo: number, n: number): number {
+  const fr = Math.fround;
+  let sum = 0;
+  for (let i = xo; i < xo + n; i++) sum = fr(sum + fr(x[i]! * x[i]!));
+  return sum;
+}
+
+/**
+ * The importance weights of ggml's quantize_row_<fmt>_impl: w[wo + j] = qw[qwo + j] * sqrt(sigma2 + x^2)
+ * for the n weights from x[xo]. (sigma2 is the row's or super-block's mean square, per format.)
+ */
+export function importanceWeights(
+  x: Float32Array,
+  xo: number,
+  qw: Float32Array,
+  qwo: number,
+  sigma2: number,
+  n: number,
+  w: Float32Array,
+  wo: number,
+): void {
+  const fr = Math.fround;
+  for (let j = 0; j < n; j++) {
+    const v = x[xo + j]!;
+    w[wo + j] = fr(qw[qwo + j]! * fr(Math.sqrt(fr(sigma2 + fr(v * v)))));
+  }
 }

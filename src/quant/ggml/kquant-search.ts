@@ -17,28 +17,7 @@
  * typed copies of flag parameters in locals. Module-level bindings and untyped parameters are reloaded and
  * re-checked on every loop iteration by TurboFan, which costs 10-30% in these loops.
  */
-import { f32Bits } from "../../formats/float-bits.ts";
-
-/** GROUP_MAX_EPS (1e-15f): below this |max| a group counts as all zero. */
-export const GROUP_MAX_EPS = Math.fround(1e-15);
-
-/**
- * ggml's nearest_int for a float32 `v`: `v + 12582912.0f`, then the low 22 mantissa bits. For
- * |v| <= 4194303 that is round-half-even (done here in double with the 2^52 trick, exact for such v);
- * outside that range (and for NaN/inf) we replay the float bit trick so the garbage C produces is the
- * same garbage.
- */
-export function nearestIntK(v: number): number {
-  const magic = 6755399441055744; // 1.5 * 2^52: adding and subtracting it rounds a double, ties to even
-  if (v <= 4194303 && v >= -4194303) return (v + magic - magic) | 0;
-  return (f32Bits(Math.fround(v + 12582912)) & 0x007fffff) - 0x00400000;
-}
-
-/** nearest_int for a float32 v already known to satisfy |v| <= 4194303 (no range check). */
-function nearestIntInRange(v: number): number {
-  const magic = 6755399441055744;
-  return (v + magic - magic) | 0;
-}
+import { GROUP_MAX_EPS, nearestInt, nearestIntInRange, signedAbsMax } from "./common.ts";
 
 /**
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
@@ -62,16 +41,8 @@ export function makeQxQuants(
   wx: Float32Array,
 ): number {
   const fr = Math.fround;
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]!);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i]!;
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
+  const max = signedAbsMax(x, xo, n);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;
   }
@@ -137,16 +108,8 @@ export function makeQ3Quants(
   doRmse: boolean,
 ): number {
   const fr = Math.fround;
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]!);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i]!;
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
+  const max = signedAbsMax(x, xo, n);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;
   }
@@ -158,7 +121,7 @@ export function makeQ3Quants(
     let suml2 = 0;
     for (let i = 0; i < n; i++) {
       const xi = x[xo + i]!;
-      let l = nearestIntK(fr(iscale * xi));
+      let l = nearestInt(fr(iscale * xi));
       l = l < lmin ? lmin : l > lmax ? lmax : l;
       L[lo + i] = l;
       const w = fr(xi * xi);
@@ -174,7 +137,7 @@ export function makeQ3Quants(
         let slx = fr(sumlx - fr(fr(w * xi) * li));
         if (slx > 0) {
           let sl2 = fr(suml2 - fr(fr(w * li) * li));
-          let newL = nearestIntK(fr(fr(xi * sl2) / slx));
+          let newL = nearestInt(fr(fr(xi * sl2) / slx));
           newL = newL < lmin ? lmin : newL > lmax ? lmax : newL;
           if (newL !== li) {
             slx = fr(slx + fr(fr(w * xi) * newL));
@@ -194,7 +157,7 @@ export function makeQ3Quants(
     return suml2 > 0 ? fr(sumlx / suml2) : 0;
   }
   for (let i = 0; i < n; i++) {
-    const l = nearestIntK(fr(iscale * x[xo + i]!));
+    const l = nearestInt(fr(iscale * x[xo + i]!));
     L[lo + i] = (l < lmin ? lmin : l > lmax ? lmax : l) + nmax;
   }
   return fr(1 / iscale);
@@ -264,7 +227,7 @@ function makeQkxQuants(
     const xi = x[xo + i]!;
     const d = fr(xi - min);
     xm[i] = d;
-    const l = nearestIntK(fr(iscale * d));
+    const l = nearestInt(fr(iscale * d));
     const lc = l < 0 ? 0 : l > top ? top : l;
     L[lo + i] = lc;
     let diff = fr(fr(fr(scale * lc) + min) - xi);
@@ -285,7 +248,7 @@ function makeQkxQuants(
       if (bounded) {
         l = v > 0 ? nearestIntInRange(v < top ? v : top) : 0;
       } else {
-        l = nearestIntK(v);
+        l = nearestInt(v);
         l = l < 0 ? 0 : l > top ? top : l;
       }
       changed |= l ^ Laux[i]!;
@@ -394,7 +357,7 @@ export function makeQpQuants(n: number, nmax: number, x: Float32Array, L: Uint8A
     return 0;
   }
   let iscale = fr(top / max);
-  for (let i = 0; i < n; i++) L[i] = nearestIntK(fr(iscale * x[i]!));
+  for (let i = 0; i < n; i++) L[i] = nearestInt(fr(iscale * x[i]!));
   const scale = fr(1 / iscale);
   let bestMse = 0;
   for (let i = 0; i < n; i++) {
@@ -407,7 +370,7 @@ export function makeQpQuants(n: number, nmax: number, x: Float32Array, L: Uint8A
     const scaleIs = fr(1 / iscaleIs);
     let mse = 0;
     for (let i = 0; i < n; i++) {
-      let l = nearestIntK(fr(iscaleIs * x[i]!));
+      let l = nearestInt(fr(iscaleIs * x[i]!));
       l = l < top ? l : top;
       const diff = fr(x[i]! - fr(scaleIs * l));
       mse = fr(mse + fr(fr(qw[i]! * diff) * diff));
@@ -420,7 +383,7 @@ export function makeQpQuants(n: number, nmax: number, x: Float32Array, L: Uint8A
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
-    let l = nearestIntK(fr(iscale * x[i]!));
+    let l = nearestInt(fr(iscale * x[i]!));
     l = l < top ? l : top;
     L[i] = l;
     const w = qw[i]!;
@@ -436,7 +399,7 @@ export function makeQpQuants(n: number, nmax: number, x: Float32Array, L: Uint8A
       let slx = fr(sumlx - fr(fr(w * xi) * li));
       let sl2 = fr(suml2 - fr(fr(w * li) * li));
       if (slx > 0 && sl2 > 0) {
-        let newL = nearestIntK(fr(fr(xi * sl2) / slx));
+        let newL = nearestInt(fr(fr(xi * sl2) / slx));
         newL = newL < top ? newL : top;
         if (newL !== li) {
           slx = fr(slx + fr(fr(w * xi) * newL));

@@ -3,8 +3,6 @@ import { goldenManifest, loadGoldenCase, type GoldenEntry } from "../../../test/
 import { isQuantInputError, QuantInputError } from "../errors.ts";
 import { bitsPerWeight } from "../format.ts";
 import { GGML_K_FORMATS, QK_K } from "./kquants.ts";
-import { nearestIntK } from "./kquant-search.ts";
-import { nearestInt } from "./common.ts";
 
 const byId = new Map(GGML_K_FORMATS.map((f) => [f.id, f]));
 const manifest = goldenManifest();
@@ -75,15 +73,6 @@ describe("K-quant golden vectors (llama.cpp, bit for bit)", () => {
 });
 
 describe("K-quant behaviour", () => {
-  it("nearestIntK equals ggml's nearest_int bit trick (ties to even, huge values, inf)", () => {
-    const probes = [0, -0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 3.4999998, 4194302.5, -4194302.5, 4194303, 4194304.5];
-    const big = [5e6, -5e6, 1e30, -1e30, Infinity, -Infinity, 8388608, 12582912];
-    for (const v of [...probes, ...big, ...gaussian(2000, 40, 7)]) {
-      const f = Math.fround(v);
-      expect(nearestIntK(f), String(f)).toBe(nearestInt(f));
-    }
-  });
-
   for (const format of GGML_K_FORMATS) {
     describe(format.id, () => {
       it("round-trips random rows within the format's error bound (ref and imatrix)", () => {

@@ -6,8 +6,10 @@
  * (what ggml_quantize_chunk runs when given an importance matrix; q8_0 and q8_K have none) and
  * dequantize_row_<fmt>. Every C float operation is one fr()-rounded float32 operation in C's order.
  *
- * Shaped for a WGSL port: one function per block over (array, offset) pairs, scratch arrays of fixed size,
- * no allocation or closures per block.
+ * Shaped for a WGSL port: one function per format and direction whose loop body is one block (a WGSL
+ * invocation's work), over (array, offset) pairs; scratch arrays of fixed size; no allocation or closures
+ * per block. The loop over blocks sits inside each function so the block code is inlined into it: a loop
+ * shared by six formats would call through a megamorphic site every 32 weights.
  *
  * Block layouts (little-endian, packed back to back, rows never padded; fp16 = IEEE binary16):
  *
@@ -24,191 +26,132 @@
  */
 import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
-import { f32Bits, bitsToF32 } from "../../formats/float-bits.ts";
-import { f16BitsToF32, fr, nearestInt, writeF16 } from "./common.ts";
+import { bitsToF32, f32Bits } from "../../formats/float-bits.ts";
+import {
+  F16_TO_F32,
+  fr,
+  importanceWeights,
+  nearestInt,
+  readU32,
+  roundHalfAway,
+  signedAbsMax,
+  sumOfSquares,
+  truncToInt,
+  writeF16,
+  writeU32,
+} from "./common.ts";
+import { makeQkx3Quants, makeQxQuants } from "./kquant-search.ts";
 
 const QK = 32;
 const QK_K = 256;
 
-/** ggml's GROUP_MAX_EPS: groups whose largest |x| is below it count as all zero. */
-const GROUP_MAX_EPS = fr(1e-15);
-const F32_0_1 = fr(0.1);
-
 // ---------------------------------------------------------------------------------------------------------
-// Scalar helpers for C conversions
-
-/**
- * C's (int8_t) / (uint8_t) cast of a float: truncation toward zero. Only ±Inf and NaN (from a scale whose
- * reciprocal overflowed) fall out of range here; they give 0, as x86's cvttss2si plus the byte store does.
- */
-function truncToInt(v: number): number {
-  return v | 0;
-}
-
-/**
- * C's roundf: nearest integer, ties away from zero. floor(v + 0.5) is that except at negative ties
- * (-2.5 -> -2), fixed by a branch that is almost never taken: a sign-dependent branch per value would
- * mispredict half the time. Exact here because v + 0.5 is computed in double; an f32 WGSL port must not do
- * that (0.49999997f + 0.5f rounds to 1) and should compare v - trunc(v) with ±0.5 instead.
- */
-function roundHalfAway(v: number): number {
-  const t = v + 0.5;
-  const r = Math.floor(t);
-  return r === t && v < 0 ? r - 1 : r;
-}
-
-/**
- * ggml's nearest_int (round to nearest, ties to even) without a memory round trip: for |v| < 2^22,
- * v + 1.5*2^23 lands where the float32 spacing is exactly 1. Anything else (ggml's undefined range) goes
- * through the bit-level version in common.ts, which reproduces ggml's result there too.
- */
-function nearestIntFast(v: number): number {
-  return Math.abs(v) < 4194304 ? fr(v + 12582912) - 12582912 : nearestInt(v);
-}
-
-/** nearest_int for arguments known to satisfy |v| < 2^22 (ggml asserts |v| <= 4194303). */
-function nearestIntSmall(v: number): number {
-  return fr(v + 12582912) - 12582912;
-}
-
-/** fp16 bits -> float32 value for all 65536 codes (256 KiB), so decoders read scales with one load. */
-let f16Table: Float32Array | undefined;
-function f16ToF32Table(): Float32Array {
-  if (!f16Table) {
-    f16Table = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) f16Table[h] = f16BitsToF32(h);
-  }
-  return f16Table;
-}
-
-/** Little-endian u32 at any byte offset (q5_0's qh is not 4-byte aligned). */
-function readU32(q: Uint8Array, off: number): number {
-  return (q[off]! | (q[off + 1]! << 8) | (q[off + 2]! << 16) | (q[off + 3]! << 24)) >>> 0;
-}
-function writeU32(out: Uint8Array, off: number, v: number): void {
-  out[off] = v & 0xff;
-  out[off + 1] = (v >>> 8) & 0xff;
-  out[off + 2] = (v >>> 16) & 0xff;
-  out[off + 3] = v >>> 24;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Reference encoders (quantize_row_<fmt>_ref), one block each. x[xo..xo+block) -> out[oo..oo+blockBytes).
+// Reference encoders (quantize_row_<fmt>_ref): `blocks` blocks from x[xo..] into out[oo..].
 
 /** q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). */
-export function encodeBlockQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number): void {
-  let amax = 0;
-  let max = 0;
-  for (let j = 0; j < QK; j++) {
-    const v = x[xo + j]!;
-    const av = Math.abs(v);
-    if (amax < av) {
-      amax = av;
-      max = v;
+export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, xo += QK, oo += 18) {
+    const d = fr(signedAbsMax(x, xo, QK) / -8);
+    // id comes from the fp32 d, not the fp16 one stored.
+    const id = d !== 0 ? fr(1 / d) : 0;
+    writeF16(out, oo, d);
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fr(x[xo + j]! * id);
+      const x1 = fr(x[xo + QK / 2 + j]! * id);
+      const q0 = Math.min(15, truncToInt(fr(x0 + 8.5)));
+      const q1 = Math.min(15, truncToInt(fr(x1 + 8.5)));
+      out[oo + 2 + j] = q0 | (q1 << 4);
     }
-  }
-  const d = fr(max / -8);
-  // id comes from the fp32 d, not the fp16 one stored.
-  const id = d !== 0 ? fr(1 / d) : 0;
-  writeF16(out, oo, d);
-  for (let j = 0; j < QK / 2; j++) {
-    const x0 = fr(x[xo + j]! * id);
-    const x1 = fr(x[xo + QK / 2 + j]! * id);
-    const q0 = Math.min(15, truncToInt(fr(x0 + 8.5)));
-    const q1 = Math.min(15, truncToInt(fr(x1 + 8.5)));
-    out[oo + 2 + j] = q0 | (q1 << 4);
   }
 }
 
 /** q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)). */
-export function encodeBlockQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number): void {
-  let min = 3.4028234663852886e38;
-  let max = -3.4028234663852886e38;
-  for (let j = 0; j < QK; j++) {
-    const v = x[xo + j]!;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  const d = fr(fr(max - min) / 15);
-  const id = d !== 0 ? fr(1 / d) : 0;
-  writeF16(out, oo, d);
-  writeF16(out, oo + 2, min);
-  for (let j = 0; j < QK / 2; j++) {
-    const x0 = fr(fr(x[xo + j]! - min) * id);
-    const x1 = fr(fr(x[xo + QK / 2 + j]! - min) * id);
-    const q0 = Math.min(15, truncToInt(fr(x0 + 0.5)));
-    const q1 = Math.min(15, truncToInt(fr(x1 + 0.5)));
-    out[oo + 4 + j] = q0 | (q1 << 4);
+export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, xo += QK, oo += 20) {
+    let min = 3.4028234663852886e38;
+    let max = -3.4028234663852886e38;
+    for (let j = 0; j < QK; j++) {
+      const v = x[xo + j]!;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const d = fr(fr(max - min) / 15);
+    const id = d !== 0 ? fr(1 / d) : 0;
+    writeF16(out, oo, d);
+    writeF16(out, oo + 2, min);
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fr(fr(x[xo + j]! - min) * id);
+      const x1 = fr(fr(x[xo + QK / 2 + j]! - min) * id);
+      const q0 = Math.min(15, truncToInt(fr(x0 + 0.5)));
+      const q1 = Math.min(15, truncToInt(fr(x1 + 0.5)));
+      out[oo + 4 + j] = q0 | (q1 << 4);
+    }
   }
 }
 
 /** q5_0: d = (signed value of largest |x|) / -16; q = min(31, (int8)(x/d + 16.5)). */
-export function encodeBlockQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: number): void {
-  let amax = 0;
-  let max = 0;
-  for (let j = 0; j < QK; j++) {
-    const v = x[xo + j]!;
-    const av = Math.abs(v);
-    if (amax < av) {
-      amax = av;
-      max = v;
+export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, xo += QK, oo += 22) {
+    const d = fr(signedAbsMax(x, xo, QK) / -16);
+    const id = d !== 0 ? fr(1 / d) : 0;
+    writeF16(out, oo, d);
+    let qh = 0;
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fr(x[xo + j]! * id);
+      const x1 = fr(x[xo + QK / 2 + j]! * id);
+      const q0 = Math.min(31, truncToInt(fr(x0 + 16.5)));
+      const q1 = Math.min(31, truncToInt(fr(x1 + 16.5)));
+      out[oo + 6 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+      qh |= ((q0 & 0x10) >>> 4) << j;
+      qh |= ((q1 & 0x10) >>> 4) << (j + QK / 2);
     }
+    writeU32(out, oo + 2, qh);
   }
-  const d = fr(max / -16);
-  const id = d !== 0 ? fr(1 / d) : 0;
-  writeF16(out, oo, d);
-  let qh = 0;
-  for (let j = 0; j < QK / 2; j++) {
-    const x0 = fr(x[xo + j]! * id);
-    const x1 = fr(x[xo + QK / 2 + j]! * id);
-    const q0 = Math.min(31, truncToInt(fr(x0 + 16.5)));
-    const q1 = Math.min(31, truncToInt(fr(x1 + 16.5)));
-    out[oo + 6 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
-    qh |= ((q0 & 0x10) >>> 4) << j;
-    qh |= ((q1 & 0x10) >>> 4) << (j + QK / 2);
-  }
-  writeU32(out, oo + 2, qh);
 }
 
 /** q5_1: d = (max-min)/31, m = min; q = (uint8)((x-min)/d + 0.5), with no clamp (ggml has none). */
-export function encodeBlockQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: number): void {
-  let min = 3.4028234663852886e38;
-  let max = -3.4028234663852886e38;
-  for (let j = 0; j < QK; j++) {
-    const v = x[xo + j]!;
-    if (v < min) min = v;
-    if (v > max) max = v;
+export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, xo += QK, oo += 24) {
+    let min = 3.4028234663852886e38;
+    let max = -3.4028234663852886e38;
+    for (let j = 0; j < QK; j++) {
+      const v = x[xo + j]!;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const d = fr(fr(max - min) / 31);
+    const id = d !== 0 ? fr(1 / d) : 0;
+    writeF16(out, oo, d);
+    writeF16(out, oo + 2, min);
+    let qh = 0;
+    for (let j = 0; j < QK / 2; j++) {
+      const x0 = fr(fr(x[xo + j]! - min) * id);
+      const x1 = fr(fr(x[xo + QK / 2 + j]! - min) * id);
+      const q0 = truncToInt(fr(x0 + 0.5)) & 0xff;
+      const q1 = truncToInt(fr(x1 + 0.5)) & 0xff;
+      out[oo + 8 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+      qh |= ((q0 & 0x10) >>> 4) << j;
+      qh |= ((q1 & 0x10) >>> 4) << (j + QK / 2);
+    }
+    writeU32(out, oo + 4, qh);
   }
-  const d = fr(fr(max - min) / 31);
-  const id = d !== 0 ? fr(1 / d) : 0;
-  writeF16(out, oo, d);
-  writeF16(out, oo + 2, min);
-  let qh = 0;
-  for (let j = 0; j < QK / 2; j++) {
-    const x0 = fr(fr(x[xo + j]! - min) * id);
-    const x1 = fr(fr(x[xo + QK / 2 + j]! - min) * id);
-    const q0 = truncToInt(fr(x0 + 0.5)) & 0xff;
-    const q1 = truncToInt(fr(x1 + 0.5)) & 0xff;
-    out[oo + 8 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
-    qh |= ((q0 & 0x10) >>> 4) << j;
-    qh |= ((q1 & 0x10) >>> 4) << (j + QK / 2);
-  }
-  writeU32(out, oo + 4, qh);
 }
 
 /** q8_0: d = max|x| / 127; q = roundf(x/d) (ties away from zero). */
-export function encodeBlockQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: number): void {
-  let amax = 0;
-  for (let j = 0; j < QK; j++) {
-    const av = Math.abs(x[xo + j]!);
-    // MAX(amax, av) in C keeps amax unless av is larger.
-    amax = amax > av ? amax : av;
-  }
-  const d = fr(amax / 127);
-  const id = d !== 0 ? fr(1 / d) : 0;
-  writeF16(out, oo, d);
-  for (let j = 0; j < QK; j++) {
-    out[oo + 2 + j] = roundHalfAway(fr(x[xo + j]! * id)) & 0xff;
+export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, xo += QK, oo += 34) {
+    let amax = 0;
+    for (let j = 0; j < QK; j++) {
+      const av = Math.abs(x[xo + j]!);
+      // MAX(amax, av) in C keeps amax unless av is larger.
+      amax = amax > av ? amax : av;
+    }
+    const d = fr(amax / 127);
+    const id = d !== 0 ? fr(1 / d) : 0;
+    writeF16(out, oo, d);
+    for (let j = 0; j < QK; j++) {
+      out[oo + 2 + j] = roundHalfAway(fr(x[xo + j]! * id)) & 0xff;
+    }
   }
 }
 
@@ -216,421 +159,184 @@ export function encodeBlockQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo
  * q8_K: d = (signed value of largest |x|) / -127 kept as f32; q = min(127, nearest_int(x * -127/max)).
  * An all-zero block gets d = 0 and q = 0; ggml leaves its bsums unwritten, we write their true value, 0.
  */
-export function encodeBlockQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number): void {
-  let amax = 0;
-  let max = 0;
-  for (let j = 0; j < QK_K; j++) {
-    const v = x[xo + j]!;
-    const av = Math.abs(v);
-    if (av > amax) {
-      amax = av;
-      max = v;
+export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, xo += QK_K, oo += 292) {
+    const max = signedAbsMax(x, xo, QK_K);
+    if (max === 0) {
+      for (let j = 0; j < 292; j++) out[oo + j] = 0;
+      continue;
     }
-  }
-  if (amax === 0) {
-    writeU32(out, oo, 0);
-    for (let j = 0; j < QK_K + 32; j++) out[oo + 4 + j] = 0;
-    return;
-  }
-  const iscale = fr(-127 / max);
-  for (let g = 0; g < QK_K / 16; g++) {
-    let sum = 0;
-    for (let j = 16 * g; j < 16 * g + 16; j++) {
-      // |iscale*x| <= 127 unless -127/max overflowed (|max| < 3.7e-37): then nearest_int's bit trick
-      // decides, and the (int8_t) store wraps. bsums add the stored int8 values.
-      const q = (Math.min(127, nearestIntFast(fr(iscale * x[xo + j]!))) << 24) >> 24;
-      out[oo + 4 + j] = q & 0xff;
-      sum += q;
+    const iscale = fr(-127 / max);
+    for (let g = 0; g < QK_K / 16; g++) {
+      let sum = 0;
+      for (let j = 16 * g; j < 16 * g + 16; j++) {
+        // |iscale*x| <= 127 unless -127/max overflowed (|max| < 3.7e-37): then nearest_int's bit trick
+        // decides, and the (int8_t) store wraps. bsums add the stored int8 values.
+        const q = (Math.min(127, nearestInt(fr(iscale * x[xo + j]!))) << 24) >> 24;
+        out[oo + 4 + j] = q & 0xff;
+        sum += q;
+      }
+      out[oo + 260 + 2 * g] = sum & 0xff;
+      out[oo + 260 + 2 * g + 1] = (sum >> 8) & 0xff;
     }
-    out[oo + 260 + 2 * g] = sum & 0xff;
-    out[oo + 260 + 2 * g + 1] = (sum >> 8) & 0xff;
+    writeU32(out, oo, f32Bits(fr(1 / iscale)));
   }
-  writeU32(out, oo, f32Bits(fr(1 / iscale)));
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Importance-weighted encoders (quantize_row_<fmt>_impl). The caller computes per-block weights
-// w[j] = imatrix[col] * sqrt(sigma2 + x[j]^2), sigma2 = mean of x^2 over the whole row.
+// Importance-weighted encoders (quantize_row_<fmt>_impl), one block each: the scale searches of the
+// K-quants (kquant-search.ts) on 32 weights. The caller computes the block's weights w[0..32) =
+// imatrix[col] * sqrt(sigma2 + x^2), sigma2 = mean of x^2 over the whole row (rowSigma2).
 
-// Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port).
-const levels = new Uint8Array(QK);
-const levelsAux = new Uint8Array(QK);
+/** Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port). */
+const levels = new Int8Array(QK);
+const searchLevels = new Int8Array(QK);
 const weightedX = new Float32Array(QK);
+const levelsAux = new Uint8Array(QK);
+const levelsU8 = new Uint8Array(QK);
 const shiftedX = new Float32Array(QK);
+/** make_qkx3_quants' second result (ggml's `the_min` pointer): -min. */
+const minusMin = new Float32Array(1);
 
-/**
- * ggml's make_qx_quants with rmse_type 1 and explicit weights: symmetric levels -nmax..nmax-1, the
- * scale picked among 19 candidates -(nmax + 0.1*is)/max by weighted least squares. Writes L[i] = level + nmax
- * and returns the scale (0 for an all-zero group).
- */
-function makeQxQuantsWeighted(
-  n: number,
-  nmax: number,
-  x: Float32Array,
-  xo: number,
-  w: Float32Array,
-  L: Uint8Array,
-): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]!);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i]!;
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
-    for (let i = 0; i < n; i++) L[i] = 0;
-    return 0;
-  }
-  // C evaluates w*x[i]*l as (w*x[i])*l; the first product is the same for every candidate scale.
-  const wx = weightedX;
-  for (let i = 0; i < n; i++) wx[i] = fr(w[i]! * x[xo + i]!);
-  // Every candidate has |iscale*x| <= nmax + 0.9 (|x| <= |max|, and |max| >= 1e-15 keeps iscale finite),
-  // well inside the range where nearest_int is plain arithmetic.
-  let iscale = fr(-nmax / max);
-  let sumlx = 0;
-  let suml2 = 0;
-  for (let i = 0; i < n; i++) {
-    let l = nearestIntSmall(fr(iscale * x[xo + i]!));
-    l = Math.max(-nmax, Math.min(nmax - 1, l));
-    L[i] = l + nmax;
-    sumlx = fr(sumlx + fr(wx[i]! * l));
-    suml2 = fr(suml2 + fr(fr(w[i]! * l) * l));
-  }
-  let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
-  let best = fr(scale * sumlx);
-  for (let is = -9; is <= 9; is++) {
-    if (is === 0) continue;
-    iscale = fr(-fr(nmax + fr(F32_0_1 * is)) / max);
-    sumlx = 0;
-    suml2 = 0;
-    for (let i = 0; i < n; i++) {
-      let l = nearestIntSmall(fr(iscale * x[xo + i]!));
-      l = Math.max(-nmax, Math.min(nmax - 1, l));
-      sumlx = fr(sumlx + fr(wx[i]! * l));
-      suml2 = fr(suml2 + fr(fr(w[i]! * l) * l));
-    }
-    if (suml2 > 0 && fr(sumlx * sumlx) > fr(best * suml2)) {
-      for (let i = 0; i < n; i++) {
-        const l = nearestIntSmall(fr(iscale * x[xo + i]!));
-        L[i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
-      }
-      scale = fr(sumlx / suml2);
-      best = fr(scale * sumlx);
-    }
-  }
-  return scale;
-}
-
-/** Scratch result of makeQkx3QuantsWeighted: the offset ggml returns through its `the_min` pointer. */
-const qkx3Min = new Float32Array(1);
-
-/**
- * ggml's make_qkx3_quants with explicit weights and squared error (use_mad = false): asymmetric levels
- * 0..nmax, scale and min refit by weighted least squares over nstep+1 candidate grids. Writes L, returns the
- * scale, leaves -min in qkx3Min[0]. Note ggml's quirk, kept: after an improvement, later candidates are
- * built from the improved min, not the block's.
- */
-function makeQkx3QuantsWeighted(
-  n: number,
-  nmax: number,
-  x: Float32Array,
-  xo: number,
-  w: Float32Array,
-  L: Uint8Array,
-  Laux: Uint8Array,
-  rmin: number,
-  rdelta: number,
-  nstep: number,
-): number {
-  let min = x[xo]!;
-  let max = x[xo]!;
-  let sumW = w[0]!;
-  let sumX = fr(sumW * x[xo]!);
-  for (let i = 1; i < n; i++) {
-    const xi = x[xo + i]!;
-    if (xi < min) min = xi;
-    if (xi > max) max = xi;
-    const wi = w[i]!;
-    sumW = fr(sumW + wi);
-    sumX = fr(sumX + fr(wi * xi));
-  }
-  if (min > 0) min = 0;
-  if (max <= min) {
-    for (let i = 0; i < n; i++) L[i] = 0;
-    qkx3Min[0] = -min;
-    return 0;
-  }
-  let iscale = fr(nmax / fr(max - min));
-  let scale = fr(1 / iscale);
-  let bestErr = 0;
-  for (let i = 0; i < n; i++) {
-    const xi = x[xo + i]!;
-    const l = nearestIntFast(fr(iscale * fr(xi - min)));
-    const q = Math.max(0, Math.min(nmax, l));
-    L[i] = q;
-    let diff = fr(fr(fr(scale * q) + min) - xi);
-    diff = fr(diff * diff);
-    bestErr = fr(bestErr + fr(w[i]! * diff));
-  }
-  // x[i] - min for the current min (C recomputes it in every pass; it only changes with min).
-  const xm = shiftedX;
-  for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
-  for (let is = 0; is <= nstep; is++) {
-    iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
-    let sumL = 0;
-    let sumL2 = 0;
-    let sumXL = 0;
-    for (let i = 0; i < n; i++) {
-      // ggml of the golden vectors' era rounds, then clamps; newer llama.cpp clamps first (identical
-      // unless |iscale*(x-min)| > 4194303, where nearest_int is undefined).
-      let l = nearestIntFast(fr(iscale * xm[i]!));
-      l = Math.max(0, Math.min(nmax, l));
-      Laux[i] = l;
-      const wl = fr(w[i]! * l);
-      sumL = fr(sumL + wl);
-      sumL2 = fr(sumL2 + fr(wl * l));
-      sumXL = fr(sumXL + fr(wl * x[xo + i]!));
-    }
-    const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
-    if (D > 0) {
-      let thisScale = fr(fr(fr(sumW * sumXL) - fr(sumX * sumL)) / D);
-      let thisMin = fr(fr(fr(sumL2 * sumX) - fr(sumL * sumXL)) / D);
-      if (thisMin > 0) {
-        thisMin = 0;
-        thisScale = fr(sumXL / sumL2);
-      }
-      let err = 0;
-      for (let i = 0; i < n; i++) {
-        let diff = fr(fr(fr(thisScale * Laux[i]!) + thisMin) - x[xo + i]!);
-        diff = fr(diff * diff);
-        err = fr(err + fr(w[i]! * diff));
-      }
-      if (err < bestErr) {
-        for (let i = 0; i < n; i++) L[i] = Laux[i]!;
-        bestErr = err;
-        scale = thisScale;
-        min = thisMin;
-        for (let i = 0; i < n; i++) xm[i] = fr(x[xo + i]! - min);
-      }
-    }
-  }
-  qkx3Min[0] = -min;
-  return scale;
-}
-
+/** make_qkx3_quants' candidate grid for q4_1 and q5_1: rmin + rdelta*is for is = 0..36. */
+const RMIN = fr(-0.9);
+const RDELTA = fr(0.05);
 
 /** q4_0 with weights: levels 0..15 from make_qx_quants(nmax 8); d is the fitted scale. */
-export function encodeBlockQ4_0Weighted(
-  x: Float32Array,
-  xo: number,
-  w: Float32Array,
-  out: Uint8Array,
-  oo: number,
-): void {
-  const d = makeQxQuantsWeighted(QK, 8, x, xo, w, levels);
+export function encodeBlockQ4_0Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+  const d = makeQxQuants(QK, 8, x, xo, levels, 0, w, 0, searchLevels, weightedX);
   writeF16(out, oo, d);
   for (let j = 0; j < 16; j++) out[oo + 2 + j] = levels[j]! | (levels[j + 16]! << 4);
 }
 
 /** q4_1 with weights: levels 0..15 and min from make_qkx3_quants(nmax 15, rmin -0.9, rdelta 0.05, 36 steps). */
-export function encodeBlockQ4_1Weighted(
-  x: Float32Array,
-  xo: number,
-  w: Float32Array,
-  out: Uint8Array,
-  oo: number,
-): void {
-  const d = makeQkx3QuantsWeighted(QK, 15, x, xo, w, levels, levelsAux, fr(-0.9), fr(0.05), 36);
+export function encodeBlockQ4_1Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+  const d = makeQkx3Quants(QK, 15, x, xo, w, levelsU8, 0, levelsAux, shiftedX, RMIN, RDELTA, 36, false, minusMin, 0);
   writeF16(out, oo, d);
-  writeF16(out, oo + 2, -qkx3Min[0]!);
-  for (let j = 0; j < 16; j++) out[oo + 4 + j] = levels[j]! | (levels[j + 16]! << 4);
+  writeF16(out, oo + 2, -minusMin[0]!);
+  for (let j = 0; j < 16; j++) out[oo + 4 + j] = levelsU8[j]! | (levelsU8[j + 16]! << 4);
+}
+
+/** Packs 32 5-bit levels: low nibbles into qs at out[qs..qs+16), bit 4 of level j into bit j of qh at out[qhAt]. */
+function packFiveBit(L: ArrayLike<number>, out: Uint8Array, qhAt: number, qs: number): void {
+  let qh = 0;
+  for (let j = 0; j < 16; j++) {
+    const q0 = L[j]!;
+    const q1 = L[j + 16]!;
+    out[qs + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+    qh |= ((q0 & 0x10) >>> 4) << j;
+    qh |= ((q1 & 0x10) >>> 4) << (j + 16);
+  }
+  writeU32(out, qhAt, qh);
 }
 
 /** q5_0 with weights: levels 0..31 from make_qx_quants(nmax 16). */
-export function encodeBlockQ5_0Weighted(
-  x: Float32Array,
-  xo: number,
-  w: Float32Array,
-  out: Uint8Array,
-  oo: number,
-): void {
-  const d = makeQxQuantsWeighted(QK, 16, x, xo, w, levels);
+export function encodeBlockQ5_0Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+  const d = makeQxQuants(QK, 16, x, xo, levels, 0, w, 0, searchLevels, weightedX);
   writeF16(out, oo, d);
-  let qh = 0;
-  for (let j = 0; j < 16; j++) {
-    const q0 = levels[j]!;
-    const q1 = levels[j + 16]!;
-    out[oo + 6 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
-    qh |= ((q0 & 0x10) >>> 4) << j;
-    qh |= ((q1 & 0x10) >>> 4) << (j + 16);
-  }
-  writeU32(out, oo + 2, qh);
+  packFiveBit(levels, out, oo + 2, oo + 6);
 }
 
 /** q5_1 with weights: levels 0..31 and min from make_qkx3_quants(nmax 31, rmin -0.9, rdelta 0.05, 36 steps). */
-export function encodeBlockQ5_1Weighted(
-  x: Float32Array,
-  xo: number,
-  w: Float32Array,
-  out: Uint8Array,
-  oo: number,
-): void {
-  const d = makeQkx3QuantsWeighted(QK, 31, x, xo, w, levels, levelsAux, fr(-0.9), fr(0.05), 36);
+export function encodeBlockQ5_1Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+  const d = makeQkx3Quants(QK, 31, x, xo, w, levelsU8, 0, levelsAux, shiftedX, RMIN, RDELTA, 36, false, minusMin, 0);
   writeF16(out, oo, d);
-  writeF16(out, oo + 2, -qkx3Min[0]!);
-  let qh = 0;
-  for (let j = 0; j < 16; j++) {
-    const q0 = levels[j]!;
-    const q1 = levels[j + 16]!;
-    out[oo + 8 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
-    qh |= ((q0 & 0x10) >>> 4) << j;
-    qh |= ((q1 & 0x10) >>> 4) << (j + 16);
-  }
-  writeU32(out, oo + 4, qh);
+  writeF16(out, oo + 2, -minusMin[0]!);
+  packFiveBit(levelsU8, out, oo + 4, oo + 8);
 }
 
 /** sigma2 of quantize_row_<fmt>_impl: the mean of x^2 over the whole row, summed in order in float32. */
 export function rowSigma2(x: Float32Array, xo: number, cols: number): number {
-  let sumX2 = 0;
-  for (let j = 0; j < cols; j++) {
-    const v = x[xo + j]!;
-    sumX2 = fr(sumX2 + fr(v * v));
-  }
-  return fr(sumX2 / cols);
+  return fr(sumOfSquares(x, xo, cols) / cols);
 }
 
-/** The per-weight importance of quantize_row_<fmt>_impl: qw[j] * sqrt(sigma2 + x[j]^2). */
-export function importanceWeights(
-  x: Float32Array,
-  xo: number,
-  imatrix: Float32Array,
-  io: number,
-  sigma2: number,
-  w: Float32Array,
-): void {
-  for (let j = 0; j < QK; j++) {
-    const v = x[xo + j]!;
-    w[j] = fr(imatrix[io + j]! * fr(Math.sqrt(fr(sigma2 + fr(v * v)))));
+// ---------------------------------------------------------------------------------------------------------
+// Decoders (dequantize_row_<fmt>): `blocks` blocks from q[qo..] into y[yo..]. Products of an fp16 scale
+// and a small integer are exact in float32; the Float32Array store does the single rounding C does.
+
+export function decodeQ4_0(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const f16 = F16_TO_F32;
+  for (let b = 0; b < blocks; b++, qo += 18, yo += QK) {
+    const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+    for (let j = 0; j < QK / 2; j++) {
+      const v = q[qo + 2 + j]!;
+      y[yo + j] = ((v & 0x0f) - 8) * d;
+      y[yo + j + QK / 2] = ((v >>> 4) - 8) * d;
+    }
+  }
+}
+
+export function decodeQ4_1(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const f16 = F16_TO_F32;
+  for (let b = 0; b < blocks; b++, qo += 20, yo += QK) {
+    const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+    const m = f16[q[qo + 2]! | (q[qo + 3]! << 8)]!;
+    for (let j = 0; j < QK / 2; j++) {
+      const v = q[qo + 4 + j]!;
+      // x*d + m: two float32 roundings in C (no FMA); the first is exact, the store does the second.
+      y[yo + j] = (v & 0x0f) * d + m;
+      y[yo + j + QK / 2] = (v >>> 4) * d + m;
+    }
+  }
+}
+
+export function decodeQ5_0(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const f16 = F16_TO_F32;
+  for (let b = 0; b < blocks; b++, qo += 22, yo += QK) {
+    const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+    const qh = readU32(q, qo + 2);
+    for (let j = 0; j < QK / 2; j++) {
+      const v = q[qo + 6 + j]!;
+      const h0 = ((qh >>> j) << 4) & 0x10;
+      const h1 = (qh >>> (j + 12)) & 0x10;
+      y[yo + j] = (((v & 0x0f) | h0) - 16) * d;
+      y[yo + j + QK / 2] = (((v >>> 4) | h1) - 16) * d;
+    }
+  }
+}
+
+export function decodeQ5_1(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const f16 = F16_TO_F32;
+  for (let b = 0; b < blocks; b++, qo += 24, yo += QK) {
+    const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+    const m = f16[q[qo + 2]! | (q[qo + 3]! << 8)]!;
+    const qh = readU32(q, qo + 4);
+    for (let j = 0; j < QK / 2; j++) {
+      const v = q[qo + 8 + j]!;
+      const h0 = ((qh >>> j) << 4) & 0x10;
+      const h1 = (qh >>> (j + 12)) & 0x10;
+      y[yo + j] = ((v & 0x0f) | h0) * d + m;
+      y[yo + j + QK / 2] = ((v >>> 4) | h1) * d + m;
+    }
+  }
+}
+
+export function decodeQ8_0(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const f16 = F16_TO_F32;
+  for (let b = 0; b < blocks; b++, qo += 34, yo += QK) {
+    const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
+    for (let j = 0; j < QK; j++) {
+      y[yo + j] = ((q[qo + 2 + j]! << 24) >> 24) * d;
+    }
+  }
+}
+
+export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, qo += 292, yo += QK_K) {
+    const d = bitsToF32(readU32(q, qo));
+    for (let j = 0; j < QK_K; j++) {
+      y[yo + j] = d * ((q[qo + 4 + j]! << 24) >> 24);
+    }
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Decoders (dequantize_row_<fmt>), one block each. Products of an fp16 scale and a small integer are
-// exact in float32; the Float32Array store does the single rounding C does.
+// Format records
 
-export function decodeBlockQ4_0(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const f16 = f16ToF32Table();
-  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-  for (let j = 0; j < QK / 2; j++) {
-    const b = q[qo + 2 + j]!;
-    y[yo + j] = ((b & 0x0f) - 8) * d;
-    y[yo + j + QK / 2] = ((b >>> 4) - 8) * d;
-  }
-}
-
-export function decodeBlockQ4_1(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const f16 = f16ToF32Table();
-  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-  const m = f16[q[qo + 2]! | (q[qo + 3]! << 8)]!;
-  for (let j = 0; j < QK / 2; j++) {
-    const b = q[qo + 4 + j]!;
-    // x*d + m: two float32 roundings in C (no FMA); the first is exact, the store does the second.
-    y[yo + j] = (b & 0x0f) * d + m;
-    y[yo + j + QK / 2] = (b >>> 4) * d + m;
-  }
-}
-
-export function decodeBlockQ5_0(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const f16 = f16ToF32Table();
-  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-  const qh = readU32(q, qo + 2);
-  for (let j = 0; j < QK / 2; j++) {
-    const b = q[qo + 6 + j]!;
-    const h0 = ((qh >>> j) << 4) & 0x10;
-    const h1 = (qh >>> (j + 12)) & 0x10;
-    y[yo + j] = (((b & 0x0f) | h0) - 16) * d;
-    y[yo + j + QK / 2] = (((b >>> 4) | h1) - 16) * d;
-  }
-}
-
-export function decodeBlockQ5_1(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const f16 = f16ToF32Table();
-  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-  const m = f16[q[qo + 2]! | (q[qo + 3]! << 8)]!;
-  const qh = readU32(q, qo + 4);
-  for (let j = 0; j < QK / 2; j++) {
-    const b = q[qo + 8 + j]!;
-    const h0 = ((qh >>> j) << 4) & 0x10;
-    const h1 = (qh >>> (j + 12)) & 0x10;
-    y[yo + j] = ((b & 0x0f) | h0) * d + m;
-    y[yo + j + QK / 2] = ((b >>> 4) | h1) * d + m;
-  }
-}
-
-export function decodeBlockQ8_0(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const f16 = f16ToF32Table();
-  const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-  for (let j = 0; j < QK; j++) {
-    y[yo + j] = ((q[qo + 2 + j]! << 24) >> 24) * d;
-  }
-}
-
-export function decodeBlockQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = bitsToF32(readU32(q, qo));
-  for (let j = 0; j < QK_K; j++) {
-    y[yo + j] = d * ((q[qo + 4 + j]! << 24) >> 24);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Whole-tensor drivers. Each format has its own block loop so the per-block call is monomorphic and
-// inlined; a loop shared by six formats would call through a megamorphic site every 32 weights.
-
-/** Encodes `blocks` consecutive blocks of x into out. */
-type BlockRunEncoder = (x: Float32Array, out: Uint8Array, blocks: number) => void;
+/** Encodes or decodes `blocks` consecutive blocks (the functions above). */
+type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => void;
+type BlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
 type WeightedBlockEncoder = (x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
-/** Decodes `blocks` consecutive blocks of q into y. */
-type BlockRunDecoder = (q: Uint8Array, y: Float32Array, blocks: number) => void;
-
-function encodeRunQ4_0(x: Float32Array, out: Uint8Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) encodeBlockQ4_0(x, b * QK, out, b * 18);
-}
-function encodeRunQ4_1(x: Float32Array, out: Uint8Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) encodeBlockQ4_1(x, b * QK, out, b * 20);
-}
-function encodeRunQ5_0(x: Float32Array, out: Uint8Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) encodeBlockQ5_0(x, b * QK, out, b * 22);
-}
-function encodeRunQ5_1(x: Float32Array, out: Uint8Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) encodeBlockQ5_1(x, b * QK, out, b * 24);
-}
-function encodeRunQ8_0(x: Float32Array, out: Uint8Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) encodeBlockQ8_0(x, b * QK, out, b * 34);
-}
-function encodeRunQ8_K(x: Float32Array, out: Uint8Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) encodeBlockQ8_K(x, b * QK_K, out, b * 292);
-}
-function decodeRunQ4_0(q: Uint8Array, y: Float32Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) decodeBlockQ4_0(q, b * 18, y, b * QK);
-}
-function decodeRunQ4_1(q: Uint8Array, y: Float32Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) decodeBlockQ4_1(q, b * 20, y, b * QK);
-}
-function decodeRunQ5_0(q: Uint8Array, y: Float32Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) decodeBlockQ5_0(q, b * 22, y, b * QK);
-}
-function decodeRunQ5_1(q: Uint8Array, y: Float32Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) decodeBlockQ5_1(q, b * 24, y, b * QK);
-}
-function decodeRunQ8_0(q: Uint8Array, y: Float32Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) decodeBlockQ8_0(q, b * 34, y, b * QK);
-}
-function decodeRunQ8_K(q: Uint8Array, y: Float32Array, blocks: number): void {
-  for (let b = 0; b < blocks; b++) decodeBlockQ8_K(q, b * 292, y, b * QK_K);
-}
 
 interface LegacySpec {
   id: string;
@@ -641,8 +347,11 @@ interface LegacySpec {
   /** What checkRowLength suggests when the block does not divide a row. */
   fallback: string | undefined;
   fallbackNote: string;
+  encode: BlocksEncoder;
+  /** quantize_row_<fmt>_impl's block encoder; absent where ggml ignores an importance matrix. */
+  encodeWeighted?: WeightedBlockEncoder;
+  decode: BlocksDecoder;
 }
-
 function checkRowLength(spec: LegacySpec, cols: number): RowLengthCheck {
   if (Number.isInteger(cols) && cols >= 0 && cols % spec.blockWeights === 0) return { ok: true };
   const reason = `rows of ${cols} weights are not a multiple of ${spec.blockWeights}, the ${spec.id} block size; ${spec.fallbackNote}`;
@@ -682,42 +391,30 @@ function encodedBytes(spec: LegacySpec, shape: MatrixShape): number {
 
 const weightScratch = new Float32Array(QK);
 
-function encodeWith(
-  spec: LegacySpec,
-  encodeRun: BlockRunEncoder,
-  encodeWeighted: WeightedBlockEncoder | undefined,
-  x: Float32Array,
-  shape: MatrixShape,
-  opts: EncodeOptions | undefined,
-): Uint8Array {
+function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts: EncodeOptions | undefined): Uint8Array {
   const out = prepareEncode(spec, x, shape, opts);
   const { rows, cols } = shape;
   const nb = cols / spec.blockWeights;
   const imatrix = opts?.imatrix;
+  const encodeWeighted = spec.encodeWeighted;
   if (imatrix && encodeWeighted) {
     for (let r = 0; r < rows; r++) {
       const xr = r * cols;
       const sigma2 = rowSigma2(x, xr, cols);
       for (let b = 0; b < nb; b++) {
-        importanceWeights(x, xr + b * QK, imatrix, b * QK, sigma2, weightScratch);
+        importanceWeights(x, xr + b * QK, imatrix, b * QK, sigma2, QK, weightScratch, 0);
         encodeWeighted(x, xr + b * QK, weightScratch, out, (r * nb + b) * spec.blockBytes);
       }
     }
     return out;
   }
-  encodeRun(x, out, rows * nb);
+  spec.encode(x, 0, out, 0, rows * nb);
   return out;
 }
 
-function decodeWith(
-  spec: LegacySpec,
-  decodeRun: BlockRunDecoder,
-  q: Uint8Array,
-  shape: MatrixShape,
-  out: Float32Array | undefined,
-): Float32Array {
+function decodeWith(spec: LegacySpec, q: Uint8Array, shape: MatrixShape, out: Float32Array | undefined): Float32Array {
   const y = prepareDecode(spec, q, shape, out);
-  decodeRun(q, y, shape.rows * (shape.cols / spec.blockWeights));
+  spec.decode(q, 0, y, 0, shape.rows * (shape.cols / spec.blockWeights));
   return y;
 }
 
@@ -730,12 +427,7 @@ function decodeWith(
 const LEGACY_FALLBACK_NOTE =
   "llama-quantize stops on such a tensor (it has no fallback for 32-weight types); keep it in f16, as it does for K-quants whose fallback does not fit either";
 
-function makeFormat(
-  spec: LegacySpec,
-  encodeRun: BlockRunEncoder,
-  encodeWeighted: WeightedBlockEncoder | undefined,
-  decodeRun: BlockRunDecoder,
-): QuantFormat {
+function makeFormat(spec: LegacySpec): QuantFormat {
   return {
     id: spec.id,
     family: "gguf",
@@ -745,60 +437,59 @@ function makeFormat(
     ggmlType: spec.ggmlType,
     checkRowLength: (cols) => checkRowLength(spec, cols),
     encodedBytes: (shape) => encodedBytes(spec, shape),
-    encode: (x, shape, opts) => encodeWith(spec, encodeRun, encodeWeighted, x, shape, opts),
-    decode: (q, shape, out) => decodeWith(spec, decodeRun, q, shape, out),
+    encode: (x, shape, opts) => encodeWith(spec, x, shape, opts),
+    decode: (q, shape, out) => decodeWith(spec, q, shape, out),
   };
 }
 
-function legacySpec(id: string, ggmlType: number, blockBytes: number, description: string): LegacySpec {
-  return { id, ggmlType, blockWeights: QK, blockBytes, description, fallback: "f16", fallbackNote: LEGACY_FALLBACK_NOTE };
+/** A 32-weight format: llama-quantize has no fallback for it (LEGACY_FALLBACK_NOTE). */
+function block32(
+  id: string,
+  ggmlType: number,
+  blockBytes: number,
+  description: string,
+  codec: Pick<LegacySpec, "encode" | "encodeWeighted" | "decode">,
+): QuantFormat {
+  return makeFormat({ id, ggmlType, blockWeights: QK, blockBytes, description, fallback: "f16", fallbackNote: LEGACY_FALLBACK_NOTE, ...codec });
 }
 
-export const Q4_0: QuantFormat = makeFormat(
-  legacySpec("q4_0", 2, 18, "4-bit, blocks of 32 with one fp16 scale (symmetric)"),
-  encodeRunQ4_0,
-  encodeBlockQ4_0Weighted,
-  decodeRunQ4_0,
-);
-export const Q4_1: QuantFormat = makeFormat(
-  legacySpec("q4_1", 3, 20, "4-bit, blocks of 32 with an fp16 scale and minimum"),
-  encodeRunQ4_1,
-  encodeBlockQ4_1Weighted,
-  decodeRunQ4_1,
-);
-export const Q5_0: QuantFormat = makeFormat(
-  legacySpec("q5_0", 6, 22, "5-bit, blocks of 32 with one fp16 scale (symmetric)"),
-  encodeRunQ5_0,
-  encodeBlockQ5_0Weighted,
-  decodeRunQ5_0,
-);
-export const Q5_1: QuantFormat = makeFormat(
-  legacySpec("q5_1", 7, 24, "5-bit, blocks of 32 with an fp16 scale and minimum"),
-  encodeRunQ5_1,
-  encodeBlockQ5_1Weighted,
-  decodeRunQ5_1,
-);
+export const Q4_0: QuantFormat = block32("q4_0", 2, 18, "4-bit, blocks of 32 with one fp16 scale (symmetric)", {
+  encode: encodeQ4_0,
+  encodeWeighted: encodeBlockQ4_0Weighted,
+  decode: decodeQ4_0,
+});
+export const Q4_1: QuantFormat = block32("q4_1", 3, 20, "4-bit, blocks of 32 with an fp16 scale and minimum", {
+  encode: encodeQ4_1,
+  encodeWeighted: encodeBlockQ4_1Weighted,
+  decode: decodeQ4_1,
+});
+export const Q5_0: QuantFormat = block32("q5_0", 6, 22, "5-bit, blocks of 32 with one fp16 scale (symmetric)", {
+  encode: encodeQ5_0,
+  encodeWeighted: encodeBlockQ5_0Weighted,
+  decode: decodeQ5_0,
+});
+export const Q5_1: QuantFormat = block32("q5_1", 7, 24, "5-bit, blocks of 32 with an fp16 scale and minimum", {
+  encode: encodeQ5_1,
+  encodeWeighted: encodeBlockQ5_1Weighted,
+  decode: decodeQ5_1,
+});
 /** ggml's q8_0 ignores an importance matrix. */
-export const Q8_0: QuantFormat = makeFormat(
-  legacySpec("q8_0", 8, 34, "8-bit, blocks of 32 with one fp16 scale (symmetric)"),
-  encodeRunQ8_0,
-  undefined,
-  decodeRunQ8_0,
-);
+export const Q8_0: QuantFormat = block32("q8_0", 8, 34, "8-bit, blocks of 32 with one fp16 scale (symmetric)", {
+  encode: encodeQ8_0,
+  decode: decodeQ8_0,
+});
 /** Not a file format: the activation type of K-quant dot products. No imatrix variant. */
-export const Q8_K: QuantFormat = makeFormat(
-  {
-    id: "q8_K",
-    ggmlType: 15,
-    blockWeights: QK_K,
-    blockBytes: 292,
-    description: "8-bit, super-blocks of 256 with an f32 scale and 16 block sums (llama.cpp's K-quant dot-product intermediate; not stored in GGUF)",
-    fallback: undefined,
-    fallbackNote: "q8_K only exists for 256-weight K-quant dot products, so there is no fallback",
-  },
-  encodeRunQ8_K,
-  undefined,
-  decodeRunQ8_K,
-);
+export const Q8_K: QuantFormat = makeFormat({
+  id: "q8_K",
+  ggmlType: 15,
+  blockWeights: QK_K,
+  blockBytes: 292,
+  description:
+    "8-bit, super-blocks of 256 with an f32 scale and 16 block sums (llama.cpp's K-quant dot-product intermediate; not stored in GGUF)",
+  fallback: undefined,
+  fallbackNote: "q8_K only exists for 256-weight K-quant dot products, so there is no fallback",
+  encode: encodeQ8_K,
+  decode: decodeQ8_K,
+});
 
 export const GGML_LEGACY_FORMATS: QuantFormat[] = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_K];

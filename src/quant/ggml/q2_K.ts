@@ -10,9 +10,9 @@
  *
  * (Loops work on local base offsets and a local `fr`: see the speed notes in kquant-search.ts.)
  */
-import { readF16, writeF16 } from "./common.ts";
+import { nearestInt, readF16, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { makeQkx2Quants, makeQkx3Quants, makeQpQuants, nearestIntK } from "./kquant-search.ts";
+import { makeQkx2Quants, makeQkx3Quants, makeQpQuants } from "./kquant-search.ts";
 
 export const Q2_K_BLOCK_BYTES = 84;
 const SCALES = 0;
@@ -38,7 +38,7 @@ function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: num
     const ml = fr(dmin * (s >> 4));
     const xj = xo + 16 * j;
     for (let ii = 0; ii < 16; ii++) {
-      const l = nearestIntK(fr(fr(x[xj + ii]! + ml) / dl));
+      const l = nearestInt(fr(fr(x[xj + ii]! + ml) / dl));
       L[16 * j + ii] = l < 0 ? 0 : l > 3 ? 3 : l;
     }
   }
@@ -77,7 +77,7 @@ export function encodeBlockQ2KRef(
   }
   if (maxScale > 0) {
     const iscale = fr(15 / maxScale);
-    for (let j = 0; j < 16; j++) out[sc + j] = nearestIntK(fr(iscale * scales[j]!));
+    for (let j = 0; j < 16; j++) out[sc + j] = nearestInt(fr(iscale * scales[j]!));
     writeF16(out, oo + D, fr(maxScale / 15));
   } else {
     for (let j = 0; j < 16; j++) out[sc + j] = 0;
@@ -85,7 +85,7 @@ export function encodeBlockQ2KRef(
   }
   if (maxMin > 0) {
     const iscale = fr(15 / maxMin);
-    for (let j = 0; j < 16; j++) out[sc + j] = out[sc + j]! | (nearestIntK(fr(iscale * mins[j]!)) << 4);
+    for (let j = 0; j < 16; j++) out[sc + j] = out[sc + j]! | (nearestInt(fr(iscale * mins[j]!)) << 4);
     writeF16(out, oo + DMIN, fr(maxMin / 15));
   } else {
     writeF16(out, oo + DMIN, 0);

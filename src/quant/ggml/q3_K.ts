@@ -9,9 +9,9 @@
  *                         high 2 bits in (scales[8 + j%4] >> 2*(j/4)) & 3
  *      108     2  d       fp16 super-block scale
  */
-import { readF16, writeF16 } from "./common.ts";
+import { nearestInt, readF16, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { makeQ3Quants, makeQxQuants, nearestIntK } from "./kquant-search.ts";
+import { makeQ3Quants, makeQxQuants } from "./kquant-search.ts";
 
 export const Q3_K_BLOCK_BYTES = 110;
 const HMASK = 0;
@@ -42,7 +42,7 @@ function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: num
     if (d === 0) continue; // keeps the search's levels, as ggml does
     const xj = xo + 16 * j;
     for (let ii = 0; ii < 16; ii++) {
-      const l = nearestIntK(fr(x[xj + ii]! / d));
+      const l = nearestInt(fr(x[xj + ii]! / d));
       L[16 * j + ii] = (l < -4 ? -4 : l > 3 ? 3 : l) + 4;
     }
   }
@@ -90,7 +90,7 @@ export function encodeBlockQ3KRef(
   if (maxScale !== 0) {
     const iscale = fr(-32 / maxScale);
     for (let j = 0; j < 16; j++) {
-      let l = (nearestIntK(fr(iscale * scales[j]!)) << 24) >> 24; // int8_t l = nearest_int(...)
+      let l = (nearestInt(fr(iscale * scales[j]!)) << 24) >> 24; // int8_t l = nearest_int(...)
       l = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
       putScale(out, oo + SCALES, j, l);
     }

@@ -9,9 +9,9 @@
  *       16   128  qs      u8[128]: weight e = 64c + 32t + l (c<4, t<2, l<32) is qs[32c+l] low nibble (t=0)
  *                         or high nibble (t=1)
  */
-import { readF16, writeF16 } from "./common.ts";
+import { nearestInt, readF16, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { makeQkx2Quants, makeQkx3Quants, makeQpQuants, nearestIntK } from "./kquant-search.ts";
+import { makeQkx2Quants, makeQkx3Quants, makeQpQuants } from "./kquant-search.ts";
 
 export const Q4_K_BLOCK_BYTES = 144;
 const D = 0;
@@ -66,8 +66,8 @@ export function packScalesRefK4(out: Uint8Array, oo: number, scales: Float32Arra
   const invScale = maxScale > 0 ? fr(63 / maxScale) : 0;
   const invMin = maxMin > 0 ? fr(63 / maxMin) : 0;
   for (let j = 0; j < 8; j++) {
-    const ls = nearestIntK(fr(invScale * scales[j]!)) & 0xff; // uint8_t ls = nearest_int(...)
-    const lm = nearestIntK(fr(invMin * mins[j]!)) & 0xff;
+    const ls = nearestInt(fr(invScale * scales[j]!)) & 0xff; // uint8_t ls = nearest_int(...)
+    const lm = nearestInt(fr(invMin * mins[j]!)) & 0xff;
     putScaleMinK4(out, oo + SCALES, j, ls < 63 ? ls : 63, lm < 63 ? lm : 63);
   }
   writeF16(out, oo + D, fr(maxScale / 63));
@@ -137,7 +137,7 @@ export function requantizeK4(x: Float32Array, xo: number, out: Uint8Array, oo: n
     const ml = fr(dmin * getMinK4(out, sc, j));
     const xj = xo + 32 * j;
     for (let ii = 0; ii < 32; ii++) {
-      const l = nearestIntK(fr(fr(x[xj + ii]! + ml) / dl));
+      const l = nearestInt(fr(fr(x[xj + ii]! + ml) / dl));
       L[32 * j + ii] = l < 0 ? 0 : l > top ? top : l;
     }
   }

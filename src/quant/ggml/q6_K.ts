@@ -9,9 +9,9 @@
  *      192    16  scales  i8[16]: sub-block scale sc_j
  *      208     2  d       fp16 super-block scale
  */
-import { readF16, writeF16 } from "./common.ts";
+import { GROUP_MAX_EPS, nearestInt, readF16, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { GROUP_MAX_EPS, makeQxQuants, nearestIntK } from "./kquant-search.ts";
+import { makeQxQuants } from "./kquant-search.ts";
 
 export const Q6_K_BLOCK_BYTES = 210;
 const QL = 0;
@@ -43,7 +43,7 @@ function finishBlock(x: Float32Array, xo: number, out: Uint8Array, oo: number, s
   writeF16(out, oo + D, fr(1 / iscale));
   const sc = oo + SCALES;
   for (let ib = 0; ib < 16; ib++) {
-    const l = nearestIntK(fr(iscale * scales[ib]!));
+    const l = nearestInt(fr(iscale * scales[ib]!));
     out[sc + ib] = l < 127 ? l : 127; // int8_t store
   }
   const dAll = readF16(out, oo + D);
@@ -52,7 +52,7 @@ function finishBlock(x: Float32Array, xo: number, out: Uint8Array, oo: number, s
     if (d === 0) continue; // keeps the search's levels, as ggml does
     const xj = xo + 16 * j;
     for (let ii = 0; ii < 16; ii++) {
-      const l = nearestIntK(fr(x[xj + ii]! / d));
+      const l = nearestInt(fr(x[xj + ii]! / d));
       L[16 * j + ii] = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
     }
   }

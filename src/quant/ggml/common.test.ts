@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { f16BitsToF32, f32Bits } from "../../formats/float-bits.ts";
+import { F16_TO_F32, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
+
+/** ggml's nearest_int as C writes it: add 12582912.0f, keep the low 22 mantissa bits. */
+function nearestIntBitTrick(v: number): number {
+  return (f32Bits(Math.fround(v + 12582912)) & 0x007fffff) - 0x00400000;
+}
+
+/** Float32 values: ties, near-ties, range edges, huge values, inf and a spread of random ones. */
+function probes(): number[] {
+  const values = [0, -0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, -0.49999997, 3.4999998, 4194302.5, -4194302.5];
+  values.push(4194303, -4194303, 4194303.5, -4194303.5, 4194304.5, 5e6, -5e6, 1e30, -1e30, Infinity, -Infinity, 8388608, 12582912);
+  let s = 12345;
+  for (let i = 0; i < 5000; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    values.push((s / 2 ** 32 - 0.5) * 2 ** ((i % 48) - 24));
+  }
+  return values.map(Math.fround);
+}
+
+describe("ggml rounding helpers", () => {
+  it("nearestInt equals ggml's nearest_int bit trick everywhere (ties to even, huge values, inf)", () => {
+    for (const v of probes()) expect(nearestInt(v), String(v)).toBe(nearestIntBitTrick(v));
+  });
+
+  it("nearestIntInRange equals it inside ggml's range |v| <= 4194303", () => {
+    for (const v of probes()) if (Math.abs(v) <= 4194303) expect(nearestIntInRange(v), String(v)).toBe(nearestIntBitTrick(v));
+  });
+
+  it("roundHalfAway is C's roundf: ties away from zero", () => {
+    const cases: [number, number][] = [[0.5, 1], [-0.5, -1], [1.5, 2], [-1.5, -2], [2.5, 3], [-2.5, -3], [0.49999997, 0], [126.5, 127], [-127.5, -128], [3.2, 3], [-3.7, -4]];
+    for (const [v, r] of cases) expect(roundHalfAway(Math.fround(v)), String(v)).toBe(r);
+  });
+
+  it("the fp16 table holds every code's value; readF16 and writeF16 round-trip every finite code", () => {
+    const bytes = new Uint8Array(2);
+    for (let h = 0; h < 65536; h++) {
+      const v = f16BitsToF32(h);
+      expect(Object.is(F16_TO_F32[h], v) || (Number.isNaN(v) && Number.isNaN(F16_TO_F32[h]))).toBe(true);
+      if (!Number.isFinite(v)) continue;
+      writeF16(bytes, 0, v);
+      expect(bytes[0]! | (bytes[1]! << 8)).toBe(h);
+      expect(Object.is(readF16(bytes, 0), v)).toBe(true);
+    }
+  });
+
+  it("signedAbsMax returns the signed value of the largest |x|, the first on ties", () => {
+    expect(signedAbsMax(new Float32Array([1, -3, 3, 2]), 0, 4)).toBe(-3);
+    expect(signedAbsMax(new Float32Array([9, 1, 3, -3]), 1, 3)).toBe(3);
+    expect(signedAbsMax(new Float32Array([0, -0, 0]), 0, 3)).toBe(0);
+  });
+});
