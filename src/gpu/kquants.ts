@@ -1,0 +1,157 @@
+/**
+ * WGSL kernels of llama.cpp's K-quants q2_K, q3_K, q4_K, q5_K and q6_K (shaders/kquants.wgsl, with the
+ * scale searches in shaders/kquant-search.wgsl): encode (ggml's reference encoders, and the
+ * importance-weighted ones when an imatrix is given) and decode, giving the bytes and float32 bits of the
+ * CPU reference src/quant/ggml/q{2..6}_K.ts, itself bit-exact with ggml.
+ *
+ * A workgroup encodes two super-blocks, one invocation per sub-block: the scale searches, which are
+ * most of the work, run in parallel, and the super-block steps between them meet at barriers.
+ *
+ * Like the legacy formats' kernels (see ggml-legacy.ts for the full argument), the encoders equal the CPU
+ * reference where f32 + - * / and sqrt are correctly rounded and a*b + c is not fused; the searches
+ * compare many float sums, so a fusing GPU changes more blocks here than in the legacy formats (ggml
+ * built with FMA contraction changes up to a third of q2_K's blocks: ../shared/golden/ggml/README.md),
+ * all of them valid blocks of the same quality. Decoding is exact everywhere.
+ *
+ * NaN and ±Inf weights: the kernels raise a flag, and encode then throws the CPU's QuantInputError.
+ */
+import kquantSearchWgsl from "../../shaders/kquant-search.wgsl?raw";
+import kquantsWgsl from "../../shaders/kquants.wgsl?raw";
+import { assertFinite } from "../quant/errors.ts";
+import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
+import { GGML_K_FORMATS, QK_K } from "../quant/ggml/kquants.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import type { LabDevice } from "./device.ts";
+import { maxRowsPerChunk, registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
+import { withCommonWgsl } from "./wgsl.ts";
+
+const SHADER = withCommonWgsl(`${kquantSearchWgsl}\n// ---- shaders/kquants.wgsl\n${kquantsWgsl}`, "kquant-search.wgsl");
+const LABEL = "kquants.wgsl";
+
+/** Super-blocks one encoder workgroup takes (GROUP_BLOCKS in the shader). */
+const GROUP_BLOCKS = 2;
+/** Decoder invocations (16 weights each) per workgroup. */
+const DECODE_WORKGROUP_SIZE = 64;
+const DECODE_SLICE = 16;
+
+export interface KQuantGpuOptions {
+  /**
+   * Largest input or output of one dispatch in bytes (default: the device's binding and buffer limits).
+   * Tests make it small to stream a tensor through many chunks.
+   */
+  maxChunkBytes?: number;
+}
+
+class KQuantGpuQuantizer implements GpuQuantizer {
+  constructor(
+    private readonly dev: LabDevice,
+    readonly format: QuantFormat,
+    private readonly options: KQuantGpuOptions,
+  ) {}
+
+  /** Rows per dispatch: the device's limits and options.maxChunkBytes, for both input and output. */
+  private rowsPerChunk(cols: number): number {
+    const deviceRows = maxRowsPerChunk(this.dev, this.format, cols);
+    const cap = this.options.maxChunkBytes;
+    if (cap === undefined) return deviceRows;
+    const rowBytes = Math.max(cols * 4, this.format.encodedBytes({ rows: 1, cols }));
+    return Math.max(1, Math.min(deviceRows, Math.floor(cap / rowBytes)));
+  }
+
+  private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.dev.device, SHADER, entryPoint, LABEL);
+  }
+
+  async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
+    checkEncodeInput(this.format, x, shape, opts);
+    const { rows, cols } = shape;
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (out.length === 0) return out;
+    const { device } = this.dev;
+    const imatrix = opts?.imatrix;
+    const pipeline = await this.pipeline(`encode_${this.format.id}_${imatrix ? "imatrix" : "ref"}`);
+    const importance = imatrix ? uploadStorage(device, imatrix, "kquants importance") : undefined;
+    const rowBytes = this.format.encodedBytes({ rows: 1, cols });
+    const chunkRows = this.rowsPerChunk(cols);
+    try {
+      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+        opts?.signal?.throwIfAborted();
+        const n = Math.min(chunkRows, rows - r0);
+        const { bytes, nonFinite } = await this.encodeChunk(x.subarray(r0 * cols, (r0 + n) * cols), n, cols, pipeline, importance, opts?.signal);
+        if (nonFinite) assertFinite(x, shape, opts?.tensorName); // throws the CPU's message
+        out.set(bytes, r0 * rowBytes);
+      }
+    } finally {
+      importance?.destroy();
+    }
+    return out;
+  }
+
+  private async encodeChunk(
+    chunk: Float32Array,
+    rows: number,
+    cols: number,
+    pipeline: GPUComputePipeline,
+    importance: GPUBuffer | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ bytes: Uint8Array; nonFinite: boolean }> {
+    const { device } = this.dev;
+    const blocksPerRow = cols / QK_K;
+    const blocks = rows * blocksPerRow;
+    const byteCount = this.format.encodedBytes({ rows, cols });
+    const params = uniformU32(device, [blocks, blocksPerRow, 0], "kquants params");
+    const weights = uploadStorage(device, chunk, "kquants weights");
+    const encoded = outputStorage(device, byteCount, "kquants encoded");
+    const nonFinite = outputStorage(device, 4, "kquants non-finite flag");
+    try {
+      const buffers = [params, weights, encoded, nonFinite, ...(importance ? [importance] : [])];
+      dispatch(device, pipeline, buffers, Math.ceil(blocks / GROUP_BLOCKS), `kquants encode ${this.format.id}`);
+      const [bytes, flag] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, nonFinite, 4, signal)]);
+      return { bytes, nonFinite: new Uint32Array(flag.buffer)[0] !== 0 };
+    } finally {
+      for (const b of [params, weights, encoded, nonFinite]) b.destroy();
+    }
+  }
+
+  async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
+    checkDecodeInput(this.format, q, shape);
+    const { rows, cols } = shape;
+    const y = new Float32Array(rows * cols);
+    if (y.length === 0) return y;
+    const { device } = this.dev;
+    const pipeline = await this.pipeline(`decode_${this.format.id}`);
+    const rowBytes = this.format.encodedBytes({ rows: 1, cols });
+    const blocksPerRow = cols / QK_K;
+    const chunkRows = this.rowsPerChunk(cols);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      opts?.signal?.throwIfAborted();
+      const n = Math.min(chunkRows, rows - r0);
+      const blocks = n * blocksPerRow;
+      const params = uniformU32(device, [blocks, blocksPerRow, 0], "kquants params");
+      const encoded = uploadStorage(device, q.subarray(r0 * rowBytes, (r0 + n) * rowBytes), "kquants encoded");
+      const values = outputStorage(device, n * cols * 4, "kquants values");
+      try {
+        const workgroups = Math.ceil((blocks * (QK_K / DECODE_SLICE)) / DECODE_WORKGROUP_SIZE);
+        dispatch(device, pipeline, [params, encoded, values], workgroups, `kquants decode ${this.format.id}`);
+        const bytes = await readBack(device, values, n * cols * 4, opts?.signal);
+        y.set(new Float32Array(bytes.buffer), r0 * cols);
+      } finally {
+        for (const b of [params, encoded, values]) b.destroy();
+      }
+    }
+    return y;
+  }
+
+  destroy(): void {
+    // Pipelines are cached per device by buffers.ts; every buffer is freed after its chunk.
+  }
+}
+
+/** The GPU quantizer of a K-quant format, or undefined for other formats. */
+export function kquantGpuQuantizer(dev: LabDevice, format: QuantFormat, options: KQuantGpuOptions = {}): GpuQuantizer | undefined {
+  if (!GGML_K_FORMATS.includes(format)) return undefined;
+  return new KQuantGpuQuantizer(dev, format, options);
+}
+
+registerGpuQuantizers((dev, format) => kquantGpuQuantizer(dev, format));
