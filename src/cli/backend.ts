@@ -7,6 +7,7 @@ import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts
 import type { LabDevice } from "../gpu/device.ts";
 import { gpuQuantizerFor, maxRowsPerChunk, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { requestNodeLabDevice } from "../node/webgpu.ts";
+import { encodesRowsIndependently } from "../pipeline/quantize-tensor.ts";
 import { EXIT, type CliIO } from "./command.ts";
 import { CliInputError, reportCommandError, type Backend } from "./quant-args.ts";
 
@@ -33,16 +34,26 @@ const cpuRunner: FormatRunner = {
 };
 
 export async function openRunner(backend: Backend): Promise<FormatRunner> {
-  if (backend === "cpu") return cpuRunner;
+  return backend === "cpu" ? cpuRunner : new GpuRunner(await openGpuDevice());
+}
+
+/** Dawn's device with every kernel family registered; BackendUnavailableError says why there is none. */
+export async function openGpuDevice(): Promise<LabDevice> {
   const { status, device } = await requestNodeLabDevice();
   if (!device) throw new BackendUnavailableError(status.kind === "cpu" ? status.reason : "no WebGPU device");
   // Importing the kernel families registers their factories with gpuQuantizerFor. (A computed
-  // specifier until src/gpu/kernels.ts lands; then the literal path.)
+  // specifier until src/gpu/kernels.ts is committed; then the literal path.)
   const kernels = "../gpu/kernels.ts";
   await import(kernels).catch((e: unknown) => {
     if ((e as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw e;
   });
-  return new GpuRunner(device);
+  return device;
+}
+
+/** One line about the device, for people. */
+export function describeDevice(dev: LabDevice): string {
+  const i = dev.info;
+  return `WebGPU (Dawn): ${[i.vendor, i.architecture, i.description].filter(Boolean).join(" ")}`;
 }
 
 /** Rows [start, end) of a chunk plan: whole rows, at most `rowsPerChunk` each. */
@@ -58,8 +69,7 @@ class GpuRunner implements FormatRunner {
   private readonly quantizers = new Map<string, GpuQuantizer>();
 
   constructor(private readonly dev: LabDevice) {
-    const i = dev.info;
-    this.where = `WebGPU (Dawn): ${[i.vendor, i.architecture, i.description].filter(Boolean).join(" ")}`;
+    this.where = describeDevice(dev);
   }
 
   private quantizer(format: QuantFormat): GpuQuantizer {
@@ -73,16 +83,13 @@ class GpuRunner implements FormatRunner {
   }
 
   /**
-   * Chunks of whole rows that fit one storage binding. A format whose encoding is not the
-   * concatenation of its rows' encodings (one scale per tensor, nf4-dq's shared offset) must fit in
-   * one chunk.
+   * Chunks of whole rows that fit one storage binding. A format that encodes the tensor as a whole
+   * (one scale per tensor, the bitsandbytes layouts) must fit in one chunk.
    */
   private plan(format: QuantFormat, shape: MatrixShape): [number, number][] {
     const { rows, cols } = shape;
     const chunks = chunkRows(rows, maxRowsPerChunk(this.dev, format, cols));
-    if (chunks.length === 1) return chunks;
-    const sum = chunks.reduce((s, [a, b]) => s + format.encodedBytes({ rows: b - a, cols }), 0);
-    if (sum !== format.encodedBytes(shape)) {
+    if (chunks.length > 1 && !encodesRowsIndependently(format)) {
       throw new CliInputError(
         `${format.id} encodes the ${rows}x${cols} tensor as a whole, and it does not fit the device's ` +
           `${this.dev.info.limits.maxStorageBufferBindingSize}-byte storage binding; use --backend cpu`,

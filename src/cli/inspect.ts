@@ -79,10 +79,11 @@ export const inspectCommand: Command = {
 
 const isUrl = (target: string) => /^https?:\/\//i.test(target);
 
-const openTarget = (target: string): Promise<ByteSource[]> => (isUrl(target) ? openUrlSources(target) : openPath(target));
+/** The byte sources of a PATH (file, index or folder) or an http(s) URL. */
+export const openTarget = (target: string): Promise<ByteSource[]> => (isUrl(target) ? openUrlSources(target) : openPath(target));
 
 /** One line on stderr; FormatErrors already name their file, Node's fs errors get the path. */
-function reportError(e: unknown, target: string, io: CliIO): number {
+export function reportError(e: unknown, target: string, io: CliIO): number {
   if (isFormatError(e)) {
     io.err(`quantlab: ${oneLine(e.message)}\n`);
     return EXIT.usage;

@@ -6,6 +6,7 @@ import { decodeCommand } from "./decode.ts";
 import { encodeCommand } from "./encode.ts";
 import { formatsCommand } from "./formats.ts";
 import { inspectCommand } from "./inspect.ts";
+import { quantizeCommand } from "./quantize.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
 
 const helpCommand: Command = {
@@ -26,7 +27,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, encodeCommand, decodeCommand, helpCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, helpCommand];
 
 export function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.usage.length));

@@ -1,0 +1,274 @@
+/**
+ * `quantlab quantize PATH|URL --formats q8_0,q4_K,int4-g128,nf4,... [--tensors REGEX] [--json]
+ * [--backend cpu|webgpu]`: every matching tensor through every format with the lab's own pipeline
+ * (src/pipeline/quantize-tensor.ts, the one the quantization worker runs), then the error metrics per
+ * tensor and format and the model-wide memory totals per format.
+ */
+import { parseArgs } from "node:util";
+import { formatBytes, formatCount, formatMeasure, formatShare } from "../common/format.ts";
+import type { DType } from "../formats/dtypes.ts";
+import { openModel } from "../formats/model.ts";
+import type { TensorInfo } from "../formats/safetensors.ts";
+import type { ByteSource } from "../formats/source.ts";
+import type { LabDevice } from "../gpu/device.ts";
+import { closeSources } from "../node/file-source.ts";
+import { quantizeTensor, type FormatResult } from "../pipeline/quantize-tensor.ts";
+import type { MatrixShape, QuantFormat } from "../quant/format.ts";
+import { findFormat } from "../quant/registry.ts";
+import { BackendUnavailableError, describeDevice, openGpuDevice, reportRunError } from "./backend.ts";
+import { EXIT, type CliIO, type Command } from "./command.ts";
+import { openTarget, reportError } from "./inspect.ts";
+import { backendOption, CliInputError, formatByName } from "./quant-args.ts";
+
+/** The dtypes holding weights worth quantizing; integer and boolean tensors (ids, masks) are left out. */
+const FLOAT_DTYPES: ReadonlySet<DType> = new Set<DType>(["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]);
+
+/** One tensor and format in `--json`. Numbers are null where JSON has none (an infinite SNR: no error at all). */
+export type QuantizeJsonResult =
+  | {
+      tensor: string;
+      format: string;
+      mse: number;
+      rmse: number;
+      max_abs_err: number;
+      snr_db: number | null;
+      cosine: number;
+      bits_per_weight: number;
+      bytes_before: number;
+      bytes_after: number;
+      /** Additions to the issue's keys: */
+      share_saved: number;
+      ran_on: "gpu" | "cpu";
+    }
+  | { tensor: string; format: string; error: string; fallback: string | null };
+
+export interface QuantizeJsonTotal {
+  format: string;
+  /** The matching tensors' bytes as stored. */
+  bytes_before: number;
+  /** Their bytes in this format; a tensor the format cannot take counts with llama.cpp's fallback format. */
+  bytes_after: number;
+  /** Additions: how many tensors, and how many of them counted with a fallback (or as stored). */
+  tensors: number;
+  fallback_tensors: number;
+}
+
+export interface QuantizeJson {
+  results: QuantizeJsonResult[];
+  totals: QuantizeJsonTotal[];
+}
+
+const finiteOrNull = (v: number) => (Number.isFinite(v) ? v : null);
+
+function jsonResult(tensor: string, r: FormatResult): QuantizeJsonResult {
+  if (!r.ok) return { tensor, format: r.format, error: r.error.message, fallback: r.error.fallback ?? null };
+  const m = r.metrics;
+  return {
+    tensor,
+    format: r.format,
+    mse: m.mse,
+    rmse: m.rmse,
+    max_abs_err: m.maxAbsErr,
+    snr_db: finiteOrNull(m.snrDb),
+    cosine: m.cosine,
+    bits_per_weight: r.size.bitsPerWeight,
+    bytes_before: r.size.bytesBefore,
+    bytes_after: r.size.bytesAfter,
+    share_saved: r.size.shareSaved,
+    ran_on: r.ranOn,
+  };
+}
+
+/**
+ * The format's size for one tensor; when the format cannot take it, the size in llama.cpp's fallback
+ * format, or as stored when there is none (NaN weights).
+ */
+function bytesWithFallback(tensor: TensorInfo, r: FormatResult, shape: MatrixShape): { bytes: number; fallback: boolean } {
+  if (r.ok) return { bytes: r.size.bytesAfter, fallback: false };
+  const fallback = r.error.fallback ? findFormat(r.error.fallback) : undefined;
+  if (fallback && fallback.checkRowLength(shape.cols).ok) return { bytes: fallback.encodedBytes(shape), fallback: true };
+  return { bytes: tensor.bytes, fallback: true };
+}
+
+interface Options {
+  target: string;
+  formats: QuantFormat[];
+  tensors: RegExp | undefined;
+  json: boolean;
+  backend: "cpu" | "webgpu";
+}
+
+function parseOptions(args: string[]): Options {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { formats: { type: "string" }, tensors: { type: "string" }, json: { type: "boolean" }, backend: { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw new CliInputError(`${(e as Error).message} (--help shows the options)`);
+  }
+  const [target, ...extra] = parsed.positionals;
+  if (target === undefined || extra.length > 0) throw new CliInputError(`expected one PATH or URL, got ${parsed.positionals.length}`);
+  const v = parsed.values;
+  if (!v.formats) throw new CliInputError("--formats is required, e.g. --formats q8_0,q4_K,int4-g128,nf4");
+  const names = v.formats.split(",").map((s) => s.trim()).filter(Boolean);
+  const formats = [...new Map(names.map((n) => formatByName(n)).map((f) => [f.id, f])).values()];
+  let tensors: RegExp | undefined;
+  if (v.tensors !== undefined) {
+    try {
+      tensors = new RegExp(v.tensors);
+    } catch (e) {
+      throw new CliInputError(`--tensors: ${(e as Error).message}`);
+    }
+  }
+  return { target, formats, tensors, json: v.json ?? false, backend: backendOption(v.backend) };
+}
+
+export const quantizeCommand: Command = {
+  name: "quantize",
+  summary: "Quantize a model's tensors with several formats; the error and memory of each, and the totals.",
+  usage: "quantlab quantize PATH|URL --formats F1,F2,... [--tensors REGEX] [--json] [--backend cpu|webgpu]",
+  details: [
+    "Streams every floating-point tensor of a safetensors model (a file, an index json, a folder or an",
+    "http(s) URL read with Range requests) through each format: encode, decode, and compare with the",
+    "original. Per tensor and format: MSE, RMSE, max |error|, SNR in dB, cosine similarity, exact bits per",
+    "weight, bytes before (as stored) and after. Then per format the model-wide totals.",
+    "",
+    "A tensor a format cannot take (a K-quant on rows that are not a multiple of 256) is listed with the",
+    "reason and the format llama.cpp falls back to; the totals count it in that fallback format.",
+    "",
+    "Options:",
+    "  --formats LIST   comma-separated format ids (quantlab formats lists them): q8_0,q4_K,int4-g128,nf4",
+    "  --tensors REGEX  only tensors whose name matches (JavaScript regular expression, unanchored)",
+    "  --json           print {\"results\":[{\"tensor\",\"format\",\"mse\",\"rmse\",\"max_abs_err\",\"snr_db\",",
+    "                   \"cosine\",\"bits_per_weight\",\"bytes_before\",\"bytes_after\",\"share_saved\",\"ran_on\"}],",
+    "                   \"totals\":[{\"format\",\"bytes_before\",\"bytes_after\",\"tensors\",\"fallback_tensors\"}]};",
+    "                   a tensor a format cannot take is {\"tensor\",\"format\",\"error\",\"fallback\"} instead;",
+    "                   snr_db is null when there is no error at all (an infinite SNR)",
+    "  --backend B      cpu (default: the TypeScript reference) or webgpu (the WGSL kernels through Dawn;",
+    "                   formats without a kernel yet run on the CPU reference)",
+    "",
+    "Bad input (unknown format, a bad regex, an unreadable model) exits with code 2 and one line.",
+    "",
+    "Example:",
+    "  npx quantlab quantize ../shared/models/stories260K --formats q8_0,q4_0,int4-g128,nf4 --tensors 'layers\\.0\\.'",
+  ].join("\n"),
+  async run(args, io) {
+    let options: Options;
+    try {
+      options = parseOptions(args);
+    } catch (e) {
+      return reportRunError("quantize", e, io);
+    }
+    let sources: ByteSource[] = [];
+    let device: LabDevice | undefined;
+    try {
+      sources = await openTarget(options.target);
+      const model = await openModel(sources);
+      const tensors = model.tensors.filter((t) => FLOAT_DTYPES.has(t.dtype) && (!options.tensors || options.tensors.test(t.name)));
+      if (tensors.length === 0) {
+        throw new CliInputError(`no floating-point tensor of ${model.name} matches ${options.tensors ? `/${options.tensors.source}/` : "(any)"}`);
+      }
+      if (options.backend === "webgpu") device = await openGpuDevice();
+      const out = await quantizeAll(tensors, options, device, io);
+      if (options.json) io.out(JSON.stringify(out) + "\n");
+      else io.out(quantizeTable(model.name, out, device ? describeDevice(device) : "CPU reference (TypeScript)"));
+      return EXIT.ok;
+    } catch (e) {
+      if (e instanceof CliInputError || e instanceof BackendUnavailableError) return reportRunError("quantize", e, io);
+      return reportError(e, options.target, io);
+    } finally {
+      device?.device.destroy();
+      await closeSources(sources);
+    }
+  },
+};
+
+/** Every tensor through every format, one tensor at a time (the pipeline reads each tensor once). */
+async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabDevice | undefined, io: CliIO): Promise<QuantizeJson> {
+  const results: QuantizeJsonResult[] = [];
+  const totals = options.formats.map((f) => ({ format: f.id, bytes_before: 0, bytes_after: 0, tensors: 0, fallback_tensors: 0 }));
+  const showProgress = !options.json && process.stderr.isTTY;
+  for (const [i, tensor] of tensors.entries()) {
+    if (showProgress) io.err(`\r${i + 1}/${tensors.length} ${tensor.name}\u001b[K`);
+    const q = await quantizeTensor(tensor, options.formats, device ? { device } : { noDeviceReason: "--backend cpu" });
+    q.results.forEach((r, k) => {
+      results.push(jsonResult(tensor.name, r));
+      const total = totals[k]!;
+      const size = bytesWithFallback(tensor, r, q.shape);
+      total.bytes_before += tensor.bytes;
+      total.bytes_after += size.bytes;
+      total.tensors++;
+      if (size.fallback) total.fallback_tensors++;
+    });
+  }
+  if (showProgress) io.err("\r\u001b[K");
+  return { results, totals };
+}
+
+function table(header: string[], rows: string[][], leftColumns: number): string[] {
+  const all = [header, ...rows];
+  const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => (c < leftColumns ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+export function quantizeTable(modelName: string, out: QuantizeJson, where: string): string {
+  const rows = out.results.map((r) =>
+    "error" in r
+      ? [r.tensor, r.format, `cannot: ${r.error.replace(/^tensor "[^"]*": /, "")}`]
+      : [
+          r.tensor,
+          r.format,
+          String(Number(r.bits_per_weight.toFixed(4))),
+          formatMeasure(r.mse),
+          formatMeasure(r.rmse),
+          formatMeasure(r.max_abs_err),
+          r.snr_db === null ? "∞" : r.snr_db.toFixed(2),
+          r.cosine.toFixed(6),
+          formatCount(r.bytes_before),
+          formatCount(r.bytes_after),
+          r.ran_on,
+        ],
+  );
+  // Error lines have three cells; pad them so the columns line up and the message runs past them.
+  const width = 11;
+  const metricLines = table(
+    ["tensor", "format", "bits/w", "MSE", "RMSE", "max|err|", "SNR dB", "cosine", "bytes before", "bytes after", "ran on"],
+    rows.map((r) => (r.length === width ? r : [r[0]!, r[1]!, ...Array<string>(width - 2).fill("")])),
+    2,
+  );
+  rows.forEach((r, i) => {
+    if (r.length !== width) metricLines[i + 1] = `${metricLines[i + 1]!.trimEnd()}  ${r[2]}`;
+  });
+
+  const totalLines = table(
+    ["format", "tensors", "bytes before", "bytes after", "saved", "size after", "with fallback"],
+    out.totals.map((t) => [
+      t.format,
+      String(t.tensors),
+      formatCount(t.bytes_before),
+      formatCount(t.bytes_after),
+      formatShare(t.bytes_before > 0 ? 1 - t.bytes_after / t.bytes_before : 0),
+      formatBytes(t.bytes_after),
+      String(t.fallback_tensors),
+    ]),
+    1,
+  );
+  return [
+    `${modelName}: ${new Set(out.results.map((r) => r.tensor)).size} tensors on ${where}`,
+    "",
+    ...metricLines,
+    "",
+    "Totals (tensors a format cannot take counted in llama.cpp's fallback format):",
+    ...totalLines,
+    "",
+  ].join("\n");
+}
