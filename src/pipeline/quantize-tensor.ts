@@ -12,6 +12,10 @@
  * format still running to the CPU reference; since GPU and CPU produce the same bytes, what the GPU had
  * finished is kept and the result says where the switch happened. Only cancelling (the AbortSignal,
  * checked between chunks) ends the whole job.
+ *
+ * Which formats have kernels is whatever src/gpu/quantizer.ts has registered: the code that creates the
+ * device (the quantization worker, the CLI's webgpu backend) imports src/gpu/kernels.ts. This module does
+ * not, so it stays loadable where WGSL imports are not (plain Node tools, the e2e tests' expectations).
  */
 import { DTYPE_BYTES } from "../formats/dtypes.ts";
 import { DEFAULT_CHUNK_BYTES, readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/model.ts";

@@ -11,6 +11,7 @@ import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import "./gpu-panel.ts";
 import "./open-panel.ts";
+import "./quantize-panel.ts";
 import "./spinner.ts";
 import "./stats-panel.ts";
 import "./tensor-table.ts";
@@ -167,8 +168,24 @@ export class LabApp extends LitElement {
       gap: 0.9rem;
       min-height: 0;
     }
-    ql-tensor-table {
+    .main {
+      display: flex;
+      flex-direction: column;
+      gap: 0.9rem;
       min-height: 0;
+    }
+    ql-tensor-table {
+      flex: 1 1 14rem;
+      min-height: 10rem;
+    }
+    ql-quantize-panel {
+      flex: 0 1 auto;
+      max-height: 55%;
+      overflow: auto;
+      border: 1px solid var(--ql-border);
+      border-radius: 8px;
+      background: var(--ql-surface);
+      padding: 0.75rem 0.85rem;
     }
     aside {
       display: flex;
@@ -289,12 +306,19 @@ export class LabApp extends LitElement {
       <div class="status">${this.renderProblem()} ${this.renderLabel()}</div>
       <div class="work">
         ${this.model
-          ? html`<ql-tensor-table
-              .rows=${this.model.rows}
-              .totals=${this.model.totals}
-              .selected=${this.selected}
-              @tensor-select=${(e: CustomEvent<string>) => this.selectTensor(e.detail)}
-            ></ql-tensor-table>`
+          ? html`<div class="main">
+              <ql-tensor-table
+                .rows=${this.model.rows}
+                .totals=${this.model.totals}
+                .selected=${this.selected}
+                @tensor-select=${(e: CustomEvent<string>) => this.selectTensor(e.detail)}
+              ></ql-tensor-table>
+              <ql-quantize-panel
+                data-testid="quantize-panel"
+                .client=${this.client}
+                .tensor=${this.model.rows.find((r) => r.name === this.selected)}
+              ></ql-quantize-panel>
+            </div>`
           : html`<div class="placeholder">${this.busy ? "" : "Open a model to see its tensors."}</div>`}
         <aside>
           <ql-stats-panel
