@@ -242,17 +242,20 @@ function makeQkxQuants(
     // min moves to the best fit found so far, so the range (max - min) changes between steps.
     iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / range);
     let changed = is === 0 ? 1 : 0;
-    for (let i = 0; i < n; i++) {
-      const v = fr(iscale * xm[i]!);
-      let l: number;
-      if (bounded) {
-        l = v > 0 ? nearestIntInRange(v < top ? v : top) : 0;
-      } else {
-        l = nearestInt(v);
-        l = l < 0 ? 0 : l > top ? top : l;
+    if (bounded) {
+      for (let i = 0; i < n; i++) {
+        const v = fr(iscale * xm[i]!);
+        const l = v > 0 ? nearestIntInRange(v < top ? v : top) : 0;
+        changed |= l ^ Laux[i]!;
+        Laux[i] = l;
       }
-      changed |= l ^ Laux[i]!;
-      Laux[i] = l;
+    } else {
+      for (let i = 0; i < n; i++) {
+        let l = nearestInt(fr(iscale * xm[i]!));
+        l = l < 0 ? 0 : l > top ? top : l;
+        changed |= l ^ Laux[i]!;
+        Laux[i] = l;
+      }
     }
     if (changed === 0) continue;
     let sumL = 0;
