@@ -4,13 +4,14 @@
  * Workload as in ../shared/golden/ggml/README.md ("Performance anchor"): a 4096x4096 float32 matrix of
  * N(0, 0.02^2), imatrix exp(N(0,1)) per column; MB/s = 10^6 bytes of float32 input (encode) or output
  * (decode) per second. The C figures are read from that README's table, so there is one copy of them.
- * Each path runs once to warm up, then `repeats` times; the median counts. Outputs go into buffers
- * allocated once (QuantFormat's `out` arguments), so page faults of fresh 64 MiB arrays are not timed.
+ * Each path runs once to warm up, then `repeats` times; the median counts. Times are CPU time of the
+ * process (see cpuMs). Outputs go into buffers allocated once (QuantFormat's `out` arguments), so page
+ * faults of fresh 64 MiB arrays are not timed.
  *
  * Machine speed: the C figures were measured on an idle core. A trivial TS loop over the same data
- * (y[i] = x[i] * 0.5 into a preallocated array) is timed next to every row; `load` is its speed at that
- * moment against IDLE_REFERENCE_MBPS (the same loop on this machine idle), and `adj. ratio` is the
- * ratio scaled by it, i.e. what the ratio would be on an idle core. Target: ratio <= 3.
+ * (y[i] = x[i] * 0.5 into a preallocated array) is timed before every repeat; `load` is its median speed
+ * against IDLE_REFERENCE_MBPS (the same loop on this machine idle, capped at 1), and `adj. ratio` is the
+ * ratio scaled by it, i.e. what the ratio would be on an idle core. Target: adjusted ratio <= 3.
  *
  * Standalone: `npx tsx bench/cpu-formats.ts [--rows N] [--repeats N] [--formats q4_0,q4_K]`.
  * From another bench: `cpuFormatRows(options)` returns the rows without printing.
@@ -95,24 +96,37 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-/** Median wall time in ms of `repeats` runs after one warm-up run. */
-function timeMedian(repeats: number, run: () => void): number {
+/**
+ * Milliseconds of CPU time (user + system) of one call. CPU time, not wall time: on a shared machine other
+ * processes take the core away for whole time slices, which wall time counts and CPU time does not (cache
+ * and memory-bandwidth contention still show, and the reference loop measures those).
+ */
+function cpuMs(run: () => void): number {
+  const start = process.cpuUsage();
   run();
-  const times: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    run();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
 }
 
-/** The machine-speed reference: y[i] = x[i] * 0.5, MB/s of input. */
-function referenceLoopMBps(x: Float32Array, y: Float32Array, repeats: number): number {
-  const ms = timeMedian(repeats, () => {
-    for (let i = 0; i < x.length; i++) y[i] = x[i]! * 0.5;
-  });
-  return (x.length * 4) / 1e3 / ms;
+/** The machine-speed reference: y[i] = x[i] * 0.5. */
+function referenceLoop(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) y[i] = x[i]! * 0.5;
+}
+
+/**
+ * One warm-up call, then `repeats` timed calls, each right after a timed run of the reference loop.
+ * Returns the median ms of `run` and the median speed of the reference loop in MB/s.
+ */
+function timeWithReference(repeats: number, x: Float32Array, y: Float32Array, run: () => void): { ms: number; referenceMBps: number } {
+  run();
+  referenceLoop(x, y);
+  const times: number[] = [];
+  const reference: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    reference.push((x.length * 4) / 1e3 / cpuMs(() => referenceLoop(x, y)));
+    times.push(cpuMs(run));
+  }
+  return { ms: median(times), referenceMBps: median(reference) };
 }
 
 export interface CpuBenchOptions {
@@ -140,21 +154,22 @@ export function cpuFormatRows(options: CpuBenchOptions = {}): CpuFormatRow[] {
   const encoded = new Map<string, Uint8Array>();
   for (const figure of figures) {
     const format = getFormat(figure.format);
-    const load = referenceLoopMBps(x, y, 3) / IDLE_REFERENCE_MBPS;
     let out = encoded.get(format.id);
     if (!out) {
       out = new Uint8Array(format.encodedBytes(shape));
       encoded.set(format.id, out);
     }
     const target = out;
-    let ms: number;
+    let timing: { ms: number; referenceMBps: number };
     if (figure.path === "decode") {
       format.encode(x, shape, { out: target });
-      ms = timeMedian(repeats, () => format.decode(target, shape, y));
+      timing = timeWithReference(repeats, x, y, () => format.decode(target, shape, y));
     } else {
       const opts = figure.path === "encode+imatrix" ? { imatrix, out: target } : { out: target };
-      ms = timeMedian(repeats, () => format.encode(x, shape, opts));
+      timing = timeWithReference(repeats, x, y, () => format.encode(x, shape, opts));
     }
+    const { ms } = timing;
+    const load = Math.min(1, timing.referenceMBps / IDLE_REFERENCE_MBPS);
     const tsMBps = (rows * cols * 4) / 1e3 / ms;
     const ratio = figure.mbps / tsMBps;
     const row: CpuFormatRow = { format: format.id, path: figure.path, tsMBps, cMBps: figure.mbps, ratio, load, adjustedRatio: ratio * load };
