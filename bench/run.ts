@@ -9,6 +9,8 @@
  *      reuseBuffers mode against a raw read into one buffer; the default mode (fresh chunks the caller
  *      may keep) is shown against a raw read into fresh buffers.
  *  (c) memory: peak memory growth while streaming, over the largest tensor's size. Target < 2.
+ *  (d) formats: bench/formats.ts (WGSL kernels against a copy kernel and llama.cpp's C reference, the
+ *      TypeScript references against C), printed as its own table.
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
  * and would measure the disk, not the reader): the file is read once to warm the page cache, then both
@@ -24,6 +26,7 @@ import { readSafetensors, safetensorsHeader, type TensorLayout } from "../src/fo
 import { BlobSource } from "../src/formats/source.ts";
 import { DEFAULT_CHUNK_BYTES, openModel, readTensorRows } from "../src/formats/model.ts";
 import { NodeFileSource } from "../src/node/file-source.ts";
+import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -301,5 +304,17 @@ const started = performance.now();
 await headerParse();
 await streaming();
 printTable();
+
+// (d) the quantization formats: WGSL kernels (through Dawn), the copy kernel, the TS references, llama.cpp's C.
+let formatsFailed = false;
+try {
+  const bench = await formatBench({ log: (line) => process.stderr.write(`  ${line}\n`) });
+  console.log("\n" + formatBenchTable(bench, 4096, 4096));
+  formatsFailed = formatBenchFailed(bench);
+} catch (e) {
+  console.log(`\n(d) format benchmark not run: ${(e as Error).message}`);
+  formatsFailed = true;
+}
+
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);
-if (rows.some((r) => r.verdict === "FAIL")) process.exitCode = 1;
+if (rows.some((r) => r.verdict === "FAIL") || formatsFailed) process.exitCode = 1;
