@@ -1,0 +1,258 @@
+/**
+ * WGSL kernels of llama.cpp's legacy block formats q4_0, q4_1, q5_0, q5_1, q8_0 and q8_K
+ * (shaders/ggml-legacy.wgsl): encode (ggml's reference encoders, and the importance-weighted ones of
+ * q4_0..q5_1 when an imatrix is given) and decode, giving the bytes and float32 bits of the CPU
+ * reference src/quant/ggml/legacy.ts, itself bit-exact with ggml.
+ *
+ * What the kernels assume of the device, and what to do where it does not hold
+ * ------------------------------------------------------------------------------
+ * Decoding is exact on any WebGPU device: a product of an fp16 scale and a small integer is exact in
+ * f32, q*d + m rounds once whether or not it is fused, and fp16 is converted with integer operations.
+ *
+ * Encoding ports ggml's float arithmetic operation by operation. It equals the CPU reference bit for bit
+ * where every f32 + - * / and sqrt is correctly rounded, a*b + c is not contracted into an FMA, and
+ * subnormal floats are not flushed to zero. WGSL promises none of this (division may be 2.5 ulp off,
+ * compilers may fuse, subnormals may flush). Chromium's SwiftShader, which runs the browser tests, does
+ * all three right (src/gpu/float-probe.ts measured: unfused, exact division and sqrt, subnormals kept).
+ * Where the kernels are exposed to each:
+ *  - inexact division or sqrt: every encoder divides for its scale (d = max / -8, 1/d, (max-min)/15)
+ *    and the imatrix encoders take sqrt(sigma2 + x^2); an off-by-one-ulp scale changes bytes often.
+ *  - FMA contraction: x*id + 8.5 (q4_0, q5_0), (x-min)*id + 0.5 (q4_1, q5_1) and the weighted sums of
+ *    the imatrix searches. ggml itself, built with contraction, changes 0.2-0.5% of imatrix blocks and
+ *    no reference block on the golden vectors (../shared/golden/ggml/README.md), so a fusing GPU gives
+ *    valid blocks of the same quality that are not byte-identical to llama.cpp's.
+ *  - subnormal flushing: only blocks whose weights are all below ~1e-37 (or whose scales are).
+ * So the worker should run probeFloatArithmetic(dev) once per device and, when it reports
+ * fusedMultiplyAdd, !exactDivision, !exactSqrt or !subnormals, encode these formats on the CPU reference
+ * whenever byte-exact GGUF output is wanted (the CLI's `encode`, anything written to a file), and say
+ * so. The GPU result is still fine for the metrics (the error it measures is the format's, to within
+ * the rare differing block); decode can stay on the GPU everywhere.
+ *
+ * NaN and ±Inf weights: the kernels raise a flag, and encode then throws the CPU's QuantInputError
+ * (assertFinite: first position and count). Other bad input is rejected before dispatch (validate.ts).
+ */
+import legacyWgsl from "../../shaders/ggml-legacy.wgsl?raw";
+import { assertFinite } from "../quant/errors.ts";
+import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
+import { GGML_LEGACY_FORMATS } from "../quant/ggml/legacy.ts";
+import { floatArithmeticOf } from "./float-probe.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import type { LabDevice } from "./device.ts";
+import { maxRowsPerChunk, registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
+import { withCommonWgsl } from "./wgsl.ts";
+
+const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl");
+/** @workgroup_size of every entry point in ggml-legacy.wgsl. */
+const WORKGROUP_SIZE = 64;
+
+/** Entry points of one format; encodeImatrix is absent where ggml ignores the importance matrix. */
+interface LegacyEntryPoints {
+  encode: string;
+  encodeImatrix?: string;
+  decode: string;
+  /** The decoder takes a status buffer (binding 3) to flag rows for the CPU: q8_K's, whose scale is an f32. */
+  decodeFlagsRows?: true;
+}
+
+const ENTRY_POINTS: Readonly<Record<string, LegacyEntryPoints>> = {
+  q4_0: { encode: "encode_q4_0", encodeImatrix: "encode_q4_0_imatrix", decode: "decode_q4_0" },
+  q4_1: { encode: "encode_q4_1", encodeImatrix: "encode_q4_1_imatrix", decode: "decode_q4_1" },
+  q5_0: { encode: "encode_q5_0", encodeImatrix: "encode_q5_0_imatrix", decode: "decode_q5_0" },
+  q5_1: { encode: "encode_q5_1", encodeImatrix: "encode_q5_1_imatrix", decode: "decode_q5_1" },
+  q8_0: { encode: "encode_q8_0", decode: "decode_q8_0" },
+  q8_K: { encode: "encode_q8_K", decode: "decode_q8_K", decodeFlagsRows: true },
+};
+
+export interface LegacyGpuOptions {
+  /**
+   * Largest input or output of one dispatch in bytes (default: the device's binding and buffer limits).
+   * Tests make it small to stream a tensor through many chunks.
+   */
+  maxChunkBytes?: number;
+}
+
+/**
+ * Blocks one encoder invocation writes: 2 where a block does not end on a 4-byte boundary (q4_0's 18,
+ * q5_0's 22, q8_0's 34 bytes), so that each invocation owns whole u32 words. Mirrors unit_blocks_of()
+ * in the shader.
+ */
+function unitBlocks(format: QuantFormat): number {
+  return format.blockBytes % 4 === 0 ? 1 : 2;
+}
+
+const workgroupsFor = (invocations: number) => Math.ceil(invocations / WORKGROUP_SIZE);
+
+/** What a chunk's `status` buffer says: NaN/Inf seen, and which rows (chunk indices) need the CPU. */
+interface ChunkStatus {
+  nonFinite: boolean;
+  cpuRows: number[];
+}
+
+/** The shader's status buffer: one flag word, then one bit per row. */
+const statusBytes = (rows: number) => 4 * (1 + Math.ceil(rows / 32));
+
+function parseStatus(bytes: Uint8Array<ArrayBuffer>, rows: number): ChunkStatus {
+  const words = new Uint32Array(bytes.buffer, 0, bytes.length / 4);
+  const cpuRows: number[] = [];
+  for (let r = 0; r < rows; r++) if ((words[1 + (r >>> 5)]! >>> (r & 31)) & 1) cpuRows.push(r);
+  return { nonFinite: words[0] !== 0, cpuRows };
+}
+
+export class LegacyGpuQuantizer implements GpuQuantizer {
+  constructor(
+    private readonly dev: LabDevice,
+    readonly format: QuantFormat,
+    private readonly entryPoints: LegacyEntryPoints,
+    private readonly options: LegacyGpuOptions,
+  ) {}
+
+  /** Rows per dispatch: the device's limits and options.maxChunkBytes, for both input and output. */
+  private rowsPerChunk(cols: number): number {
+    const deviceRows = maxRowsPerChunk(this.dev, this.format, cols);
+    const cap = this.options.maxChunkBytes;
+    if (cap === undefined) return deviceRows;
+    const rowBytes = Math.max(cols * 4, this.format.encodedBytes({ rows: 1, cols }));
+    return Math.max(1, Math.min(deviceRows, Math.floor(cap / rowBytes)));
+  }
+
+  /** Params.guard_subnormals: 1 where the device flushes subnormals (measured once per device). */
+  private async guardSubnormals(): Promise<number> {
+    return (await floatArithmeticOf(this.dev)).keepsSubnormals ? 0 : 1;
+  }
+
+  private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.dev.device, SHADER, entryPoint, "ggml-legacy.wgsl");
+  }
+
+  /**
+   * Rows of the last encode or decode that the CPU reference computed because the kernel flagged them
+   * (weights of subnormal magnitude: see the top of shaders/ggml-legacy.wgsl). Usually 0.
+   */
+  cpuAssistedRows = 0;
+
+  async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
+    checkEncodeInput(this.format, x, shape, opts);
+    this.cpuAssistedRows = 0;
+    const { rows, cols } = shape;
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (out.length === 0) return out;
+    const { device } = this.dev;
+    const imatrix = this.entryPoints.encodeImatrix !== undefined ? opts?.imatrix : undefined;
+    const encodePipeline = await this.pipeline(imatrix ? this.entryPoints.encodeImatrix! : this.entryPoints.encode);
+    const sigma2Pipeline = imatrix ? await this.pipeline("row_sigma2") : undefined;
+    const importance = imatrix ? uploadStorage(device, imatrix, "ggml-legacy importance") : undefined;
+    const guard = await this.guardSubnormals();
+    const rowBytes = this.format.encodedBytes({ rows: 1, cols });
+    const chunkRows = this.rowsPerChunk(cols);
+    try {
+      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+        opts?.signal?.throwIfAborted();
+        const n = Math.min(chunkRows, rows - r0);
+        const chunk = x.subarray(r0 * cols, (r0 + n) * cols);
+        const { bytes, status } = await this.encodeChunk(chunk, n, cols, guard, encodePipeline, sigma2Pipeline, importance, opts?.signal);
+        if (status.nonFinite) assertFinite(x, shape, opts?.tensorName); // throws the CPU's message
+        out.set(bytes, r0 * rowBytes);
+        for (const r of status.cpuRows) {
+          const row = { rows: 1, cols };
+          const values = x.subarray((r0 + r) * cols, (r0 + r + 1) * cols);
+          out.set(this.format.encode(values, row, imatrix ? { imatrix } : undefined), (r0 + r) * rowBytes);
+          this.cpuAssistedRows++;
+        }
+      }
+    } finally {
+      importance?.destroy();
+    }
+    return out;
+  }
+
+  private async encodeChunk(
+    chunk: Float32Array,
+    rows: number,
+    cols: number,
+    guard: number,
+    encodePipeline: GPUComputePipeline,
+    sigma2Pipeline: GPUComputePipeline | undefined,
+    importance: GPUBuffer | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ bytes: Uint8Array; status: ChunkStatus }> {
+    const { device } = this.dev;
+    const blocksPerRow = cols / this.format.blockWeights;
+    const blocks = rows * blocksPerRow;
+    const byteCount = this.format.encodedBytes({ rows, cols });
+    const params = uniformU32(device, [blocks, blocksPerRow, rows, cols, 0, guard], "ggml-legacy params");
+    const weights = uploadStorage(device, chunk, "ggml-legacy weights");
+    const encoded = outputStorage(device, byteCount, "ggml-legacy encoded");
+    const status = outputStorage(device, statusBytes(rows), "ggml-legacy status");
+    const sigma2 = sigma2Pipeline ? outputStorage(device, rows * 4, "ggml-legacy sigma2") : undefined;
+    try {
+      const units = workgroupsFor(Math.ceil(blocks / unitBlocks(this.format)));
+      if (sigma2Pipeline && sigma2 && importance) {
+        dispatch(device, sigma2Pipeline, [params, weights, sigma2], workgroupsFor(rows), "ggml-legacy row_sigma2");
+        dispatch(device, encodePipeline, [params, weights, encoded, status, importance, sigma2], units, "ggml-legacy encode");
+      } else {
+        dispatch(device, encodePipeline, [params, weights, encoded, status], units, "ggml-legacy encode");
+      }
+      const [bytes, statusWords] = await Promise.all([
+        readBack(device, encoded, byteCount, signal),
+        readBack(device, status, statusBytes(rows), signal),
+      ]);
+      return { bytes, status: parseStatus(statusWords, rows) };
+    } finally {
+      for (const b of [params, weights, encoded, status, sigma2]) b?.destroy();
+    }
+  }
+
+  async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
+    checkDecodeInput(this.format, q, shape);
+    this.cpuAssistedRows = 0;
+    const { rows, cols } = shape;
+    const y = new Float32Array(rows * cols);
+    if (y.length === 0) return y;
+    const { device } = this.dev;
+    const pipeline = await this.pipeline(this.entryPoints.decode);
+    const guard = await this.guardSubnormals();
+    const rowBytes = this.format.encodedBytes({ rows: 1, cols });
+    const blocksPerRow = cols / this.format.blockWeights;
+    const chunkRows = this.rowsPerChunk(cols);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      opts?.signal?.throwIfAborted();
+      const n = Math.min(chunkRows, rows - r0);
+      const blocks = n * blocksPerRow;
+      const chunk = q.subarray(r0 * rowBytes, (r0 + n) * rowBytes);
+      const params = uniformU32(device, [blocks, blocksPerRow, n, cols, 0, guard], "ggml-legacy params");
+      const encoded = uploadStorage(device, chunk, "ggml-legacy encoded");
+      const values = outputStorage(device, n * cols * 4, "ggml-legacy values");
+      const status = this.entryPoints.decodeFlagsRows ? outputStorage(device, statusBytes(n), "ggml-legacy status") : undefined;
+      try {
+        dispatch(device, pipeline, status ? [params, encoded, values, status] : [params, encoded, values], workgroupsFor(blocks), "ggml-legacy decode");
+        const [bytes, statusWords] = await Promise.all([
+          readBack(device, values, n * cols * 4, opts?.signal),
+          status ? readBack(device, status, statusBytes(n), opts?.signal) : undefined,
+        ]);
+        y.set(new Float32Array(bytes.buffer), r0 * cols);
+        for (const r of statusWords ? parseStatus(statusWords, n).cpuRows : []) {
+          const row = chunk.subarray(r * rowBytes, (r + 1) * rowBytes);
+          y.set(this.format.decode(row, { rows: 1, cols }), (r0 + r) * cols);
+          this.cpuAssistedRows++;
+        }
+      } finally {
+        for (const b of [params, encoded, values, status]) b?.destroy();
+      }
+    }
+    return y;
+  }
+
+  destroy(): void {
+    // Pipelines are cached per device by buffers.ts; every buffer is freed after its chunk.
+  }
+}
+
+/** The GPU quantizer of a legacy ggml format, or undefined for other formats. */
+export function legacyGpuQuantizer(dev: LabDevice, format: QuantFormat, options: LegacyGpuOptions = {}): LegacyGpuQuantizer | undefined {
+  const entryPoints = ENTRY_POINTS[format.id];
+  if (!entryPoints || !GGML_LEGACY_FORMATS.includes(format)) return undefined;
+  return new LegacyGpuQuantizer(dev, format, entryPoints, options);
+}
+
+registerGpuQuantizers((dev, format) => legacyGpuQuantizer(dev, format));
