@@ -4,3 +4,5 @@
  * it once. One import per family, nothing else: add yours to the list.
  */
 import "./ggml-legacy.ts";
+import "./intq.ts";
+import "./casts.ts";

@@ -3,25 +3,17 @@
  * its position and every block's max |error| identical; the sums within metricsTolerance() (stated in
  * src/gpu/metrics.ts). On random data and on stories260K tensors quantized with several formats.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { requestLabDevice, type LabDevice } from "./device.ts";
+import { describe, expect, inject, it } from "vitest";
+import { useLabDevice } from "../../test/gpu-device.ts";
+import type { LabDevice } from "./device.ts";
 import { gpuErrorMetrics, metricsTolerance } from "./metrics.ts";
 import { Metrics, metricsBlockSize, type ErrorMetricsWithBlocks } from "../quant/metrics.ts";
 import type { MatrixShape } from "../quant/format.ts";
 import { getFormat } from "../quant/registry.ts";
-import { BlobSource } from "../formats/source.ts";
-import { openModel, readTensorRows, tensorRowLayout } from "../formats/model.ts";
+import { storiesTensors } from "../../test/gpu-quantizer-compare.ts";
 import { normal, rng } from "../../test/random.ts";
 
-let dev: LabDevice;
-
-beforeAll(async () => {
-  const { status, device } = await requestLabDevice();
-  if (status.kind !== "gpu" || !device) throw new Error(`these tests need WebGPU: ${status.kind === "cpu" ? status.reason : ""}`);
-  dev = device;
-});
-
-afterAll(() => dev?.device.destroy());
+const labDevice = useLabDevice();
 
 /** Runs both paths and holds the GPU to the CPU: exact fields equal, sums within the stated bound. */
 async function compare(
@@ -34,7 +26,7 @@ async function compare(
   const reference = new Metrics(shape, { blockSize });
   reference.add(x, y);
   const cpu = reference.result();
-  const gpu = await gpuErrorMetrics(opts.device ?? dev, x, y, shape, { blockSize, maxChunkBytes: opts.maxChunkBytes });
+  const gpu = await gpuErrorMetrics(opts.device ?? labDevice(), x, y, shape, { blockSize, maxChunkBytes: opts.maxChunkBytes });
   const tol = metricsTolerance(reference.errorSums(), blockSize);
 
   expect({ count: gpu.count, nonFinite: gpu.nonFinite, firstNonFinite: gpu.firstNonFinite }).toEqual({
@@ -132,6 +124,7 @@ describe("GPU metrics on random data", () => {
   });
 
   it("uses a 2-D grid when the workgroups exceed the per-dimension limit", async () => {
+    const dev = labDevice();
     const narrow: LabDevice = { ...dev, info: { ...dev.info, limits: { ...dev.info.limits, maxComputeWorkgroupsPerDimension: 3 } } };
     const narrowDevice = new Proxy(dev.device, {
       get: (target, key) => {
@@ -146,29 +139,16 @@ describe("GPU metrics on random data", () => {
 });
 
 describe("GPU metrics on stories260K quantized with several formats", () => {
-  const shared = inject("sharedDir");
-
   it("matches the CPU on every 2-D tensor for q8_0, q4_0, int4-g32, nf4 and fp8-e4m3", async () => {
-    const response = await fetch(`/@fs${shared}/models/stories260K/model.safetensors`);
-    expect(response.ok).toBe(true);
-    const model = await openModel([new BlobSource(await response.blob(), "model.safetensors")]);
-    const matrices = model.tensors.filter((t) => t.shape.length === 2);
-    expect(matrices.length).toBe(36);
+    const matrices = (await storiesTensors(inject("sharedDir"))).filter((t) => t.shape.rows > 1);
+    expect(matrices).toHaveLength(36);
     let measured = 0;
     let expected = 0;
     for (const id of ["q8_0", "q4_0", "int4-g32", "nf4", "fp8-e4m3"]) {
       const format = getFormat(id);
-      for (const t of matrices) {
-        const { rows, rowLength: cols } = tensorRowLayout(t);
-        if (!format.checkRowLength(cols).ok) continue;
+      for (const { shape, values: x } of matrices) {
+        if (!format.checkRowLength(shape.cols).ok) continue;
         expected++;
-        const x = new Float32Array(t.params);
-        let at = 0;
-        for await (const chunk of readTensorRows(t)) {
-          x.set(chunk.values, at);
-          at += chunk.values.length;
-        }
-        const shape = { rows, cols };
         const y = format.decode(format.encode(x, shape), shape);
         const { gpu } = await compare(x, y, shape, metricsBlockSize(format), { maxChunkBytes: 16 * 1024 });
         expect(gpu.snrDb).toBeGreaterThan(10);

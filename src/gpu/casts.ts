@@ -1,0 +1,116 @@
+/**
+ * WGSL kernels of the element-wise casts f16, bf16, fp8-e4m3 (saturating) and fp8-e5m2 (shaders/casts.wgsl):
+ * the bytes and float32 bits of the CPU reference src/quant/casts.ts on every device, since the kernels
+ * use integer operations on the float bits only (no division, no float rounding to depend on).
+ *
+ * A cast has no rows: the tensor is streamed as flat runs of weights (a multiple of 4, so every chunk's
+ * codes start on a whole u32 word). NaN and +-Inf weights raise a flag, and encode throws the CPU's
+ * QuantInputError.
+ */
+import castsWgsl from "../../shaders/casts.wgsl?raw";
+import { CAST_FORMATS } from "../quant/casts.ts";
+import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import type { LabDevice } from "./device.ts";
+import { familyShader, EncoderFlags, unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
+
+const SHADER = familyShader(castsWgsl, "casts.wgsl");
+/** WORKGROUP_SIZE in casts.wgsl. */
+const WORKGROUP_SIZE = 256;
+/** Weights per chunk are a multiple of this, so that 1- and 2-byte codes of a chunk fill whole words. */
+const CHUNK_MULTIPLE = 4;
+
+class CastGpuQuantizer implements GpuQuantizer {
+  /** Bytes per code: 2 (f16, bf16) or 1 (fp8). */
+  private readonly codeBytes: number;
+  /** The entry points' suffix: "f16", "bf16", "fp8_e4m3", "fp8_e5m2". */
+  private readonly entry: string;
+
+  constructor(
+    private readonly dev: LabDevice,
+    readonly format: QuantFormat,
+    private readonly options: ChunkOptions,
+  ) {
+    this.codeBytes = format.blockBytes;
+    this.entry = format.id.replace(/-/g, "_");
+  }
+
+  /** Weights per dispatch: input (4 bytes per weight) and output both within the limits. */
+  private weightsPerChunk(): number {
+    const n = unitsPerChunk(this.dev, this.options, 4 * CHUNK_MULTIPLE) * CHUNK_MULTIPLE;
+    return n;
+  }
+
+  private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.dev.device, SHADER, entryPoint, "casts.wgsl");
+  }
+
+  async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
+    checkEncodeInput(this.format, x, shape, opts);
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (out.length === 0) return out;
+    const { device } = this.dev;
+    const pipeline = await this.pipeline(`encode_${this.entry}`);
+    const perChunk = this.weightsPerChunk();
+    const flags = new EncoderFlags(device);
+    try {
+      for (let e0 = 0; e0 < x.length; e0 += perChunk) {
+        opts?.signal?.throwIfAborted();
+        const n = Math.min(perChunk, x.length - e0);
+        const bytes = n * this.codeBytes;
+        const params = uniformU32(device, [n], "casts params");
+        const values = uploadStorage(device, x.subarray(e0, e0 + n), "casts values");
+        const encoded = outputStorage(device, bytes, "casts encoded");
+        try {
+          const words = Math.ceil(bytes / 4);
+          dispatch(device, pipeline, [params, values, encoded, flags.buffer], workgroupsFor(words, WORKGROUP_SIZE), "casts encode");
+          out.set(await readBack(device, encoded, bytes, opts?.signal), e0 * this.codeBytes);
+        } finally {
+          for (const b of [params, values, encoded]) b.destroy();
+        }
+      }
+      await flags.check(this.format, x, shape, opts);
+    } finally {
+      flags.destroy();
+    }
+    return out;
+  }
+
+  async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
+    checkDecodeInput(this.format, q, shape);
+    const y = new Float32Array(shape.rows * shape.cols);
+    if (y.length === 0) return y;
+    const { device } = this.dev;
+    const pipeline = await this.pipeline(`decode_${this.entry}`);
+    const perChunk = this.weightsPerChunk();
+    for (let e0 = 0; e0 < y.length; e0 += perChunk) {
+      opts?.signal?.throwIfAborted();
+      const n = Math.min(perChunk, y.length - e0);
+      const params = uniformU32(device, [n], "casts params");
+      const encoded = uploadStorage(device, q.subarray(e0 * this.codeBytes, (e0 + n) * this.codeBytes), "casts encoded");
+      const decoded = outputStorage(device, n * 4, "casts decoded");
+      try {
+        dispatch(device, pipeline, [params, encoded, decoded], workgroupsFor(n, WORKGROUP_SIZE), "casts decode");
+        const bytes = await readBack(device, decoded, n * 4, opts?.signal);
+        y.set(new Float32Array(bytes.buffer), e0);
+      } finally {
+        for (const b of [params, encoded, decoded]) b.destroy();
+      }
+    }
+    return y;
+  }
+
+  destroy(): void {
+    // Pipelines are cached per device by buffers.ts; every buffer is freed after its chunk.
+  }
+}
+
+/** The GPU quantizer of a cast format, or undefined for other formats. */
+export function castGpuQuantizer(dev: LabDevice, format: QuantFormat, options: ChunkOptions = {}): GpuQuantizer | undefined {
+  if (!CAST_FORMATS.includes(format)) return undefined;
+  return new CastGpuQuantizer(dev, format, options);
+}
+
+registerGpuQuantizers((dev, format) => castGpuQuantizer(dev, format));

@@ -1,0 +1,254 @@
+/**
+ * WGSL kernels of the plain integer formats (shaders/intq.wgsl): int8/4/3/2, symmetric and asymmetric, per
+ * tensor, per channel and per group of 32/64/128, giving the bytes and float32 bits of the CPU reference
+ * src/quant/intq.ts on any WebGPU device (the shader's header says why: integer ranges, exact scale search,
+ * an integer-only 1 / scale, round() of one product, exact decoding).
+ *
+ * Encoding streams the tensor in chunks of whole rows through two passes (segment parameters, then one
+ * invocation per output word). Per-tensor formats need the whole tensor's range before any code: the first
+ * pass runs over every chunk and returns each row's range, the CPU merges them (min and max: exact in any
+ * order) and derives the one scale with intq.ts's own intGroupParams, then the second pass runs over every
+ * chunk again.
+ *
+ * NaN and +-Inf weights, and scales past the fp16 range, raise flags; encode then throws the CPU's error.
+ */
+import intqWgsl from "../../shaders/intq.wgsl?raw";
+import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
+import { INT_BITS, INT_GRANULARITIES, intFormatId, intGroupParams, PLAIN_FORMATS, type IntSpec } from "../quant/intq.ts";
+import { f32Bits } from "../formats/float-bits.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import type { LabDevice } from "./device.ts";
+import { EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
+
+const SHADER = familyShader(intqWgsl, "intq.wgsl");
+/** WORKGROUP_SIZE in intq.wgsl (segment_params_group, pack_codes, decode_codes). */
+const WORKGROUP_SIZE = 64;
+/** Words of the shader's Segment struct. */
+const SEGMENT_WORDS = 4;
+
+/** Every plain format's spec, by id. */
+const SPECS = new Map<string, IntSpec>(
+  INT_BITS.flatMap((bits) =>
+    [false, true].flatMap((asym) =>
+      INT_GRANULARITIES.map((granularity): [string, IntSpec] => [intFormatId({ bits, asym, granularity }), { bits, asym, granularity }]),
+    ),
+  ),
+);
+
+/** The uniform Params of intq.wgsl, in field order. */
+interface KernelParams {
+  count: number;
+  segWeights: number;
+  segBytes: number;
+  head: number;
+  oneScale: boolean;
+  /** Per-tensor decode: scale fp16 bits | zero point << 16. */
+  tensorScale?: number;
+}
+
+class IntGpuQuantizer implements GpuQuantizer {
+  private readonly head: number;
+
+  constructor(
+    private readonly dev: LabDevice,
+    readonly format: QuantFormat,
+    private readonly spec: IntSpec,
+    private readonly options: ChunkOptions,
+  ) {
+    this.head = spec.asym ? 3 : 2;
+  }
+
+  private params(device: GPUDevice, p: KernelParams): GPUBuffer {
+    const { bits, asym } = this.spec;
+    const words = [p.count, p.segWeights, p.segBytes, p.head, bits, asym ? 1 : 0, p.oneScale ? 1 : 0, p.tensorScale ?? 0];
+    return uniformU32(device, words, "intq params");
+  }
+
+  /** Bytes of one row's codes (without any header). */
+  private codeBytes(cols: number): number {
+    return Math.ceil((cols * this.spec.bits) / 8);
+  }
+
+  /** Segments of a chunk: weights per segment, and encoded bytes per segment (header included). */
+  private segmentShape(cols: number): { segWeights: number; segBytes: number; head: number } {
+    const g = this.spec.granularity;
+    if (typeof g === "number") return { segWeights: g, segBytes: this.format.blockBytes, head: this.head };
+    if (g === "channel") return { segWeights: cols, segBytes: this.head + this.codeBytes(cols), head: this.head };
+    return { segWeights: cols, segBytes: this.codeBytes(cols), head: 0 };
+  }
+
+  private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.dev.device, SHADER, entryPoint, "intq.wgsl");
+  }
+
+  private rowsPerChunk(cols: number): number {
+    return unitsPerChunk(this.dev, this.options, cols * 4);
+  }
+
+  async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
+    checkEncodeInput(this.format, x, shape, opts);
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (shape.rows * shape.cols === 0) return out;
+    const flags = new EncoderFlags(this.dev.device);
+    try {
+      if (this.spec.granularity === "tensor") await this.encodeTensor(x, shape, flags, out, opts);
+      else await this.encodeSegments(x, shape, flags, out, opts?.signal);
+      await flags.check(this.format, x, shape, opts);
+    } finally {
+      flags.destroy();
+    }
+    return out;
+  }
+
+  /**
+   * Runs `body` on every chunk of whole rows: the chunk's weights uploaded, with its uniform params (freed
+   * after the body).
+   */
+  private async forEachChunk(
+    x: Float32Array,
+    { rows, cols }: MatrixShape,
+    oneScale: boolean,
+    signal: AbortSignal | undefined,
+    body: (r0: number, n: number, params: GPUBuffer, weights: GPUBuffer) => Promise<void>,
+  ): Promise<void> {
+    const { device } = this.dev;
+    const seg = this.segmentShape(cols);
+    const chunkRows = this.rowsPerChunk(cols);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      signal?.throwIfAborted();
+      const n = Math.min(chunkRows, rows - r0);
+      const params = this.params(device, { count: n * cols, ...seg, oneScale });
+      const weights = uploadStorage(device, x.subarray(r0 * cols, (r0 + n) * cols), "intq weights");
+      try {
+        await body(r0, n, params, weights);
+      } finally {
+        params.destroy();
+        weights.destroy();
+      }
+    }
+  }
+
+  /** Packs a chunk's codes with the segment parameters in `segmentInfo` and copies them into `out` at `at`. */
+  private async pack(params: GPUBuffer, weights: GPUBuffer, segmentInfo: GPUBuffer, bytes: number, out: Uint8Array, at: number, signal?: AbortSignal) {
+    const { device } = this.dev;
+    const encoded = outputStorage(device, bytes, "intq encoded");
+    try {
+      const pipeline = await this.pipeline("pack_codes");
+      dispatch(device, pipeline, [params, weights, segmentInfo, encoded], workgroupsFor(Math.ceil(bytes / 4), WORKGROUP_SIZE), "intq pack");
+      out.set(await readBack(device, encoded, bytes, signal), at);
+    } finally {
+      encoded.destroy();
+    }
+  }
+
+  /** Groups and channels: both passes per chunk; each segment's parameters never leave the GPU. */
+  private async encodeSegments(x: Float32Array, shape: MatrixShape, flags: EncoderFlags, out: Uint8Array, signal?: AbortSignal): Promise<void> {
+    const { device } = this.dev;
+    const { cols } = shape;
+    const grouped = typeof this.spec.granularity === "number";
+    const paramsPipeline = await this.pipeline(grouped ? "segment_params_group" : "segment_params_row");
+    const { segWeights } = this.segmentShape(cols);
+    const rowBytes = this.format.encodedBytes({ rows: 1, cols });
+    await this.forEachChunk(x, shape, false, signal, async (r0, n, params, weights) => {
+      const segments = (n * cols) / segWeights;
+      const segmentInfo = outputStorage(device, segments * SEGMENT_WORDS * 4, "intq segments");
+      try {
+        const paramGroups = grouped ? workgroupsFor(segments, WORKGROUP_SIZE) : n;
+        dispatch(device, paramsPipeline, [params, weights, segmentInfo, flags.buffer], paramGroups, "intq segment params");
+        await this.pack(params, weights, segmentInfo, n * rowBytes, out, r0 * rowBytes, signal);
+      } finally {
+        segmentInfo.destroy();
+      }
+    });
+  }
+
+  /** Per tensor: every row's range first (merged on the CPU into the one scale), then every row's codes. */
+  private async encodeTensor(
+    x: Float32Array,
+    shape: MatrixShape,
+    flags: EncoderFlags,
+    out: Uint8Array,
+    opts?: EncodeOptions & { signal?: AbortSignal },
+  ): Promise<void> {
+    const { device } = this.dev;
+    const signal = opts?.signal;
+    const rangePipeline = await this.pipeline("segment_params_row");
+    let lo = 0;
+    let hi = 0;
+    await this.forEachChunk(x, shape, true, signal, async (_r0, n, params, weights) => {
+      const ranges = outputStorage(device, n * SEGMENT_WORDS * 4, "intq row ranges");
+      try {
+        dispatch(device, rangePipeline, [params, weights, ranges, flags.buffer], n, "intq row ranges");
+        const words = new Float32Array((await readBack(device, ranges, n * SEGMENT_WORDS * 4, signal)).buffer);
+        for (let r = 0; r < n; r++) {
+          lo = Math.min(lo, words[r * SEGMENT_WORDS]!);
+          hi = Math.max(hi, words[r * SEGMENT_WORDS + 1]!);
+        }
+      } finally {
+        ranges.destroy();
+      }
+    });
+    // NaN/Inf first, as the CPU checks them before it looks at the range.
+    await flags.check(this.format, x, shape, opts);
+    const p = intGroupParams(lo, hi, this.spec.bits, this.spec.asym);
+    // The header: scale fp16 @0, zero point @2 (asymmetric), as intq.ts lays it out.
+    out[0] = p.scaleBits & 0xff;
+    out[1] = p.scaleBits >>> 8;
+    if (this.spec.asym) out[2] = p.zero;
+    const tensorScale = p.scaleBits | (p.zero << 16);
+    const segment = uploadStorage(device, new Uint32Array([f32Bits(lo), f32Bits(hi), tensorScale, f32Bits(p.inv)]), "intq tensor scale");
+    const rowBytes = this.codeBytes(shape.cols);
+    try {
+      await this.forEachChunk(x, shape, true, signal, (r0, n, params, weights) =>
+        this.pack(params, weights, segment, n * rowBytes, out, this.head + r0 * rowBytes, signal),
+      );
+    } finally {
+      segment.destroy();
+    }
+  }
+
+  async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
+    checkDecodeInput(this.format, q, shape);
+    const { rows, cols } = shape;
+    const y = new Float32Array(rows * cols);
+    if (y.length === 0) return y;
+    const { device } = this.dev;
+    const pipeline = await this.pipeline("decode_codes");
+    const seg = this.segmentShape(cols);
+    const perTensor = this.spec.granularity === "tensor";
+    // Per tensor, the header is read here and handed to the kernel; the chunks hold codes only.
+    const tensorScale = perTensor ? q[0]! | (q[1]! << 8) | ((this.spec.asym ? q[2]! : 1 << (this.spec.bits - 1)) << 16) : 0;
+    const start = perTensor ? this.head : 0;
+    const rowBytes = perTensor ? this.codeBytes(cols) : this.format.encodedBytes({ rows: 1, cols });
+    const chunkRows = this.rowsPerChunk(cols);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      opts?.signal?.throwIfAborted();
+      const n = Math.min(chunkRows, rows - r0);
+      const params = this.params(device, { count: n * cols, ...seg, oneScale: perTensor, tensorScale });
+      const encoded = uploadStorage(device, q.subarray(start + r0 * rowBytes, start + (r0 + n) * rowBytes), "intq encoded");
+      const decoded = outputStorage(device, n * cols * 4, "intq decoded");
+      try {
+        dispatch(device, pipeline, [params, encoded, decoded], workgroupsFor(n * cols, WORKGROUP_SIZE), "intq decode");
+        y.set(new Float32Array((await readBack(device, decoded, n * cols * 4, opts?.signal)).buffer), r0 * cols);
+      } finally {
+        for (const b of [params, encoded, decoded]) b.destroy();
+      }
+    }
+    return y;
+  }
+
+  destroy(): void {
+    // Pipelines are cached per device by buffers.ts; every buffer is freed after its chunk.
+  }
+}
+
+/** The GPU quantizer of a plain integer format, or undefined for other formats. */
+export function intGpuQuantizer(dev: LabDevice, format: QuantFormat, options: ChunkOptions = {}): GpuQuantizer | undefined {
+  const spec = SPECS.get(format.id);
+  if (!spec || !PLAIN_FORMATS.includes(format)) return undefined;
+  return new IntGpuQuantizer(dev, format, spec, options);
+}
+
+registerGpuQuantizers((dev, format) => intGpuQuantizer(dev, format));
