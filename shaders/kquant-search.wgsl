@@ -312,3 +312,87 @@ fn make_qp_quants(n: u32, nmax: i32, x: ptr<function, SubF32>, L: ptr<function, 
   }
   return select(0.0f, sumlx / suml2, suml2 > 0.0f);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Subnormal safety. ggml's float arithmetic keeps subnormal numbers; many GPUs, SwiftShader among them,
+// flush them to zero (WGSL allows either). Where a sub-block's numbers are so small that a search's sums,
+// or the products it compares, could fall below FLUSH_MARGIN (2^-100: above the smallest normal number,
+// 2^-126, by enough that a flushed term is too small to change any sum it joins), the encoder hands the
+// block to the CPU reference instead. Each check bounds the leading terms of one search's sums from the
+// sub-block's data; a product that underflows inside a check reads as 0, which errs towards the CPU.
+
+const FLUSH_MARGIN = 0x1p-100f;
+// For error terms w*diff^2: a diff that is not 0 is at least about 2^-25 of the values it subtracts.
+const FLUSH_MARGIN_ERRORS = 0x1p-48f;
+
+// Leading terms of make_qx_quants', make_q3_quants' and make_qp_quants' sums. Elements with |x| >= amax/2
+// never get level 0, so their w*|x| and w are terms of sumlx and suml2 (times |level| >= 1).
+struct QxTerms {
+  amax: f32,
+  sumlx: f32, // the largest w*|x| over those elements
+  suml2: f32, // the largest w over those elements
+  wmax: f32, // the largest w over all elements
+}
+
+fn qx_terms(n: u32, x: ptr<function, SubF32>, w: ptr<function, SubF32>) -> QxTerms {
+  var t = QxTerms(0.0f, 0.0f, 0.0f, 0.0f);
+  for (var i = 0u; i < n; i++) {
+    t.amax = max(t.amax, abs(x[i]));
+    t.wmax = max(t.wmax, w[i]);
+  }
+  for (var i = 0u; i < n; i++) {
+    if (abs(x[i]) >= 0.5f * t.amax) {
+      t.sumlx = max(t.sumlx, w[i] * abs(x[i]));
+      t.suml2 = max(t.suml2, w[i]);
+    }
+  }
+  return t;
+}
+
+// make_qx_quants compares sumlx^2 with best*suml2, where best = scale*sumlx and scale ~ amax/nmax. A group
+// below GROUP_MAX_EPS returns before any arithmetic; all-zero weights give exact zeros.
+fn qx_flush_safe(t: QxTerms) -> bool {
+  if (t.amax < GROUP_MAX_EPS || t.wmax == 0.0f) {
+    return true;
+  }
+  return t.sumlx * t.sumlx >= FLUSH_MARGIN && t.suml2 >= FLUSH_MARGIN && t.sumlx * t.amax >= FLUSH_MARGIN;
+}
+
+// make_q3_quants compares slx^2*suml2 with sumlx^2*sl2 (weights x^2).
+fn q3_flush_safe(t: QxTerms) -> bool {
+  if (t.amax < GROUP_MAX_EPS) {
+    return true;
+  }
+  return t.sumlx * t.sumlx * t.suml2 >= FLUSH_MARGIN && t.sumlx * t.amax >= FLUSH_MARGIN;
+}
+
+// make_qp_quants compares slx^2*suml2 with sumlx^2*sl2, and sums qw*diff^2.
+fn qp_flush_safe(t: QxTerms) -> bool {
+  if (t.amax < GROUP_MAX_EPS || t.wmax == 0.0f) {
+    return true;
+  }
+  return t.sumlx * t.sumlx * t.suml2 >= FLUSH_MARGIN && t.sumlx * t.amax >= FLUSH_MARGIN_ERRORS;
+}
+
+// make_qkx*_quants: its sums are led by the largest weight wmax (sum_w, sum_l, sum_l2) and wmax*amax
+// (sum_x, sum_xl); D and the fit's numerators multiply two of them; an error term is w*diff^2 (or w*|diff|).
+// All-zero x returns before any arithmetic; all-zero weights give exact zeros (callers check that a
+// weight is 0 only where ggml's is).
+fn qkx_flush_safe(n: u32, x: ptr<function, SubF32>, w: ptr<function, SubF32>) -> bool {
+  var amax = 0.0f;
+  var wmax = 0.0f;
+  for (var i = 0u; i < n; i++) {
+    amax = max(amax, abs(x[i]));
+    wmax = max(wmax, w[i]);
+  }
+  if (amax == 0.0f || wmax == 0.0f) {
+    return true;
+  }
+  return wmax * wmax >= FLUSH_MARGIN && wmax * wmax * amax >= FLUSH_MARGIN && wmax * amax * amax >= FLUSH_MARGIN_ERRORS;
+}
+
+// True for a nonzero float below the smallest normal number (which a flushing device reads as 0).
+fn is_subnormal(v: f32) -> bool {
+  let magnitude = bitcast<u32>(v) & 0x7fffffffu;
+  return magnitude != 0u && magnitude < 0x00800000u;
+}

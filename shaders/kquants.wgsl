@@ -24,8 +24,8 @@
 // Decoders: one invocation per 16 consecutive weights.
 
 // Bindings, per entry point (each uses 0..n-1 of them; the same numbering as ggml-legacy.wgsl):
-//   encode_<fmt>_ref       0 params | 1 weights | 2 encoded | 3 non_finite
-//   encode_<fmt>_imatrix   0 params | 1 weights | 2 encoded | 3 non_finite | 4 importance
+//   encode_<fmt>_ref       0 params | 1 weights | 2 encoded | 3 status
+//   encode_<fmt>_imatrix   0 params | 1 weights | 2 encoded | 3 status | 4 importance
 //   decode_<fmt>           0 params | 1 encoded_in | 2 values
 
 struct Params {
@@ -39,8 +39,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> weights: array<f32>;
 // Encoders: the packed blocks, exactly as GGUF stores them (the last word zero-padded).
 @group(0) @binding(2) var<storage, read_write> encoded: array<u32>;
-// Encoders: set to 1 when a weight is NaN or +-inf (the caller reports where, as the CPU does).
-@group(0) @binding(3) var<storage, read_write> non_finite: atomic<u32>;
+// Encoders: word 0 is set to 1 when a weight is NaN or +-inf (the caller reports where, as the CPU does);
+// bit b % 32 of word 1 + b / 32 marks block b for the CPU reference (see "Subnormal safety" in
+// kquant-search.wgsl; the caller re-encodes those blocks).
+@group(0) @binding(3) var<storage, read_write> status: array<atomic<u32>>;
 // Importance-weighted encoders: the importance matrix, one weight per column.
 @group(0) @binding(4) var<storage, read> importance: array<f32>;
 // Decoders: the packed blocks.
@@ -91,8 +93,13 @@ fn invocation(t: u32, workgroup_id: vec3<u32>, num_workgroups: vec3<u32>, subs: 
   return Invocation(t, group, b, block, sub, SUBS_MAX * b + sub, block < params.blocks);
 }
 
+// Marks block `block` of the chunk for the CPU reference.
+fn send_to_cpu(block: u32) {
+  atomicOr(&status[1u + block / 32u], 1u << (block % 32u));
+}
+
 // Step 1: every invocation copies its share of the group's weights (consecutive addresses together),
-// raising the non_finite flag if one is NaN or +-inf.
+// raising the non-finite flag if one is NaN or +-inf, and sending a block with a subnormal weight to the CPU.
 fn stage_weights(inv: Invocation, threads: u32) {
   let first = inv.group * GROUP_BLOCKS * QK_K;
   let end = params.blocks * QK_K;
@@ -102,10 +109,13 @@ fn stage_weights(inv: Invocation, threads: u32) {
       let v = weights[first + k];
       group_x[k] = v;
       bad = bad || !is_finite_f32(v);
+      if (is_subnormal(v)) {
+        send_to_cpu(inv.group * GROUP_BLOCKS + k / QK_K);
+      }
     }
   }
   if (bad) {
-    atomicStore(&non_finite, 1u);
+    atomicStore(&status[0], 1u);
   }
   workgroupBarrier();
 }
@@ -130,18 +140,26 @@ fn block_sum_x2(b: u32) -> f32 {
   return sum;
 }
 
-// The imatrix encoders' weights qw[i] * sqrt(sigma2 + x[i]^2), and their sum into sub_weight.
+// The imatrix encoders' weights qw[i] * sqrt(sigma2 + x[i]^2), and their sum into sub_weight. A weight
+// that is 0 or tiny where ggml's is not (a subnormal qw, or a product or sqrt argument that a flushing
+// device zeroes) sends the block to the CPU: the flush checks assume zero weights are ggml's zeros.
 // (Reads `importance`: call it from *_imatrix entry points only, so ref pipelines do not bind it.)
 fn importance_weights(inv: Invocation, x: ptr<function, SubF32>, n: u32, sigma2: f32) -> SubF32 {
   var w: SubF32;
   let column = (inv.block % params.blocks_per_row) * QK_K + inv.sub * n;
   var sum = 0.0f;
+  var tiny = false;
   for (var i = 0u; i < n; i++) {
-    w[i] = importance[column + i] * sqrt(sigma2 + x[i] * x[i]);
+    let qw = importance[column + i];
+    w[i] = qw * sqrt(sigma2 + x[i] * x[i]);
     sum += w[i];
+    tiny = tiny || is_subnormal(qw) || (qw != 0.0f && w[i] < FLUSH_MARGIN);
   }
   if (inv.in_range) {
     sub_weight[inv.slot] = sum;
+    if (tiny) {
+      send_to_cpu(inv.block);
+    }
   }
   return w;
 }
@@ -232,6 +250,9 @@ fn q6_K_encode(inv: Invocation, x: ptr<function, SubF32>, w: ptr<function, SubF3
   var L: SubI32;
   if (inv.in_range) {
     sub_scale[inv.slot] = make_qx_quants(16u, 32, x, w, &L);
+    if (!qx_flush_safe(qx_terms(16u, x, w))) {
+      send_to_cpu(inv.block);
+    }
   }
   workgroupBarrier();
   if (inv.in_range && inv.sub == 0u) {
@@ -300,7 +321,12 @@ fn encode_q6_K_imatrix(@builtin(local_invocation_index) t: u32, @builtin(workgro
   var x = sub_weights(inv, 16u);
   var w: SubF32;
   let column = (inv.block % params.blocks_per_row) * QK_K + inv.sub * 16u;
-  for (var i = 0u; i < 16u; i++) { w[i] = importance[column + i]; }
+  for (var i = 0u; i < 16u; i++) {
+    w[i] = importance[column + i];
+    if (inv.in_range && is_subnormal(w[i])) {
+      send_to_cpu(inv.block);
+    }
+  }
   q6_K_encode(inv, &x, &w);
 }
 
@@ -376,6 +402,9 @@ fn k4_search_ref(inv: Invocation, x: ptr<function, SubF32>, L: ptr<function, Sub
   if (inv.in_range) {
     sub_scale[inv.slot] = fit.scale;
     sub_min[inv.slot] = fit.neg_min;
+    if (!qkx_flush_safe(32u, x, &w)) {
+      send_to_cpu(inv.block);
+    }
   }
 }
 
@@ -388,6 +417,9 @@ fn k4_search_imatrix(inv: Invocation, x: ptr<function, SubF32>, L: ptr<function,
   if (inv.in_range) {
     sub_scale[inv.slot] = fit.scale;
     sub_min[inv.slot] = fit.neg_min;
+    if (!qkx_flush_safe(32u, x, &w)) {
+      send_to_cpu(inv.block);
+    }
   }
 }
 
@@ -414,7 +446,7 @@ fn k4_quantize_scales_ref(b: u32) {
 
 // The imatrix encoders' scale step: make_qp_quants on the scales and on the mins, weighted by each
 // sub-block's sum of weights (q5_K clamps the levels to 63, q4_K does not).
-fn k4_quantize_scales_imatrix(b: u32, clamp_63: bool) {
+fn k4_quantize_scales_imatrix(b: u32, block: u32, clamp_63: bool) {
   var scales: SubF32;
   var mins: SubF32;
   var sw: SubF32;
@@ -427,6 +459,9 @@ fn k4_quantize_scales_imatrix(b: u32, clamp_63: bool) {
   var Lm: SubI32;
   let d = make_qp_quants(8u, 63, &scales, &Ls, &sw);
   let dmin = make_qp_quants(8u, 63, &mins, &Lm, &sw);
+  if (!qp_flush_safe(qx_terms(8u, &scales, &sw)) || !qp_flush_safe(qx_terms(8u, &mins, &sw))) {
+    send_to_cpu(block);
+  }
   for (var j = 0u; j < 8u; j++) {
     var ls = u32(Ls[j]);
     var lm = u32(Lm[j]);
@@ -446,7 +481,7 @@ fn k4_finish(inv: Invocation, x: ptr<function, SubF32>, L: ptr<function, SubI32>
   workgroupBarrier();
   if (inv.in_range && inv.sub == 0u) {
     if (imatrix) {
-      k4_quantize_scales_imatrix(inv.b, format == Q5_K);
+      k4_quantize_scales_imatrix(inv.b, inv.block, format == Q5_K);
     } else {
       k4_quantize_scales_ref(inv.b);
     }
@@ -555,7 +590,7 @@ fn q2_K_quantize_scales_ref(b: u32) {
 }
 
 // The imatrix scale step: make_qp_quants on the 16 scales and on the 16 mins.
-fn q2_K_quantize_scales_imatrix(b: u32) {
+fn q2_K_quantize_scales_imatrix(b: u32, block: u32) {
   var scales: SubF32;
   var mins: SubF32;
   var sw: SubF32;
@@ -568,6 +603,9 @@ fn q2_K_quantize_scales_imatrix(b: u32) {
   var Lm: SubI32;
   super_d[b] = f32_to_f16_bits(make_qp_quants(16u, 15, &scales, &Ls, &sw));
   super_dmin[b] = f32_to_f16_bits(make_qp_quants(16u, 15, &mins, &Lm, &sw));
+  if (!qp_flush_safe(qx_terms(16u, &scales, &sw)) || !qp_flush_safe(qx_terms(16u, &mins, &sw))) {
+    send_to_cpu(block);
+  }
   for (var j = 0u; j < 16u; j++) {
     scale_bytes[SUBS_MAX * b + j] = (u32(Ls[j]) | (u32(Lm[j]) << 4u)) & 0xffu;
   }
@@ -578,7 +616,7 @@ fn q2_K_finish(inv: Invocation, x: ptr<function, SubF32>, L: ptr<function, SubI3
   workgroupBarrier();
   if (inv.in_range && inv.sub == 0u) {
     if (imatrix) {
-      q2_K_quantize_scales_imatrix(inv.b);
+      q2_K_quantize_scales_imatrix(inv.b, inv.block);
     } else {
       q2_K_quantize_scales_ref(inv.b);
     }
@@ -612,6 +650,9 @@ fn encode_q2_K_ref(@builtin(local_invocation_index) t: u32, @builtin(workgroup_i
   if (inv.in_range) {
     sub_scale[inv.slot] = fit.scale;
     sub_min[inv.slot] = fit.neg_min;
+    if (!qkx_flush_safe(16u, &x, &w)) {
+      send_to_cpu(inv.block);
+    }
   }
   q2_K_finish(inv, &x, &L, false);
 }
@@ -629,6 +670,9 @@ fn encode_q2_K_imatrix(@builtin(local_invocation_index) t: u32, @builtin(workgro
   if (inv.in_range) {
     sub_scale[inv.slot] = fit.scale;
     sub_min[inv.slot] = fit.neg_min;
+    if (!qkx_flush_safe(16u, &x, &w)) {
+      send_to_cpu(inv.block);
+    }
   }
   q2_K_finish(inv, &x, &L, true);
 }
@@ -699,7 +743,7 @@ fn q3_K_quantize_scales_ref(b: u32) {
 }
 
 // The imatrix scale step: make_qx_quants(nmax 32) on the 16 scales, weighted by the sub-blocks' weight sums.
-fn q3_K_quantize_scales_imatrix(b: u32) {
+fn q3_K_quantize_scales_imatrix(b: u32, block: u32) {
   var scales: SubF32;
   var sw: SubF32;
   for (var j = 0u; j < 16u; j++) {
@@ -709,6 +753,9 @@ fn q3_K_quantize_scales_imatrix(b: u32) {
   }
   var Ls: SubI32;
   let d = make_qx_quants(16u, 32, &scales, &sw, &Ls);
+  if (!qx_flush_safe(qx_terms(16u, &scales, &sw))) {
+    send_to_cpu(block);
+  }
   for (var j = 0u; j < 16u; j++) {
     q3_K_put_scale(b, j, u32(Ls[j]));
   }
@@ -720,7 +767,7 @@ fn q3_K_finish(inv: Invocation, x: ptr<function, SubF32>, L: ptr<function, SubI3
   workgroupBarrier();
   if (inv.in_range && inv.sub == 0u) {
     if (imatrix) {
-      q3_K_quantize_scales_imatrix(inv.b);
+      q3_K_quantize_scales_imatrix(inv.b, inv.block);
     } else {
       q3_K_quantize_scales_ref(inv.b);
     }
@@ -749,6 +796,11 @@ fn encode_q3_K_ref(@builtin(local_invocation_index) t: u32, @builtin(workgroup_i
   let scale = make_q3_quants(16u, 4, &x, &L);
   if (inv.in_range) {
     sub_scale[inv.slot] = scale;
+    var w: SubF32; // make_q3_quants' weights
+    for (var i = 0u; i < 16u; i++) { w[i] = x[i] * x[i]; }
+    if (!q3_flush_safe(qx_terms(16u, &x, &w))) {
+      send_to_cpu(inv.block);
+    }
   }
   q3_K_finish(inv, &x, &L, false);
 }
@@ -765,6 +817,9 @@ fn encode_q3_K_imatrix(@builtin(local_invocation_index) t: u32, @builtin(workgro
   let scale = make_qx_quants(16u, 4, &x, &w, &L);
   if (inv.in_range) {
     sub_scale[inv.slot] = scale;
+    if (!qx_flush_safe(qx_terms(16u, &x, &w))) {
+      send_to_cpu(inv.block);
+    }
   }
   q3_K_finish(inv, &x, &L, true);
 }

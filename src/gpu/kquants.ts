@@ -13,6 +13,11 @@
  * built with FMA contraction changes up to a third of q2_K's blocks: ../shared/golden/ggml/README.md),
  * all of them valid blocks of the same quality. Decoding is exact everywhere.
  *
+ * Subnormal numbers: ggml's arithmetic keeps them, but many GPUs (SwiftShader too) flush them to zero.
+ * The kernels send every block whose search could meet one (tiny weights or importance values; the
+ * bounds are in shaders/kquant-search.wgsl) to the CPU reference, which re-encodes it here: the bytes stay
+ * ggml's, and real weights almost never take that path (`cpuBlocks` counts it).
+ *
  * NaN and ±Inf weights: the kernels raise a flag, and encode then throws the CPU's QuantInputError.
  */
 import kquantSearchWgsl from "../../shaders/kquant-search.wgsl?raw";
@@ -43,7 +48,10 @@ export interface KQuantGpuOptions {
   maxChunkBytes?: number;
 }
 
-class KQuantGpuQuantizer implements GpuQuantizer {
+export class KQuantGpuQuantizer implements GpuQuantizer {
+  /** Blocks encoded so far by the kernels, and by the CPU reference because the kernels sent them there. */
+  readonly blockCounts = { gpu: 0, cpu: 0 };
+
   constructor(
     private readonly dev: LabDevice,
     readonly format: QuantFormat,
@@ -78,8 +86,12 @@ class KQuantGpuQuantizer implements GpuQuantizer {
       for (let r0 = 0; r0 < rows; r0 += chunkRows) {
         opts?.signal?.throwIfAborted();
         const n = Math.min(chunkRows, rows - r0);
-        const { bytes, nonFinite } = await this.encodeChunk(x.subarray(r0 * cols, (r0 + n) * cols), n, cols, pipeline, importance, opts?.signal);
+        const chunk = x.subarray(r0 * cols, (r0 + n) * cols);
+        const { bytes, nonFinite, cpuBlocks } = await this.encodeChunk(chunk, n, cols, pipeline, importance, opts?.signal);
         if (nonFinite) assertFinite(x, shape, opts?.tensorName); // throws the CPU's message
+        for (const block of cpuBlocks) this.encodeBlockOnCpu(chunk, cols, block, bytes, imatrix);
+        this.blockCounts.gpu += (n * cols) / QK_K - cpuBlocks.length;
+        this.blockCounts.cpu += cpuBlocks.length;
         out.set(bytes, r0 * rowBytes);
       }
     } finally {
@@ -95,23 +107,38 @@ class KQuantGpuQuantizer implements GpuQuantizer {
     pipeline: GPUComputePipeline,
     importance: GPUBuffer | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<{ bytes: Uint8Array; nonFinite: boolean }> {
+  ): Promise<{ bytes: Uint8Array; nonFinite: boolean; cpuBlocks: number[] }> {
     const { device } = this.dev;
     const blocksPerRow = cols / QK_K;
     const blocks = rows * blocksPerRow;
     const byteCount = this.format.encodedBytes({ rows, cols });
+    const statusBytes = 4 * (1 + Math.ceil(blocks / 32));
     const params = uniformU32(device, [blocks, blocksPerRow, 0], "kquants params");
     const weights = uploadStorage(device, chunk, "kquants weights");
     const encoded = outputStorage(device, byteCount, "kquants encoded");
-    const nonFinite = outputStorage(device, 4, "kquants non-finite flag");
+    const status = outputStorage(device, statusBytes, "kquants status");
     try {
-      const buffers = [params, weights, encoded, nonFinite, ...(importance ? [importance] : [])];
+      const buffers = [params, weights, encoded, status, ...(importance ? [importance] : [])];
       dispatch(device, pipeline, buffers, Math.ceil(blocks / GROUP_BLOCKS), `kquants encode ${this.format.id}`);
-      const [bytes, flag] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, nonFinite, 4, signal)]);
-      return { bytes, nonFinite: new Uint32Array(flag.buffer)[0] !== 0 };
+      const [bytes, statusWords] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, status, statusBytes, signal)]);
+      const words = new Uint32Array(statusWords.buffer);
+      const cpuBlocks: number[] = [];
+      for (let w = 1; w < words.length; w++) {
+        for (let bits = words[w]!; bits !== 0; bits &= bits - 1) cpuBlocks.push(32 * (w - 1) + (31 - Math.clz32(bits & -bits)));
+      }
+      return { bytes, nonFinite: words[0] !== 0, cpuBlocks };
     } finally {
-      for (const b of [params, weights, encoded, nonFinite]) b.destroy();
+      for (const b of [params, weights, encoded, status]) b.destroy();
     }
+  }
+
+  /** Block `block` of a chunk re-encoded by the format's CPU reference, into the chunk's bytes. */
+  private encodeBlockOnCpu(chunk: Float32Array, cols: number, block: number, bytes: Uint8Array, imatrix: Float32Array | undefined): void {
+    const column = (block % (cols / QK_K)) * QK_K;
+    const one = { rows: 1, cols: QK_K };
+    const x = chunk.subarray(block * QK_K, (block + 1) * QK_K);
+    const encoded = this.format.encode(x, one, imatrix ? { imatrix: imatrix.subarray(column, column + QK_K) } : {});
+    bytes.set(encoded, block * this.format.blockBytes);
   }
 
   async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
