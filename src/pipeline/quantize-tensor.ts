@@ -2,25 +2,30 @@
  * One tensor through a list of formats: the orchestration the quantization worker and the CLI share.
  *
  * The tensor is read once, in chunks of whole rows (readTensorRows), and every chunk goes through every
- * format: encoded (on the GPU when the device has a kernel for the format, else with the CPU reference),
- * decoded, and compared with the original (src/quant/metrics.ts). Per format the result is the metrics, the
- * size, optionally the packed bytes (rows back to back, as GGUF stores them), and where it ran and why.
+ * format: encoded and decoded on the GPU when the device has a kernel for the format, and measured there
+ * too (src/gpu/metrics.ts); else encoded, decoded and measured with the CPU references (the format's
+ * encode/decode, src/quant/metrics.ts). Per format the result is the metrics, the size, optionally the
+ * packed bytes (rows back to back, as GGUF stores them), and where it ran and why.
  *
  * What goes wrong for one format stays with that format: a row length it cannot take (with llama.cpp's
- * fallback), a tensor too large to hold whole, a GPU kernel that fails (the format finishes on the CPU).
- * NaN/Inf weights fail every format, naming the first one's row and column. A lost device moves every
- * format still running to the CPU reference; since GPU and CPU produce the same bytes, what the GPU had
- * finished is kept and the result says where the switch happened. Only cancelling (the AbortSignal,
- * checked between chunks) ends the whole job.
+ * fallback), a tensor too large to hold whole, a GPU kernel that fails. NaN/Inf weights fail every format,
+ * naming the first one's row and column. Only cancelling (the AbortSignal, checked between pieces) ends
+ * the whole job.
+ *
+ * When the GPU fails a format (a kernel error, or the device lost: then every format still on it), the
+ * format goes on with the CPU reference. Formats that had finished keep their GPU results. A format
+ * caught half-way had part of its metrics on the lost GPU: it runs again over the whole tensor on the CPU
+ * (a second read) so its figures are complete; the result says what happened.
  *
  * Which formats have kernels is whatever src/gpu/quantizer.ts has registered: the code that creates the
- * device (the quantization worker, the CLI's webgpu backend) imports src/gpu/kernels.ts. This module does
- * not, so it stays loadable where WGSL imports are not (plain Node tools, the e2e tests' expectations).
+ * device (the quantization worker, the CLI's webgpu backend) imports src/gpu/kernels.ts.
  */
 import { DTYPE_BYTES } from "../formats/dtypes.ts";
 import { DEFAULT_CHUNK_BYTES, readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import type { LabDevice } from "../gpu/device.ts";
+import { uploadStorage } from "../gpu/buffers.ts";
+import { GpuMetrics } from "../gpu/metrics.ts";
 import { gpuQuantizerFor, maxRowsPerChunk, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { assertFinite, isQuantInputError, type QuantInputError, type QuantInputProblem } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
@@ -30,8 +35,8 @@ export type RanOn = "gpu" | "cpu";
 
 /** Why a format did not produce numbers. */
 export interface FormatFailure {
-  /** The QuantInputError's problem, "too-large" (the tensor cannot be held whole), or "failed" (anything else). */
-  problem: QuantInputProblem | "too-large" | "failed";
+  /** The QuantInputError's problem, or "too-large" (the format needs the tensor whole, and it is too large). */
+  problem: QuantInputProblem | "too-large";
   /** For people, naming the tensor. */
   message: string;
   /** The format llama.cpp would use instead (row-length problems). */
@@ -60,7 +65,7 @@ export interface QuantizeProgress {
   format: string;
   /** Source bytes processed so far, summed over the formats. */
   doneBytes: number;
-  /** The tensor's bytes times the number of formats. */
+  /** The tensor's bytes times the number of formats (plus once more for a format run again on the CPU). */
   totalBytes: number;
 }
 
@@ -114,12 +119,26 @@ interface Run {
   /** Rows done so far, and how many of them on the GPU. */
   rowsDone: number;
   rowsOnGpu: number;
+  /** Where the error is measured: on the GPU while the format runs there, else on the CPU. */
+  gpuMetrics?: GpuMetrics;
   metrics?: Metrics;
+  /** Set when the GPU failed after measuring part of the tensor: the format runs again on the CPU. */
+  rerun?: boolean;
+  result?: ErrorMetricsWithBlocks;
   bytes?: Uint8Array;
   /** CPU reference output buffers, reused from piece to piece. */
   scratchQ?: Uint8Array;
   scratchY?: Float32Array;
   failure?: FormatFailure;
+}
+
+/** What a pass over the tensor needs besides the runs. */
+interface PassContext {
+  tensor: TensorInfo;
+  shape: MatrixShape;
+  opts: QuantizeTensorOptions;
+  lost: () => string | undefined;
+  progress: { doneBytes: number; totalBytes: number };
 }
 
 const MiB = 1024 * 1024;
@@ -128,8 +147,8 @@ function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function isAbort(e: unknown): boolean {
-  return e instanceof Error && e.name === "AbortError";
+function failureOf(e: QuantInputError, tensor: string): FormatFailure {
+  return { problem: e.problem, message: e.withTensor(tensor).message, fallback: e.fallback, row: e.row, col: e.col };
 }
 
 /** Why each lost device was lost (one handler per device, however many jobs run on it). */
@@ -162,47 +181,31 @@ export async function quantizeTensor(
   signal?.throwIfAborted();
   const { rows, rowLength: cols } = tensorRowLayout(tensor);
   const shape: MatrixShape = { rows, cols };
-  const f32Bytes = rows * cols * 4;
-  const maxWhole = opts.maxWholeTensorBytes ?? DEFAULT_MAX_WHOLE_TENSOR_BYTES;
-
   if (device) watchLoss(device);
   const lost = () => (device ? lostDevices.get(device) : undefined);
+  const runs = formats.map((format) => planRun(format, tensor, shape, opts));
+  const ctx: PassContext = { tensor, shape, opts, lost, progress: { doneBytes: 0, totalBytes: tensor.bytes * formats.length } };
 
-  const runs = formats.map((format): Run => {
-    const run: Run = { format, whole: !encodesRowsIndependently(format), rowsDone: 0, rowsOnGpu: 0 };
-    const fail = (failure: FormatFailure): Run => ({ ...run, failure });
-    const check = format.checkRowLength(cols);
-    if (!check.ok) {
-      return fail({ problem: "row-length", message: `tensor "${tensor.name}": ${check.reason}`, fallback: check.fallback });
-    }
-    if (rows * cols === 0) return fail({ problem: "shape", message: `tensor "${tensor.name}" holds no weights` });
-    if (run.whole && f32Bytes > maxWhole) {
-      return fail({
-        problem: "too-large",
-        message:
-          `tensor "${tensor.name}": ${format.id} encodes the whole tensor at once, and its ${(f32Bytes / MiB).toFixed(0)} MiB ` +
-          `as float32 are above the ${(maxWhole / MiB).toFixed(0)} MiB the lab holds in memory`,
-      });
-    }
-    if (!device) {
-      run.why = opts.noDeviceReason ?? "no WebGPU device";
-      return run;
-    }
-    const gpu = gpuQuantizerFor(device, format);
-    if (!gpu) {
-      run.why = `no WGSL kernel for ${format.id} yet`;
-    } else if (run.whole && rows > maxRowsPerChunk(device, format, cols)) {
-      gpu.destroy();
-      run.why = `the whole tensor does not fit in one GPU buffer binding (${(f32Bytes / MiB).toFixed(0)} MiB as float32)`;
-    } else {
-      run.gpu = gpu;
-    }
-    return run;
-  });
-
-  const active = () => runs.filter((r) => !r.failure);
   try {
-    if (active().length > 0) await streamThrough(tensor, shape, runs, active, { ...opts, lost });
+    // Formats that cannot start count as done, so the progress ends at the total.
+    for (const run of runs) if (run.failure) countDone(ctx, run, rows);
+    await pass(ctx, runs.filter((r) => !r.failure));
+    for (const run of runs) {
+      if (run.failure || run.rerun) continue;
+      try {
+        run.result = run.gpuMetrics ? await run.gpuMetrics.result() : run.metrics!.result();
+      } catch (e) {
+        // The device went away with the last measurements.
+        markRerun(run, ctx, `the GPU failed while measuring (${describeError(e)})`);
+      }
+    }
+    const again = runs.filter((r) => r.rerun && !r.failure);
+    if (again.length > 0) {
+      ctx.progress.totalBytes += tensor.bytes * again.length;
+      for (const run of again) run.rerun = false;
+      await pass(ctx, again);
+      for (const run of again) if (!run.failure) run.result = run.metrics!.result();
+    }
   } finally {
     for (const run of runs) run.gpu?.destroy();
   }
@@ -214,7 +217,7 @@ export async function quantizeTensor(
       format,
       ok: true,
       ranOn: run.rowsOnGpu === rows ? "gpu" : "cpu",
-      metrics: run.metrics!.result(),
+      metrics: run.result!,
       size: sizeMetrics(run.format, shape, tensor.dtype),
     };
     if (run.rowsOnGpu !== rows) result.why = run.why;
@@ -224,32 +227,102 @@ export async function quantizeTensor(
   return { tensor: tensor.name, shape, results };
 }
 
-/** Reads the tensor once and feeds every chunk to every format still running. */
-async function streamThrough(
-  tensor: TensorInfo,
-  shape: MatrixShape,
-  runs: Run[],
-  active: () => Run[],
-  opts: QuantizeTensorOptions & { lost: () => string | undefined },
-): Promise<void> {
+/** Where a format will run, or why it cannot. */
+function planRun(format: QuantFormat, tensor: TensorInfo, shape: MatrixShape, opts: QuantizeTensorOptions): Run {
   const { rows, cols } = shape;
-  const { signal } = opts;
-  for (const run of active()) {
-    run.metrics = new Metrics(shape, { blockSize: metricsBlockSize(run.format) });
-    if (opts.keepBytes) run.bytes = new Uint8Array(run.format.encodedBytes(shape));
+  const { device } = opts;
+  const run: Run = { format, whole: !encodesRowsIndependently(format), rowsDone: 0, rowsOnGpu: 0 };
+  const f32Bytes = rows * cols * 4;
+  const maxWhole = opts.maxWholeTensorBytes ?? DEFAULT_MAX_WHOLE_TENSOR_BYTES;
+  const check = format.checkRowLength(cols);
+  if (!check.ok) {
+    run.failure = { problem: "row-length", message: `tensor "${tensor.name}": ${check.reason}`, fallback: check.fallback };
+  } else if (rows * cols === 0) {
+    run.failure = { problem: "shape", message: `tensor "${tensor.name}" holds no weights` };
+  } else if (run.whole && f32Bytes > maxWhole) {
+    run.failure = {
+      problem: "too-large",
+      message:
+        `tensor "${tensor.name}": ${format.id} encodes the whole tensor at once, and its ${(f32Bytes / MiB).toFixed(0)} MiB ` +
+        `as float32 are above the ${(maxWhole / MiB).toFixed(0)} MiB the lab holds in memory`,
+    };
+  } else if (!device) {
+    run.why = opts.noDeviceReason ?? "no WebGPU device";
+  } else {
+    const gpu = gpuQuantizerFor(device, format);
+    if (!gpu) {
+      run.why = `no WGSL kernel for ${format.id} yet`;
+    } else if (run.whole && rows > maxRowsPerChunk(device, format, cols)) {
+      gpu.destroy();
+      run.why = `the whole tensor does not fit in one GPU buffer binding (${(f32Bytes / MiB).toFixed(0)} MiB as float32)`;
+    } else {
+      run.gpu = gpu;
+    }
+  }
+  return run;
+}
+
+function countDone(ctx: PassContext, run: Run, rows: number): void {
+  const p = ctx.progress;
+  p.doneBytes += rows * ctx.shape.cols * DTYPE_BYTES[ctx.tensor.dtype];
+  ctx.opts.onProgress?.({ format: run.format.id, doneBytes: p.doneBytes, totalBytes: p.totalBytes });
+}
+
+/**
+ * The format leaves the GPU and goes on with the CPU reference. If the GPU had measured part of the tensor
+ * (those sums may be lost with it), the format runs again over the whole tensor on the CPU instead.
+ */
+function leaveGpu(run: Run, ctx: PassContext, why: string): void {
+  run.gpu?.destroy();
+  run.gpu = undefined;
+  if (run.gpuMetrics && run.rowsDone > 0) {
+    markRerun(run, ctx, why);
+    return;
+  }
+  if (run.gpuMetrics) {
+    run.gpuMetrics = undefined;
+    run.metrics = new Metrics(ctx.shape, { blockSize: metricsBlockSize(run.format) });
+  }
+  run.why = `${why} after ${run.rowsDone} of ${ctx.shape.rows} rows on the GPU; the rest ran on the CPU reference`;
+}
+
+function markRerun(run: Run, ctx: PassContext, why: string): void {
+  run.why = `${why} after ${run.rowsDone} of ${ctx.shape.rows} rows; the whole tensor ran again on the CPU reference`;
+  run.rerun = true;
+  run.gpu?.destroy();
+  run.gpu = undefined;
+  run.gpuMetrics = undefined;
+  run.metrics = undefined;
+  run.rowsDone = 0;
+  run.rowsOnGpu = 0;
+}
+
+/** Reads the tensor once and feeds every chunk to every run still going. */
+async function pass(ctx: PassContext, runs: Run[]): Promise<void> {
+  const { tensor, shape, opts } = ctx;
+  const { rows, cols } = shape;
+  const { signal, device } = opts;
+  const going = () => runs.filter((r) => !r.failure && !r.rerun);
+  if (going().length === 0) return;
+  for (const run of runs) {
+    run.rowsDone = 0;
+    if (opts.keepBytes) run.bytes ??= new Uint8Array(run.format.encodedBytes(shape));
+    const blockSize = metricsBlockSize(run.format);
+    if (run.gpu && device) {
+      try {
+        run.gpuMetrics = await GpuMetrics.create(device, shape, { blockSize });
+        continue;
+      } catch (e) {
+        // The format's kernels may still work: its error is then measured on the CPU.
+        console.warn("The GPU metrics kernel is not available, measuring on the CPU:", e);
+      }
+    }
+    run.metrics = new Metrics(shape, { blockSize });
   }
   // Whole when some format needs the whole tensor, else in chunks of streamRows.
   const streamRows = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / (cols * 4)));
-  const chunkRows = active().some((r) => r.whole) ? rows : streamRows;
+  const chunkRows = going().some((r) => r.whole) ? rows : streamRows;
   const sourceRowBytes = cols * DTYPE_BYTES[tensor.dtype];
-  const totalBytes = tensor.bytes * runs.length;
-  let doneBytes = 0;
-  const countDone = (run: Run, pieceRows: number) => {
-    doneBytes += pieceRows * sourceRowBytes;
-    opts.onProgress?.({ format: run.format.id, doneBytes, totalBytes });
-  };
-  // Formats that failed before starting count as done, so the progress ends at the total.
-  for (const run of runs) if (run.failure) countDone(run, rows);
 
   for await (const chunk of readTensorRows(tensor, { chunkBytes: chunkRows * sourceRowBytes, signal, reuseBuffers: true })) {
     signal?.throwIfAborted();
@@ -258,100 +331,91 @@ async function streamThrough(
     } catch (e) {
       if (!isQuantInputError(e)) throw e;
       const failure: FormatFailure = { problem: e.problem, message: e.message, row: e.row, col: e.col };
-      for (const run of active()) run.failure = failure;
+      for (const run of going()) run.failure = failure;
       return;
     }
-    for (const run of active()) {
-      await encodeChunk(run, chunk, shape, {
-        device: opts.device,
-        signal,
-        imatrix: opts.imatrix,
-        tensorName: tensor.name,
-        cpuPieceRows: streamRows,
-        lost: opts.lost,
-        piecesDone: (pieceRows) => countDone(run, pieceRows),
-      });
-      // A format that failed half-way counts its remaining rows as done.
-      if (run.failure) countDone(run, rows - run.rowsDone);
+    for (const run of going()) {
+      await encodeChunk(run, chunk, ctx, streamRows);
+      // A format that failed or left for a rerun half-way counts its remaining rows as done.
+      if (run.failure || run.rerun) countDone(ctx, run, rows - run.rowsDone);
     }
   }
 }
 
 /**
- * Encodes and decodes one chunk with one format, in pieces (what one GPU binding holds; on the CPU, pieces of
- * the streaming chunk size so a cancel is seen between them), and adds them to the format's metrics and
- * bytes. A GPU failure moves the format to the CPU for the rest of the tensor.
+ * Encodes, decodes and measures one chunk with one format, in pieces (what one GPU binding holds; on the
+ * CPU, pieces of the streaming chunk size so a cancel is seen between them), keeping the bytes if asked.
  */
-async function encodeChunk(
-  run: Run,
-  chunk: TensorChunk,
-  shape: MatrixShape,
-  ctx: {
-    device?: LabDevice;
-    signal?: AbortSignal;
-    imatrix?: Float32Array;
-    tensorName: string;
-    cpuPieceRows: number;
-    lost: () => string | undefined;
-    piecesDone: (rows: number) => void;
-  },
-): Promise<void> {
+async function encodeChunk(run: Run, chunk: TensorChunk, ctx: PassContext, cpuPieceRows: number): Promise<void> {
   const { format } = run;
-  const { cols } = shape;
-  const { device, signal, tensorName } = ctx;
-  const encodeOpts = { imatrix: ctx.imatrix, tensorName };
-  const fail = (e: QuantInputError) => {
-    run.failure = { problem: e.problem, message: e.withTensor(tensorName).message, fallback: e.fallback, row: e.row, col: e.col };
-  };
-  const toCpu = (why: string) => {
-    const at = `after ${run.rowsDone} of ${shape.rows} rows on the GPU`;
-    run.why = `${why} ${at}; the rest ran on the CPU reference`;
-    run.gpu?.destroy();
-    run.gpu = undefined;
-  };
+  const { cols } = ctx.shape;
+  const { device, signal, imatrix } = ctx.opts;
+  const tensorName = ctx.tensor.name;
+  const encodeOpts = { imatrix, tensorName };
 
   for (let first = 0; first < chunk.rows; ) {
     const lost = ctx.lost();
-    if (run.gpu && lost) toCpu(`the GPU device was lost (${lost})`);
-    const pieceRows = run.whole ? chunk.rows : run.gpu && device ? maxRowsPerChunk(device, format, cols) : ctx.cpuPieceRows;
+    if (run.gpu && lost) leaveGpu(run, ctx, `the GPU device was lost (${lost})`);
+    if (run.rerun) return;
+    const pieceRows = run.whole ? chunk.rows : run.gpu && device ? maxRowsPerChunk(device, format, cols) : cpuPieceRows;
     const rows = Math.min(pieceRows, chunk.rows - first);
     const x = chunk.values.subarray(first * cols, (first + rows) * cols);
     const pieceShape = { rows, cols };
-    let encoded: { q: Uint8Array; y: Float32Array } | undefined;
-    if (run.gpu) {
+    const offset = run.whole ? 0 : format.encodedBytes({ rows: chunk.firstRow + first, cols });
+    if (run.gpu && device) {
       try {
         const q = await run.gpu.encode(x, pieceShape, { ...encodeOpts, signal });
-        encoded = { q, y: await run.gpu.decode(q, pieceShape, { signal }) };
+        const y = await run.gpu.decode(q, pieceShape, { signal });
+        if (run.gpuMetrics) await measureOnGpu(run.gpuMetrics, device, x, y, rows, signal);
+        else run.metrics!.add(x, y);
+        run.bytes?.set(q, offset);
         run.rowsOnGpu += rows;
       } catch (e) {
-        if (isAbort(e) || signal?.aborted) throw e;
-        if (isQuantInputError(e)) return fail(e);
+        // A lost device also rejects with an AbortError (mapAsync): only our own signal means cancelled.
+        if (signal?.aborted) throw e;
+        if (isQuantInputError(e)) {
+          run.failure = failureOf(e, tensorName);
+          return;
+        }
         // A device loss behind the failure is reported by device.lost a moment later: let it arrive.
         await yieldToEventLoop();
         const lostNow = ctx.lost();
-        toCpu(lostNow ? `the GPU device was lost (${lostNow})` : `the GPU kernel failed (${describeError(e)})`);
+        leaveGpu(run, ctx, lostNow ? `the GPU device was lost (${lostNow})` : `the GPU kernel failed (${describeError(e)})`);
+        if (run.rerun) return;
+        continue; // the same piece, on the CPU
       }
-    }
-    const offset = run.whole ? 0 : format.encodedBytes({ rows: chunk.firstRow + first, cols });
-    if (encoded) {
-      run.bytes?.set(encoded.q, offset);
     } else {
       // The CPU reference writes straight into the kept bytes, or into scratch reused piece after piece.
       const out = run.bytes?.subarray(offset) ?? (run.scratchQ = grown(run.scratchQ, format.encodedBytes(pieceShape), Uint8Array));
       run.scratchY = grown(run.scratchY, rows * cols, Float32Array);
       try {
         const q = format.encode(x, pieceShape, { ...encodeOpts, out });
-        encoded = { q, y: format.decode(q, pieceShape, run.scratchY) };
+        run.metrics!.add(x, format.decode(q, pieceShape, run.scratchY));
       } catch (e) {
-        if (isQuantInputError(e)) return fail(e);
-        throw e;
+        if (!isQuantInputError(e)) throw e;
+        run.failure = failureOf(e, tensorName);
+        return;
       }
     }
-    run.metrics!.add(x, encoded.y);
     run.rowsDone += rows;
     first += rows;
-    ctx.piecesDone(rows);
+    countDone(ctx, run, rows);
     await yieldToEventLoop();
     signal?.throwIfAborted();
+  }
+}
+
+/**
+ * The error of one piece, measured on the GPU. (The quantizer contract hands back y on the CPU, so x and y
+ * go up again here; a quantizer that kept them on the device could hand its buffers to GpuMetrics.)
+ */
+async function measureOnGpu(metrics: GpuMetrics, dev: LabDevice, x: Float32Array, y: Float32Array, rows: number, signal?: AbortSignal): Promise<void> {
+  const xb = uploadStorage(dev.device, x, "pipeline x");
+  const yb = uploadStorage(dev.device, y, "pipeline y");
+  try {
+    await metrics.add(xb, yb, rows, signal);
+  } finally {
+    xb.destroy();
+    yb.destroy();
   }
 }
