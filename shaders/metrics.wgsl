@@ -13,6 +13,11 @@
 // meeting at most blockSize sequential additions plus log2(WORKGROUP_SIZE) tree merges; the error bound
 // that follows is stated in src/gpu/metrics.ts (metricsTolerance).
 //
+// Tiny values: GPUs may flush subnormal floats to zero in arithmetic and comparisons (SwiftShader does),
+// which would lose errors below 2^-126. Such errors need x or y below 2^-102 (two floats that far above
+// differ by at least 2^-126), so the kernel counts the pairs with a non-zero |x| or |y| under 2^-102
+// (`tiny`, from the bits) and the CPU measures a chunk that has any on its reference instead.
+//
 // Pairs where x or y is NaN or +-Inf are recognised from their bits (WGSL arithmetic may assume finite
 // values), counted, left out of the sums, and mark their block with +inf.
 
@@ -39,7 +44,7 @@ struct Params {
   blocksPerRow: u32, // ceil(cols / blockSize)
 }
 
-// Field order is the CPU's read order (src/gpu/metrics.ts FIELD): 9 words, stride 36 bytes.
+// Field order is the CPU's read order (src/gpu/metrics.ts FIELD): 10 words, stride 40 bytes.
 struct Partial {
   count: u32,          // finite pairs
   nonFinite: u32,      // pairs with a NaN or +-Inf on either side
@@ -50,6 +55,7 @@ struct Partial {
   sumYY: f32,
   sumXY: f32,
   sumEE: f32,          // sum of (x - y)^2
+  tiny: u32,           // pairs with a non-zero |x| or |y| below 2^-102
 }
 
 const NONE = 0xFFFFFFFFu;
@@ -58,6 +64,12 @@ const INF_BITS = 0x7F800000u;
 
 fn isFiniteBits(bits: u32) -> bool {
   return (bits & EXPONENT_BITS) != EXPONENT_BITS;
+}
+
+// Non-zero and below 2^-102 (biased exponent under 25).
+fn isTiny(bits: u32) -> bool {
+  let magnitude = bits & 0x7FFFFFFFu;
+  return magnitude != 0u && magnitude < (25u << 23u);
 }
 
 var<workgroup> wg: array<Partial, WORKGROUP_SIZE>;
@@ -77,6 +89,7 @@ fn mergePartials(a: Partial, b: Partial) -> Partial {
   m.sumYY = a.sumYY + b.sumYY;
   m.sumXY = a.sumXY + b.sumXY;
   m.sumEE = a.sumEE + b.sumEE;
+  m.tiny = a.tiny + b.tiny;
   return m;
 }
 
@@ -95,7 +108,7 @@ fn blockErrors(
     return;
   }
 
-  var p = Partial(0u, 0u, NONE, 0u, NONE, 0.0, 0.0, 0.0, 0.0);
+  var p = Partial(0u, 0u, NONE, 0u, NONE, 0.0, 0.0, 0.0, 0.0, 0u);
   let block = firstBlock + lane;
   if (block < blocks) {
     let row = block / params.blocksPerRow;
@@ -109,6 +122,9 @@ fn blockErrors(
         p.nonFinite++;
         p.firstNonFinite = min(p.firstNonFinite, i);
         continue;
+      }
+      if (isTiny(xBits) || isTiny(yBits)) {
+        p.tiny++;
       }
       let x = bitcast<f32>(xBits);
       let y = bitcast<f32>(yBits);

@@ -123,6 +123,22 @@ describe("GPU metrics on random data", () => {
     expect(gpu.maxAbsErrAt).toEqual({ row: 0, col: 5 });
   });
 
+  it("stays exact on subnormal and tiny values (a device that flushes them hands the chunk to the CPU)", async () => {
+    const { x, y } = pair(6 * 64, 12);
+    const bits = new Uint32Array(x.buffer);
+    // Row 1: subnormal weights quantized to 0; row 3: weights near 2^-110 whose errors are subnormal.
+    for (let c = 0; c < 64; c++) {
+      bits[64 + c] = 1 + c * 1000;
+      y[64 + c] = 0;
+      x[192 + c] = (1 + c / 64) * 2 ** -110;
+      y[192 + c] = 2 ** -110;
+    }
+    for (let i = 0; i < x.length; i++) if (i < 64 || (i >= 128 && i < 192) || i >= 256) y[i] = x[i]!; // exact elsewhere
+    const { gpu } = await compare(x, y, { rows: 6, cols: 64 }, 32);
+    expect(gpu.maxAbsErr).toBeLessThan(2 ** -100);
+    expect(gpu.blocks.maxAbs[2]).toBeGreaterThan(0);
+  });
+
   it("uses a 2-D grid when the workgroups exceed the per-dimension limit", async () => {
     const dev = labDevice();
     const narrow: LabDevice = { ...dev, info: { ...dev.info, limits: { ...dev.info.limits, maxComputeWorkgroupsPerDimension: 3 } } };

@@ -13,13 +13,15 @@
  *     |sumEE_gpu - sumEE| <= gamma sumEE + n 2^-126        (likewise sumXX and sumYY)
  *     |sumXY_gpu - sumXY| <= gamma sqrt(sumXX sumYY) + n 2^-126
  * and each block's MSE: |mse_gpu - mse| <= (gamma_B + 2u) mse + 2^-126 with gamma_B for k = B + 4. The
- * 2^-126 terms cover GPUs that flush subnormals to zero and squares that underflow f32. metricsTolerance()
- * turns these into bounds on mse, snrDb and cosine; the browser tests hold the kernel to them.
- * Assumption: the GPU's f32 subtraction is correctly rounded (WGSL requires it) and keeps subnormals; a GPU
- * that flushes subnormal inputs could report a different max |error| among errors below 2^-126.
+ * 2^-126 terms cover squares and products below the f32 normal range (lost to underflow, or flushed).
+ * metricsTolerance() turns these into bounds on mse, snrDb and cosine; the browser tests hold the kernel to
+ * them.
  *
- * Squares past the f32 range (|x| above ~1.8e19) make a partial infinite; such a chunk is read back and
- * measured on the CPU reference instead, so results stay finite and exact.
+ * Subnormals: GPUs may flush them to zero in arithmetic and comparisons (SwiftShader does), which would lose
+ * errors below 2^-126. Those need an x or y below 2^-102, which the kernel counts from the bits; a chunk with
+ * any is read back and measured on the CPU reference instead, so the exact fields stay exact on every device.
+ * Likewise a chunk whose f32 sums overflow (values above ~1.8e19 square past the f32 range): results stay
+ * finite and exact.
  */
 import metricsShader from "../../shaders/metrics.wgsl?raw";
 import type { LabDevice } from "./device.ts";
@@ -38,9 +40,9 @@ import type { MatrixShape } from "../quant/format.ts";
 
 export const WORKGROUP_SIZE = 256;
 
-/** The shader's Partial struct, word by word (9 x 4 bytes): FIELD is each field's word index. */
-const PARTIAL_WORDS = 9;
-const FIELD = { count: 0, nonFinite: 1, firstNonFinite: 2, maxBits: 3, maxAt: 4, sumXX: 5, sumYY: 6, sumXY: 7, sumEE: 8 } as const;
+/** The shader's Partial struct, word by word (10 x 4 bytes): FIELD is each field's word index. */
+const PARTIAL_WORDS = 10;
+const FIELD = { count: 0, nonFinite: 1, firstNonFinite: 2, maxBits: 3, maxAt: 4, sumXX: 5, sumYY: 6, sumXY: 7, sumEE: 8, tiny: 9 } as const;
 const NONE = 0xffffffff;
 
 /**
@@ -122,7 +124,8 @@ export class GpuMetrics {
           this.blockMax.set(new Float32Array(maxBytes.buffer), at);
           return;
         }
-        // An f32 sum overflowed: measure this chunk on the CPU reference, from the same buffers.
+        // An f32 sum overflowed, or values below 2^-102 met a GPU that may flush subnormals: measure this
+        // chunk on the CPU reference, from the same buffers.
         const [xs, ys] = await Promise.all([readBack(device, x, rows * cols * 4, signal), readBack(device, y, rows * cols * 4, signal)]);
         const cpu = new Metrics({ rows, cols }, { blockSize: this.blockSize });
         cpu.add(new Float32Array(xs.buffer), new Float32Array(ys.buffer));
@@ -138,7 +141,10 @@ export class GpuMetrics {
     return fold;
   }
 
-  /** The chunk's partials folded in f64 (positions relative to the chunk), or undefined when a sum overflowed f32. */
+  /**
+   * The chunk's partials folded in f64 (positions relative to the chunk), or undefined when the chunk needs
+   * the CPU: a sum overflowed f32, or some value was tiny.
+   */
   private foldPartials(words: Uint32Array, groups: number): ErrorSums | undefined {
     const floats = new Float32Array(words.buffer, words.byteOffset, words.length);
     const chunk = emptyErrorSums();
@@ -148,7 +154,7 @@ export class GpuMetrics {
       const sumYY = floats[p + FIELD.sumYY]!;
       const sumXY = floats[p + FIELD.sumXY]!;
       const sumEE = floats[p + FIELD.sumEE]!;
-      if (!Number.isFinite(sumXX + sumYY + sumXY + sumEE)) return undefined;
+      if (!Number.isFinite(sumXX + sumYY + sumXY + sumEE) || words[p + FIELD.tiny]! > 0) return undefined;
       const maxAt = words[p + FIELD.maxAt]!;
       const firstNonFinite = words[p + FIELD.firstNonFinite]!;
       mergeErrorSums(
