@@ -19,3 +19,15 @@ export function quantlab(...args: string[]): Promise<CliRun> {
     });
   });
 }
+
+/**
+ * The same command line run inside this process (src/cli/main.ts's run with captured output): for
+ * tests that repeat one path many times, so the suite does not spawn a process per case.
+ */
+export async function quantlabInProcess(...args: string[]): Promise<CliRun> {
+  const { run } = await import("../src/cli/main.ts");
+  let stdout = "";
+  let stderr = "";
+  const code = await run(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t) });
+  return { code, stdout, stderr };
+}

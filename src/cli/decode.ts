@@ -6,8 +6,8 @@
 import { writeFile } from "node:fs/promises";
 import { openRunner, reportRunError, type FormatRunner } from "./backend.ts";
 import { EXIT, type Command } from "./command.ts";
-import { assertRowLength, BACKEND_HELP } from "./encode.ts";
-import { backendOption, formatByName, parseOptions, positiveInt, readExactFile, requiredOption } from "./quant-args.ts";
+import { BACKEND_HELP } from "./encode.ts";
+import { parseTensorFileOptions, readExactFile } from "./quant-args.ts";
 
 export const decodeCommand: Command = {
   name: "decode",
@@ -33,23 +33,8 @@ export const decodeCommand: Command = {
   async run(args, io) {
     let runner: FormatRunner | undefined;
     try {
-      const v = parseOptions(args, {
-        format: { type: "string" },
-        rows: { type: "string" },
-        cols: { type: "string" },
-        in: { type: "string" },
-        out: { type: "string" },
-        backend: { type: "string" },
-      });
-      const format = formatByName(requiredOption(v.format, "--format"));
-      const rows = positiveInt(v.rows, "--rows");
-      const cols = positiveInt(v.cols, "--cols");
-      const input = requiredOption(v.in, "--in");
-      const output = requiredOption(v.out, "--out");
-      const backend = backendOption(v.backend);
-      assertRowLength(format, cols);
-
-      const shape = { rows, cols };
+      const { format, shape, input, output, backend } = parseTensorFileOptions(args, {});
+      const { rows, cols } = shape;
       const q = await readExactFile(input, format.encodedBytes(shape), `the input (${format.id} for ${rows}x${cols})`);
       runner = await openRunner(backend);
       const y = await runner.decode(format, q, shape);

@@ -4,39 +4,15 @@
  * written next to its code) stores them, so anyone can check a format against another implementation.
  */
 import { writeFile } from "node:fs/promises";
-import { assertFinite, assertImatrix, isQuantInputError, QuantInputError } from "../quant/errors.ts";
-import type { MatrixShape, QuantFormat } from "../quant/format.ts";
+import { assertFinite, assertImatrix, isQuantInputError } from "../quant/errors.ts";
 import { openRunner, reportRunError, type FormatRunner } from "./backend.ts";
 import { EXIT, type Command } from "./command.ts";
-import {
-  backendOption,
-  CliInputError,
-  float32Of,
-  formatByName,
-  parseOptions,
-  positiveInt,
-  readExactFile,
-  requiredOption,
-} from "./quant-args.ts";
+import { CliInputError, float32Of, parseTensorFileOptions, readExactFile } from "./quant-args.ts";
 
-/** Throws "row-length" (with llama.cpp's fallback in the message) when the format cannot take rows of `cols`. */
-export function assertRowLength(format: QuantFormat, cols: number): void {
-  const check = format.checkRowLength(cols);
-  if (!check.ok) throw new QuantInputError("row-length", `${format.id}: ${check.reason}`, { fallback: check.fallback });
-}
-
-/** assertFinite, with the message naming the file instead of a tensor. */
-function assertFiniteIn(file: string, x: Float32Array, shape: MatrixShape): void {
+/** Runs a QuantInputError check with the message naming the file instead of a tensor. */
+function namingFile(file: string, check: () => void): void {
   try {
-    assertFinite(x, shape);
-  } catch (e) {
-    throw isQuantInputError(e) ? new CliInputError(`${file}: ${e.detail}`) : e;
-  }
-}
-
-function assertImatrixIn(file: string, imatrix: Float32Array, cols: number): void {
-  try {
-    assertImatrix(imatrix, cols);
+    check();
   } catch (e) {
     throw isQuantInputError(e) ? new CliInputError(`${file}: ${e.detail}`) : e;
   }
@@ -72,30 +48,15 @@ export const encodeCommand: Command = {
   async run(args, io) {
     let runner: FormatRunner | undefined;
     try {
-      const v = parseOptions(args, {
-        format: { type: "string" },
-        rows: { type: "string" },
-        cols: { type: "string" },
-        in: { type: "string" },
-        imatrix: { type: "string" },
-        out: { type: "string" },
-        backend: { type: "string" },
-      });
-      const format = formatByName(requiredOption(v.format, "--format"));
-      const rows = positiveInt(v.rows, "--rows");
-      const cols = positiveInt(v.cols, "--cols");
-      const input = requiredOption(v.in, "--in");
-      const output = requiredOption(v.out, "--out");
-      const backend = backendOption(v.backend);
-      assertRowLength(format, cols);
-
-      const shape = { rows, cols };
+      const { format, shape, input, output, backend, values } = parseTensorFileOptions(args, { imatrix: { type: "string" } });
+      const { rows, cols } = shape;
       const x = float32Of(await readExactFile(input, rows * cols * 4, `the input (${rows}x${cols} float32)`));
-      assertFiniteIn(input, x, shape);
+      namingFile(input, () => assertFinite(x, shape));
       let imatrix: Float32Array | undefined;
-      if (v.imatrix !== undefined) {
-        imatrix = float32Of(await readExactFile(v.imatrix, cols * 4, `the importance matrix (${cols} float32)`));
-        assertImatrixIn(v.imatrix, imatrix, cols);
+      if (values.imatrix !== undefined) {
+        const weights = float32Of(await readExactFile(values.imatrix, cols * 4, `the importance matrix (${cols} float32)`));
+        namingFile(values.imatrix, () => assertImatrix(weights, cols));
+        imatrix = weights;
       }
       runner = await openRunner(backend);
       const q = await runner.encode(format, x, shape, imatrix ? { imatrix } : {});

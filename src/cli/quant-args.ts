@@ -5,8 +5,8 @@
 import { readFile, stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { FORMATS, findFormat } from "../quant/registry.ts";
-import type { QuantFormat } from "../quant/format.ts";
-import { isQuantInputError } from "../quant/errors.ts";
+import type { MatrixShape, QuantFormat } from "../quant/format.ts";
+import { isQuantInputError, QuantInputError } from "../quant/errors.ts";
 import { EXIT, type CliIO } from "./command.ts";
 
 /** Bad input or usage: the CLI prints `quantlab <command>: <message>` and exits 2. */
@@ -23,6 +23,37 @@ export function parseOptions<T extends StringOptions>(args: string[], options: T
   } catch (e) {
     throw new CliInputError(`${(e as Error).message} (--help shows the options)`);
   }
+}
+
+/** What `encode` and `decode` both take: --format, --rows, --cols, --in, --out, --backend. */
+export interface TensorFileOptions {
+  format: QuantFormat;
+  shape: MatrixShape;
+  input: string;
+  output: string;
+  backend: Backend;
+}
+
+/**
+ * Parses the shared options (plus `extra` string options, returned in `values`) and checks that the
+ * format takes rows of --cols weights (QuantInputError "row-length" naming llama.cpp's fallback).
+ */
+export function parseTensorFileOptions<E extends StringOptions>(args: string[], extra: E): TensorFileOptions & { values: { [K in keyof E]?: string } } {
+  const shared = { format: { type: "string" }, rows: { type: "string" }, cols: { type: "string" }, in: { type: "string" }, out: { type: "string" }, backend: { type: "string" } } as const;
+  const v = parseOptions(args, { ...shared, ...extra }) as Record<string, string | undefined>;
+  const format = formatByName(requiredOption(v.format, "--format"));
+  const shape = { rows: positiveInt(v.rows, "--rows"), cols: positiveInt(v.cols, "--cols") };
+  const parsed = {
+    format,
+    shape,
+    input: requiredOption(v.in, "--in"),
+    output: requiredOption(v.out, "--out"),
+    backend: backendOption(v.backend),
+    values: v as { [K in keyof E]?: string },
+  };
+  const check = format.checkRowLength(shape.cols);
+  if (!check.ok) throw new QuantInputError("row-length", `${format.id}: ${check.reason}`, { fallback: check.fallback });
+  return parsed;
 }
 
 /** Levenshtein distance on lowercase names (formats are short; a plain table is enough). */

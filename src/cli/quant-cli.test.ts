@@ -8,7 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GGML_GOLDEN_DIR, goldenManifest, type GoldenEntry } from "../../test/ggml-golden.ts";
-import { quantlab } from "../../test/quantlab-cli.ts";
+import { quantlab, quantlabInProcess } from "../../test/quantlab-cli.ts";
+import { gaussian } from "../../test/random.ts";
 import { FORMATS, getFormat } from "../quant/registry.ts";
 import { bitsPerWeight } from "../quant/format.ts";
 import type { FormatJson } from "./formats.ts";
@@ -27,22 +28,6 @@ afterAll(async () => {
 /** A unique output path per test (tests run concurrently). */
 let outputs = 0;
 const out = (ext: string) => path.join(dir, `out-${outputs++}.${ext}`);
-
-/** Seeded N(0, std^2) values (xorshift + Box-Muller): the same data on every run. */
-function gaussian(n: number, std: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const uniform = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  return x;
-}
 
 async function writeF32(values: Float32Array): Promise<string> {
   const file = out("f32");
@@ -127,6 +112,7 @@ describe.concurrent("quantlab encode/decode on llama.cpp's golden vectors", () =
   });
 });
 
+// The command run in this process (the spawned tests above cover the process itself): one path, many formats.
 describe.concurrent("quantlab encode/decode on the other formats", () => {
   const shape = { rows: 6, cols: 512 };
   // "int8" is the alias of int8-channel.
@@ -140,10 +126,10 @@ describe.concurrent("quantlab encode/decode on the other formats", () => {
     const packed = out("bin");
     const decoded = out("f32");
     const dims = ["--rows", String(shape.rows), "--cols", String(shape.cols)];
-    const enc = await quantlab("encode", "--format", id, ...dims, "--in", input, "--out", packed);
+    const enc = await quantlabInProcess("encode", "--format", id, ...dims, "--in", input, "--out", packed);
     expect(enc.stderr).toBe("");
     expect(enc.code).toBe(0);
-    const dec = await quantlab("decode", "--format", id, ...dims, "--in", packed, "--out", decoded);
+    const dec = await quantlabInProcess("decode", "--format", id, ...dims, "--in", packed, "--out", decoded);
     expect(dec.stderr).toBe("");
     expect(dec.code).toBe(0);
     const want = format.encode(x, shape);
