@@ -23,6 +23,8 @@ import { backendOption, CliInputError, formatByName } from "./quant-args.ts";
 /** The dtypes holding weights worth quantizing; integer and boolean tensors (ids, masks) are left out. */
 const FLOAT_DTYPES: ReadonlySet<DType> = new Set<DType>(["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]);
 
+const CPU_BACKEND_REASON = "--backend cpu";
+
 /** One tensor and format in `--json`. Numbers are null where JSON has none (an infinite SNR: no error at all). */
 export type QuantizeJsonResult =
   | {
@@ -39,6 +41,8 @@ export type QuantizeJsonResult =
       /** Additions to the issue's keys: */
       share_saved: number;
       ran_on: "gpu" | "cpu";
+      /** Why it ran on the CPU (no kernel yet, --backend cpu, a lost device...); absent when it ran on the GPU. */
+      why?: string;
     }
   | { tensor: string; format: string; error: string; fallback: string | null };
 
@@ -76,6 +80,7 @@ function jsonResult(tensor: string, r: FormatResult): QuantizeJsonResult {
     bytes_after: r.size.bytesAfter,
     share_saved: r.size.shareSaved,
     ran_on: r.ranOn,
+    ...(r.why ? { why: r.why } : {}),
   };
 }
 
@@ -144,10 +149,11 @@ export const quantizeCommand: Command = {
     "  --formats LIST   comma-separated format ids (quantlab formats lists them): q8_0,q4_K,int4-g128,nf4",
     "  --tensors REGEX  only tensors whose name matches (JavaScript regular expression, unanchored)",
     "  --json           print {\"results\":[{\"tensor\",\"format\",\"mse\",\"rmse\",\"max_abs_err\",\"snr_db\",",
-    "                   \"cosine\",\"bits_per_weight\",\"bytes_before\",\"bytes_after\",\"share_saved\",\"ran_on\"}],",
-    "                   \"totals\":[{\"format\",\"bytes_before\",\"bytes_after\",\"tensors\",\"fallback_tensors\"}]};",
+    "                   \"cosine\",\"bits_per_weight\",\"bytes_before\",\"bytes_after\",\"share_saved\",\"ran_on\",",
+    "                   \"why\"}], \"totals\":[{\"format\",\"bytes_before\",\"bytes_after\",\"tensors\",\"fallback_tensors\"}]};",
     "                   a tensor a format cannot take is {\"tensor\",\"format\",\"error\",\"fallback\"} instead;",
-    "                   snr_db is null when there is no error at all (an infinite SNR)",
+    "                   snr_db is null when there is no error at all (an infinite SNR);",
+    "                   why (only there when it ran on the CPU) says why it did",
     "  --backend B      cpu (default: the TypeScript reference) or webgpu (the WGSL kernels through Dawn;",
     "                   formats without a kernel yet run on the CPU reference)",
     "",
@@ -194,7 +200,7 @@ async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabD
   const showProgress = !options.json && process.stderr.isTTY;
   for (const [i, tensor] of tensors.entries()) {
     if (showProgress) io.err(`\r${i + 1}/${tensors.length} ${tensor.name}\u001b[K`);
-    const q = await quantizeTensor(tensor, options.formats, device ? { device } : { noDeviceReason: "--backend cpu" });
+    const q = await quantizeTensor(tensor, options.formats, device ? { device } : { noDeviceReason: CPU_BACKEND_REASON });
     q.results.forEach((r, k) => {
       results.push(jsonResult(tensor.name, r));
       const total = totals[k]!;
@@ -262,10 +268,13 @@ export function quantizeTable(modelName: string, out: QuantizeJson, where: strin
     ]),
     1,
   );
+  // Why formats ran on the CPU, once per distinct reason (only worth saying when a GPU was asked for).
+  const whys = [...new Set(out.results.flatMap((r) => ("why" in r && r.why && r.why !== CPU_BACKEND_REASON ? [`${r.format}: ${r.why}`] : [])))];
   return [
     `${modelName}: ${new Set(out.results.map((r) => r.tensor)).size} tensors on ${where}`,
     "",
     ...metricLines,
+    ...(whys.length > 0 ? ["", "Ran on the CPU reference:", ...whys.map((w) => `  ${w}`)] : []),
     "",
     "Totals (tensors a format cannot take counted in llama.cpp's fallback format):",
     ...totalLines,
