@@ -240,16 +240,16 @@ describe("quantizeTensor with a GPU (stand-in kernels)", () => {
   }
 
   it("runs on the 'GPU' in pieces the device can bind, and says where it ran", async () => {
-    const { device, stats } = standInDevice({ kernelFor: (f) => f.id !== "q6_K" });
+    const { device, stats } = standInDevice({});
     const tensor = tensorNamed("model.layers.2.mlp.gate_proj.weight"); // 172 x 64
-    const run = await quantizeTensor(tensor, [getFormat("q8_0"), getFormat("q6_K"), getFormat("int4-tensor")], { device, keepBytes: true });
-    const [q8, q6K, int4] = run.results;
-    expect(succeeded(q8).ranOn).toBe("gpu");
-    expect(succeeded(q8).why).toBeUndefined();
+    const run = await quantizeTensor(tensor, [getFormat("int4-g32"), getFormat("q6_K"), getFormat("int4-tensor")], { device, keepBytes: true });
+    const [g32, q6K, int4] = run.results;
+    expect(succeeded(g32).ranOn).toBe("gpu");
+    expect(succeeded(g32).why).toBeUndefined();
     // 172 rows in pieces of at most 16 rows (the binding limit): 11 pieces.
-    expect(stats.gpuEncodes).toBeGreaterThanOrEqual(11);
+    expect(stats.gpuEncodes).toBe(11);
     const x = await valuesOf(tensor);
-    expect(succeeded(q8).bytes).toEqual(getFormat("q8_0").encode(x, run.shape));
+    expect(succeeded(g32).bytes).toEqual(getFormat("int4-g32").encode(x, run.shape));
     // The whole tensor does not fit one binding here: int4-tensor runs on the CPU, and says why.
     expect(succeeded(int4).ranOn).toBe("cpu");
     expect(succeeded(int4).why).toMatch(/does not fit in one GPU buffer binding/);
@@ -260,7 +260,7 @@ describe("quantizeTensor with a GPU (stand-in kernels)", () => {
   it("a device lost mid-run: the formats finish on the CPU with the same bytes, and the result says so", async () => {
     const { device } = standInDevice({ failAfterEncodes: 5, loseDevice: true });
     const tensor = tensorNamed("model.embed_tokens.weight"); // 512 x 64: 32 pieces of 16 rows
-    const formats = [getFormat("q8_0"), getFormat("int4-g32")];
+    const formats = [getFormat("int4-g32"), getFormat("f16")];
     const run = await quantizeTensor(tensor, formats, { device, keepBytes: true });
     const x = await valuesOf(tensor);
     for (const [i, format] of formats.entries()) {
@@ -269,16 +269,26 @@ describe("quantizeTensor with a GPU (stand-in kernels)", () => {
       expect(r.why).toMatch(/GPU device was lost \(stand-in device reset\) after \d+ of 512 rows on the GPU; the rest ran on the CPU reference/);
       expect(r.bytes).toEqual(format.encode(x, run.shape));
     }
-    // One chunk holds the whole tensor: q8_0 had 5 pieces of 16 rows on the GPU before the loss, int4-g32 none.
+    // One chunk holds the whole tensor: int4-g32 had 5 pieces of 16 rows on the GPU before the loss, f16 none.
     expect(succeeded(run.results[0]).why).toContain("after 80 of 512 rows");
     expect(succeeded(run.results[1]).why).toContain("after 0 of 512 rows");
   });
 
   it("a failing kernel moves only its format to the CPU", async () => {
-    const { device } = standInDevice({ failAfterEncodes: 0, kernelFor: (f) => f.id === "q4_1" });
+    const { device } = standInDevice({ failAfterEncodes: 0, kernelFor: (f) => f.id === "int4-g64" });
     const tensor = tensorNamed("model.layers.0.self_attn.k_proj.weight");
-    const run = await quantizeTensor(tensor, [getFormat("q4_1"), getFormat("q8_0")], { device });
+    const run = await quantizeTensor(tensor, [getFormat("int4-g64"), getFormat("int8-channel")], { device });
     expect(succeeded(run.results[0]).why).toMatch(/the GPU kernel failed \(stand-in kernel failure\) after 0 of 32 rows/);
-    expect(succeeded(run.results[1]).why).toBe("no WGSL kernel for q8_0 yet");
+    expect(succeeded(run.results[1]).why).toBe("no WGSL kernel for int8-channel yet");
+  });
+
+  it("ggml formats stay on the CPU when the device's float arithmetic is not known to be the CPU's", async () => {
+    // The stand-in cannot run the float probe (src/gpu/float-probe.ts): as on a GPU that fuses multiply-add,
+    // the ggml formats must not risk other bytes than llama.cpp's; the other formats use the GPU.
+    const { device } = standInDevice({});
+    const run = await quantizeTensor(tensorNamed("model.layers.0.self_attn.k_proj.weight"), [getFormat("q8_0"), getFormat("int8-channel")], { device });
+    expect(succeeded(run.results[0]).ranOn).toBe("cpu");
+    expect(succeeded(run.results[0]).why).toMatch(/float arithmetic could not be probed .*: ran on the CPU reference/);
+    expect(succeeded(run.results[1]).ranOn).toBe("gpu");
   });
 });

@@ -17,6 +17,10 @@
  * caught half-way had part of its metrics on the lost GPU: it runs again over the whole tensor on the CPU
  * (a second read) so its figures are complete; the result says what happened.
  *
+ * The ggml kernels give llama.cpp's bytes only where the GPU rounds every f32 operation as the CPU does
+ * (src/gpu/ggml-legacy.ts explains): on a device whose float probe (src/gpu/float-probe.ts) finds fused
+ * multiply-add or inexact division or square root, the ggml formats run on the CPU reference, and say why.
+ *
  * Which formats have kernels is whatever src/gpu/quantizer.ts has registered: the code that creates the
  * device (the quantization worker, the CLI's webgpu backend) imports src/gpu/kernels.ts.
  */
@@ -25,6 +29,7 @@ import { DEFAULT_CHUNK_BYTES, readTensorRows, tensorRowLayout, type TensorChunk 
 import type { TensorInfo } from "../formats/safetensors.ts";
 import type { LabDevice } from "../gpu/device.ts";
 import { uploadStorage } from "../gpu/buffers.ts";
+import { floatArithmeticOf } from "../gpu/float-probe.ts";
 import { GpuMetrics } from "../gpu/metrics.ts";
 import { gpuQuantizerFor, maxRowsPerChunk, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { assertFinite, isQuantInputError, type QuantInputError, type QuantInputProblem } from "../quant/errors.ts";
@@ -183,7 +188,8 @@ export async function quantizeTensor(
   const shape: MatrixShape = { rows, cols };
   if (device) watchLoss(device);
   const lost = () => (device ? lostDevices.get(device) : undefined);
-  const runs = formats.map((format) => planRun(format, tensor, shape, opts));
+  const ggmlOnCpu = device && formats.some((f) => f.family === "gguf") ? await whyNotGgmlOnGpu(device) : undefined;
+  const runs = formats.map((format) => planRun(format, tensor, shape, opts, ggmlOnCpu));
   const ctx: PassContext = { tensor, shape, opts, lost, progress: { doneBytes: 0, totalBytes: tensor.bytes * formats.length } };
 
   try {
@@ -227,8 +233,24 @@ export async function quantizeTensor(
   return { tensor: tensor.name, shape, results };
 }
 
-/** Where a format will run, or why it cannot. */
-function planRun(format: QuantFormat, tensor: TensorInfo, shape: MatrixShape, opts: QuantizeTensorOptions): Run {
+/** Why the device cannot give ggml's bytes (its f32 arithmetic is not the CPU's), or undefined when it can. */
+async function whyNotGgmlOnGpu(device: LabDevice): Promise<string | undefined> {
+  try {
+    const a = await floatArithmeticOf(device);
+    const differences = [
+      a.fusedMultiplyAdd ? "fuses multiply-add" : "",
+      a.exactDivision ? "" : "divides inexactly",
+      a.exactSqrt ? "" : "takes inexact square roots",
+    ].filter((d) => d !== "");
+    if (differences.length === 0) return undefined;
+    return `this GPU ${differences.join(" and ")} (src/gpu/float-probe.ts), so its ggml blocks could differ from llama.cpp's: ran on the CPU reference`;
+  } catch (e) {
+    return `the GPU's float arithmetic could not be probed (${describeError(e)}): ran on the CPU reference`;
+  }
+}
+
+/** Where a format will run, or why it cannot. `ggmlOnCpu`: why the ggml formats must run on the CPU, if they must. */
+function planRun(format: QuantFormat, tensor: TensorInfo, shape: MatrixShape, opts: QuantizeTensorOptions, ggmlOnCpu?: string): Run {
   const { rows, cols } = shape;
   const { device } = opts;
   const run: Run = { format, whole: !encodesRowsIndependently(format), rowsDone: 0, rowsOnGpu: 0 };
@@ -248,6 +270,8 @@ function planRun(format: QuantFormat, tensor: TensorInfo, shape: MatrixShape, op
     };
   } else if (!device) {
     run.why = opts.noDeviceReason ?? "no WebGPU device";
+  } else if (ggmlOnCpu && format.family === "gguf") {
+    run.why = ggmlOnCpu;
   } else {
     const gpu = gpuQuantizerFor(device, format);
     if (!gpu) {
