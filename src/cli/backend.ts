@@ -41,12 +41,8 @@ export async function openRunner(backend: Backend): Promise<FormatRunner> {
 export async function openGpuDevice(): Promise<LabDevice> {
   const { status, device } = await requestNodeLabDevice();
   if (!device) throw new BackendUnavailableError(status.kind === "cpu" ? status.reason : "no WebGPU device");
-  // Importing the kernel families registers their factories with gpuQuantizerFor. (A computed
-  // specifier until src/gpu/kernels.ts is committed; then the literal path.)
-  const kernels = "../gpu/kernels.ts";
-  await import(kernels).catch((e: unknown) => {
-    if ((e as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw e;
-  });
+  // Importing the kernel families registers their factories with gpuQuantizerFor.
+  await import("../gpu/kernels.ts");
   return device;
 }
 
