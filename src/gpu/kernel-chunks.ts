@@ -6,7 +6,7 @@
 import divisionWgsl from "../../shaders/common/division.wgsl?raw";
 import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
-import { outputStorage, readBack } from "./buffers.ts";
+import { outputStorage, readBack, workgroupGrid } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
@@ -77,4 +77,29 @@ export class EncoderFlags {
   destroy(): void {
     this.buffer.destroy();
   }
+}
+
+/**
+ * One dispatch of `pipeline` with buffers at the given @binding numbers of @group(0): for shaders whose entry
+ * points use scattered binding numbers (buffers.ts dispatch binds 0..n-1 in order).
+ */
+export function dispatchBindings(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  bindings: Readonly<Record<number, GPUBuffer>>,
+  workgroups: number,
+  label: string,
+): void {
+  const bindGroup = device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: Object.entries(bindings).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer } })),
+  });
+  const encoder = device.createCommandEncoder({ label });
+  const pass = encoder.beginComputePass({ label });
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...workgroupGrid(device, workgroups));
+  pass.end();
+  device.queue.submit([encoder.finish()]);
 }

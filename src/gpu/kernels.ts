@@ -6,3 +6,5 @@
 import "./ggml-legacy.ts";
 import "./intq.ts";
 import "./casts.ts";
+import "./kquants.ts";
+import "./bnb.ts";

@@ -1,0 +1,255 @@
+// bitsandbytes-style formats: NF4 and FP4 (4-bit codes in blocks of 64 over the flattened tensor, an f32
+// absmax per block) and LLM.int8 (int8 per row with the row's absmax, SCB). A port of the CPU reference
+// src/quant/bnb.ts, whose layout comment this follows. Needs shaders/common/*.wgsl (bytes.wgsl, grid.wgsl,
+// division.wgsl). The double-quantized variants (nf4-dq, fp4-dq) run these same kernels: their absmax
+// compression is a small CPU step over the GPU's absmax values (src/gpu/bnb.ts).
+//
+// NF4/FP4 codes: bitsandbytes picks them with decision trees of strict `v > pivot` tests. A tree over
+// sorted codes is a count of the pivots below v, so here v's code is table.rank_code[number of pivots p
+// with v > p] (NF4: v itself against 15 pivots; FP4: |v| against 7 pivots, plus 8 when v < 0). The
+// pivots and the rank -> code map are not written here: src/gpu/bnb.ts derives them from bnb.ts's own
+// quantizeNf4 / quantizeFp4 and uploads them (binding 6).
+//
+// Exactness on any device: absmax values are compared as integers (bits); scales come from div_f32_exact
+// (division.wgsl), not `/`; v = x * inv and CODE * absmax are single correctly rounded products; int8
+// codes use round() (round half to even, as ggml's nearestInt of the same product). Devices may flush
+// subnormal floats to zero (SwiftShader does): a block or row where a weight, a product or a scale could
+// be subnormal is not computed here but listed in `hard` (rare: magnitudes below ~2^-100 or ratios past
+// 2^120), and src/gpu/bnb.ts computes those with the CPU reference's own block and row functions.
+//
+// Bindings, per entry point:
+//   encode_4bit       0 params | 1 weights | 2 codes_out | 3 absmax_out | 4 flags | 5 hard | 6 table
+//   decode_4bit       0 params | 1 codes_in | 2 absmax_in | 3 decoded | 6 table
+//   int8_row_scales   0 params | 1 weights | 3 rows_out | 4 flags | 5 hard
+//   pack_int8         0 params | 1 weights | 2 codes_out | 7 rows_in
+//   decode_int8       0 params | 1 codes_in | 3 decoded | 7 rows_in
+
+struct Params {
+  count: u32, // weights in this chunk (4-bit: a multiple of 64 except in the last chunk)
+  cols: u32,  // LLM.int8: weights per row
+  fp4: u32,   // 4-bit: 1 for FP4 (sign + magnitude codes), 0 for NF4
+  rcp_127: u32, // LLM.int8 decode: f32 bits of bnb.ts's 1/127 constant (from the TS side, not folded)
+}
+
+// The code tables of the format in use (src/gpu/bnb.ts fills them from bnb.ts):
+struct Table {
+  pivots: array<f32, 15>,   // ascending; NF4 uses 15, FP4 the first 7 (magnitudes)
+  pivot_count: u32,
+  rank_code: array<u32, 16>, // rank (pivots below) -> 4-bit code (FP4: magnitude code, before the sign)
+  values: array<f32, 16>,    // code -> its value (NF4_CODE / FP4_CODE)
+}
+
+// LLM.int8, per row: SCB (f32 bits of the row's absmax) and fround(127 / SCB) (f32 bits).
+struct RowScale {
+  scb: u32,
+  scale: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+// Encoders: the chunk's weights as float32 bit patterns.
+@group(0) @binding(1) var<storage, read> weights: array<u32>;
+// Encoders: the codes (4-bit: element e in byte e/2, the HIGH nibble for even e; int8: one byte each).
+@group(0) @binding(2) var<storage, read_write> codes_out: array<u32>;
+// encode_4bit: each block's absmax, as f32 bits.
+@group(0) @binding(3) var<storage, read_write> absmax_out: array<u32>;
+// int8_row_scales: each row's scale.
+@group(0) @binding(3) var<storage, read_write> rows_out: array<RowScale>;
+// Encoders: FLAG_* bits (kernel-chunks.ts ENCODER_FLAG), for weights the CPU reference rejects.
+@group(0) @binding(4) var<storage, read_write> flags: atomic<u32>;
+// Encoders: hard[0] counts the blocks (rows) left to the CPU; hard[1..] lists them.
+@group(0) @binding(5) var<storage, read_write> hard: array<atomic<u32>>;
+// 4-bit: the code tables.
+@group(0) @binding(6) var<storage, read> table: Table;
+// pack_int8, decode_int8: each row's scale.
+@group(0) @binding(7) var<storage, read> rows_in: array<RowScale>;
+// Decoders: the codes.
+@group(0) @binding(1) var<storage, read> codes_in: array<u32>;
+// decode_4bit: each block's absmax (for nf4-dq / fp4-dq, as the CPU reconstructed it).
+@group(0) @binding(2) var<storage, read> absmax_in: array<f32>;
+// Decoders: the decoded weights, float32.
+@group(0) @binding(3) var<storage, read_write> decoded: array<f32>;
+
+const WORKGROUP_SIZE = 64u;
+const ROW_WORKGROUP_SIZE = 256u;
+const BLOCK = 64u; // bnb.ts BNB_BLOCK
+const MAGNITUDE = 0x7fffffffu;
+const EXPONENT_BITS = 0x7f800000u;
+const FLAG_NON_FINITE = 1u; // kernel-chunks.ts ENCODER_FLAG
+
+fn biased_exponent(bits: u32) -> u32 {
+  return (bits >> 23u) & 0xffu;
+}
+
+// Puts block (or row) k on the list the CPU finishes.
+fn leave_to_cpu(k: u32) {
+  let slot = atomicAdd(&hard[0], 1u);
+  atomicStore(&hard[slot + 1u], k);
+}
+
+// The largest |x| bits of weights [start, end), raising FLAG_NON_FINITE for NaN and +-inf (skipped).
+// Non-negative floats order as their bits, so this is exact where float comparisons would flush.
+fn absmax_bits(start: u32, end: u32) -> u32 {
+  var m = 0u;
+  for (var i = start; i < end; i++) {
+    let a = weights[i] & MAGNITUDE;
+    if (a >= EXPONENT_BITS) {
+      atomicOr(&flags, FLAG_NON_FINITE);
+    } else {
+      m = max(m, a);
+    }
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// NF4 / FP4
+
+// The 4-bit code of v = fround(x / absmax) (bnb.ts quantizeNf4 / quantizeFp4).
+fn quantize_4bit(v: f32) -> u32 {
+  var a = v;
+  var sign = 0u;
+  if (params.fp4 != 0u) {
+    a = abs(v);
+    sign = select(0u, 8u, v < 0.0);
+  }
+  var rank = 0u;
+  for (var i = 0u; i < table.pivot_count; i++) {
+    rank += select(0u, 1u, a > table.pivots[i]);
+  }
+  return table.rank_code[rank] | sign;
+}
+
+// One invocation per block of 64: its absmax, then its 32 code bytes as 8 whole words (a block's codes
+// never share a word with another block's).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn encode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let block = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  let start = block * BLOCK;
+  if (start >= params.count) {
+    return;
+  }
+  let end = min(start + BLOCK, params.count);
+  let amax = absmax_bits(start, end);
+  absmax_out[block] = amax;
+  // Where float arithmetic could meet a subnormal: an absmax so large that its reciprocal is one (>= 2^126),
+  // a subnormal weight, or a weight more than 2^120 below the absmax (x / absmax near the subnormal range).
+  // (An FP4 code's sign is fround(x / absmax) < 0: a flushed product would lose it.)
+  let amax_exponent = biased_exponent(amax);
+  var exotic = amax_exponent >= 253u;
+  for (var i = start; i < end && !exotic; i++) {
+    let a = weights[i] & MAGNITUDE;
+    let exponent = biased_exponent(a);
+    exotic = a != 0u && (exponent == 0u || amax_exponent - exponent > 120u);
+  }
+  if (exotic) {
+    leave_to_cpu(block);
+    return;
+  }
+  // bnb.ts: inv = fround(1 / absmax), 0 for an all-zero block.
+  var inv = 0.0;
+  if (amax != 0u) {
+    inv = div_f32_exact(1.0, bitcast<f32>(amax));
+  }
+  for (var w = 0u; w < BLOCK / 8u; w++) {
+    var word = 0u;
+    for (var k = 0u; k < 4u; k++) {
+      let e = start + 8u * w + 2u * k; // even element: high nibble; e + 1: low nibble
+      var byte = 0u;
+      if (e < end) {
+        byte = quantize_4bit(bitcast<f32>(weights[e]) * inv) << 4u;
+      }
+      if (e + 1u < end) {
+        byte |= quantize_4bit(bitcast<f32>(weights[e + 1u]) * inv);
+      }
+      word |= byte << (8u * k);
+    }
+    // The last block of the tensor may be short: its words past the codes are left out.
+    if (start + 8u * w < end) {
+      codes_out[block * (BLOCK / 8u) + w] = word;
+    }
+  }
+}
+
+// One invocation per weight: CODE[code] * absmax (bnb.ts decode4bitBlock).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn decode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let e = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  if (e >= params.count) {
+    return;
+  }
+  let byte = byte_of(codes_in[e / 8u], e / 2u);
+  let code = select(byte & 0xfu, byte >> 4u, (e & 1u) == 0u);
+  decoded[e] = table.values[code] * absmax_in[e / BLOCK];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// LLM.int8
+
+var<workgroup> wg_max: array<u32, ROW_WORKGROUP_SIZE>;
+
+// One workgroup per row: SCB = max |x| (a tree of integer max: exact in any order), scale = 127 / SCB.
+// Rows with SCB below 2^-87 (where 127 / SCB overflows, or x * scale of a subnormal x could reach 0.5)
+// or past 2^120 go to the CPU.
+@compute @workgroup_size(ROW_WORKGROUP_SIZE)
+fn int8_row_scales(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = linear_workgroup(group, groups);
+  let start = row * params.cols;
+  if (start >= params.count) {
+    return; // the whole workgroup: barriers stay uniform
+  }
+  var m = 0u;
+  for (var i = start + lane; i < start + params.cols; i += ROW_WORKGROUP_SIZE) {
+    m = max(m, absmax_bits(i, i + 1u));
+  }
+  wg_max[lane] = m;
+  workgroupBarrier();
+  for (var stride = ROW_WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
+    if (lane < stride) {
+      wg_max[lane] = max(wg_max[lane], wg_max[lane + stride]);
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    let scb = wg_max[0];
+    let exponent = biased_exponent(scb);
+    var scale = 0.0; // a zero row: codes 0 (bitsandbytes would divide by 0)
+    if (scb != 0u) {
+      if (exponent < 40u || exponent > 247u) {
+        leave_to_cpu(row);
+      }
+      scale = div_f32_exact(127.0, bitcast<f32>(scb));
+    }
+    rows_out[row] = RowScale(scb, bitcast<u32>(scale));
+  }
+}
+
+// One invocation per output word: 4 int8 codes, round(x * scale) clamped to [-127, 127].
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn pack_int8(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let w = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  if (4u * w >= params.count) {
+    return;
+  }
+  var word = 0u;
+  for (var k = 0u; k < 4u; k++) {
+    let e = 4u * w + k;
+    if (e < params.count) {
+      let scale = bitcast<f32>(rows_in[e / params.cols].scale);
+      let q = clamp(i32(round(bitcast<f32>(weights[e]) * scale)), -127, 127);
+      word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
+    }
+  }
+  codes_out[w] = word;
+}
+
+// One invocation per weight: fround(fround(q * SCB) * fround(1/127)) (bnb.ts decodeInt8Row).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn decode_int8(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let e = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  if (e >= params.count) {
+    return;
+  }
+  let q = sign_extend_8(byte_of(codes_in[e / 4u], e));
+  let scb = bitcast<f32>(rows_in[e / params.cols].scb);
+  decoded[e] = (f32(q) * scb) * bitcast<f32>(params.rcp_127);
+}

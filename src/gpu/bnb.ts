@@ -1,0 +1,404 @@
+/**
+ * WGSL kernels of the bitsandbytes-style formats (shaders/bnb.wgsl): nf4, fp4, their double-quantized
+ * variants nf4-dq and fp4-dq, and llm-int8, giving the bytes and float32 bits of the CPU reference
+ * src/quant/bnb.ts on any WebGPU device.
+ *
+ * - NF4/FP4: blocks of 64 run over the flattened tensor, so the tensor is streamed in flat chunks of whole
+ *   blocks. The kernel writes each block's absmax and codes. The codes' decision trees are uploaded as a
+ *   table derived here from bnb.ts's own quantizeNf4 / quantizeFp4 (their pivots found by bisection over
+ *   float32 values), so no constant of bnb.ts is copied.
+ * - Double quantization: the compression of the absmax values (their fixed-order mean, then blocks of 256 on
+ *   bitsandbytes' dynamic map) is a small sequential step over n/64 values: it runs here on the CPU, with
+ *   bnb.ts's absmaxMean and encodeAbsmaxBlock, from the GPU's exact absmax values. Decoding reconstructs the
+ *   absmax values with bnb.ts's decodeAbsmax the same way, then the GPU decodes the codes.
+ * - LLM.int8: one workgroup per row finds SCB and the scale, then one invocation per word packs 4 codes.
+ *
+ * Blocks or rows whose arithmetic could meet subnormal floats (a device may flush them; SwiftShader does) are
+ * listed by the kernels and computed with bnb.ts's own block and row functions; they need magnitudes below
+ * ~2^-100 or ratios past 2^120, which real weights do not have. NaN and +-Inf weights raise a flag and encode
+ * throws the CPU's QuantInputError.
+ */
+import bnbWgsl from "../../shaders/bnb.wgsl?raw";
+import {
+  absmaxMean,
+  BNB_BLOCK,
+  BNB_DQ_BLOCK,
+  BNB_FORMATS,
+  decode4bitBlock,
+  decodeAbsmax,
+  decodeInt8Row,
+  encode4bitBlock,
+  encodeAbsmaxBlock,
+  encodeInt8Row,
+  FP4_CODE,
+  NF4_CODE,
+  quantizeFp4,
+  quantizeNf4,
+  type FourBitType,
+} from "../quant/bnb.ts";
+import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
+import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
+import { computePipeline, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import type { LabDevice } from "./device.ts";
+import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
+
+const SHADER = familyShader(bnbWgsl, "bnb.wgsl");
+/** WORKGROUP_SIZE in bnb.wgsl (encode_4bit, decode_4bit, pack_int8, decode_int8). */
+const WORKGROUP_SIZE = 64;
+
+// ---------------------------------------------------------------------------------------------------------
+// The 4-bit code tables, from bnb.ts's quantizers
+
+/** A float32 bit pattern -> a u32 whose unsigned order is the float order (and back). */
+const orderKey = (v: number): number => {
+  const b = f32Bits(v);
+  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+};
+const fromOrderKey = (k: number): number => bitsToF32(k & 0x80000000 ? k & 0x7fffffff : ~k >>> 0);
+
+/**
+ * The pivots of a monotone step function f over float32 values in [lo, hi]: every p with f(p) < f(next
+ * float32 after p), in ascending order (bisection on the float32 order, so each is exact).
+ */
+function stepPivots(f: (v: number) => number, lo: number, hi: number): number[] {
+  const out: number[] = [];
+  const search = (kl: number, kh: number, fl: number, fh: number): void => {
+    if (fl === fh) return;
+    if (kh - kl === 1) {
+      out.push(fromOrderKey(kl));
+      return;
+    }
+    const km = kl + Math.floor((kh - kl) / 2);
+    const fm = f(fromOrderKey(km));
+    search(kl, km, fl, fm);
+    search(km, kh, fm, fh);
+  };
+  search(orderKey(lo), orderKey(hi), f(lo), f(hi));
+  return out;
+}
+
+/**
+ * The shader's Table for a 4-bit type, as 48 words: pivots (15 f32 slots), pivot count, rank -> code (16),
+ * code -> value (16). NF4 ranks signed values on 15 pivots; FP4 ranks magnitudes on 7 (the sign is added
+ * in the shader, as bnb.ts's quantizeFp4 does: 8 when v < 0).
+ */
+export function fourBitTable(type: FourBitType): Uint32Array {
+  const values = type === "nf4" ? NF4_CODE : FP4_CODE;
+  const quantize = type === "nf4" ? quantizeNf4 : quantizeFp4;
+  // NF4: over [-2, 2] (its inputs are within [-1, 1]); FP4: magnitudes over [0, 2].
+  const lo = type === "nf4" ? -2 : 0;
+  const value = type === "nf4" ? (v: number) => values[quantize(v)]! : (v: number) => Math.abs(values[quantize(v)]!);
+  const pivots = stepPivots(value, lo, 2);
+  const expected = type === "nf4" ? 15 : 7;
+  if (pivots.length !== expected) throw new Error(`${type}: found ${pivots.length} pivots in bnb.ts's quantizer, expected ${expected}`);
+  const table = new Uint32Array(48);
+  pivots.forEach((p, i) => (table[i] = f32Bits(p)));
+  table[15] = pivots.length;
+  const nextUp = (p: number) => fromOrderKey(orderKey(p) + 1);
+  for (let rank = 0; rank <= pivots.length; rank++) table[16 + rank] = quantize(rank === 0 ? lo : nextUp(pivots[rank - 1]!));
+  for (let c = 0; c < 16; c++) table[32 + c] = f32Bits(values[c]!);
+  return table;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// NF4 / FP4 (and -dq)
+
+/** Where the parts of a 4-bit encoding start (bnb.ts's layout comment): the codes are always the tail. */
+function fourBitParts(format: QuantFormat, shape: MatrixShape, dq: boolean) {
+  const n = shape.rows * shape.cols;
+  const blocks = Math.ceil(n / BNB_BLOCK);
+  const codes = format.encodedBytes(shape) - Math.ceil(n / 2);
+  // nf4 / fp4: absmax f32[blocks] @0. -dq: offset f32 @0 | absmax2 f32[] @4 | qabs u8[blocks] | codes.
+  return { n, blocks, codes, qabs: dq ? codes - blocks : -1 };
+}
+
+/** A 4-bit block whose decoded values could be subnormal (absmax below 2^-117) or whose absmax is not finite. */
+function exoticAbsmax(a: number): boolean {
+  const exponent = (f32Bits(a) >>> 23) & 0xff;
+  return exponent < 10 || exponent === 255;
+}
+
+class FourBitGpuQuantizer implements GpuQuantizer {
+  private readonly table: Uint32Array;
+
+  constructor(
+    private readonly dev: LabDevice,
+    readonly format: QuantFormat,
+    private readonly type: FourBitType,
+    private readonly dq: boolean,
+    private readonly options: ChunkOptions,
+  ) {
+    this.table = fourBitTable(type);
+  }
+
+  /** Weights per dispatch: whole blocks of 64, the input (4 bytes a weight) within the limits. */
+  private weightsPerChunk(): number {
+    return unitsPerChunk(this.dev, this.options, BNB_BLOCK * 4) * BNB_BLOCK;
+  }
+
+  private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.dev.device, SHADER, entryPoint, "bnb.wgsl");
+  }
+
+  private params(device: GPUDevice, count: number): GPUBuffer {
+    return uniformU32(device, [count, 0, this.type === "fp4" ? 1 : 0, 0], "bnb params");
+  }
+
+  async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
+    checkEncodeInput(this.format, x, shape, opts);
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    const parts = fourBitParts(this.format, shape, this.dq);
+    const absmaxBytes = new Uint8Array(4 * parts.blocks);
+    const absmax = new Float32Array(absmaxBytes.buffer);
+    if (parts.n > 0) await this.encodeBlocks(x, shape, parts, out, absmaxBytes, opts);
+    if (!this.dq) {
+      out.set(absmaxBytes, 0);
+      return out;
+    }
+    // Double quantization of the absmax values, with bnb.ts's own functions.
+    const view = new DataView(out.buffer);
+    const offset = absmaxMean(absmax);
+    view.setFloat32(0, offset, true);
+    for (let j = 0; j * BNB_DQ_BLOCK < parts.blocks; j++) {
+      const k0 = j * BNB_DQ_BLOCK;
+      const absmax2 = encodeAbsmaxBlock(absmax, k0, Math.min(BNB_DQ_BLOCK, parts.blocks - k0), offset, out, parts.qabs + k0);
+      view.setFloat32(4 + 4 * j, absmax2, true);
+    }
+    return out;
+  }
+
+  /** The codes into `out` and every block's absmax into `absmaxBytes` (little-endian f32), chunk by chunk. */
+  private async encodeBlocks(
+    x: Float32Array,
+    shape: MatrixShape,
+    parts: ReturnType<typeof fourBitParts>,
+    out: Uint8Array,
+    absmaxBytes: Uint8Array,
+    opts?: EncodeOptions & { signal?: AbortSignal },
+  ): Promise<void> {
+    const { device } = this.dev;
+    const pipeline = await this.pipeline("encode_4bit");
+    const absmax = new Float32Array(absmaxBytes.buffer);
+    const perChunk = this.weightsPerChunk();
+    const flags = new EncoderFlags(device);
+    const table = uploadStorage(device, this.table, "bnb table");
+    try {
+      for (let e0 = 0; e0 < parts.n; e0 += perChunk) {
+        opts?.signal?.throwIfAborted();
+        const m = Math.min(perChunk, parts.n - e0);
+        const blocks = Math.ceil(m / BNB_BLOCK);
+        const codeBytes = Math.ceil(m / 2);
+        const params = this.params(device, m);
+        const weights = uploadStorage(device, x.subarray(e0, e0 + m), "bnb weights");
+        const codes = outputStorage(device, codeBytes, "bnb codes");
+        const blockAbsmax = outputStorage(device, blocks * 4, "bnb absmax");
+        const hard = outputStorage(device, 4 * (1 + blocks), "bnb blocks left to the CPU");
+        try {
+          dispatchBindings(device, pipeline, { 0: params, 1: weights, 2: codes, 3: blockAbsmax, 4: flags.buffer, 5: hard, 6: table }, workgroupsFor(blocks, WORKGROUP_SIZE), "bnb encode_4bit");
+          const [codeData, absmaxData, hardData] = await Promise.all([
+            readBack(device, codes, codeBytes, opts?.signal),
+            readBack(device, blockAbsmax, blocks * 4, opts?.signal),
+            readBack(device, hard, 4 * (1 + blocks), opts?.signal),
+          ]);
+          out.set(codeData, parts.codes + e0 / 2);
+          absmaxBytes.set(absmaxData, (4 * e0) / BNB_BLOCK);
+          // The blocks the kernel left to the CPU reference (bnb.ts encode4bitBlock).
+          const list = new Uint32Array(hardData.buffer);
+          for (let i = 1; i <= list[0]!; i++) {
+            const k = e0 / BNB_BLOCK + list[i]!;
+            const b0 = k * BNB_BLOCK;
+            const size = Math.min(BNB_BLOCK, parts.n - b0);
+            out.fill(0, parts.codes + b0 / 2, parts.codes + Math.ceil((b0 + size) / 2));
+            encode4bitBlock(this.type, x, b0, size, absmax[k]!, out, parts.codes);
+          }
+        } finally {
+          for (const b of [params, weights, codes, blockAbsmax, hard]) b.destroy();
+        }
+      }
+      await flags.check(this.format, x, shape, opts);
+    } finally {
+      flags.destroy();
+      table.destroy();
+    }
+  }
+
+  async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
+    checkDecodeInput(this.format, q, shape);
+    const parts = fourBitParts(this.format, shape, this.dq);
+    const y = new Float32Array(parts.n);
+    if (parts.n === 0) return y;
+    // Every block's absmax: stored (nf4, fp4) or reconstructed with bnb.ts's decodeAbsmax (-dq).
+    const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
+    const absmax = new Float32Array(parts.blocks);
+    const offset = this.dq ? view.getFloat32(0, true) : 0;
+    for (let k = 0; k < parts.blocks; k++) {
+      absmax[k] = this.dq
+        ? decodeAbsmax(q[parts.qabs + k]!, view.getFloat32(4 + 4 * Math.floor(k / BNB_DQ_BLOCK), true), offset)
+        : view.getFloat32(4 * k, true);
+    }
+    const { device } = this.dev;
+    const pipeline = await this.pipeline("decode_4bit");
+    const perChunk = this.weightsPerChunk();
+    const table = uploadStorage(device, this.table, "bnb table");
+    try {
+      for (let e0 = 0; e0 < parts.n; e0 += perChunk) {
+        opts?.signal?.throwIfAborted();
+        const m = Math.min(perChunk, parts.n - e0);
+        const params = this.params(device, m);
+        const codes = uploadStorage(device, q.subarray(parts.codes + e0 / 2, parts.codes + Math.ceil((e0 + m) / 2)), "bnb codes");
+        const blockAbsmax = uploadStorage(device, absmax.subarray(e0 / BNB_BLOCK, Math.ceil((e0 + m) / BNB_BLOCK)), "bnb absmax");
+        const decoded = outputStorage(device, m * 4, "bnb decoded");
+        try {
+          dispatchBindings(device, pipeline, { 0: params, 1: codes, 2: blockAbsmax, 3: decoded, 6: table }, workgroupsFor(m, WORKGROUP_SIZE), "bnb decode_4bit");
+          y.set(new Float32Array((await readBack(device, decoded, m * 4, opts?.signal)).buffer), e0);
+        } finally {
+          for (const b of [params, codes, blockAbsmax, decoded]) b.destroy();
+        }
+      }
+    } finally {
+      table.destroy();
+    }
+    // Blocks whose products could be subnormal: bnb.ts's decode4bitBlock.
+    for (let k = 0; k < parts.blocks; k++) {
+      if (!exoticAbsmax(absmax[k]!)) continue;
+      const e0 = k * BNB_BLOCK;
+      decode4bitBlock(this.type, q, parts.codes, e0, Math.min(BNB_BLOCK, parts.n - e0), absmax[k]!, y);
+    }
+    return y;
+  }
+
+  destroy(): void {
+    // Pipelines are cached per device by buffers.ts; every buffer is freed after its chunk.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// LLM.int8
+
+/** bnb.ts's 1/127 constant, as its decoder applies it (the value of code 1 with SCB 1). */
+const RCP_127_BITS = (() => {
+  const y = new Float32Array(1);
+  decodeInt8Row(new Uint8Array([1]), 0, 1, 1, y, 0);
+  return f32Bits(y[0]!);
+})();
+
+/** Rows the kernels leave to the CPU (shaders/bnb.wgsl int8_row_scales): SCB below 2^-87 or past 2^120 (NaN too). */
+function exoticScb(scb: number): boolean {
+  const exponent = (f32Bits(scb) >>> 23) & 0xff;
+  return scb !== 0 && (exponent < 40 || exponent > 247);
+}
+
+class LlmInt8GpuQuantizer implements GpuQuantizer {
+  constructor(
+    private readonly dev: LabDevice,
+    readonly format: QuantFormat,
+    private readonly options: ChunkOptions,
+  ) {}
+
+  private rowsPerChunk(cols: number): number {
+    return unitsPerChunk(this.dev, this.options, cols * 4);
+  }
+
+  private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
+    return computePipeline(this.dev.device, SHADER, entryPoint, "bnb.wgsl");
+  }
+
+  /** Layout (bnb.ts): SCB f32[rows] @0 | codes i8[rows * cols] @4 * rows. */
+  async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
+    checkEncodeInput(this.format, x, shape, opts);
+    const { rows, cols } = shape;
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (rows * cols === 0) return out;
+    const { device } = this.dev;
+    const scalesPipeline = await this.pipeline("int8_row_scales");
+    const packPipeline = await this.pipeline("pack_int8");
+    const chunkRows = this.rowsPerChunk(cols);
+    const flags = new EncoderFlags(device);
+    try {
+      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+        opts?.signal?.throwIfAborted();
+        const n = Math.min(chunkRows, rows - r0);
+        const params = uniformU32(device, [n * cols, cols, 0, 0], "bnb params");
+        const weights = uploadStorage(device, x.subarray(r0 * cols, (r0 + n) * cols), "bnb weights");
+        const scales = outputStorage(device, n * 8, "bnb row scales");
+        const hard = outputStorage(device, 4 * (1 + n), "bnb rows left to the CPU");
+        const codes = outputStorage(device, n * cols, "bnb int8 codes");
+        try {
+          dispatchBindings(device, scalesPipeline, { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard }, n, "bnb int8_row_scales");
+          dispatchBindings(device, packPipeline, { 0: params, 1: weights, 2: codes, 7: scales }, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
+          const [scaleData, hardData, codeData] = await Promise.all([
+            readBack(device, scales, n * 8, opts?.signal),
+            readBack(device, hard, 4 * (1 + n), opts?.signal),
+            readBack(device, codes, n * cols, opts?.signal),
+          ]);
+          const scaleWords = new Uint32Array(scaleData.buffer);
+          const view = new DataView(out.buffer);
+          for (let r = 0; r < n; r++) view.setUint32(4 * (r0 + r), scaleWords[2 * r]!, true);
+          out.set(codeData, 4 * rows + r0 * cols);
+          // Rows the kernel left to the CPU reference (bnb.ts encodeInt8Row).
+          const list = new Uint32Array(hardData.buffer);
+          for (let i = 1; i <= list[0]!; i++) {
+            const r = r0 + list[i]!;
+            encodeInt8Row(x, r * cols, cols, out, 4 * rows + r * cols);
+          }
+        } finally {
+          for (const b of [params, weights, scales, hard, codes]) b.destroy();
+        }
+      }
+      await flags.check(this.format, x, shape, opts);
+    } finally {
+      flags.destroy();
+    }
+    return out;
+  }
+
+  async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
+    checkDecodeInput(this.format, q, shape);
+    const { rows, cols } = shape;
+    const y = new Float32Array(rows * cols);
+    if (y.length === 0) return y;
+    const { device } = this.dev;
+    const pipeline = await this.pipeline("decode_int8");
+    const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
+    const chunkRows = this.rowsPerChunk(cols);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      opts?.signal?.throwIfAborted();
+      const n = Math.min(chunkRows, rows - r0);
+      // RowScale per row: SCB bits (the scale word is unused here).
+      const rowScales = new Uint32Array(2 * n);
+      for (let r = 0; r < n; r++) rowScales[2 * r] = view.getUint32(4 * (r0 + r), true);
+      const params = uniformU32(device, [n * cols, cols, 0, RCP_127_BITS], "bnb params");
+      const codes = uploadStorage(device, q.subarray(4 * rows + r0 * cols, 4 * rows + (r0 + n) * cols), "bnb int8 codes");
+      const scales = uploadStorage(device, rowScales, "bnb row scales");
+      const decoded = outputStorage(device, n * cols * 4, "bnb decoded");
+      try {
+        dispatchBindings(device, pipeline, { 0: params, 1: codes, 3: decoded, 7: scales }, workgroupsFor(n * cols, WORKGROUP_SIZE), "bnb decode_int8");
+        y.set(new Float32Array((await readBack(device, decoded, n * cols * 4, opts?.signal)).buffer), r0 * cols);
+      } finally {
+        for (const b of [params, codes, scales, decoded]) b.destroy();
+      }
+    }
+    // Rows whose products could leave the normal range: bnb.ts's decodeInt8Row.
+    for (let r = 0; r < rows; r++) {
+      const scb = view.getFloat32(4 * r, true);
+      if (exoticScb(scb)) decodeInt8Row(q, 4 * rows + r * cols, cols, scb, y, r * cols);
+    }
+    return y;
+  }
+
+  destroy(): void {
+    // Pipelines are cached per device by buffers.ts; every buffer is freed after its chunk.
+  }
+}
+
+/** The GPU quantizer of a bitsandbytes format, or undefined for other formats. */
+export function bnbGpuQuantizer(dev: LabDevice, format: QuantFormat, options: ChunkOptions = {}): GpuQuantizer | undefined {
+  if (!BNB_FORMATS.includes(format)) return undefined;
+  if (format.id === "llm-int8") return new LlmInt8GpuQuantizer(dev, format, options);
+  const type: FourBitType = format.id.startsWith("nf4") ? "nf4" : "fp4";
+  return new FourBitGpuQuantizer(dev, format, type, format.id.endsWith("-dq"), options);
+}
+
+registerGpuQuantizers((dev, format) => bnbGpuQuantizer(dev, format));
