@@ -5,6 +5,7 @@
  */
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import type { LabDevice } from "../gpu/device.ts";
+import { floatArithmeticOf } from "../gpu/float-probe.ts";
 import { gpuQuantizerFor, maxRowsPerChunk, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { requestNodeLabDevice } from "../node/webgpu.ts";
 import { encodesRowsIndependently } from "../pipeline/quantize-tensor.ts";
@@ -33,8 +34,9 @@ const cpuRunner: FormatRunner = {
   close() {},
 };
 
-export async function openRunner(backend: Backend): Promise<FormatRunner> {
-  return backend === "cpu" ? cpuRunner : new GpuRunner(await openGpuDevice());
+/** `warn` gets one line for people when the GPU's results could differ from llama.cpp's. */
+export async function openRunner(backend: Backend, warn: (line: string) => void = () => {}): Promise<FormatRunner> {
+  return backend === "cpu" ? cpuRunner : new GpuRunner(await openGpuDevice(), warn);
 }
 
 /** Dawn's device with every kernel family registered; BackendUnavailableError says why there is none. */
@@ -64,8 +66,27 @@ class GpuRunner implements FormatRunner {
   readonly where: string;
   private readonly quantizers = new Map<string, GpuQuantizer>();
 
-  constructor(private readonly dev: LabDevice) {
+  private warned = false;
+
+  constructor(
+    private readonly dev: LabDevice,
+    private readonly warn: (line: string) => void,
+  ) {
     this.where = describeDevice(dev);
+  }
+
+  /**
+   * The ggml encoders give llama.cpp's bytes only where f32 arithmetic is the CPU's (src/gpu/ggml-legacy.ts
+   * explains). The user asked for the GPU, so it runs; where the float probe finds a difference, say so.
+   */
+  private async warnIfGgmlMayDiffer(format: QuantFormat): Promise<void> {
+    if (format.family !== "gguf" || this.warned) return;
+    this.warned = true;
+    const a = await floatArithmeticOf(this.dev);
+    const differs = [a.fusedMultiplyAdd && "fuses multiply-add", !a.exactDivision && "divides inexactly", !a.exactSqrt && "takes inexact square roots"].filter(Boolean);
+    if (differs.length > 0) {
+      this.warn(`this GPU ${differs.join(" and ")}: some ${format.id} blocks may differ from llama.cpp's (--backend cpu gives its bytes)`);
+    }
   }
 
   private quantizer(format: QuantFormat): GpuQuantizer {
@@ -96,6 +117,7 @@ class GpuRunner implements FormatRunner {
 
   async encode(format: QuantFormat, x: Float32Array, shape: MatrixShape, opts?: EncodeOptions): Promise<Uint8Array> {
     const q = this.quantizer(format);
+    await this.warnIfGgmlMayDiffer(format);
     const { cols } = shape;
     const chunks = this.plan(format, shape);
     if (chunks.length === 1) return q.encode(x, shape, opts);

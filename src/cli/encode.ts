@@ -58,7 +58,7 @@ export const encodeCommand: Command = {
         namingFile(values.imatrix, () => assertImatrix(weights, cols));
         imatrix = weights;
       }
-      runner = await openRunner(backend);
+      runner = await openRunner(backend, (line) => io.err(`quantlab encode: warning: ${line}\n`));
       const q = await runner.encode(format, x, shape, imatrix ? { imatrix } : {});
       await writeFile(output, q);
       return EXIT.ok;

@@ -62,21 +62,19 @@ describe.runIf(dev)("WGSL kernels on Dawn give the CPU reference's bytes", () =>
     }
   });
 
-  it("llama.cpp's golden entries (ref and imatrix) for the GGUF formats with a kernel", async () => {
-    const ids = new Set(withKernel.map((f) => f.id));
-    const entries = goldenManifest().entries.filter((e) => ids.has(e.format));
-    expect(entries.length).toBeGreaterThan(0);
-    for (const entry of entries) {
-      const c = loadGoldenCase(entry);
-      const format = withKernel.find((f) => f.id === entry.format)!;
-      const q = gpuQuantizerFor(dev!, format)!;
-      try {
+  const goldenFormats = withKernel.filter((f) => goldenManifest().entries.some((e) => e.format === f.id));
+  it.each(goldenFormats.map((f) => [f.id, f] as const))("%s: llama.cpp's golden entries, ref and imatrix", async (_, format) => {
+    const entries = goldenManifest().entries.filter((e) => e.format === format.id);
+    const q = gpuQuantizerFor(dev!, format)!;
+    try {
+      for (const entry of entries) {
+        const c = loadGoldenCase(entry);
         const shape = { rows: entry.rows, cols: entry.cols };
         const bytes = await q.encode(c.input, shape, c.imatrix ? { imatrix: c.imatrix } : {});
         expect(bytes, `${entry.format} ${entry.variant} ${entry.case}`).toEqual(c.quant);
-      } finally {
-        q.destroy();
       }
+    } finally {
+      q.destroy();
     }
   });
 });
