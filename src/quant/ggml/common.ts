@@ -151,3 +151,27 @@ export function importanceWeights(
     w[wo + j] = fr(qw[qwo + j]! * fr(Math.sqrt(fr(sigma2 + fr(v * v)))));
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoder steps. V8 does not unroll loops, and in these decoders the loop overhead (index update, bounds
+// checks) costs as much as the work, so the inner steps are written out 8 values wide (about 2x faster).
+
+/** The same bytes seen as int8 (C's int8_t fields): loads sign-extend. */
+export function int8View(q: Uint8Array): Int8Array {
+  return new Int8Array(q.buffer, q.byteOffset, q.length);
+}
+
+/**
+ * y[yo + k] = d * s[so + k] for k < 8. Exact before the store when d is an fp16 value or an f32 whose
+ * product with an int8 fits float32 (q8_0, q8_K): the Float32Array store then rounds once, as C does.
+ */
+export function scaleInt8x8(s: Int8Array, so: number, d: number, y: Float32Array, yo: number): void {
+  y[yo] = d * s[so]!;
+  y[yo + 1] = d * s[so + 1]!;
+  y[yo + 2] = d * s[so + 2]!;
+  y[yo + 3] = d * s[so + 3]!;
+  y[yo + 4] = d * s[so + 4]!;
+  y[yo + 5] = d * s[so + 5]!;
+  y[yo + 6] = d * s[so + 6]!;
+  y[yo + 7] = d * s[so + 7]!;
+}

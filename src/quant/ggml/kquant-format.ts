@@ -52,8 +52,12 @@ export type KBlockEncoder = (
   s: KQuantScratch,
 ) => void;
 
-/** Decodes the block at q[qo..) into y[yo..yo+256). */
-export type KBlockDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number) => void;
+/**
+ * Decodes `blocks` consecutive blocks from q[qo..) into y[yo..). The loop over blocks is inside each
+ * decoder, so the per-block code is inlined into it (a call per block through this shared type would be
+ * megamorphic).
+ */
+export type KBlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
 
 export interface KQuantSpec {
   id: string;
@@ -67,7 +71,7 @@ export interface KQuantSpec {
   fallback: string;
   encodeRef: KBlockEncoder;
   encodeImatrix: KBlockEncoder;
-  decodeBlock: KBlockDecoder;
+  decode: KBlocksDecoder;
 }
 
 /** Every 32-weight block format the K-quants fall back to (q4_0, q5_0, q5_1, q8_0) needs rows of 32. */
@@ -92,7 +96,7 @@ function requireRowLength(spec: KQuantSpec, cols: number, tensor: string | undef
 }
 
 export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
-  const { blockBytes, encodeRef, encodeImatrix, decodeBlock } = spec;
+  const { blockBytes, encodeRef, encodeImatrix, decode: decodeBlocks } = spec;
   return {
     id: spec.id,
     family: "gguf",
@@ -140,7 +144,7 @@ export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
         );
       }
       const y = decodeOutput(out, rows * cols);
-      for (let b = 0; b < blocks; b++) decodeBlock(q, b * blockBytes, y, b * QK_K);
+      decodeBlocks(q, 0, y, 0, blocks);
       return y;
     },
   };

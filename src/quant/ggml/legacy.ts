@@ -31,9 +31,11 @@ import {
   F16_TO_F32,
   fr,
   importanceWeights,
+  int8View,
   nearestInt,
   readU32,
   roundHalfAway,
+  scaleInt8x8,
   signedAbsMax,
   sumOfSquares,
   truncToInt,
@@ -313,20 +315,19 @@ export function decodeQ5_1(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 
 export function decodeQ8_0(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
   const f16 = F16_TO_F32;
+  const qs = int8View(q);
   for (let b = 0; b < blocks; b++, qo += 34, yo += QK) {
     const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-    for (let j = 0; j < QK; j++) {
-      y[yo + j] = ((q[qo + 2 + j]! << 24) >> 24) * d;
-    }
+    for (let j = 0; j < QK; j += 8) scaleInt8x8(qs, qo + 2 + j, d, y, yo + j);
   }
 }
 
+/** d is f32 here, and d * q (24 + 8 significant bits) is exact in double: the store rounds once, as C does. */
 export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const qs = int8View(q);
   for (let b = 0; b < blocks; b++, qo += 292, yo += QK_K) {
     const d = bitsToF32(readU32(q, qo));
-    for (let j = 0; j < QK_K; j++) {
-      y[yo + j] = d * ((q[qo + 4 + j]! << 24) >> 24);
-    }
+    for (let j = 0; j < QK_K; j += 8) scaleInt8x8(qs, qo + 4 + j, d, y, yo + j);
   }
 }
 

@@ -132,23 +132,23 @@ export function encodeBlockQ2KImatrix(
 }
 
 /**
- * dequantize_row_q2_K, one super-block. Sub-block j covers weights 16j..16j+15, whose 2-bit levels sit
- * in qs[32*(j>>3) + 16*(j&1) + t] at bit 2*((j>>1)&3). dl*q is exact in float32 (at most 17 significant
+ * dequantize_row_q2_K. Sub-block j covers weights 16j..16j+15, whose 2-bit levels sit in
+ * qs[32*(j>>3) + 16*(j&1) + t] at bit 2*((j>>1)&3). dl*q is exact in float32 (at most 17 significant
  * bits), so the only rounding is the subtraction's, done by the Float32Array store as in C.
  */
-export function decodeBlockQ2K(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo + D);
-  const dmin = readF16(q, qo + DMIN);
-  const sc = qo + SCALES;
-  const qs = qo + QS;
-  for (let j = 0; j < 16; j++) {
-    const s = q[sc + j]!;
-    const dl = d * (s & 0xf);
-    const ml = dmin * (s >> 4);
-    const src = qs + 32 * (j >> 3) + 16 * (j & 1);
-    const shift = 2 * ((j >> 1) & 3);
-    const dst = yo + 16 * j;
-    for (let t = 0; t < 16; t++) y[dst + t] = dl * ((q[src + t]! >> shift) & 3) - ml;
+export function decodeQ2K(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, qo += Q2_K_BLOCK_BYTES, yo += 256) {
+    const d = readF16(q, qo + D);
+    const dmin = readF16(q, qo + DMIN);
+    for (let j = 0; j < 16; j++) {
+      const s = q[qo + SCALES + j]!;
+      const dl = d * (s & 0xf);
+      const ml = dmin * (s >> 4);
+      const src = qo + QS + 32 * (j >> 3) + 16 * (j & 1);
+      const shift = 2 * ((j >> 1) & 3);
+      const dst = yo + 16 * j;
+      for (let t = 0; t < 16; t++) y[dst + t] = dl * ((q[src + t]! >> shift) & 3) - ml;
+    }
   }
 }
 
@@ -160,5 +160,5 @@ export const Q2_K = makeKQuantFormat({
   fallback: "q4_0",
   encodeRef: encodeBlockQ2KRef,
   encodeImatrix: encodeBlockQ2KImatrix,
-  decodeBlock: decodeBlockQ2K,
+  decode: decodeQ2K,
 });

@@ -188,25 +188,53 @@ export function encodeBlockQ4KImatrix(
 }
 
 /**
- * dequantize_row_q4_K, one super-block. (d*sc)*q is exact in float32 (at most 21 significant bits), so
- * the only rounding is the subtraction's, done by the Float32Array store as in C.
+ * dequantize_row_q4_K. (d*sc)*q is exact in float32 (at most 21 significant bits), so the only rounding
+ * is the subtraction's, done by the Float32Array store as in C.
  */
-export function decodeBlockQ4K(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo + D);
-  const dmin = readF16(q, qo + DMIN);
-  for (let c = 0; c < 4; c++) {
-    const qs = qo + QS + 32 * c;
-    const d1 = d * getScaleK4(q, qo + SCALES, 2 * c);
-    const m1 = dmin * getMinK4(q, qo + SCALES, 2 * c);
-    const d2 = d * getScaleK4(q, qo + SCALES, 2 * c + 1);
-    const m2 = dmin * getMinK4(q, qo + SCALES, 2 * c + 1);
-    const lo = yo + 64 * c;
-    for (let l = 0; l < 32; l++) {
-      const b = q[qs + l]!;
-      y[lo + l] = d1 * (b & 0xf) - m1;
-      y[lo + 32 + l] = d2 * (b >> 4) - m2;
+export function decodeQ4K(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  for (let b = 0; b < blocks; b++, qo += Q4_K_BLOCK_BYTES, yo += 256) {
+    const d = readF16(q, qo + D);
+    const dmin = readF16(q, qo + DMIN);
+    for (let c = 0; c < 4; c++) {
+      const qs = qo + QS + 32 * c;
+      const d1 = d * getScaleK4(q, qo + SCALES, 2 * c);
+      const m1 = dmin * getMinK4(q, qo + SCALES, 2 * c);
+      const d2 = d * getScaleK4(q, qo + SCALES, 2 * c + 1);
+      const m2 = dmin * getMinK4(q, qo + SCALES, 2 * c + 1);
+      for (let l = 0; l < 32; l += 8) decodeNibbles8(q, qs + l, d1, m1, d2, m2, y, yo + 64 * c + l);
     }
   }
+}
+
+/**
+ * Bytes q[qs..qs+8) of a 32-byte qs group: low nibbles are weights yo..yo+8 (scale d1, min m1), high
+ * nibbles weights yo+32.. (d2, m2). Written out 8 wide, as common.ts's decoder steps (see there why).
+ */
+function decodeNibbles8(q: Uint8Array, qs: number, d1: number, m1: number, d2: number, m2: number, y: Float32Array, yo: number): void {
+  const v0 = q[qs]!;
+  y[yo] = d1 * (v0 & 0xf) - m1;
+  y[yo + 32] = d2 * (v0 >> 4) - m2;
+  const v1 = q[qs + 1]!;
+  y[yo + 1] = d1 * (v1 & 0xf) - m1;
+  y[yo + 33] = d2 * (v1 >> 4) - m2;
+  const v2 = q[qs + 2]!;
+  y[yo + 2] = d1 * (v2 & 0xf) - m1;
+  y[yo + 34] = d2 * (v2 >> 4) - m2;
+  const v3 = q[qs + 3]!;
+  y[yo + 3] = d1 * (v3 & 0xf) - m1;
+  y[yo + 35] = d2 * (v3 >> 4) - m2;
+  const v4 = q[qs + 4]!;
+  y[yo + 4] = d1 * (v4 & 0xf) - m1;
+  y[yo + 36] = d2 * (v4 >> 4) - m2;
+  const v5 = q[qs + 5]!;
+  y[yo + 5] = d1 * (v5 & 0xf) - m1;
+  y[yo + 37] = d2 * (v5 >> 4) - m2;
+  const v6 = q[qs + 6]!;
+  y[yo + 6] = d1 * (v6 & 0xf) - m1;
+  y[yo + 38] = d2 * (v6 >> 4) - m2;
+  const v7 = q[qs + 7]!;
+  y[yo + 7] = d1 * (v7 & 0xf) - m1;
+  y[yo + 39] = d2 * (v7 >> 4) - m2;
 }
 
 export const Q4_K = makeKQuantFormat({
@@ -217,5 +245,5 @@ export const Q4_K = makeKQuantFormat({
   fallback: "q5_0",
   encodeRef: encodeBlockQ4KRef,
   encodeImatrix: encodeBlockQ4KImatrix,
-  decodeBlock: decodeBlockQ4K,
+  decode: decodeQ4K,
 });

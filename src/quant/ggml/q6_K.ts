@@ -9,7 +9,7 @@
  *      192    16  scales  i8[16]: sub-block scale sc_j
  *      208     2  d       fp16 super-block scale
  */
-import { GROUP_MAX_EPS, nearestInt, readF16, writeF16 } from "./common.ts";
+import { GROUP_MAX_EPS, int8View, nearestInt, readF16, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
 import { makeQxQuants } from "./kquant-search.ts";
 
@@ -107,27 +107,30 @@ export function encodeBlockQ6KImatrix(
 }
 
 /**
- * dequantize_row_q6_K, one super-block. Weight e = 128h + 32s + l is in sub-block 8h + 2s + (l>>4).
- * C computes (d*sc)*q: d*sc is exact in float32, and the product (at most 25 significant bits) is exact in
- * double, so the Float32Array store rounds it once, as C does.
+ * dequantize_row_q6_K. Weight e = 128h + 32s + l is in sub-block 8h + 2s + (l>>4). C computes (d*sc)*q:
+ * d*sc is exact in float32, and the product (at most 25 significant bits) is exact in double, so the
+ * Float32Array store rounds it once, as C does.
  */
-export function decodeBlockQ6K(q: Uint8Array, qo: number, y: Float32Array, yo: number): void {
-  const d = readF16(q, qo + D);
-  for (let h = 0; h < 2; h++) {
-    const qh = qo + QH + 32 * h;
-    for (let s = 0; s < 4; s++) {
-      const ql = qo + QL + 64 * h + 32 * (s & 1);
-      const nibble = s < 2 ? 0 : 4;
-      const shift = 2 * s;
-      const sc = qo + SCALES + 8 * h + 2 * s;
-      const d1 = d * ((q[sc]! << 24) >> 24);
-      const d2 = d * ((q[sc + 1]! << 24) >> 24);
-      const dst = yo + 128 * h + 32 * s;
-      for (let l = 0; l < 16; l++) {
-        y[dst + l] = d1 * ((((q[ql + l]! >> nibble) & 0xf) | (((q[qh + l]! >> shift) & 3) << 4)) - 32);
-      }
-      for (let l = 16; l < 32; l++) {
-        y[dst + l] = d2 * ((((q[ql + l]! >> nibble) & 0xf) | (((q[qh + l]! >> shift) & 3) << 4)) - 32);
+export function decodeQ6K(q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number): void {
+  const sc8 = int8View(q);
+  for (let b = 0; b < blocks; b++, qo += Q6_K_BLOCK_BYTES, yo += 256) {
+    const d = readF16(q, qo + D);
+    for (let h = 0; h < 2; h++) {
+      const qh = qo + QH + 32 * h;
+      for (let s = 0; s < 4; s++) {
+        const ql = qo + QL + 64 * h + 32 * (s & 1);
+        const nibble = s < 2 ? 0 : 4;
+        const shift = 2 * s;
+        const sc = qo + SCALES + 8 * h + 2 * s;
+        const dst = yo + 128 * h + 32 * s;
+        const d1 = d * sc8[sc]!;
+        const d2 = d * sc8[sc + 1]!;
+        for (let l = 0; l < 16; l++) {
+          y[dst + l] = d1 * ((((q[ql + l]! >> nibble) & 0xf) | (((q[qh + l]! >> shift) & 3) << 4)) - 32);
+        }
+        for (let l = 16; l < 32; l++) {
+          y[dst + l] = d2 * ((((q[ql + l]! >> nibble) & 0xf) | (((q[qh + l]! >> shift) & 3) << 4)) - 32);
+        }
       }
     }
   }
@@ -141,5 +144,5 @@ export const Q6_K = makeKQuantFormat({
   fallback: "q8_0",
   encodeRef: encodeBlockQ6KRef,
   encodeImatrix: encodeBlockQ6KImatrix,
-  decodeBlock: decodeBlockQ6K,
+  decode: decodeQ6K,
 });
