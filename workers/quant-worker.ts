@@ -6,6 +6,8 @@
  */
 import * as Comlink from "comlink";
 import { openModel, tensorRowLayout, type OpenedModel } from "../src/formats/model.ts";
+// Registers every WGSL kernel family, so quantizeTensor finds them through gpuQuantizerFor.
+import "../src/gpu/kernels.ts";
 import { bitsPerWeight } from "../src/quant/format.ts";
 import { FORMATS, getFormat } from "../src/quant/registry.ts";
 import { quantizeTensor, type QuantizeProgress } from "../src/pipeline/quantize-tensor.ts";

@@ -235,6 +235,12 @@ export class QuantizePanel extends LitElement {
         white-space: normal;
         font-family: inherit;
       }
+      .warn {
+        color: var(--ql-warn);
+        font-family: inherit;
+        font-size: 0.74rem;
+        white-space: normal;
+      }
       .fallback {
         font-family: var(--ql-mono);
         font-weight: 700;
@@ -423,22 +429,34 @@ export class QuantizePanel extends LitElement {
     }
     const { metrics: m, size } = r;
     return html`<tr data-testid="quantize-result" data-format=${r.format} data-ran-on=${r.ranOn}>
-      <td>${r.format}</td>
+      <td>
+        ${r.format}
+        ${m.nonFinite > 0
+          ? html`<div
+              class="warn"
+              data-testid="result-non-finite"
+              title=${m.firstNonFinite ? `the first at row ${m.firstNonFinite.row}, column ${m.firstNonFinite.col}` : ""}
+            >
+              ${formatCount(m.nonFinite)} decode to ±Inf: left out of the figures
+            </div>`
+          : nothing}
+      </td>
       <td data-testid="result-bpw" data-value=${size.bitsPerWeight}>${formatMeasure(size.bitsPerWeight)}</td>
       <td data-testid="result-bytes" title=${`${formatCount(size.bytesAfter)} bytes (from ${formatCount(size.bytesBefore)})`}>
         ${formatBytes(size.bytesAfter)}
       </td>
       <td data-testid="result-saved">${formatShare(size.shareSaved)}</td>
-      <td data-testid="result-mse">${formatMeasure(m.mse)}</td>
-      <td data-testid="result-rmse">${formatMeasure(m.rmse)}</td>
+      <td data-testid="result-mse" data-value=${m.mse}>${formatMeasure(m.mse)}</td>
+      <td data-testid="result-rmse" data-value=${m.rmse}>${formatMeasure(m.rmse)}</td>
       <td
         data-testid="result-max-err"
+        data-value=${m.maxAbsErr}
         title=${m.maxAbsErrAt ? `at row ${m.maxAbsErrAt.row}, column ${m.maxAbsErrAt.col}` : ""}
       >
         ${formatMeasure(m.maxAbsErr)}
       </td>
       <td data-testid="result-snr" data-value=${m.snrDb}>${formatMeasure(m.snrDb)}</td>
-      <td data-testid="result-cosine">${formatMeasure(m.cosine, 7)}</td>
+      <td data-testid="result-cosine" data-value=${m.cosine}>${formatMeasure(m.cosine, 7)}</td>
       <td class="where" data-testid="result-ran-on">
         <span class=${r.ranOn}>${r.ranOn.toUpperCase()}</span>
         ${r.why ? html`<span class="why" data-testid="result-why">${r.why}</span>` : nothing}
