@@ -1,9 +1,11 @@
 // llama.cpp's legacy block formats q4_0, q4_1, q5_0, q5_1, q8_0 and q8_K: encoders (ggml's
 // quantize_row_<fmt>_ref, and quantize_row_<fmt>_impl with an importance matrix) and decoders
-// (dequantize_row_<fmt>). Line-for-line ports of src/quant/ggml/legacy.ts, which is bit-exact with
-// ggml; every float operation is one f32 operation in the same order, so on a device that rounds
-// each + - * / and sqrt correctly and does not fuse a*b+c (src/gpu/float-probe.ts checks), the bytes
-// are the CPU reference's. Needs shaders/common/*.wgsl (src/gpu/wgsl.ts puts them in front).
+// (dequantize_row_<fmt>). Ports of src/quant/ggml/legacy.ts, which is bit-exact with ggml: every float
+// operation is one f32 operation in the same order. The reference encoders divide with div_f32_exact
+// (correctly rounded on any device); the weighted ones search with many divisions and sums, and need a
+// device that rounds / and sqrt correctly and does not fuse a*b+c (src/gpu/float-probe.ts checks;
+// SwiftShader does). Needs shaders/common/*.wgsl and common/division.wgsl in front of it
+// (src/gpu/ggml-legacy.ts puts them there).
 //
 // Block layouts (little-endian, packed back to back, rows never padded; fp16 = IEEE binary16):
 //   q4_0  32 weights, 18 bytes: d fp16 @0 | qs u8[16] @2
@@ -28,18 +30,18 @@
 //  - Reference encoders: a block with no nonzero |x| below 2^-96 never forms a subnormal that reaches
 //    the result (d and 1/d stay normal; a subnormal x/d vanishes in the + 8.5 or the rounding after
 //    it). So the rule is exact: any nonzero |x| < 2^-96 flags the row.
-//  - Importance-weighted encoders multiply importances, weights, levels and squared errors, and sums of
-//    those; with every nonzero |x| >= 2^-32 and every importance weight w >= 2^-20 (where the column's
-//    importance is nonzero) each product and sum stays far above 2^-126 (a difference of two floats is
-//    a multiple of the smaller one's ulp; squared errors are at least (2^-24 |x|)^2). Anything below
-//    flags the row. This covers every case the analysis and the tests found; it is a margin, not a proof
-//    for every double cancellation.
+//  - Importance-weighted encoders multiply importances, weights, levels and squared errors, and sum
+//    those. A row is flagged when a nonzero |x| is below 2^-32, its sigma2 below 2^-100, or an
+//    importance weight w (of a nonzero importance) below 2^-20: above those, every product and sum the
+//    searches form stays far from 2^-126 (a difference of two floats is a multiple of the smaller one's
+//    ulp; squared errors are at least about (2^-24 |x|)^2). A margin that covers every case the
+//    analysis and the tests found, not a proof for every double cancellation.
 //  - The q8_K decoder flags rows whose f32 scale is itself subnormal.
 //
 // Bindings, per entry point (each uses 0..n-1 of them):
 //   encode_<fmt>           0 params | 1 weights | 2 encoded | 3 status
 //   encode_<fmt>_imatrix   0 params | 1 weights | 2 encoded | 3 status | 4 importance | 5 sigma2
-//   row_sigma2             0 params | 1 weights | 2 sigma2_out
+//   row_sigma2             0 params | 1 weights | 2 sigma2_out | 3 status
 //   decode_<fmt>           0 params | 1 encoded_in | 2 values        (decode_q8_K: | 3 status)
 
 struct Params {
@@ -74,13 +76,15 @@ const WORKGROUP_SIZE = 64u;
 const QK = 32u;
 const QK_K = 256u;
 const F32_MAX = 0x1.fffffep+127f; // FLT_MAX
-// ggml's GROUP_MAX_EPS: groups whose largest |x| is below it count as all zero.
-const GROUP_MAX_EPS = 1e-15;
 // Bit patterns of |x| below which a nonzero weight sends its row to the CPU (see the top of the file).
-const TINY_REF_BITS = 0x07800000u; // 2^-96
+const TINY_REF_BITS = 0x0f800000u; // 2^-96
 const TINY_WEIGHTED_BITS = 0x2f800000u; // 2^-32
 // Importance weights w below this (with a nonzero importance) send the row to the CPU.
 const TINY_IMPORTANCE_WEIGHT = 0x1p-20f;
+// ggml's GROUP_MAX_EPS: groups whose largest |x| is below it count as all zero.
+const GROUP_MAX_EPS = 1e-15;
+// sigma2 below this (of a row that is not all zero) sends the row to the CPU.
+const TINY_SIGMA2 = 0x1p-100f;
 
 // Format ids of encode_unit / decode_block (not ggml's type ids).
 const Q4_0 = 0u;
@@ -89,10 +93,18 @@ const Q5_0 = 2u;
 const Q5_1 = 3u;
 const Q8_0 = 4u;
 
-// x where the compiler cannot rewrite a division by it (see opaque_f32): every divisor below that is
-// a constant, or is computed from one, goes through this.
-fn opaque(x: f32) -> f32 {
-  return opaque_f32(x, params.zero);
+// The float constant c, hidden from the compiler (see opaque_f32): the weighted searches pass their
+// constants through this, so that no division or sum with one is rewritten.
+fn no_fold(c: f32) -> f32 {
+  return opaque_f32(c, params.zero);
+}
+
+// n / d, correctly rounded on any device (WGSL's `/` may be 2.5 ulp off, and compilers rewrite
+// divisions by constants), for finite n and d != 0: the sign, then div_f32_exact on the magnitudes.
+fn divide(n: f32, d: f32) -> f32 {
+  let sign = (bitcast<u32>(n) ^ bitcast<u32>(d)) & 0x80000000u;
+  let quotient = div_f32_exact(bitcast<f32>(bitcast<u32>(n) & 0x7fffffffu), bitcast<f32>(bitcast<u32>(d) & 0x7fffffffu));
+  return bitcast<f32>(bitcast<u32>(quotient) | sign);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -154,9 +166,9 @@ fn quantize_q4_0(x0: u32, at: u32) {
       signed_max = v;
     }
   }
-  let d = signed_max / -8.0;
+  let d = divide(signed_max, -8.0);
   // id comes from the fp32 d, not the fp16 one stored.
-  let id = select(0.0, 1.0 / opaque(d), d != 0.0);
+  let id = select(0.0, divide(1.0, d), d != 0.0);
   put_f16(at, d);
   for (var j = 0u; j < QK / 2u; j++) {
     let a = weights[x0 + j] * id;
@@ -180,8 +192,8 @@ fn quantize_q4_1(x0: u32, at: u32) {
       hi = v;
     }
   }
-  let d = (hi - lo) / opaque(15.0);
-  let id = select(0.0, 1.0 / opaque(d), d != 0.0);
+  let d = divide(hi - lo, 15.0);
+  let id = select(0.0, divide(1.0, d), d != 0.0);
   put_f16(at, d);
   put_f16(at + 2u, lo);
   for (var j = 0u; j < QK / 2u; j++) {
@@ -205,8 +217,8 @@ fn quantize_q5_0(x0: u32, at: u32) {
       signed_max = v;
     }
   }
-  let d = signed_max / -16.0;
-  let id = select(0.0, 1.0 / opaque(d), d != 0.0);
+  let d = divide(signed_max, -16.0);
+  let id = select(0.0, divide(1.0, d), d != 0.0);
   put_f16(at, d);
   var qh = 0u;
   for (var j = 0u; j < QK / 2u; j++) {
@@ -234,8 +246,8 @@ fn quantize_q5_1(x0: u32, at: u32) {
       hi = v;
     }
   }
-  let d = (hi - lo) / opaque(31.0);
-  let id = select(0.0, 1.0 / opaque(d), d != 0.0);
+  let d = divide(hi - lo, 31.0);
+  let id = select(0.0, divide(1.0, d), d != 0.0);
   put_f16(at, d);
   put_f16(at + 2u, lo);
   var qh = 0u;
@@ -259,8 +271,8 @@ fn quantize_q8_0(x0: u32, at: u32) {
     // MAX(amax, av) in C keeps amax unless av is larger.
     amax = select(av, amax, amax > av);
   }
-  let d = amax / opaque(127.0);
-  let id = select(0.0, 1.0 / opaque(d), d != 0.0);
+  let d = divide(amax, 127.0);
+  let id = select(0.0, divide(1.0, d), d != 0.0);
   put_f16(at, d);
   for (var j = 0u; j < QK; j++) {
     put_byte(at + 2u + j, u32(trunc_to_int(round_half_away(weights[x0 + j] * id))));
@@ -279,15 +291,17 @@ var<private> levels_aux: array<u32, QK>;
 // w[i] * x[i] (make_qx_quants), x[i] - min (make_qkx3_quants): the same for every candidate scale.
 var<private> block_tmp: array<f32, QK>;
 
+// Loads the block at x0 (columns col0.. of row `row`). A w below TINY_IMPORTANCE_WEIGHT where the
+// column's importance is not 0 (a subnormal importance reads as nonzero on its bits, and a flushed
+// product as 0) sends the row to the CPU.
 fn load_weighted_block(x0: u32, col0: u32, row: u32) {
   var tiny = false;
   for (var j = 0u; j < QK; j++) {
     let v = weights[x0 + j];
-    let imp = importance[col0 + j];
+    let importance_j = importance[col0 + j];
     block_x[j] = v;
-    block_w[j] = imp * sqrt(sigma2[row] + v * v);
-    // On the bits: a flushed product reads as 0, a subnormal importance as nonzero.
-    tiny = tiny || ((bitcast<u32>(imp) & 0x7fffffffu) != 0u && !(block_w[j] >= TINY_IMPORTANCE_WEIGHT));
+    block_w[j] = importance_j * sqrt(sigma2[row] + v * v);
+    tiny = tiny || ((bitcast<u32>(importance_j) & 0x7fffffffu) != 0u && !(block_w[j] >= TINY_IMPORTANCE_WEIGHT));
   }
   if (tiny && params.guard_subnormals != 0u) {
     flag_row_for_cpu(row);
@@ -317,7 +331,7 @@ fn make_qx_quants_weighted(nmax: i32) -> f32 {
   for (var i = 0u; i < QK; i++) {
     block_tmp[i] = block_w[i] * block_x[i];
   }
-  let fmax = f32(nmax);
+  let fmax = no_fold(f32(nmax));
   var iscale = -fmax / signed_max;
   var sumlx = 0.0;
   var suml2 = 0.0;
@@ -334,7 +348,7 @@ fn make_qx_quants_weighted(nmax: i32) -> f32 {
     if (is == 0) {
       continue;
     }
-    iscale = -(fmax + 0.1 * f32(is)) / signed_max;
+    iscale = -(fmax + no_fold(0.1) * f32(is)) / signed_max;
     sumlx = 0.0;
     suml2 = 0.0;
     for (var i = 0u; i < QK; i++) {
@@ -361,10 +375,10 @@ var<private> qkx3_min: f32;
 // (rmin -0.9, rdelta 0.05, nstep 36). Leaves levels and qkx3_min, returns the scale. ggml's quirk
 // is kept: after an improvement, later candidates are built from the improved min.
 fn make_qkx3_quants_weighted(nmax: i32) -> f32 {
-  let rmin = -0.9;
-  let rdelta = 0.05;
+  let rmin = no_fold(-0.9);
+  let rdelta = no_fold(0.05);
   let nstep = 36;
-  let fmax = f32(nmax);
+  let fmax = no_fold(f32(nmax));
   var lo = block_x[0];
   var hi = block_x[0];
   var sum_w = block_w[0];
@@ -392,7 +406,7 @@ fn make_qkx3_quants_weighted(nmax: i32) -> f32 {
     return 0.0;
   }
   var iscale = fmax / (hi - lo);
-  var scale = 1.0 / opaque(iscale);
+  var scale = divide(1.0, iscale);
   var best_err = 0.0;
   for (var i = 0u; i < QK; i++) {
     let xi = block_x[i];
@@ -612,7 +626,11 @@ fn row_sigma2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let v = weights[x0 + j];
     sum_x2 = sum_x2 + v * v;
   }
-  sigma2_out[row] = sum_x2 / f32(params.cols);
+  let sigma2_row = divide(sum_x2, f32(params.cols));
+  sigma2_out[row] = sigma2_row;
+  if (sum_x2 != 0.0 && sigma2_row < TINY_SIGMA2 && params.guard_subnormals != 0u) {
+    flag_row_for_cpu(row);
+  }
 }
 
 // q8_K: d = (signed value of largest |x|) / -127 kept as f32; q = min(127, nearest_int(x * -127/max)),
@@ -644,7 +662,7 @@ fn encode_q8_K(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     return;
   }
-  let iscale = -127.0 / signed_max;
+  let iscale = divide(-127.0, signed_max);
   var bsum_pair = 0u;
   for (var g = 0u; g < QK_K / 16u; g++) {
     var sum = 0;
@@ -666,7 +684,7 @@ fn encode_q8_K(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
       bsum_pair = 0u;
     }
   }
-  encoded[w0] = bitcast<u32>(1.0 / opaque(iscale));
+  encoded[w0] = bitcast<u32>(divide(1.0, iscale));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -3,48 +3,27 @@
  * (src/quant/ggml/legacy.ts) and llama.cpp's golden vectors, and every value it decodes has the same
  * float32 bits. No tolerance anywhere.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { requestLabDevice, type LabDevice } from "./device.ts";
+import { describe, expect, inject, it } from "vitest";
+import type { LabDevice } from "./device.ts";
 import { gpuQuantizerFor } from "./quantizer.ts";
 import "./kernels.ts";
-import { legacyGpuQuantizer, type LegacyGpuOptions } from "./ggml-legacy.ts";
+import { encodeIsExact, legacyGpuQuantizer, type LegacyGpuOptions } from "./ggml-legacy.ts";
+import { floatArithmeticOf } from "./float-probe.ts";
 import { getFormat } from "../quant/registry.ts";
 import { GGML_LEGACY_FORMATS } from "../quant/ggml/legacy.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import { isQuantInputError, QuantInputError } from "../quant/errors.ts";
 import { fetchGoldenCase, fetchGoldenManifest, type GoldenEntry } from "../../test/ggml-golden-fetch.ts";
-import { normal, rng } from "../../test/random.ts";
+import { gaussian, normal, rng } from "../../test/random.ts";
+import { useLabDevice } from "../../test/gpu-device.ts";
+import { firstBitsDiff, firstByteDiff, storiesTensors } from "../../test/gpu-quantizer-compare.ts";
 
-let dev: LabDevice;
+const labDevice = useLabDevice();
 
-beforeAll(async () => {
-  const { status, device } = await requestLabDevice();
-  if (status.kind !== "gpu" || !device) throw new Error(`these tests need WebGPU: ${status.kind === "cpu" ? status.reason : ""}`);
-  dev = device;
-});
-
-afterAll(() => dev?.device.destroy());
-
-function quantizer(format: QuantFormat, options: LegacyGpuOptions = {}, device = dev) {
+function quantizer(format: QuantFormat, options: LegacyGpuOptions = {}, device = labDevice()) {
   const q = legacyGpuQuantizer(device, format, options);
   if (!q) throw new Error(`no GPU kernel for ${format.id}`);
   return q;
-}
-
-/** Index of the first differing byte, or -1; a length mismatch is reported as -2. */
-function firstByteDiff(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length) return -2;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
-
-/** Index of the first value whose float32 bits differ (so -0 vs +0 and NaN payloads count), or -1. */
-function firstBitsDiff(a: Float32Array, b: Float32Array | Uint32Array): number {
-  if (a.length !== b.length) return -2;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = b instanceof Uint32Array ? b : new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
-  return -1;
 }
 
 function where(format: QuantFormat, at: number): string {
@@ -99,7 +78,7 @@ describe("golden vectors (llama.cpp's own bytes and values)", async () => {
       expect(where(format, firstByteDiff(gpu, format.encode(g.input, shape, opts)))).toBe("");
       expect(where(format, firstByteDiff(maskUntouched(e, format, g.input, gpu), g.quant))).toBe("");
       const decoded = await quantizer(format).decode(g.quant, shape);
-      expect(firstBitsDiff(decoded, g.dequantBits)).toBe(-1);
+      expect(firstBitsDiff(decoded, new Float32Array(g.dequantBits.buffer))).toBe(-1);
     });
   }
 });
@@ -168,6 +147,7 @@ describe("random tensors: GPU bytes and bits equal the CPU reference's", () => {
   });
 
   it("splits large dispatches over a 2-D grid", async () => {
+    const dev = labDevice();
     const narrow: LabDevice = { ...dev, info: { ...dev.info, limits: { ...dev.info.limits, maxComputeWorkgroupsPerDimension: 3 } } };
     const shape = { rows: 1000, cols: 64 };
     const x = messyRows(shape.rows, shape.cols, 9);
@@ -183,6 +163,44 @@ describe("random tensors: GPU bytes and bits equal the CPU reference's", () => {
     });
     const gpu = await quantizer(format, {}, { ...narrow, device }).encode(x, shape);
     expect(where(format, firstByteDiff(gpu, format.encode(x, shape)))).toBe("");
+  });
+});
+
+describe("real weights and the CPU's help", () => {
+  it("stories260K: every tensor whose rows fit, with and without an importance matrix", async () => {
+    const tensors = await storiesTensors(inject("sharedDir"));
+    let checked = 0;
+    for (const format of GGML_LEGACY_FORMATS) {
+      for (const t of tensors) {
+        if (!format.checkRowLength(t.shape.cols).ok) continue;
+        const imatrix = randomImatrix(t.shape.cols, t.shape.cols);
+        await expectSameAsCpu(format, t.values, t.shape);
+        await expectSameAsCpu(format, t.values, t.shape, imatrix);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+  });
+
+  it("hands rows of subnormal-sized weights to the CPU where the device flushes subnormals, and only those", async () => {
+    const flushes = !(await floatArithmeticOf(labDevice())).keepsSubnormals;
+    const shape = { rows: 64, cols: 256 };
+    const x = gaussian(shape.rows * shape.cols, 0.02, 77);
+    // Rows 3, 11, 19, ...: a few f32 subnormals; rows 5, 13, ...: one block of values around 1e-33 (< 2^-96).
+    const tinyRows = new Set<number>();
+    for (let r = 0; r < shape.rows; r++) {
+      if (r % 8 === 3) for (let c = 0; c < 5; c++) x[r * 256 + 40 * c] = (c + 1) * -1e-40;
+      if (r % 8 === 5) for (let c = 64; c < 96; c++) x[r * 256 + c] = x[r * 256 + c]! * 1e-31;
+      if (r % 8 === 3 || r % 8 === 5) tinyRows.add(r);
+    }
+    for (const id of ["q4_0", "q4_1", "q5_1", "q8_0", "q8_K"]) {
+      const format = getFormat(id);
+      const q = quantizer(format);
+      const gpu = await q.encode(x, shape);
+      expect(where(format, firstByteDiff(gpu, format.encode(x, shape)))).toBe("");
+      expect(q.cpuAssistedRows).toBe(flushes ? tinyRows.size : 0);
+      expect(firstBitsDiff(await q.decode(gpu, shape), format.decode(gpu, shape))).toBe(-1);
+    }
   });
 });
 
@@ -263,10 +281,21 @@ describe("bad input fails as on the CPU", () => {
   });
 });
 
+describe("encodeIsExact", () => {
+  it("holds on this device for both kinds of encoder (the tests above check the bytes), and not where a*b+c fuses", async () => {
+    const arithmetic = await floatArithmeticOf(labDevice());
+    expect(encodeIsExact(arithmetic, false)).toBe(true);
+    expect(encodeIsExact(arithmetic, true)).toBe(true);
+    expect(encodeIsExact({ ...arithmetic, fusedMultiplyAdd: true }, false)).toBe(false);
+    expect(encodeIsExact({ ...arithmetic, exactDivision: false }, false)).toBe(true);
+    expect(encodeIsExact({ ...arithmetic, exactDivision: false }, true)).toBe(false);
+  });
+});
+
 describe("registration", () => {
   it("gpuQuantizerFor returns these kernels for the legacy formats", async () => {
     for (const format of GGML_LEGACY_FORMATS) {
-      const q = gpuQuantizerFor(dev, format);
+      const q = gpuQuantizerFor(labDevice(), format);
       expect(q?.format).toBe(format);
       const shape = { rows: 3, cols: format.blockWeights };
       const x = messyRows(3, format.blockWeights, 4);

@@ -4,45 +4,55 @@
  * q4_0..q5_1 when an imatrix is given) and decode, giving the bytes and float32 bits of the CPU
  * reference src/quant/ggml/legacy.ts, itself bit-exact with ggml.
  *
- * What the kernels assume of the device, and what to do where it does not hold
- * ------------------------------------------------------------------------------
- * Decoding is exact on any WebGPU device: a product of an fp16 scale and a small integer is exact in
- * f32, q*d + m rounds once whether or not it is fused, and fp16 is converted with integer operations.
- *
- * Encoding ports ggml's float arithmetic operation by operation. It equals the CPU reference bit for bit
- * where every f32 + - * / and sqrt is correctly rounded, a*b + c is not contracted into an FMA, and
- * subnormal floats are not flushed to zero. WGSL promises none of this (division may be 2.5 ulp off,
- * compilers may fuse, subnormals may flush). Chromium's SwiftShader, which runs the browser tests, does
- * all three right (src/gpu/float-probe.ts measured: unfused, exact division and sqrt, subnormals kept).
- * Where the kernels are exposed to each:
- *  - inexact division or sqrt: every encoder divides for its scale (d = max / -8, 1/d, (max-min)/15)
- *    and the imatrix encoders take sqrt(sigma2 + x^2); an off-by-one-ulp scale changes bytes often.
- *  - FMA contraction: x*id + 8.5 (q4_0, q5_0), (x-min)*id + 0.5 (q4_1, q5_1) and the weighted sums of
- *    the imatrix searches. ggml itself, built with contraction, changes 0.2-0.5% of imatrix blocks and
- *    no reference block on the golden vectors (../shared/golden/ggml/README.md), so a fusing GPU gives
- *    valid blocks of the same quality that are not byte-identical to llama.cpp's.
- *  - subnormal flushing: only blocks whose weights are all below ~1e-37 (or whose scales are).
- * So the worker should run probeFloatArithmetic(dev) once per device and, when it reports
- * fusedMultiplyAdd, !exactDivision, !exactSqrt or !subnormals, encode these formats on the CPU reference
- * whenever byte-exact GGUF output is wanted (the CLI's `encode`, anything written to a file), and say
- * so. The GPU result is still fine for the metrics (the error it measures is the format's, to within
- * the rare differing block); decode can stay on the GPU everywhere.
+ * What the kernels assume of the device, and what the worker should do where it does not hold
+ * --------------------------------------------------------------------------------------------
+ * WGSL lets a device fuse a*b + c into an FMA, divide and take sqrt a few ulp off, rewrite a division
+ * by a constant as a multiplication, and flush subnormals to zero; ggml's C does none of that.
+ * probeFloatArithmetic (src/gpu/float-probe.ts) measures each on a device. How the kernels cope:
+ *  - Decoding is exact everywhere: an fp16 scale times a small integer is exact in f32, q*d + m rounds
+ *    once fused or not, fp16 is converted with integer operations.
+ *  - The reference encoders compute their scales (max / -8, 1 / d, (max - min) / 15, -127 / max, ...)
+ *    with div_f32_exact (integer operations, correctly rounded anywhere). What they still assume: that
+ *    x*id + 8.5 (and (x - min)*id + 0.5) is not fused. (ggml built with contraction changed no reference
+ *    block of the golden vectors, ../shared/golden/ggml/README.md, but a rare block can differ.)
+ *  - The importance-weighted encoders search with many divisions, a sqrt and long sums: they need
+ *    exact division and sqrt and no fusing. Their float constants go through no_fold, so the compiler's
+ *    constant rewrites do not matter.
+ *  - Subnormals: on a device that flushes them (SwiftShader does), the kernels flag the rows whose
+ *    arithmetic could meet one (tiny weights; the rules are at the top of the WGSL file) and this module
+ *    computes those rows with the CPU reference (cpuAssistedRows counts them). Exact either way.
+ * encodeIsExact(arithmetic, weighted) sums this up. Where it is false (a real GPU that fuses, say), the
+ * worker should run these encoders on the CPU reference whenever byte-exact GGUF output is wanted (the
+ * CLI's `encode`, anything written to a file) and say so; for the metrics the GPU bytes are still
+ * blocks of the same format and quality (the measured error differs only in the rare differing block).
+ * Decoding can stay on the GPU everywhere. On SwiftShader (unfused, exact division and sqrt, flushes
+ * subnormals) every path is exact, as the browser tests check against the CPU and llama.cpp's bytes.
  *
  * NaN and ±Inf weights: the kernels raise a flag, and encode then throws the CPU's QuantInputError
  * (assertFinite: first position and count). Other bad input is rejected before dispatch (validate.ts).
  */
+import divisionWgsl from "../../shaders/common/division.wgsl?raw";
 import legacyWgsl from "../../shaders/ggml-legacy.wgsl?raw";
 import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { GGML_LEGACY_FORMATS } from "../quant/ggml/legacy.ts";
-import { floatArithmeticOf } from "./float-probe.ts";
+import { floatArithmeticOf, type FloatArithmetic } from "./float-probe.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
 import { maxRowsPerChunk, registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
-const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl");
+/**
+ * Whether these kernels' encoded bytes equal the CPU reference's (and llama.cpp's) on a device with this
+ * arithmetic, for the reference encoders or (weighted) the importance-weighted ones. See the top of the file.
+ */
+export function encodeIsExact(arithmetic: FloatArithmetic, weighted: boolean): boolean {
+  if (arithmetic.fusedMultiplyAdd) return false;
+  return !weighted || (arithmetic.exactDivision && arithmetic.exactSqrt);
+}
+
+const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl", [["common/division.wgsl", divisionWgsl]]);
 /** @workgroup_size of every entry point in ggml-legacy.wgsl. */
 const WORKGROUP_SIZE = 64;
 
@@ -188,7 +198,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     try {
       const units = workgroupsFor(Math.ceil(blocks / unitBlocks(this.format)));
       if (sigma2Pipeline && sigma2 && importance) {
-        dispatch(device, sigma2Pipeline, [params, weights, sigma2], workgroupsFor(rows), "ggml-legacy row_sigma2");
+        dispatch(device, sigma2Pipeline, [params, weights, sigma2, status], workgroupsFor(rows), "ggml-legacy row_sigma2");
         dispatch(device, encodePipeline, [params, weights, encoded, status, importance, sigma2], units, "ggml-legacy encode");
       } else {
         dispatch(device, encodePipeline, [params, weights, encoded, status], units, "ggml-legacy encode");

@@ -18,12 +18,17 @@ const COMMON_WGSL: readonly (readonly [file: string, source: string])[] = [
   ["grid.wgsl", grid],
 ];
 
+/** A WGSL file of shared functions that not every family needs (common/division.wgsl, the K-quant searches). */
+export type WgslLibrary = readonly [file: string, source: string];
+
 /**
- * The shader text of one kernel family: shaders/common/*.wgsl, then the family's file. `familyFile`
- * names it in the separator comments, so a compile error's line can be traced to its file.
+ * The shader text of one kernel family: shaders/common/*.wgsl, then `libraries` (other files it uses,
+ * named relative to shaders/), then the family's file. File names go into separator comments, so a
+ * compile error's line can be traced to its file.
  */
-export function withCommonWgsl(familySource: string, familyFile: string): string {
+export function withCommonWgsl(familySource: string, familyFile: string, libraries: readonly WgslLibrary[] = []): string {
   const parts = COMMON_WGSL.map(([file, source]) => `// ---- shaders/common/${file}\n${source}`);
+  for (const [file, source] of libraries) parts.push(`// ---- shaders/${file}\n${source}`);
   parts.push(`// ---- shaders/${familyFile}\n${familySource}`);
   return parts.join("\n");
 }
