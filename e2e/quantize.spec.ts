@@ -16,6 +16,8 @@ import { bitsPerWeight } from "../src/quant/format.ts";
 import { errorMetrics, metricsBlockSize, sizeMetrics, type ErrorMetrics, type SizeMetrics } from "../src/quant/metrics.ts";
 import { getFormat } from "../src/quant/registry.ts";
 import { DEMO_FILE_NAME } from "../workers/model-input.ts";
+import { FIRST_SLICE_BYTES } from "../src/formats/source.ts";
+import { startRangeServer } from "./range-server.ts";
 import { storiesFile } from "./test-files.ts";
 
 /** A square demo tensor: rows of 256 weights, so the K-quants take it. */
@@ -180,4 +182,27 @@ test("stories260K: q4_K on the 172-wide down_proj names llama.cpp's fallback", a
   // The other format of the same run has its numbers.
   await expect(resultRow(page, "f16").getByTestId("result-bpw")).toHaveText("16.00");
   await screenshot(page, testInfo, "quantize-fallback");
+});
+
+test("a model opened from a URL: the quantization worker reads the header and the one tensor, nothing more", async ({ page }) => {
+  test.setTimeout(120_000);
+  const server = await startRangeServer(storiesFile, { urlPath: "/stories260K/model.safetensors" });
+  try {
+    await page.getByTestId("url-input").fill(server.url);
+    await page.getByTestId("url-open").click();
+    await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
+    const tensor = "model.layers.1.self_attn.q_proj.weight"; // 64 x 64 F32: 16 KiB
+    await selectTensor(page, tensor);
+    // The statistics panel reads the tensor first; wait for it so only the quantization is counted.
+    await expect(page.locator(`[data-testid="stats-panel"][data-name="${tensor}"]`)).toBeVisible({ timeout: 30_000 });
+    const before = server.bytesSent();
+    await pick(page, ["q8_0", "int8-channel"]);
+    await panel(page).getByTestId("quantize-run").click();
+    await expect(panel(page).getByTestId("quantize-report")).toHaveAttribute("data-tensor", tensor, { timeout: 60_000 });
+    await expect(panel(page).getByTestId("quantize-result")).toHaveCount(2);
+    // The worker opened the URL itself: one first slice for the header, then the tensor's 16 KiB.
+    expect(server.bytesSent() - before).toBeLessThanOrEqual(FIRST_SLICE_BYTES + 64 * 64 * 4);
+  } finally {
+    await server.close();
+  }
 });

@@ -100,6 +100,9 @@ export interface TensorQuantization {
 
 export const DEFAULT_MAX_WHOLE_TENSOR_BYTES = 256 * 1024 * 1024;
 
+/** Float32 bytes the CPU reference encodes between two looks at the AbortSignal (a fraction of a second). */
+const CPU_PIECE_BYTES = 1024 * 1024;
+
 /**
  * Whether a format encodes each row on its own and stores the rows' bytes back to back, so a tensor can
  * stream through it in chunks of rows: the ggml block formats, per-group and per-channel integers, casts.
@@ -346,6 +349,7 @@ async function pass(ctx: PassContext, runs: Run[]): Promise<void> {
   // Whole when some format needs the whole tensor, else in chunks of streamRows.
   const streamRows = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / (cols * 4)));
   const chunkRows = going().some((r) => r.whole) ? rows : streamRows;
+  const cpuPieceRows = Math.max(1, Math.min(streamRows, Math.floor(CPU_PIECE_BYTES / (cols * 4))));
   const sourceRowBytes = cols * DTYPE_BYTES[tensor.dtype];
 
   for await (const chunk of readTensorRows(tensor, { chunkBytes: chunkRows * sourceRowBytes, signal, reuseBuffers: true })) {
@@ -359,7 +363,7 @@ async function pass(ctx: PassContext, runs: Run[]): Promise<void> {
       return;
     }
     for (const run of going()) {
-      await encodeChunk(run, chunk, ctx, streamRows);
+      await encodeChunk(run, chunk, ctx, cpuPieceRows);
       // A format that failed or left for a rerun half-way counts its remaining rows as done.
       if (run.failure || run.rerun) countDone(ctx, run, rows - run.rowsDone);
     }
