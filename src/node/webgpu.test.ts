@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GGML_GOLDEN_DIR, goldenManifest, loadGoldenCase } from "../../test/ggml-golden.ts";
 import { quantlab } from "../../test/quantlab-cli.ts";
 import { gaussian } from "../../test/random.ts";
+import { STORIES_DIR } from "../../test/shared-data.ts";
+import type { QuantizeJson } from "../cli/quantize.ts";
 import type { LabDevice } from "../gpu/device.ts";
 import "../gpu/kernels.ts";
 import { gpuQuantizerFor } from "../gpu/quantizer.ts";
@@ -104,5 +106,36 @@ describe.runIf(dev)("quantlab encode/decode --backend webgpu", () => {
     expect(dec.stderr).toBe("");
     expect(dec.code).toBe(0);
     expect(Buffer.compare(await readFile(decoded), await readFile(path.join(GGML_GOLDEN_DIR, e.dequant.file)))).toBe(0);
+  });
+});
+
+describe.runIf(dev)("quantlab quantize --backend webgpu", () => {
+  it("gives the CPU run's sizes and max |error|, and its other metrics within src/gpu/metrics.ts's bound", async () => {
+    const model = path.join(STORIES_DIR, "model.safetensors");
+    const args = ["quantize", model, "--json", "--formats", "q8_0,q4_0,q4_K,int4-g32,int8,f16,fp8-e4m3", "--tensors", "layers\\.1\\.(mlp\\.up|self_attn\\.q)"];
+    const [gpuRun, cpuRun] = await Promise.all([quantlab(...args, "--backend", "webgpu"), quantlab(...args)]);
+    expect(gpuRun.stderr).toBe("");
+    expect(gpuRun.code).toBe(0);
+    const gpu = JSON.parse(gpuRun.stdout) as QuantizeJson;
+    const cpu = JSON.parse(cpuRun.stdout) as QuantizeJson;
+    expect(gpu.totals).toEqual(cpu.totals);
+    expect(gpu.results.length).toBe(cpu.results.length);
+    let onGpu = 0;
+    gpu.results.forEach((g, i) => {
+      const c = cpu.results[i]!;
+      if ("error" in c || "error" in g) {
+        expect(g).toEqual(c);
+        return;
+      }
+      const where = `${g.tensor} ${g.format}`;
+      if (g.ran_on === "gpu") onGpu++;
+      expect({ ...g, ran_on: c.ran_on, why: c.why, mse: 0, rmse: 0, snr_db: 0, cosine: 0 }, where).toEqual({ ...c, mse: 0, rmse: 0, snr_db: 0, cosine: 0 });
+      // GPU sums are f32 trees: |relative error| <= gamma(block + log2(256) + 3) ~ 1.6e-5 for blocks of 256.
+      expect(Math.abs(g.mse / c.mse - 1), where).toBeLessThan(1.6e-5);
+      expect(Math.abs(g.rmse / c.rmse - 1), where).toBeLessThan(1.6e-5);
+      expect(Math.abs(g.cosine - c.cosine), where).toBeLessThan(1e-5);
+      expect(Math.abs(g.snr_db! - c.snr_db!), where).toBeLessThan(1e-3);
+    });
+    expect(onGpu).toBeGreaterThan(0);
   });
 });
