@@ -134,6 +134,11 @@ test("a demo tensor in int4-g128, int8, q8_0 and q4_K: the pipeline's figures, a
   }
   await expect(resultRow(page, "q8_0")).toHaveAttribute("data-ran-on", "gpu");
   await screenshot(page, testInfo, "quantize-demo");
+
+  // Opening a model (even the demo again) clears the results of the previous one.
+  await page.getByTestId("demo-button").click();
+  await expect(page.getByTestId("synthetic-badge")).toBeVisible();
+  await expect(panel(page).getByTestId("quantize-report")).toHaveCount(0);
 });
 
 test("Cancel stops a long run, and the next run works", async ({ page }, testInfo) => {

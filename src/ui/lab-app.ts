@@ -316,6 +316,7 @@ export class LabApp extends LitElement {
               <ql-quantize-panel
                 data-testid="quantize-panel"
                 .client=${this.client}
+                .model=${this.model}
                 .tensor=${this.model.rows.find((r) => r.name === this.selected)}
               ></ql-quantize-panel>
             </div>`

@@ -36,6 +36,7 @@ interface Running {
 export class QuantizePanel extends LitElement {
   static override properties = {
     client: { attribute: false },
+    model: { attribute: false },
     tensor: { attribute: false },
     choices: { state: true },
     picked: { state: true },
@@ -44,6 +45,8 @@ export class QuantizePanel extends LitElement {
     error: { state: true },
   };
   declare client: LabClient | undefined;
+  /** The model shown (any object that changes when another model opens): its results go when it does. */
+  declare model: object | undefined;
   /** The selected tensor, or undefined. */
   declare tensor: TensorRow | undefined;
   /** The formats with their bits per weight on the selected tensor (from the worker). */
@@ -59,6 +62,7 @@ export class QuantizePanel extends LitElement {
   constructor() {
     super();
     this.client = undefined;
+    this.model = undefined;
     this.tensor = undefined;
     this.picked = new Set(DEFAULT_PICK);
   }
@@ -249,6 +253,13 @@ export class QuantizePanel extends LitElement {
   ];
 
   override willUpdate(changed: Map<string, unknown>): void {
+    if (changed.has("model") && changed.get("model") !== undefined) {
+      // Another model: a run on the old one is moot, and its results would sit next to the new model's tensors.
+      void this.cancel();
+      this.running = undefined;
+      this.report = undefined;
+      this.error = undefined;
+    }
     if (changed.has("tensor") || changed.has("client")) void this.loadChoices();
   }
 
