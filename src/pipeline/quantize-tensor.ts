@@ -359,7 +359,10 @@ async function pass(ctx: PassContext, runs: Run[]): Promise<void> {
     } catch (e) {
       if (!isQuantInputError(e)) throw e;
       const failure: FormatFailure = { problem: e.problem, message: e.message, row: e.row, col: e.col };
-      for (const run of going()) run.failure = failure;
+      for (const run of going()) {
+        run.failure = failure;
+        countDone(ctx, run, rows - run.rowsDone);
+      }
       return;
     }
     for (const run of going()) {
