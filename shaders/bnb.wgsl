@@ -70,7 +70,6 @@ struct RowScale {
 @group(0) @binding(3) var<storage, read_write> decoded: array<f32>;
 
 const WORKGROUP_SIZE = 64u;
-const ROW_WORKGROUP_SIZE = 256u;
 const BLOCK = 64u; // bnb.ts BNB_BLOCK
 const MAGNITUDE = 0x7fffffffu;
 const EXPONENT_BITS = 0x7f800000u;
@@ -104,7 +103,8 @@ fn absmax_bits(start: u32, end: u32) -> u32 {
 // ---------------------------------------------------------------------------------------------------
 // NF4 / FP4
 
-// The 4-bit code of v = fround(x / absmax) (bnb.ts quantizeNf4 / quantizeFp4).
+// The 4-bit code of v = fround(x / absmax) (bnb.ts quantizeNf4 / quantizeFp4): its rank, the number of
+// pivots p with v > p, found by a binary search over the ascending pivots (4 tests), mapped to the code.
 fn quantize_4bit(v: f32) -> u32 {
   var a = v;
   var sign = 0u;
@@ -113,8 +113,10 @@ fn quantize_4bit(v: f32) -> u32 {
     sign = select(0u, 8u, v < 0.0);
   }
   var rank = 0u;
-  for (var i = 0u; i < table.pivot_count; i++) {
-    rank += select(0u, 1u, a > table.pivots[i]);
+  for (var step = 8u; step > 0u; step /= 2u) {
+    if (rank + step <= table.pivot_count && a > table.pivots[rank + step - 1u]) {
+      rank += step;
+    }
   }
   return table.rank_code[rank] | sign;
 }
@@ -129,18 +131,24 @@ fn encode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id
     return;
   }
   let end = min(start + BLOCK, params.count);
-  let amax = absmax_bits(start, end);
-  absmax_out[block] = amax;
-  // Where float arithmetic could meet a subnormal: an absmax so large that its reciprocal is one (>= 2^126),
-  // a subnormal weight, or a weight more than 2^120 below the absmax (x / absmax near the subnormal range).
-  // (An FP4 code's sign is fround(x / absmax) < 0: a flushed product would lose it.)
-  let amax_exponent = biased_exponent(amax);
-  var exotic = amax_exponent >= 253u;
-  for (var i = start; i < end && !exotic; i++) {
+  // One pass: the absmax (raising FLAG_NON_FINITE for NaN and +-inf) and the smallest non-zero exponent.
+  var amax = 0u;
+  var smallest_exponent = 255u;
+  for (var i = start; i < end; i++) {
     let a = weights[i] & MAGNITUDE;
-    let exponent = biased_exponent(a);
-    exotic = a != 0u && (exponent == 0u || amax_exponent - exponent > 120u);
+    if (a >= EXPONENT_BITS) {
+      atomicOr(&flags, FLAG_NON_FINITE);
+    } else if (a != 0u) {
+      amax = max(amax, a);
+      smallest_exponent = min(smallest_exponent, biased_exponent(a));
+    }
   }
+  absmax_out[block] = amax;
+  // Where float arithmetic could meet a subnormal: a subnormal weight, a weight more than 2^120 below the
+  // absmax (x / absmax near the subnormal range), or an absmax so large that its reciprocal is subnormal
+  // (>= 2^126). (An FP4 code's sign is fround(x / absmax) < 0: a flushed product would lose it.)
+  let amax_exponent = biased_exponent(amax);
+  let exotic = amax != 0u && (smallest_exponent == 0u || amax_exponent - smallest_exponent > 120u || amax_exponent >= 253u);
   if (exotic) {
     leave_to_cpu(block);
     return;
@@ -185,42 +193,26 @@ fn decode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id
 // ---------------------------------------------------------------------------------------------------
 // LLM.int8
 
-var<workgroup> wg_max: array<u32, ROW_WORKGROUP_SIZE>;
-
-// One workgroup per row: SCB = max |x| (a tree of integer max: exact in any order), scale = 127 / SCB.
-// Rows with SCB below 2^-87 (where 127 / SCB overflows, or x * scale of a subnormal x could reach 0.5)
-// or past 2^120 go to the CPU.
-@compute @workgroup_size(ROW_WORKGROUP_SIZE)
+// One invocation per row: SCB = max |x| (integer max of the bits: exact), scale = 127 / SCB. Rows with SCB
+// below 2^-87 (where 127 / SCB overflows, or x * scale of a subnormal x could reach 0.5) or past 2^120 go
+// to the CPU.
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn int8_row_scales(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let row = linear_workgroup(group, groups);
+  let row = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
   let start = row * params.cols;
   if (start >= params.count) {
-    return; // the whole workgroup: barriers stay uniform
+    return;
   }
-  var m = 0u;
-  for (var i = start + lane; i < start + params.cols; i += ROW_WORKGROUP_SIZE) {
-    m = max(m, absmax_bits(i, i + 1u));
-  }
-  wg_max[lane] = m;
-  workgroupBarrier();
-  for (var stride = ROW_WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-    if (lane < stride) {
-      wg_max[lane] = max(wg_max[lane], wg_max[lane + stride]);
+  let scb = absmax_bits(start, start + params.cols);
+  let exponent = biased_exponent(scb);
+  var scale = 0.0; // a zero row: codes 0 (bitsandbytes would divide by 0)
+  if (scb != 0u) {
+    if (exponent < 40u || exponent > 247u) {
+      leave_to_cpu(row);
     }
-    workgroupBarrier();
+    scale = div_f32_exact(127.0, bitcast<f32>(scb));
   }
-  if (lane == 0u) {
-    let scb = wg_max[0];
-    let exponent = biased_exponent(scb);
-    var scale = 0.0; // a zero row: codes 0 (bitsandbytes would divide by 0)
-    if (scb != 0u) {
-      if (exponent < 40u || exponent > 247u) {
-        leave_to_cpu(row);
-      }
-      scale = div_f32_exact(127.0, bitcast<f32>(scb));
-    }
-    rows_out[row] = RowScale(scb, bitcast<u32>(scale));
-  }
+  rows_out[row] = RowScale(scb, bitcast<u32>(scale));
 }
 
 // One invocation per output word: 4 int8 codes, round(x * scale) clamped to [-127, 127].

@@ -4,9 +4,8 @@
 //
 // A "segment" is what one scale covers: a group of g weights, a row (per channel), or for per-tensor
 // formats a row whose scale is the tensor's. Encoding is two passes:
-//   1. segment_params_group (one invocation per group) or segment_params_row (one workgroup per row)
-//      find the segment's range [lo, hi] (lo <= 0 <= hi) and, from it, the fp16 scale, its reciprocal and
-//      the zero point, exactly as intGroupParams does. Per-tensor formats read only the rows' ranges: the
+//   1. segment_params (one invocation per segment) finds the segment's range [lo, hi] (lo <= 0 <= hi)
+//      and, from it, the fp16 scale, its reciprocal and the zero point, exactly as intGroupParams does. Per-tensor formats read only the rows' ranges: the
 //      CPU merges them over the whole tensor and computes the one scale with intGroupParams itself.
 //   2. pack_codes: one invocation per output u32 word assembles the word's 4 bytes: header bytes (scale,
 //      zero point) or code bytes, each code recomputed from its weight, so no two invocations share a word
@@ -20,9 +19,9 @@
 // addition that a compiler could fuse into an FMA); decoding's (u - z) * scale is exact in f32.
 //
 // Bindings, per entry point:
-//   segment_params_group / segment_params_row   0 params | 1 weights | 2 segments_out | 3 flags
-//   pack_codes                                  0 params | 1 weights | 2 segments_in  | 3 encoded
-//   decode_codes                                0 params | 1 encoded_in | 2 decoded
+//   segment_params   0 params | 1 weights | 2 segments_out | 3 flags
+//   pack_codes       0 params | 1 weights | 2 segments_in  | 3 encoded
+//   decode_codes     0 params | 1 encoded_in | 2 decoded
 
 struct Params {
   count: u32,        // weights in this chunk (whole rows)
@@ -60,7 +59,6 @@ struct Segment {
 @group(0) @binding(2) var<storage, read_write> decoded: array<f32>;
 
 const WORKGROUP_SIZE = 64u;
-const ROW_WORKGROUP_SIZE = 256u;
 const SIGN = 0x80000000u;
 const EXPONENT_BITS = 0x7f800000u;
 const F16_MAX_BITS = 0x7bffu; // 65504, the largest fp16
@@ -69,7 +67,8 @@ const FLAG_SCALE_OVERFLOW = 2u;
 
 // ---------------------------------------------------------------------------------------------------
 // Ranges, as integers: the largest positive value and the largest negative magnitude, compared on their
-// bits (for non-negative floats the bits' unsigned order is the value order).
+// bits (for non-negative floats the bits' unsigned order is the value order), so exact in any order and
+// where subnormals flush.
 
 struct Range {
   pos: u32, // bits of the largest x >= 0 (0: none)
@@ -150,57 +149,24 @@ fn segment_of(r: Range) -> Segment {
 // ---------------------------------------------------------------------------------------------------
 // Pass 1
 
-// One invocation per group of seg_weights (<= 128) weights.
+// One invocation per segment (a group, or a row): its range, then its parameters. A row is scanned by one
+// invocation too: rows are many where they are long, and a single pass keeps the range exact and simple.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn segment_params_group(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn segment_params(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let seg = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
-  if (seg * params.seg_weights >= params.count) {
-    return;
-  }
-  var r = Range(0u, 0u);
   let start = seg * params.seg_weights;
-  for (var i = start; i < start + params.seg_weights; i++) {
-    r = widen(r, weights[i]);
-  }
-  segments_out[seg] = segment_of(r);
-}
-
-var<workgroup> wg_pos: array<u32, ROW_WORKGROUP_SIZE>;
-var<workgroup> wg_neg: array<u32, ROW_WORKGROUP_SIZE>;
-
-// One workgroup per row (per channel and per tensor, where a row can be long): each lane takes every
-// ROW_WORKGROUP_SIZE-th weight, then a tree of max. Max is exact in any order, so this equals the CPU's scan.
-@compute @workgroup_size(ROW_WORKGROUP_SIZE)
-fn segment_params_row(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let row = linear_workgroup(group, groups);
-  let start = row * params.seg_weights;
-  // The grid is rounded up to a rectangle: workgroups past the chunk return (the whole workgroup, so
-  // the barriers below stay uniform).
   if (start >= params.count) {
     return;
   }
   var r = Range(0u, 0u);
-  for (var i = lane; i < params.seg_weights; i += ROW_WORKGROUP_SIZE) {
-    r = widen(r, weights[start + i]);
+  for (var i = start; i < start + params.seg_weights; i++) {
+    r = widen(r, weights[i]);
   }
-  wg_pos[lane] = r.pos;
-  wg_neg[lane] = r.neg;
-  workgroupBarrier();
-  for (var stride = ROW_WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-    if (lane < stride) {
-      wg_pos[lane] = max(wg_pos[lane], wg_pos[lane + stride]);
-      wg_neg[lane] = max(wg_neg[lane], wg_neg[lane + stride]);
-    }
-    workgroupBarrier();
-  }
-  if (lane == 0u) {
-    let whole = Range(wg_pos[0], wg_neg[0]);
-    if (params.one_scale != 0u) {
-      // Per tensor: only the range counts here (the CPU derives the tensor's one scale from all rows).
-      segments_out[row] = Segment(range_lo(whole), whole.pos, 0u, 0u);
-    } else {
-      segments_out[row] = segment_of(whole);
-    }
+  if (params.one_scale != 0u) {
+    // Per tensor: only the range counts here (the CPU derives the tensor's one scale from all rows).
+    segments_out[seg] = Segment(range_lo(r), r.pos, 0u, 0u);
+  } else {
+    segments_out[seg] = segment_of(r);
   }
 }
 

@@ -11,7 +11,7 @@
  *   bitsandbytes' dynamic map) is a small sequential step over n/64 values: it runs here on the CPU, with
  *   bnb.ts's absmaxMean and encodeAbsmaxBlock, from the GPU's exact absmax values. Decoding reconstructs the
  *   absmax values with bnb.ts's decodeAbsmax the same way, then the GPU decodes the codes.
- * - LLM.int8: one workgroup per row finds SCB and the scale, then one invocation per word packs 4 codes.
+ * - LLM.int8: one invocation per row finds SCB and the scale, then one invocation per word packs 4 codes.
  *
  * Blocks or rows whose arithmetic could meet subnormal floats (a device may flush them; SwiftShader does) are
  * listed by the kernels and computed with bnb.ts's own block and row functions; they need magnitudes below
@@ -45,7 +45,7 @@ import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
 const SHADER = familyShader(bnbWgsl, "bnb.wgsl");
-/** WORKGROUP_SIZE in bnb.wgsl (encode_4bit, decode_4bit, pack_int8, decode_int8). */
+/** WORKGROUP_SIZE in bnb.wgsl. */
 const WORKGROUP_SIZE = 64;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
         const hard = outputStorage(device, 4 * (1 + n), "bnb rows left to the CPU");
         const codes = outputStorage(device, n * cols, "bnb int8 codes");
         try {
-          dispatchBindings(device, scalesPipeline, { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard }, n, "bnb int8_row_scales");
+          dispatchBindings(device, scalesPipeline, { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard }, workgroupsFor(n, WORKGROUP_SIZE), "bnb int8_row_scales");
           dispatchBindings(device, packPipeline, { 0: params, 1: weights, 2: codes, 7: scales }, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
           const [scaleData, hardData, codeData] = await Promise.all([
             readBack(device, scales, n * 8, opts?.signal),

@@ -23,7 +23,7 @@ import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
 const SHADER = familyShader(intqWgsl, "intq.wgsl");
-/** WORKGROUP_SIZE in intq.wgsl (segment_params_group, pack_codes, decode_codes). */
+/** WORKGROUP_SIZE in intq.wgsl. */
 const WORKGROUP_SIZE = 64;
 /** Words of the shader's Segment struct. */
 const SEGMENT_WORDS = 4;
@@ -147,16 +147,14 @@ class IntGpuQuantizer implements GpuQuantizer {
   private async encodeSegments(x: Float32Array, shape: MatrixShape, flags: EncoderFlags, out: Uint8Array, signal?: AbortSignal): Promise<void> {
     const { device } = this.dev;
     const { cols } = shape;
-    const grouped = typeof this.spec.granularity === "number";
-    const paramsPipeline = await this.pipeline(grouped ? "segment_params_group" : "segment_params_row");
+    const paramsPipeline = await this.pipeline("segment_params");
     const { segWeights } = this.segmentShape(cols);
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     await this.forEachChunk(x, shape, false, signal, async (r0, n, params, weights) => {
       const segments = (n * cols) / segWeights;
       const segmentInfo = outputStorage(device, segments * SEGMENT_WORDS * 4, "intq segments");
       try {
-        const paramGroups = grouped ? workgroupsFor(segments, WORKGROUP_SIZE) : n;
-        dispatch(device, paramsPipeline, [params, weights, segmentInfo, flags.buffer], paramGroups, "intq segment params");
+        dispatch(device, paramsPipeline, [params, weights, segmentInfo, flags.buffer], workgroupsFor(segments, WORKGROUP_SIZE), "intq segment params");
         await this.pack(params, weights, segmentInfo, n * rowBytes, out, r0 * rowBytes, signal);
       } finally {
         segmentInfo.destroy();
@@ -164,7 +162,10 @@ class IntGpuQuantizer implements GpuQuantizer {
     });
   }
 
-  /** Per tensor: every row's range first (merged on the CPU into the one scale), then every row's codes. */
+  /**
+   * Per tensor: every row's range first (merged on the CPU into the one scale), then every row's codes. A
+   * tensor that fits one chunk is uploaded once for both passes.
+   */
   private async encodeTensor(
     x: Float32Array,
     shape: MatrixShape,
@@ -174,13 +175,13 @@ class IntGpuQuantizer implements GpuQuantizer {
   ): Promise<void> {
     const { device } = this.dev;
     const signal = opts?.signal;
-    const rangePipeline = await this.pipeline("segment_params_row");
+    const rangePipeline = await this.pipeline("segment_params");
     let lo = 0;
     let hi = 0;
-    await this.forEachChunk(x, shape, true, signal, async (_r0, n, params, weights) => {
+    const widenRange = async (n: number, params: GPUBuffer, weights: GPUBuffer) => {
       const ranges = outputStorage(device, n * SEGMENT_WORDS * 4, "intq row ranges");
       try {
-        dispatch(device, rangePipeline, [params, weights, ranges, flags.buffer], n, "intq row ranges");
+        dispatch(device, rangePipeline, [params, weights, ranges, flags.buffer], workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
         const words = new Float32Array((await readBack(device, ranges, n * SEGMENT_WORDS * 4, signal)).buffer);
         for (let r = 0; r < n; r++) {
           lo = Math.min(lo, words[r * SEGMENT_WORDS]!);
@@ -189,21 +190,39 @@ class IntGpuQuantizer implements GpuQuantizer {
       } finally {
         ranges.destroy();
       }
-    });
-    // NaN/Inf first, as the CPU checks them before it looks at the range.
-    await flags.check(this.format, x, shape, opts);
-    const p = intGroupParams(lo, hi, this.spec.bits, this.spec.asym);
-    // The header: scale fp16 @0, zero point @2 (asymmetric), as intq.ts lays it out.
-    out[0] = p.scaleBits & 0xff;
-    out[1] = p.scaleBits >>> 8;
-    if (this.spec.asym) out[2] = p.zero;
-    const tensorScale = p.scaleBits | (p.zero << 16);
-    const segment = uploadStorage(device, new Uint32Array([f32Bits(lo), f32Bits(hi), tensorScale, f32Bits(p.inv)]), "intq tensor scale");
+    };
+    /** The tensor's one scale from its range, written to the header; the Segment the packer reads. */
+    const tensorSegment = async (): Promise<GPUBuffer> => {
+      // NaN/Inf first, as the CPU checks them before it looks at the range.
+      await flags.check(this.format, x, shape, opts);
+      const p = intGroupParams(lo, hi, this.spec.bits, this.spec.asym);
+      // The header: scale fp16 @0, zero point @2 (asymmetric), as intq.ts lays it out.
+      out[0] = p.scaleBits & 0xff;
+      out[1] = p.scaleBits >>> 8;
+      if (this.spec.asym) out[2] = p.zero;
+      const words = new Uint32Array([f32Bits(lo), f32Bits(hi), p.scaleBits | (p.zero << 16), f32Bits(p.inv)]);
+      return uploadStorage(device, words, "intq tensor scale");
+    };
     const rowBytes = this.codeBytes(shape.cols);
+    const packChunk = (r0: number, n: number, params: GPUBuffer, weights: GPUBuffer, segment: GPUBuffer) =>
+      this.pack(params, weights, segment, n * rowBytes, out, this.head + r0 * rowBytes, signal);
+
+    if (shape.rows <= this.rowsPerChunk(shape.cols)) {
+      await this.forEachChunk(x, shape, true, signal, async (r0, n, params, weights) => {
+        await widenRange(n, params, weights);
+        const segment = await tensorSegment();
+        try {
+          await packChunk(r0, n, params, weights, segment);
+        } finally {
+          segment.destroy();
+        }
+      });
+      return;
+    }
+    await this.forEachChunk(x, shape, true, signal, (_r0, n, params, weights) => widenRange(n, params, weights));
+    const segment = await tensorSegment();
     try {
-      await this.forEachChunk(x, shape, true, signal, (r0, n, params, weights) =>
-        this.pack(params, weights, segment, n * rowBytes, out, this.head + r0 * rowBytes, signal),
-      );
+      await this.forEachChunk(x, shape, true, signal, (r0, n, params, weights) => packChunk(r0, n, params, weights, segment));
     } finally {
       segment.destroy();
     }
