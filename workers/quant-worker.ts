@@ -109,6 +109,8 @@ const api: QuantWorkerApi = {
       throw toWireError(e);
     } finally {
       if (jobs.get(request.jobId) === controller) jobs.delete(request.jobId);
+      // The callback is a comlink proxy with a message port of its own: close it with the job.
+      void (onProgress as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
     }
   },
 
