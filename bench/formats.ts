@@ -6,9 +6,11 @@
  *
  * Where the GPU runs: Dawn in Node (the `webgpu` package, src/node/webgpu.ts) on SwiftShader's Vulkan
  * driver, the same software rasterizer as the browser tests' Chromium, so the figures are a CPU's:
- * judge the ratios. GPU times are end to end, as the lab uses the kernels: from a Float32Array in
- * JS memory to the bytes back in JS memory (upload, dispatches, read-back), wall time. The copy
- * baseline is measured the same way (src/gpu/copy.ts). MB/s = 10^6 bytes of float32 input per second.
+ * judge the ratios. GPU times are end to end, as the lab's pipeline (src/pipeline/quantize-tensor.ts)
+ * runs the kernels: the tensor streamed in chunks of DEFAULT_CHUNK_BYTES of whole rows (the whole tensor
+ * at once for the formats that need it), each from a Float32Array in JS memory to the bytes back in JS
+ * memory (upload, dispatches, read-back), wall time. The copy baseline (src/gpu/copy.ts) is measured
+ * the same way, with the same chunks. MB/s = 10^6 bytes of float32 input per second.
  *
  * Targets (issue 3):
  *  - memory-bound kernels (the block-32 formats q4_0..q8_0 and q8_K, the plain integers, bitsandbytes,
@@ -27,6 +29,7 @@ import { gaussian } from "../test/random.ts";
 import type { LabDevice } from "../src/gpu/device.ts";
 import type { QuantFormat } from "../src/quant/format.ts";
 import { getFormat } from "../src/quant/registry.ts";
+import { DEFAULT_CHUNK_BYTES } from "../src/formats/model.ts";
 import { cpuFormatRows, cReferenceFigures, type CpuFormatRow, type CpuPath } from "./cpu-formats.ts";
 
 /** What `npm run bench` covers: every format the issue names (`--formats all` for the whole registry). */
@@ -48,8 +51,10 @@ export interface FormatBenchRow {
   path: EncodePath;
   /** WGSL kernel, MB/s of input; undefined when the format has no kernel (yet). */
   gpuMBps: number | undefined;
-  /** The copy kernel's MB/s on the same adapter, same data. */
+  /** The copy kernel's MB/s on the same adapter, same data, same chunks. */
   copyMBps: number;
+  /** Whether the tensor went through in chunks of rows (else whole). */
+  chunked: boolean;
   /** TypeScript CPU reference, MB/s. */
   cpuMBps: number;
   /** llama.cpp's C reference, MB/s, where the README has a figure. */
@@ -65,9 +70,11 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-/** Median wall ms of `run`: once to warm up, then up to 3 times while it is fast. */
+/**
+ * Median wall ms of `run`, up to 3 times while it is fast. Callers warm up first on a small slice
+ * (pipelines compiled, code JIT-compiled): a full-size warm-up run of a slow path would double the bench.
+ */
 async function timeMedian(run: () => Promise<unknown> | unknown): Promise<number> {
-  await run();
   const times: number[] = [];
   let total = 0;
   while (times.length < 3 && (times.length === 0 || total < REPEAT_UNDER_MS)) {
@@ -103,12 +110,13 @@ export interface FormatBench {
  */
 async function gpuModules() {
   register(new URL("../bin/raw-imports.js", import.meta.url));
-  const [backend, quantizer, copy] = await Promise.all([
+  const [backend, quantizer, copy, pipeline] = await Promise.all([
     import("../src/cli/backend.ts"),
     import("../src/gpu/quantizer.ts"),
     import("../src/gpu/copy.ts"),
+    import("../src/pipeline/quantize-tensor.ts"),
   ]);
-  return { ...backend, gpuQuantizerFor: quantizer.gpuQuantizerFor, gpuCopy: copy.gpuCopy };
+  return { ...backend, gpuQuantizerFor: quantizer.gpuQuantizerFor, gpuCopy: copy.gpuCopy, encodesRowsIndependently: pipeline.encodesRowsIndependently };
 }
 
 export async function formatBench(options: FormatBenchOptions = {}): Promise<FormatBench> {
@@ -126,8 +134,17 @@ export async function formatBench(options: FormatBenchOptions = {}): Promise<For
   const adapter = gpu.describeDevice(dev);
 
   try {
-    const copyMBps = mbps(inputBytes, await timeMedian(() => gpu.gpuCopy(dev, x)));
-    log(`copy kernel: ${copyMBps.toFixed(0)} MB/s`);
+    const chunkRows = Math.max(1, Math.floor(DEFAULT_CHUNK_BYTES / (cols * 4)));
+    const pieces = (whole: boolean) => gpu.chunkRows(rows, whole ? rows : chunkRows);
+    const copyMBps = new Map<boolean, number>();
+    await gpu.gpuCopy(dev, x.subarray(0, 8 * cols));
+    for (const whole of [false, true]) {
+      const ms = await timeMedian(async () => {
+        for (const [a, b] of pieces(whole)) await gpu.gpuCopy(dev, x.subarray(a * cols, b * cols));
+      });
+      copyMBps.set(whole, mbps(inputBytes, ms));
+      log(`copy kernel (${whole ? "whole tensor" : `chunks of ${chunkRows} rows`}): ${mbps(inputBytes, ms).toFixed(0)} MB/s`);
+    }
 
     // The TS references of the formats llama.cpp has figures for, with bench/cpu-formats.ts's idle-core adjustment.
     const cFormats = new Set(cReferenceFigures().map((f) => f.format));
@@ -139,14 +156,16 @@ export async function formatBench(options: FormatBenchOptions = {}): Promise<For
       const paths: EncodePath[] = cRow(format.id, "encode+imatrix") ? ["encode", "encode+imatrix"] : ["encode"];
       for (const path of paths) {
         const opts = path === "encode+imatrix" ? { imatrix } : {};
-        const gpuMBps = await timeGpu(gpu.gpuQuantizerFor, dev, format, x, shape, opts);
+        const whole = !gpu.encodesRowsIndependently(format);
+        const gpuMBps = await timeGpu(gpu.gpuQuantizerFor, dev, format, x, shape, pieces(whole), opts);
         const c = cRow(format.id, path);
         const cpuMBps = c ? c.tsMBps : await timeCpu(format, x, shape);
         const row: FormatBenchRow = {
           format: format.id,
           path,
           gpuMBps,
-          copyMBps,
+          copyMBps: copyMBps.get(whole)!,
+          chunked: !whole,
           cpuMBps,
           cMBps: c?.cMBps,
           cpuAdjustedRatio: c?.adjustedRatio,
@@ -168,14 +187,19 @@ async function timeGpu(
   format: QuantFormat,
   x: Float32Array,
   shape: { rows: number; cols: number },
+  chunks: [number, number][],
   opts: { imatrix?: Float32Array },
 ): Promise<number | undefined> {
   const q = gpuQuantizerFor(dev, format);
   if (!q) return undefined;
+  const { cols } = shape;
   try {
     // A first small call compiles the pipelines, so the timed ones measure the kernels.
-    await q.encode(x.subarray(0, 8 * shape.cols), { rows: 8, cols: shape.cols }, opts);
-    return mbps(x.byteLength, await timeMedian(() => q.encode(x, shape, opts)));
+    await q.encode(x.subarray(0, 8 * cols), { rows: 8, cols }, opts);
+    const ms = await timeMedian(async () => {
+      for (const [a, b] of chunks) await q.encode(x.subarray(a * cols, b * cols), { rows: b - a, cols }, opts);
+    });
+    return mbps(x.byteLength, ms);
   } finally {
     q.destroy();
   }
@@ -183,6 +207,8 @@ async function timeGpu(
 
 async function timeCpu(format: QuantFormat, x: Float32Array, shape: { rows: number; cols: number }): Promise<number> {
   const out = new Uint8Array(format.encodedBytes(shape));
+  const warm = { rows: Math.min(shape.rows, 64), cols: shape.cols };
+  format.encode(x.subarray(0, warm.rows * warm.cols), warm);
   return mbps(x.byteLength, await timeMedian(() => format.encode(x, shape, { out })));
 }
 
@@ -203,10 +229,11 @@ function cpuVerdict(r: FormatBenchRow): string {
 }
 
 export function formatBenchTable(bench: FormatBench, rows: number, cols: number): string {
-  const header = ["format", "path", "GPU MB/s", "copy MB/s", "GPU/copy", "CPU MB/s", "C MB/s", "GPU/C", "C/CPU idle", "GPU target", "GPU", "CPU <= 3x C"];
+  const header = ["format", "path", "input", "GPU MB/s", "copy MB/s", "GPU/copy", "CPU MB/s", "C MB/s", "GPU/C", "C/CPU idle", "GPU target", "GPU", "CPU <= 3x C"];
   const lines = bench.rows.map((r) => [
     r.format,
     r.path,
+    r.chunked ? "chunks" : "whole",
     r.gpuMBps === undefined ? "no kernel yet" : fixed(r.gpuMBps),
     fixed(r.copyMBps),
     r.gpuMBps === undefined ? "-" : fixed(r.gpuMBps / r.copyMBps, 2),
@@ -220,9 +247,10 @@ export function formatBenchTable(bench: FormatBench, rows: number, cols: number)
   ]);
   const all = [header, ...lines];
   const widths = header.map((_, c) => Math.max(...all.map((l) => l[c]!.length)));
-  const line = (cells: string[]) => cells.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ").trimEnd();
+  const line = (cells: string[]) => cells.map((cell, c) => (c < 3 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ").trimEnd();
   return [
-    `Formats on a ${rows}x${cols} float32 tensor, N(0, 0.02^2); GPU: ${bench.adapter}, end to end (upload, kernels, read-back)`,
+    `Formats on a ${rows}x${cols} float32 tensor, N(0, 0.02^2); GPU: ${bench.adapter}, end to end (upload, kernels, read-back);`,
+    `input: in chunks of ${(DEFAULT_CHUNK_BYTES / 2 ** 20).toFixed(0)} MiB of rows as the pipeline streams it, or whole for the formats that need the whole tensor.`,
     "",
     line(header),
     "-".repeat(line(header).length),

@@ -55,7 +55,7 @@ export function describeDevice(dev: LabDevice): string {
 }
 
 /** Rows [start, end) of a chunk plan: whole rows, at most `rowsPerChunk` each. */
-function chunkRows(rows: number, rowsPerChunk: number): [number, number][] {
+export function chunkRows(rows: number, rowsPerChunk: number): [number, number][] {
   const chunks: [number, number][] = [];
   for (let start = 0; start < rows; start += rowsPerChunk) chunks.push([start, Math.min(rows, start + rowsPerChunk)]);
   return chunks;
