@@ -338,6 +338,7 @@ fn make_qx_quants_weighted(nmax: i32) -> f32 {
   for (var i = 0u; i < QK; i++) {
     let l = clamp(nearest_int(iscale * block_x[i]), -nmax, nmax - 1);
     levels[i] = u32(l + nmax);
+    levels_aux[i] = levels[i];
     let fl = f32(l);
     sumlx = sumlx + block_tmp[i] * fl;
     suml2 = suml2 + (block_w[i] * fl) * fl;
@@ -349,17 +350,26 @@ fn make_qx_quants_weighted(nmax: i32) -> f32 {
       continue;
     }
     iscale = -(fmax + no_fold(0.1) * f32(is)) / signed_max;
+    var changed = false;
+    for (var i = 0u; i < QK; i++) {
+      let l = u32(nmax + clamp(nearest_int(iscale * block_x[i]), -nmax, nmax - 1));
+      changed = changed || l != levels_aux[i];
+      levels_aux[i] = l;
+    }
+    // The previous candidate's levels give the same sums and so the same verdict (accepting them
+    // again changes nothing): skip the sums, as the CPU reference does.
+    if (!changed) {
+      continue;
+    }
     sumlx = 0.0;
     suml2 = 0.0;
     for (var i = 0u; i < QK; i++) {
-      let fl = f32(clamp(nearest_int(iscale * block_x[i]), -nmax, nmax - 1));
+      let fl = f32(i32(levels_aux[i]) - nmax);
       sumlx = sumlx + block_tmp[i] * fl;
       suml2 = suml2 + (block_w[i] * fl) * fl;
     }
     if (suml2 > 0.0 && sumlx * sumlx > best * suml2) {
-      for (var i = 0u; i < QK; i++) {
-        levels[i] = u32(nmax + clamp(nearest_int(iscale * block_x[i]), -nmax, nmax - 1));
-      }
+      levels = levels_aux;
       scale = sumlx / suml2;
       best = scale * sumlx;
     }
@@ -421,13 +431,21 @@ fn make_qkx3_quants_weighted(nmax: i32) -> f32 {
   }
   for (var is = 0; is <= nstep; is++) {
     iscale = ((rmin + rdelta * f32(is)) + fmax) / (hi - lo);
+    var changed = is == 0;
+    for (var i = 0u; i < QK; i++) {
+      let l = u32(clamp(nearest_int(iscale * block_tmp[i]), 0, nmax));
+      changed = changed || l != levels_aux[i];
+      levels_aux[i] = l;
+    }
+    // The previous candidate's levels give the same fit and error, so the same verdict: skip it.
+    if (!changed) {
+      continue;
+    }
     var sum_l = 0.0;
     var sum_l2 = 0.0;
     var sum_xl = 0.0;
     for (var i = 0u; i < QK; i++) {
-      let l = clamp(nearest_int(iscale * block_tmp[i]), 0, nmax);
-      levels_aux[i] = u32(l);
-      let fl = f32(l);
+      let fl = f32(levels_aux[i]);
       let wl = block_w[i] * fl;
       sum_l = sum_l + wl;
       sum_l2 = sum_l2 + wl * fl;
@@ -441,8 +459,9 @@ fn make_qkx3_quants_weighted(nmax: i32) -> f32 {
         this_min = 0.0;
         this_scale = sum_xl / sum_l2;
       }
+      // The terms are >= 0: once the partial sum reaches best_err this fit cannot win.
       var err = 0.0;
-      for (var i = 0u; i < QK; i++) {
+      for (var i = 0u; i < QK && err < best_err; i++) {
         var diff = (this_scale * f32(levels_aux[i]) + this_min) - block_x[i];
         diff = diff * diff;
         err = err + block_w[i] * diff;
