@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { f16BitsToF32, f32Bits } from "../../formats/float-bits.ts";
-import { F16_TO_F32, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
+import { bitsView, F16_TO_F32, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
 
 /** ggml's nearest_int as C writes it: add 12582912.0f, keep the low 22 mantissa bits. */
 function nearestIntBitTrick(v: number): number {
@@ -45,9 +45,26 @@ describe("ggml rounding helpers", () => {
     }
   });
 
-  it("signedAbsMax returns the signed value of the largest |x|, the first on ties", () => {
-    expect(signedAbsMax(new Float32Array([1, -3, 3, 2]), 0, 4)).toBe(-3);
-    expect(signedAbsMax(new Float32Array([9, 1, 3, -3]), 1, 3)).toBe(3);
-    expect(signedAbsMax(new Float32Array([0, -0, 0]), 0, 3)).toBe(0);
+  it("signedAbsMax returns the signed value of the largest |x|, the first on ties, like ggml's branchy loop", () => {
+    const sam = (v: number[], xo = 0, n = v.length) => signedAbsMax(bitsView(new Float32Array(v)), xo, n);
+    expect(sam([1, -3, 3, 2])).toBe(-3);
+    expect(sam([9, 1, 3, -3], 1, 3)).toBe(3);
+    expect(Object.is(sam([0, -0, 0]), 0)).toBe(true);
+    expect(Object.is(sam([-0, -0]), 0)).toBe(true);
+    expect(sam([-3.4028234663852886e38, 3.4028234663852886e38, 1e-45])).toBe(-3.4028234663852886e38);
+    // Against the loop as ggml writes it, on values with many ties and both signs.
+    const x = new Float32Array(4096).map((_, i) => ((i * 7919) % 13) - 6 + (i % 3 === 0 ? 0.5 : 0));
+    for (let xo = 0; xo < x.length; xo += 16) {
+      let amax = 0;
+      let max = 0;
+      for (let i = xo; i < xo + 16; i++) {
+        const ax = Math.abs(x[i]!);
+        if (ax > amax) {
+          amax = ax;
+          max = x[i]!;
+        }
+      }
+      expect(signedAbsMax(bitsView(x), xo, 16)).toBe(max);
+    }
   });
 });

@@ -12,7 +12,7 @@
  * Speed notes (V8): hot functions take `Math.fround` into a local `fr` and keep constants in locals;
  * module-level bindings are reloaded and re-checked on every loop iteration by TurboFan.
  */
-import { f16BitsToF32, f32Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
+import { bitsToF32, f16BitsToF32, f32Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
 
 export const fr = Math.fround;
 
@@ -105,22 +105,32 @@ export function writeU32(out: Uint8Array, off: number, v: number): void {
 // ---------------------------------------------------------------------------------------------------------
 // Loops the encoders share
 
+/** The same bytes as int32: the float32 bit patterns of x (WGSL: bitcast<i32>). */
+export function bitsView(x: Float32Array): Int32Array {
+  return new Int32Array(x.buffer, x.byteOffset, x.length);
+}
+
 /**
- * The signed value with the largest |x| in x[xo..xo+n) (the first one on ties; 0 for an empty or all-zero
- * range): ggml's `max` in its `if (ax > amax) { amax = ax; max = x[i]; }` loops. Its |value| is `amax`.
+ * The signed value with the largest |x| among the finite float32 values whose bits are xBits[xo..xo+n)
+ * (xBits = bitsView(x)); the first one on ties, +0 for an all-zero range: ggml's `max` in its
+ * `if (ax > amax) { amax = ax; max = x[i]; }` loops. Its |value| is `amax`.
+ *
+ * On bits, because that comparison can then be made without a branch: |x| orders like the integer
+ * bits & 0x7fffffff, and for two such integers (a - b) >> 31 is -1 exactly when a < b (no overflow below
+ * 2^31). The branch `ax > amax` depends on the data and mispredicts a few times per block, which costs
+ * more than the rest of the loop.
  */
-export function signedAbsMax(x: Float32Array, xo: number, n: number): number {
-  let amax = 0;
-  let max = 0;
+export function signedAbsMax(xBits: Int32Array, xo: number, n: number): number {
+  let amaxBits = 0;
+  let maxBits = 0;
   for (let i = xo; i < xo + n; i++) {
-    const v = x[i]!;
-    const av = Math.abs(v);
-    if (av > amax) {
-      amax = av;
-      max = v;
-    }
+    const bits = xBits[i]!;
+    const abs = bits & 0x7fffffff;
+    const larger = (amaxBits - abs) >> 31; // -1 where abs > amaxBits, else 0
+    amaxBits ^= (amaxBits ^ abs) & larger;
+    maxBits ^= (maxBits ^ bits) & larger;
   }
-  return max;
+  return bitsToF32(maxBits);
 }
 
 /** sum of x^2 over x[xo..xo+n), accumulated in order in float32 (ggml's `sum_x2 += x[j]*x[j]`). */

@@ -9,6 +9,7 @@
  * q2_K's _impl asserts non-NULL) are therefore never used by ggml_quantize_chunk, nor here.
  */
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
+import { bitsView } from "./common.ts";
 import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 
 /** QK_K: weights per super-block. */
@@ -16,6 +17,8 @@ export const QK_K = 256;
 
 /** Per-call scratch for the block encoders (C keeps these on the stack of each quantize_row_*). */
 export class KQuantScratch {
+  /** The bits of the tensor being encoded (bitsView(x), for signedAbsMax). */
+  readonly xBits: Int32Array;
   /** Levels of one super-block (uint8_t L[QK_K]: q2_K, q4_K, q5_K). */
   readonly L = new Uint8Array(QK_K);
   /** Levels of one super-block (int8_t L[QK_K]: q3_K, q6_K). */
@@ -30,12 +33,17 @@ export class KQuantScratch {
   readonly weights = new Float32Array(32);
   /** Sub-block scales, mins and weight sums (16 sub-blocks of 16 or 8 of 32). */
   readonly scales = new Float32Array(16);
+  readonly scalesBits = bitsView(this.scales);
   readonly mins = new Float32Array(16);
   readonly sw = new Float32Array(16);
   /** Quantized sub-block scales and mins (imatrix paths). */
   readonly Ls = new Uint8Array(16);
   readonly Lm = new Uint8Array(16);
   readonly Ls8 = new Int8Array(16);
+
+  constructor(x: Float32Array) {
+    this.xBits = bitsView(x);
+  }
 }
 
 /**
@@ -119,7 +127,7 @@ export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
       const blocksPerRow = cols / QK_K;
       // Every block encoder stores all of its block's bytes.
       const out = encodeOutput(opts?.out, rows * blocksPerRow * blockBytes, false, tensor);
-      const scratch = new KQuantScratch();
+      const scratch = new KQuantScratch(x);
       const encodeBlock = imatrix ? encodeImatrix : encodeRef;
       const qw = imatrix ?? EMPTY;
       let oo = 0;

@@ -22,7 +22,8 @@ import { GROUP_MAX_EPS, nearestInt, nearestIntInRange, signedAbsMax } from "./co
 /**
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
  * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
- * the caller fills w then). Reads x[xo..xo+n); levels[0..n) and wx[0..n) are scratch. Returns the scale.
+ * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..n) and
+ * wx[0..n) are scratch. Returns the scale.
  *
  * Tries iscale = -(nmax + 0.1*is)/max for is = -9..9. A step whose levels equal the previous step's has
  * the same sums: if that step won, winning again would store the same L, scale and best; if it lost, best
@@ -32,6 +33,7 @@ export function makeQxQuants(
   n: number,
   nmax: number,
   x: Float32Array,
+  xBits: Int32Array,
   xo: number,
   L: Int8Array,
   lo: number,
@@ -41,7 +43,7 @@ export function makeQxQuants(
   wx: Float32Array,
 ): number {
   const fr = Math.fround;
-  const max = signedAbsMax(x, xo, n);
+  const max = signedAbsMax(xBits, xo, n);
   if (Math.abs(max) < GROUP_MAX_EPS) {
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;
@@ -102,13 +104,14 @@ export function makeQ3Quants(
   n: number,
   nmax: number,
   x: Float32Array,
+  xBits: Int32Array,
   xo: number,
   L: Int8Array,
   lo: number,
   doRmse: boolean,
 ): number {
   const fr = Math.fround;
-  const max = signedAbsMax(x, xo, n);
+  const max = signedAbsMax(xBits, xo, n);
   if (Math.abs(max) < GROUP_MAX_EPS) {
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;

@@ -30,6 +30,7 @@ import { bitsToF32, f32Bits } from "../../formats/float-bits.ts";
 import {
   F16_TO_F32,
   fr,
+  bitsView,
   importanceWeights,
   int8View,
   nearestInt,
@@ -52,8 +53,9 @@ const QK_K = 256;
 
 /** q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). */
 export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 18) {
-    const d = fr(signedAbsMax(x, xo, QK) / -8);
+    const d = fr(signedAbsMax(xBits, xo, QK) / -8);
     // id comes from the fp32 d, not the fp16 one stored.
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
@@ -93,8 +95,9 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
 
 /** q5_0: d = (signed value of largest |x|) / -16; q = min(31, (int8)(x/d + 16.5)). */
 export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 22) {
-    const d = fr(signedAbsMax(x, xo, QK) / -16);
+    const d = fr(signedAbsMax(xBits, xo, QK) / -16);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     let qh = 0;
@@ -141,13 +144,9 @@ export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
 
 /** q8_0: d = max|x| / 127; q = roundf(x/d) (ties away from zero). */
 export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 34) {
-    let amax = 0;
-    for (let j = 0; j < QK; j++) {
-      const av = Math.abs(x[xo + j]!);
-      // MAX(amax, av) in C keeps amax unless av is larger.
-      amax = amax > av ? amax : av;
-    }
+    const amax = Math.abs(signedAbsMax(xBits, xo, QK)); // C: amax = MAX(amax, fabsf(x))
     const d = fr(amax / 127);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
@@ -162,8 +161,9 @@ export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
  * An all-zero block gets d = 0 and q = 0; ggml leaves its bsums unwritten, we write their true value, 0.
  */
 export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+  const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK_K, oo += 292) {
-    const max = signedAbsMax(x, xo, QK_K);
+    const max = signedAbsMax(xBits, xo, QK_K);
     if (max === 0) {
       for (let j = 0; j < 292; j++) out[oo + j] = 0;
       continue;
@@ -205,14 +205,14 @@ const RMIN = fr(-0.9);
 const RDELTA = fr(0.05);
 
 /** q4_0 with weights: levels 0..15 from make_qx_quants(nmax 8); d is the fitted scale. */
-export function encodeBlockQ4_0Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
-  const d = makeQxQuants(QK, 8, x, xo, levels, 0, w, 0, searchLevels, weightedX);
+export function encodeBlockQ4_0Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+  const d = makeQxQuants(QK, 8, x, xBits, xo, levels, 0, w, 0, searchLevels, weightedX);
   writeF16(out, oo, d);
   for (let j = 0; j < 16; j++) out[oo + 2 + j] = levels[j]! | (levels[j + 16]! << 4);
 }
 
 /** q4_1 with weights: levels 0..15 and min from make_qkx3_quants(nmax 15, rmin -0.9, rdelta 0.05, 36 steps). */
-export function encodeBlockQ4_1Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+export function encodeBlockQ4_1Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
   const d = makeQkx3Quants(QK, 15, x, xo, w, levelsU8, 0, levelsAux, shiftedX, RMIN, RDELTA, 36, false, minusMin, 0);
   writeF16(out, oo, d);
   writeF16(out, oo + 2, -minusMin[0]!);
@@ -233,14 +233,14 @@ function packFiveBit(L: ArrayLike<number>, out: Uint8Array, qhAt: number, qs: nu
 }
 
 /** q5_0 with weights: levels 0..31 from make_qx_quants(nmax 16). */
-export function encodeBlockQ5_0Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
-  const d = makeQxQuants(QK, 16, x, xo, levels, 0, w, 0, searchLevels, weightedX);
+export function encodeBlockQ5_0Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+  const d = makeQxQuants(QK, 16, x, xBits, xo, levels, 0, w, 0, searchLevels, weightedX);
   writeF16(out, oo, d);
   packFiveBit(levels, out, oo + 2, oo + 6);
 }
 
 /** q5_1 with weights: levels 0..31 and min from make_qkx3_quants(nmax 31, rmin -0.9, rdelta 0.05, 36 steps). */
-export function encodeBlockQ5_1Weighted(x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
+export function encodeBlockQ5_1Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
   const d = makeQkx3Quants(QK, 31, x, xo, w, levelsU8, 0, levelsAux, shiftedX, RMIN, RDELTA, 36, false, minusMin, 0);
   writeF16(out, oo, d);
   writeF16(out, oo + 2, -minusMin[0]!);
@@ -337,7 +337,7 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 /** Encodes or decodes `blocks` consecutive blocks (the functions above). */
 type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => void;
 type BlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
-type WeightedBlockEncoder = (x: Float32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
+type WeightedBlockEncoder = (x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
 
 interface LegacySpec {
   id: string;
@@ -399,12 +399,13 @@ function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts:
   const imatrix = opts?.imatrix;
   const encodeWeighted = spec.encodeWeighted;
   if (imatrix && encodeWeighted) {
+    const xBits = bitsView(x);
     for (let r = 0; r < rows; r++) {
       const xr = r * cols;
       const sigma2 = rowSigma2(x, xr, cols);
       for (let b = 0; b < nb; b++) {
         importanceWeights(x, xr + b * QK, imatrix, b * QK, sigma2, QK, weightScratch, 0);
-        encodeWeighted(x, xr + b * QK, weightScratch, out, (r * nb + b) * spec.blockBytes);
+        encodeWeighted(x, xBits, xr + b * QK, weightScratch, out, (r * nb + b) * spec.blockBytes);
       }
     }
     return out;

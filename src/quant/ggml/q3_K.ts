@@ -9,7 +9,7 @@
  *                         high 2 bits in (scales[8 + j%4] >> 2*(j/4)) & 3
  *      108     2  d       fp16 super-block scale
  */
-import { nearestInt, readF16, writeF16 } from "./common.ts";
+import { nearestInt, readF16, signedAbsMax, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
 import { makeQ3Quants, makeQxQuants } from "./kquant-search.ts";
 
@@ -75,17 +75,8 @@ export function encodeBlockQ3KRef(
 ): void {
   const fr = Math.fround;
   const { L8: L, scales } = s;
-  let maxScale = 0;
-  let amax = 0;
-  for (let j = 0; j < 16; j++) {
-    const scale = makeQ3Quants(16, 4, x, xo + 16 * j, L, 16 * j, true);
-    scales[j] = scale;
-    const a = Math.abs(scale);
-    if (a > amax) {
-      amax = a;
-      maxScale = scale;
-    }
-  }
+  for (let j = 0; j < 16; j++) scales[j] = makeQ3Quants(16, 4, x, s.xBits, xo + 16 * j, L, 16 * j, true);
+  const maxScale = signedAbsMax(s.scalesBits, 0, 16);
   for (let k = 0; k < 12; k++) out[oo + SCALES + k] = 0;
   if (maxScale !== 0) {
     const iscale = fr(-32 / maxScale);
@@ -124,10 +115,10 @@ export function encodeBlockQ3KImatrix(
     let sumw = 0;
     for (let l = 0; l < 16; l++) sumw = fr(sumw + weights[l]!);
     sw[j] = sumw;
-    scales[j] = makeQxQuants(16, 4, x, xo + 16 * j, L, 16 * j, weights, 0, s.levels, s.wx);
+    scales[j] = makeQxQuants(16, 4, x, s.xBits, xo + 16 * j, L, 16 * j, weights, 0, s.levels, s.wx);
   }
   for (let k = 0; k < 12; k++) out[oo + SCALES + k] = 0;
-  const dBlock = makeQxQuants(16, 32, scales, 0, Ls, 0, sw, 0, s.levels, s.wx);
+  const dBlock = makeQxQuants(16, 32, scales, s.scalesBits, 0, Ls, 0, sw, 0, s.levels, s.wx);
   for (let j = 0; j < 16; j++) putScale(out, oo + SCALES, j, Ls[j]!);
   writeF16(out, oo + D, dBlock);
   requantizeAndPack(x, xo, out, oo, L);

@@ -9,7 +9,7 @@
  *      192    16  scales  i8[16]: sub-block scale sc_j
  *      208     2  d       fp16 super-block scale
  */
-import { GROUP_MAX_EPS, int8View, nearestInt, readF16, writeF16 } from "./common.ts";
+import { GROUP_MAX_EPS, int8View, nearestInt, readF16, signedAbsMax, writeF16 } from "./common.ts";
 import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
 import { makeQxQuants } from "./kquant-search.ts";
 
@@ -26,16 +26,8 @@ const D = 208;
 function finishBlock(x: Float32Array, xo: number, out: Uint8Array, oo: number, s: KQuantScratch): void {
   const fr = Math.fround;
   const { L8: L, scales } = s;
-  let maxScale = 0;
-  let maxAbsScale = 0;
-  for (let ib = 0; ib < 16; ib++) {
-    const a = Math.abs(scales[ib]!);
-    if (a > maxAbsScale) {
-      maxAbsScale = a;
-      maxScale = scales[ib]!;
-    }
-  }
-  if (maxAbsScale < GROUP_MAX_EPS) {
+  const maxScale = signedAbsMax(s.scalesBits, 0, 16);
+  if (Math.abs(maxScale) < GROUP_MAX_EPS) {
     for (let k = 0; k < Q6_K_BLOCK_BYTES; k++) out[oo + k] = 0; // an all-zero block: d = 0, everything 0
     return;
   }
@@ -87,7 +79,7 @@ export function encodeBlockQ6KRef(
   const w = s.weights;
   for (let ib = 0; ib < 16; ib++) {
     for (let i = 0; i < 16; i++) w[i] = fr(x[xo + 16 * ib + i]! * x[xo + 16 * ib + i]!); // qw NULL: x^2
-    s.scales[ib] = makeQxQuants(16, 32, x, xo + 16 * ib, s.L8, 16 * ib, w, 0, s.levels, s.wx);
+    s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, w, 0, s.levels, s.wx);
   }
   finishBlock(x, xo, out, oo, s);
 }
@@ -102,7 +94,7 @@ export function encodeBlockQ6KImatrix(
   oo: number,
   s: KQuantScratch,
 ): void {
-  for (let ib = 0; ib < 16; ib++) s.scales[ib] = makeQxQuants(16, 32, x, xo + 16 * ib, s.L8, 16 * ib, qw, qwo + 16 * ib, s.levels, s.wx);
+  for (let ib = 0; ib < 16; ib++) s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, qw, qwo + 16 * ib, s.levels, s.wx);
   finishBlock(x, xo, out, oo, s);
 }
 
