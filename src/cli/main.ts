@@ -30,14 +30,14 @@ const helpCommand: Command = {
 const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, helpCommand];
 
 export function overview(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.usage.length));
   return [
     "quantlab: a WebGPU quantization lab's command line (the same readers as the browser lab).",
     "",
     "Usage: quantlab COMMAND [OPTIONS]",
     "",
     "Commands:",
-    ...COMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
+    // Usage lines are long: each command's summary goes on the line below it.
+    ...COMMANDS.flatMap((c) => [`  ${c.usage}`, `      ${c.summary}`]),
     "",
     "Every command takes --help. Exit codes: 0 done, 1 unexpected failure, 2 bad input or usage.",
     "",
