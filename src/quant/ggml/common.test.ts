@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { f16BitsToF32, f32Bits } from "../../formats/float-bits.ts";
-import { bitsView, F16_TO_F32, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
+import { bitsView, F16_TO_F32, minMaxBits, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
 
 /** ggml's nearest_int as C writes it: add 12582912.0f, keep the low 22 mantissa bits. */
 function nearestIntBitTrick(v: number): number {
@@ -66,5 +66,36 @@ describe("ggml rounding helpers", () => {
       }
       expect(signedAbsMax(bitsView(x), xo, 16)).toBe(max);
     }
+  });
+
+  it("minMaxBits finds ggml's min and max, the first zero's sign included, and flags NaN and infinities", () => {
+    const pool = [0, -0, 1.5, -1.5, 2, -2, 1e-45, -1e-45, 3.4028234663852886e38, -3.4028234663852886e38, 0.25];
+    const range = new Int32Array(2);
+    const asFloat = new Float32Array(range.buffer);
+    let s = 7;
+    for (let trial = 0; trial < 3000; trial++) {
+      const n = 1 + (trial % 9);
+      const v = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+        // Mostly zeros of both signs and a few other values, so zero ties come up often.
+        v[i] = s % 3 === 0 ? pool[s % pool.length]! : (s >> 8) % 2 ? 0 : -0;
+      }
+      let min = 3.4028234663852886e38;
+      let max = -3.4028234663852886e38;
+      for (const x of v) {
+        if (x < min) min = x;
+        if (x > max) max = x;
+      }
+      expect(minMaxBits(bitsView(v), 0, n, range)).toBe(true);
+      expect(Object.is(asFloat[0], min), `min of ${[...v].map((x) => Object.is(x, -0) ? "-0" : x)}`).toBe(true);
+      expect(Object.is(asFloat[1], max), `max of ${[...v].map((x) => Object.is(x, -0) ? "-0" : x)}`).toBe(true);
+    }
+    for (const bad of [NaN, -NaN, Infinity, -Infinity]) {
+      const v = new Float32Array([1, -2, bad, 0.5]);
+      expect(minMaxBits(bitsView(v), 0, 4, range)).toBe(false);
+    }
+    const negativeNaN = new Int32Array([0x3f800000, 0xffc00001 | 0]);
+    expect(minMaxBits(negativeNaN, 0, 2, range)).toBe(false);
   });
 });

@@ -133,6 +133,51 @@ export function signedAbsMax(xBits: Int32Array, xo: number, n: number): number {
   return bitsToF32(maxBits);
 }
 
+/** -1 where the int32 a < b, else 0: no branch, and no overflow even when a - b does (Hacker's Delight 2-12). */
+export function lessMask(a: number, b: number): number {
+  const d = (a - b) | 0;
+  return (d ^ ((a ^ b) & (d ^ a))) >> 31;
+}
+
+/**
+ * An int32 that orders like the float32 whose bits these are (finite values; -0 orders below +0). Its
+ * own inverse: orderKey(orderKey(bits)) = bits.
+ */
+export function orderKey(bits: number): number {
+  return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+
+/**
+ * The min and max of the float32 values whose bits are xBits[xo..xo+n), as ggml's
+ * `if (v < min) min = v; if (v > max) max = v;` loop finds them, written as bits to range[0] and range[1].
+ * Returns false (range then unspecified) when a value is NaN or infinite.
+ *
+ * Compares order keys without a branch, for the reason signedAbsMax gives. Equal keys are equal floats
+ * except +0 and -0, which C's `<` does not tell apart: there C keeps the first zero it meets, and so does
+ * the scan this function falls back to when the min or the max is a zero.
+ */
+export function minMaxBits(xBits: Int32Array, xo: number, n: number, range: Int32Array): boolean {
+  let minKey = 0x7fffffff;
+  let maxKey = -0x80000000;
+  for (let i = xo; i < xo + n; i++) {
+    const key = orderKey(xBits[i]!);
+    minKey ^= (minKey ^ key) & lessMask(key, minKey);
+    maxKey ^= (maxKey ^ key) & lessMask(maxKey, key);
+  }
+  // Keys beyond the finite range: +inf and positive NaNs above, -inf and negative NaNs below.
+  if (maxKey >= 0x7f800000 || minKey <= orderKey(0xff800000 | 0)) return false;
+  range[0] = minKey === 0 || minKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(minKey);
+  range[1] = maxKey === 0 || maxKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(maxKey);
+  return true;
+}
+
+/** The bits of the first ±0 in xBits[xo..xo+n) (one is there when this is called). */
+function firstZeroBits(xBits: Int32Array, xo: number, n: number): number {
+  let i = xo;
+  while ((xBits[i]! & 0x7fffffff) !== 0 && i < xo + n - 1) i++;
+  return xBits[i]!;
+}
+
 /** sum of x^2 over x[xo..xo+n), accumulated in order in float32 (ggml's `sum_x2 += x[j]*x[j]`). */
 export function sumOfSquares(x: Float32Array, xo: number, n: number): number {
   const fr = Math.fround;

@@ -247,6 +247,14 @@ describe("edge cases", () => {
       expect(qe.message).toMatch(/blk\.0\.attn_q\.weight/);
       expect(qe.message).toMatch(/2 NaN or infinite values, the first at row 1, column 5/);
     }
+    // Each kind alone, in a block of its own, is found by every format (the encoders detect it on the way).
+    for (const bad of [NaN, -NaN, Infinity, -Infinity]) {
+      for (const f of GGML_LEGACY_FORMATS) {
+        const z = gaussian(2 * 256, 1, 4);
+        z[256 + 77] = bad;
+        expect(() => f.encode(z, { rows: 2, cols: 256 }), `${f.id} ${bad}`).toThrow(/at row 1, column 77/);
+      }
+    }
     const y = new Float32Array(256);
     y[3] = -Infinity;
     expect(() => Q8_K.encode(y, { rows: 1, cols: 256 })).toThrow(/1 infinite value, the first at row 0, column 3/);

@@ -37,6 +37,7 @@ import {
   readU32,
   roundHalfAway,
   scaleInt8x8,
+  minMaxBits,
   signedAbsMax,
   sumOfSquares,
   truncToInt,
@@ -49,13 +50,20 @@ const QK = 32;
 const QK_K = 256;
 
 // ---------------------------------------------------------------------------------------------------------
-// Reference encoders (quantize_row_<fmt>_ref): `blocks` blocks from x[xo..] into out[oo..].
+// Reference encoders (quantize_row_<fmt>_ref): `blocks` blocks from x[xo..] into out[oo..]. Each returns
+// false, leaving out unspecified, when it meets a NaN or an infinity (the driver then reports it): the
+// block's max or min shows it, so no separate pass over the weights is needed.
+
+/** float32's largest finite value: |v| <= FLT_MAX is false exactly for NaN and ±inf. */
+const FLT_MAX = 3.4028234663852886e38;
 
 /** q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). */
-export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 18) {
-    const d = fr(signedAbsMax(xBits, xo, QK) / -8);
+    const max = signedAbsMax(xBits, xo, QK);
+    if (!(Math.abs(max) <= FLT_MAX)) return false;
+    const d = fr(max / -8);
     // id comes from the fp32 d, not the fp16 one stored.
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
@@ -67,19 +75,20 @@ export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
       out[oo + 2 + j] = q0 | (q1 << 4);
     }
   }
+  return true;
 }
 
+/** A block's min and max (minMaxBits), as bits and as floats. */
+const range = new Float32Array(2);
+const rangeBits = bitsView(range);
+
 /** q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)). */
-export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 20) {
-    let min = 3.4028234663852886e38;
-    let max = -3.4028234663852886e38;
-    for (let j = 0; j < QK; j++) {
-      const v = x[xo + j]!;
-      if (v < min) min = v;
-      if (v > max) max = v;
-    }
-    const d = fr(fr(max - min) / 15);
+    if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
+    const min = range[0]!;
+    const d = fr(fr(range[1]! - min) / 15);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     writeF16(out, oo + 2, min);
@@ -91,13 +100,16 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
       out[oo + 4 + j] = q0 | (q1 << 4);
     }
   }
+  return true;
 }
 
 /** q5_0: d = (signed value of largest |x|) / -16; q = min(31, (int8)(x/d + 16.5)). */
-export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 22) {
-    const d = fr(signedAbsMax(xBits, xo, QK) / -16);
+    const max = signedAbsMax(xBits, xo, QK);
+    if (!(Math.abs(max) <= FLT_MAX)) return false;
+    const d = fr(max / -16);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     let qh = 0;
@@ -112,19 +124,16 @@ export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
     }
     writeU32(out, oo + 2, qh);
   }
+  return true;
 }
 
 /** q5_1: d = (max-min)/31, m = min; q = (uint8)((x-min)/d + 0.5), with no clamp (ggml has none). */
-export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 24) {
-    let min = 3.4028234663852886e38;
-    let max = -3.4028234663852886e38;
-    for (let j = 0; j < QK; j++) {
-      const v = x[xo + j]!;
-      if (v < min) min = v;
-      if (v > max) max = v;
-    }
-    const d = fr(fr(max - min) / 31);
+    if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
+    const min = range[0]!;
+    const d = fr(fr(range[1]! - min) / 31);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     writeF16(out, oo + 2, min);
@@ -140,13 +149,15 @@ export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
     }
     writeU32(out, oo + 4, qh);
   }
+  return true;
 }
 
 /** q8_0: d = max|x| / 127; q = roundf(x/d) (ties away from zero). */
-export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 34) {
     const amax = Math.abs(signedAbsMax(xBits, xo, QK)); // C: amax = MAX(amax, fabsf(x))
+    if (!(amax <= FLT_MAX)) return false;
     const d = fr(amax / 127);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
@@ -154,16 +165,18 @@ export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
       out[oo + 2 + j] = roundHalfAway(fr(x[xo + j]! * id)) & 0xff;
     }
   }
+  return true;
 }
 
 /**
  * q8_K: d = (signed value of largest |x|) / -127 kept as f32; q = min(127, nearest_int(x * -127/max)).
  * An all-zero block gets d = 0 and q = 0; ggml leaves its bsums unwritten, we write their true value, 0.
  */
-export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): void {
+export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK_K, oo += 292) {
     const max = signedAbsMax(xBits, xo, QK_K);
+    if (!(Math.abs(max) <= FLT_MAX)) return false;
     if (max === 0) {
       for (let j = 0; j < 292; j++) out[oo + j] = 0;
       continue;
@@ -183,6 +196,7 @@ export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: num
     }
     writeU32(out, oo, f32Bits(fr(1 / iscale)));
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -335,7 +349,7 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 // Format records
 
 /** Encodes or decodes `blocks` consecutive blocks (the functions above). */
-type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => void;
+type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => boolean;
 type BlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
 type WeightedBlockEncoder = (x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
 
@@ -367,8 +381,10 @@ function prepareEncode(spec: LegacySpec, x: Float32Array, shape: MatrixShape, op
   if (!check.ok) {
     throw new QuantInputError("row-length", check.reason, { tensor, fallback: check.fallback });
   }
-  assertFinite(x, shape, tensor);
-  if (opts?.imatrix) assertImatrix(opts.imatrix, shape.cols, tensor);
+  if (opts?.imatrix) {
+    assertFinite(x, shape, tensor);
+    assertImatrix(opts.imatrix, shape.cols, tensor);
+  }
   // Every block encoder stores all of its block's bytes.
   return encodeOutput(opts?.out, encodedBytes(spec, shape), false, tensor);
 }
@@ -410,7 +426,11 @@ function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts:
     }
     return out;
   }
-  spec.encode(x, 0, out, 0, rows * nb);
+  // The block encoders see NaN and infinities on the way (see above); assertFinite names the first.
+  if (!spec.encode(x, 0, out, 0, rows * nb)) {
+    assertFinite(x, shape, opts?.tensorName);
+    throw new Error(`${spec.id}: an encoder reported a NaN or infinity that assertFinite did not find`);
+  }
   return out;
 }
 
