@@ -12,14 +12,14 @@ import { CAST_FORMATS } from "../quant/casts.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { familyShader, EncoderFlags, unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { EncoderFlags, familyShader, unitsPerChunk, wholeVec4s, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
 const SHADER = familyShader(castsWgsl, "casts.wgsl");
 /** WORKGROUP_SIZE in casts.wgsl. */
 const WORKGROUP_SIZE = 256;
-/** Weights per chunk are a multiple of this, so that 1- and 2-byte codes of a chunk fill whole words. */
+/** Weights per chunk are a multiple of this: the encoders take 4 weights (one 16-byte load) at a time. */
 const CHUNK_MULTIPLE = 4;
 
 class CastGpuQuantizer implements GpuQuantizer {
@@ -39,8 +39,7 @@ class CastGpuQuantizer implements GpuQuantizer {
 
   /** Weights per dispatch: input (4 bytes per weight) and output both within the limits. */
   private weightsPerChunk(): number {
-    const n = unitsPerChunk(this.dev, this.options, 4 * CHUNK_MULTIPLE) * CHUNK_MULTIPLE;
-    return n;
+    return unitsPerChunk(this.dev, this.options, 4 * CHUNK_MULTIPLE) * CHUNK_MULTIPLE;
   }
 
   private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
@@ -61,11 +60,12 @@ class CastGpuQuantizer implements GpuQuantizer {
         const n = Math.min(perChunk, x.length - e0);
         const bytes = n * this.codeBytes;
         const params = uniformU32(device, [n], "casts params");
-        const values = uploadStorage(device, x.subarray(e0, e0 + n), "casts values");
-        const encoded = outputStorage(device, bytes, "casts encoded");
+        const values = uploadStorage(device, wholeVec4s(x.subarray(e0, e0 + n)), "casts values");
+        // One invocation per 4 weights, writing 8 (f16, bf16) or 4 (fp8) bytes.
+        const quads = Math.ceil(n / 4);
+        const encoded = outputStorage(device, quads * 4 * this.codeBytes, "casts encoded");
         try {
-          const words = Math.ceil(bytes / 4);
-          dispatch(device, pipeline, [params, values, encoded, flags.buffer], workgroupsFor(words, WORKGROUP_SIZE), "casts encode");
+          dispatch(device, pipeline, [params, values, encoded, flags.buffer], workgroupsFor(quads, WORKGROUP_SIZE), "casts encode");
           out.set(await readBack(device, encoded, bytes, opts?.signal), e0 * this.codeBytes);
         } finally {
           for (const b of [params, values, encoded]) b.destroy();

@@ -103,3 +103,14 @@ export function dispatchBindings(
   pass.end();
   device.queue.submit([encoder.finish()]);
 }
+
+/**
+ * x itself when its length is a multiple of 4, else a copy zero-padded to one: kernels that load 4 weights
+ * at a time (array<vec4<u32>>) need whole 16-byte elements, and a zero weight is harmless to every encoder.
+ */
+export function wholeVec4s(x: Float32Array): Float32Array {
+  if (x.length % 4 === 0) return x;
+  const padded = new Float32Array(Math.ceil(x.length / 4) * 4);
+  padded.set(x);
+  return padded;
+}
