@@ -19,9 +19,14 @@
 //
 // Who writes which word: blocks of 18, 22 and 34 bytes do not fill whole u32 words, so an encoder
 // invocation handles a "unit" of whole words: two such blocks (36, 44, 68 bytes), or one block of
-// the others (20, 24, 292 bytes). It assembles the unit in `unit` (private memory) and then stores
-// it word by word; no two invocations touch the same word. Decoders read bytes anywhere and write
-// their own 32 (or 256) floats, so they take one block each.
+// the others (20, 24, 292 bytes); no two invocations touch the same word. An encoder builds each block
+// as a Packed value (its first 2 or 4 bytes, then whole words) and store_pair shifts the second block
+// of a pair into place. Decoders read words anywhere and write their own 32 (or 256) floats, so they
+// take one block each.
+//
+// Weights are read four at a time (vec4) into named fields (Weights32), never into an array indexed in
+// a loop: GPUs keep such values in registers, while a private array goes to memory (on SwiftShader
+// that costs several times the arithmetic).
 //
 // Subnormal floats: where the device flushes them to zero (SwiftShader does, inputs and results alike),
 // a block whose arithmetic meets them cannot reproduce the CPU's bits. Such blocks come from values of
@@ -39,10 +44,10 @@
 //  - The q8_K decoder flags rows whose f32 scale is itself subnormal.
 //
 // Bindings, per entry point (each uses 0..n-1 of them):
-//   encode_<fmt>           0 params | 1 weights | 2 encoded | 3 status
+//   encode_<fmt>           0 params | 1 weights4 | 2 encoded | 3 status
 //   encode_<fmt>_imatrix   0 params | 1 weights | 2 encoded | 3 status | 4 importance | 5 sigma2
 //   row_sigma2             0 params | 1 weights | 2 sigma2_out | 3 status
-//   decode_<fmt>           0 params | 1 encoded_in | 2 values        (decode_q8_K: | 3 status)
+//   decode_<fmt>           0 params | 1 encoded_in | 2 values4        (decode_q8_K: | 3 status)
 
 struct Params {
   blocks: u32,         // blocks in this chunk: rows * blocks_per_row
@@ -54,8 +59,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// Encoders: the chunk's weights, rows x cols float32, row-major.
+// Encoders: the chunk's weights, rows x cols float32, row-major (weights4: the same, four to an element).
 @group(0) @binding(1) var<storage, read> weights: array<f32>;
+@group(0) @binding(1) var<storage, read> weights4: array<vec4<f32>>;
 // Encoders: the packed blocks, exactly as GGUF stores them (the last word zero-padded).
 @group(0) @binding(2) var<storage, read_write> encoded: array<u32>;
 // Encoders, decode_q8_K: word 0 is set to 1 when a weight is NaN or +-inf (the caller then reports
@@ -69,8 +75,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> sigma2_out: array<f32>;
 // Decoders: the packed blocks.
 @group(0) @binding(1) var<storage, read> encoded_in: array<u32>;
-// Decoders: the dequantized weights, rows x cols float32.
-@group(0) @binding(2) var<storage, read_write> values: array<f32>;
+// Decoders: the dequantized weights, rows x cols float32, four to an element.
+@group(0) @binding(2) var<storage, read_write> values4: array<vec4<f32>>;
 
 const WORKGROUP_SIZE = 64u;
 const QK = 32u;
@@ -86,7 +92,7 @@ const GROUP_MAX_EPS = 1e-15;
 // sigma2 below this (of a row that is not all zero) sends the row to the CPU.
 const TINY_SIGMA2 = 0x1p-100f;
 
-// Format ids of encode_unit / decode_block (not ggml's type ids).
+// Format ids of the shared functions below (not ggml's type ids).
 const Q4_0 = 0u;
 const Q4_1 = 1u;
 const Q5_0 = 2u;
@@ -108,175 +114,298 @@ fn divide(n: f32, d: f32) -> f32 {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The unit an encoder invocation assembles: at most two q8_0 blocks, 68 bytes.
+// Blocks as words
 
-const UNIT_WORDS = 17u;
-var<private> unit: array<u32, UNIT_WORDS>;
+// One encoded block: `head` holds its first 2 bytes (the fp16 d) or, for q4_1 and q5_1, its first 4 (d,
+// then m); `body` the bytes after those, as body_words_of(format) whole words.
+struct Packed {
+  head: u32,
+  body: array<u32, 8>,
+}
 
-fn put_byte(at: u32, b: u32) {
-  unit[at / 4u] |= byte_at(b, at);
+// Body words: q4_0, q4_1 qs (4); q5_0, q5_1 qh then qs (5); q8_0 qs (8).
+fn body_words_of(format: u32) -> u32 {
+  switch format {
+    case Q5_0, Q5_1: { return 5u; }
+    case Q8_0: { return 8u; }
+    default: { return 4u; }
+  }
 }
-fn put_u16(at: u32, h: u32) {
-  put_byte(at, h);
-  put_byte(at + 1u, h >> 8u);
+
+// q4_1 and q5_1 store a minimum after d: a 4-byte head, so their blocks (20, 24 bytes) are whole words.
+fn has_min(format: u32) -> bool {
+  return format == Q4_1 || format == Q5_1;
 }
-fn put_u32(at: u32, w: u32) {
-  put_u16(at, w);
-  put_u16(at + 2u, w >> 16u);
+
+fn block_bytes_of(format: u32) -> u32 {
+  return select(2u, 4u, has_min(format)) + 4u * body_words_of(format);
 }
-fn put_f16(at: u32, x: f32) {
-  put_u16(at, f32_to_f16_bits(x));
+
+// Blocks per unit: two where a block does not end on a word boundary.
+fn unit_blocks_of(format: u32) -> u32 {
+  return select(2u, 1u, has_min(format));
+}
+
+// Stores a unit. One block of a 4-byte head is 1 + n words. Two blocks of a 2-byte head and n body words
+// are 2n + 1 words, the second block's head in the upper half of word n; `count` is 1 for the chunk's
+// last unit when it holds one block (the rest of its last word is the buffer's zero padding).
+fn store_unit(unit_index: u32, format: u32, a: Packed, b: Packed, count: u32) {
+  let n = body_words_of(format);
+  if (has_min(format)) {
+    let first = unit_index * (n + 1u);
+    encoded[first] = a.head;
+    for (var k = 0u; k < n; k++) {
+      encoded[first + 1u + k] = a.body[k];
+    }
+    return;
+  }
+  let first = unit_index * (2u * n + 1u);
+  encoded[first] = a.head | (a.body[0] << 16u);
+  for (var k = 1u; k < n; k++) {
+    encoded[first + k] = (a.body[k - 1u] >> 16u) | (a.body[k] << 16u);
+  }
+  let tail = a.body[n - 1u] >> 16u;
+  if (count == 1u) {
+    encoded[first + n] = tail;
+    return;
+  }
+  encoded[first + n] = tail | (b.head << 16u);
+  for (var k = 0u; k < n; k++) {
+    encoded[first + n + 1u + k] = b.body[k];
+  }
 }
 
 fn flag_row_for_cpu(row: u32) {
   atomicOr(&status[1u + row / 32u], 1u << (row % 32u));
 }
 
-// Checks weights[first .. first + n) of row `row` on their bits (a flushing device would see a
-// subnormal as 0): raises the non-finite flag for NaN or +-inf, and flags the row for the CPU when a
-// nonzero |x| is below the float whose bits are tiny_bits.
-fn check_weights(first: u32, n: u32, row: u32, tiny_bits: u32) {
-  var non_finite = false;
-  var tiny = false;
-  for (var j = 0u; j < n; j++) {
-    let magnitude = bitcast<u32>(weights[first + j]) & 0x7fffffffu;
-    non_finite = non_finite || magnitude >= 0x7f800000u;
-    tiny = tiny || (magnitude != 0u && magnitude < tiny_bits);
-  }
-  if (non_finite) {
+// Status bits of some weights: NON_FINITE for NaN or +-inf, TINY for a nonzero |x| below the float whose
+// bits are tiny_bits. Tested on the bits: a flushing device would read a subnormal as 0.
+const NON_FINITE = 1u;
+const TINY = 2u;
+fn slice_status(v: vec4<f32>, tiny_bits: u32) -> u32 {
+  let magnitude = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+  let non_finite = any(magnitude >= vec4<u32>(0x7f800000u));
+  let tiny = any((magnitude != vec4<u32>(0u)) & (magnitude < vec4<u32>(tiny_bits)));
+  return select(0u, NON_FINITE, non_finite) | select(0u, TINY, tiny);
+}
+
+// Raises the non-finite flag, and sends the row to the CPU for TINY on a flushing device.
+fn report_status(bits: u32, row: u32) {
+  if ((bits & NON_FINITE) != 0u) {
     atomicStore(&status[0], 1u);
   }
-  if (tiny && params.guard_subnormals != 0u) {
+  if ((bits & TINY) != 0u && params.guard_subnormals != 0u) {
     flag_row_for_cpu(row);
   }
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Reference encoders (quantize_row_<fmt>_ref), one block: weights[x0 .. x0 + 32) -> unit bytes at `at`.
+// Reference encoders (quantize_row_<fmt>_ref), one block each
 
-// q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)).
-fn quantize_q4_0(x0: u32, at: u32) {
-  var amax = 0.0;
-  var signed_max = 0.0;
-  for (var j = 0u; j < QK; j++) {
-    let v = weights[x0 + j];
-    let av = abs(v);
-    if (amax < av) {
-      amax = av;
-      signed_max = v;
-    }
-  }
-  let d = divide(signed_max, -8.0);
+// A block's 32 weights: weights 4k..4k+3 in s<k>.
+struct Weights32 {
+  s0: vec4<f32>,
+  s1: vec4<f32>,
+  s2: vec4<f32>,
+  s3: vec4<f32>,
+  s4: vec4<f32>,
+  s5: vec4<f32>,
+  s6: vec4<f32>,
+  s7: vec4<f32>,
+}
+
+// Loads block `block` of the chunk and reports its status.
+fn load_weights32(block: u32) -> Weights32 {
+  let p = block * 8u;
+  let x = Weights32(weights4[p], weights4[p + 1u], weights4[p + 2u], weights4[p + 3u],
+                    weights4[p + 4u], weights4[p + 5u], weights4[p + 6u], weights4[p + 7u]);
+  let bits = slice_status(x.s0, TINY_REF_BITS) | slice_status(x.s1, TINY_REF_BITS) | slice_status(x.s2, TINY_REF_BITS) |
+             slice_status(x.s3, TINY_REF_BITS) | slice_status(x.s4, TINY_REF_BITS) | slice_status(x.s5, TINY_REF_BITS) |
+             slice_status(x.s6, TINY_REF_BITS) | slice_status(x.s7, TINY_REF_BITS);
+  report_status(bits, block / params.blocks_per_row);
+  return x;
+}
+
+// (largest |x|, its signed value) after scanning v.x, v.y, v.z, v.w in order: of equal magnitudes the
+// first wins, as C's `if (amax < av)` keeps it.
+fn scan_signed_max(acc: vec2<f32>, v: vec4<f32>) -> vec2<f32> {
+  var r = acc;
+  r = select(r, vec2<f32>(abs(v.x), v.x), abs(v.x) > r.x);
+  r = select(r, vec2<f32>(abs(v.y), v.y), abs(v.y) > r.x);
+  r = select(r, vec2<f32>(abs(v.z), v.z), abs(v.z) > r.x);
+  r = select(r, vec2<f32>(abs(v.w), v.w), abs(v.w) > r.x);
+  return r;
+}
+
+fn signed_max32(x: Weights32) -> f32 {
+  var r = vec2<f32>(0.0);
+  r = scan_signed_max(r, x.s0);
+  r = scan_signed_max(r, x.s1);
+  r = scan_signed_max(r, x.s2);
+  r = scan_signed_max(r, x.s3);
+  r = scan_signed_max(r, x.s4);
+  r = scan_signed_max(r, x.s5);
+  r = scan_signed_max(r, x.s6);
+  r = scan_signed_max(r, x.s7);
+  return r.y;
+}
+
+// (min, max) after scanning v in order with C's `if (v < min) min = v; if (v > max) max = v;` (which of
+// +0 and -0 is kept matters: m is stored).
+fn scan_min_max(acc: vec2<f32>, v: vec4<f32>) -> vec2<f32> {
+  var r = acc;
+  r = vec2<f32>(select(r.x, v.x, v.x < r.x), select(r.y, v.x, v.x > r.y));
+  r = vec2<f32>(select(r.x, v.y, v.y < r.x), select(r.y, v.y, v.y > r.y));
+  r = vec2<f32>(select(r.x, v.z, v.z < r.x), select(r.y, v.z, v.z > r.y));
+  r = vec2<f32>(select(r.x, v.w, v.w < r.x), select(r.y, v.w, v.w > r.y));
+  return r;
+}
+
+fn min_max32(x: Weights32) -> vec2<f32> {
+  var r = vec2<f32>(F32_MAX, -F32_MAX);
+  r = scan_min_max(r, x.s0);
+  r = scan_min_max(r, x.s1);
+  r = scan_min_max(r, x.s2);
+  r = scan_min_max(r, x.s3);
+  r = scan_min_max(r, x.s4);
+  r = scan_min_max(r, x.s5);
+  r = scan_min_max(r, x.s6);
+  r = scan_min_max(r, x.s7);
+  return r;
+}
+
+fn max4(v: vec4<f32>) -> f32 {
+  return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+// Bit 4 of four levels, as bits 0..3 (q5's qh, four weights at a time).
+fn fifth_bits4(q: vec4<u32>) -> u32 {
+  let b = (q >> vec4<u32>(4u)) & vec4<u32>(1u);
+  return b.x | (b.y << 1u) | (b.z << 2u) | (b.w << 3u);
+}
+
+// Four qs bytes from levels of weights j..j+3 (low nibbles) and j+16..j+19 (high nibbles).
+fn nibble_word(lo: vec4<u32>, hi: vec4<u32>) -> u32 {
+  return pack4_bytes((lo & vec4<u32>(0x0fu)) | ((hi & vec4<u32>(0x0fu)) << vec4<u32>(4u)));
+}
+
+// q4_0 levels: min(15, (int8)(x*id + 8.5)).
+fn q4_0_levels(v: vec4<f32>, id: f32) -> vec4<u32> {
+  return bitcast<vec4<u32>>(min(trunc_to_int4(v * id + 8.5), vec4<i32>(15)));
+}
+
+// q4_0: d = (signed value of largest |x|) / -8.
+fn quantize_q4_0(x: Weights32) -> Packed {
+  let d = divide(signed_max32(x), -8.0);
   // id comes from the fp32 d, not the fp16 one stored.
   let id = select(0.0, divide(1.0, d), d != 0.0);
-  put_f16(at, d);
-  for (var j = 0u; j < QK / 2u; j++) {
-    let a = weights[x0 + j] * id;
-    let b = weights[x0 + QK / 2u + j] * id;
-    let qa = min(15, trunc_to_int(a + 8.5));
-    let qb = min(15, trunc_to_int(b + 8.5));
-    put_byte(at + 2u + j, u32(qa) | (u32(qb) << 4u));
-  }
+  var p: Packed;
+  p.head = f32_to_f16_bits(d);
+  p.body[0] = nibble_word(q4_0_levels(x.s0, id), q4_0_levels(x.s4, id));
+  p.body[1] = nibble_word(q4_0_levels(x.s1, id), q4_0_levels(x.s5, id));
+  p.body[2] = nibble_word(q4_0_levels(x.s2, id), q4_0_levels(x.s6, id));
+  p.body[3] = nibble_word(q4_0_levels(x.s3, id), q4_0_levels(x.s7, id));
+  return p;
 }
 
-// q4_1: d = (max - min) / 15, m = min; q = min(15, (int8)((x - min)/d + 0.5)).
-fn quantize_q4_1(x0: u32, at: u32) {
-  var lo = F32_MAX;
-  var hi = -F32_MAX;
-  for (var j = 0u; j < QK; j++) {
-    let v = weights[x0 + j];
-    if (v < lo) {
-      lo = v;
-    }
-    if (v > hi) {
-      hi = v;
-    }
-  }
-  let d = divide(hi - lo, 15.0);
+// q4_1 levels: min(15, (int8)((x - min)*id + 0.5)).
+fn q4_1_levels(v: vec4<f32>, lo: f32, id: f32) -> vec4<u32> {
+  return bitcast<vec4<u32>>(min(trunc_to_int4((v - lo) * id + 0.5), vec4<i32>(15)));
+}
+
+// q4_1: d = (max - min) / 15, m = min.
+fn quantize_q4_1(x: Weights32) -> Packed {
+  let range = min_max32(x);
+  let lo = range.x;
+  let d = divide(range.y - lo, 15.0);
   let id = select(0.0, divide(1.0, d), d != 0.0);
-  put_f16(at, d);
-  put_f16(at + 2u, lo);
-  for (var j = 0u; j < QK / 2u; j++) {
-    let a = (weights[x0 + j] - lo) * id;
-    let b = (weights[x0 + QK / 2u + j] - lo) * id;
-    let qa = min(15, trunc_to_int(a + 0.5));
-    let qb = min(15, trunc_to_int(b + 0.5));
-    put_byte(at + 4u + j, u32(qa) | (u32(qb) << 4u));
-  }
+  var p: Packed;
+  p.head = f32_to_f16_bits(d) | (f32_to_f16_bits(lo) << 16u);
+  p.body[0] = nibble_word(q4_1_levels(x.s0, lo, id), q4_1_levels(x.s4, lo, id));
+  p.body[1] = nibble_word(q4_1_levels(x.s1, lo, id), q4_1_levels(x.s5, lo, id));
+  p.body[2] = nibble_word(q4_1_levels(x.s2, lo, id), q4_1_levels(x.s6, lo, id));
+  p.body[3] = nibble_word(q4_1_levels(x.s3, lo, id), q4_1_levels(x.s7, lo, id));
+  return p;
 }
 
-// q5_0: d = (signed value of largest |x|) / -16; q = min(31, (int8)(x/d + 16.5)).
-fn quantize_q5_0(x0: u32, at: u32) {
-  var amax = 0.0;
-  var signed_max = 0.0;
-  for (var j = 0u; j < QK; j++) {
-    let v = weights[x0 + j];
-    let av = abs(v);
-    if (amax < av) {
-      amax = av;
-      signed_max = v;
-    }
-  }
-  let d = divide(signed_max, -16.0);
+// q5_0 levels: min(31, (int8)(x*id + 16.5)).
+fn q5_0_levels(v: vec4<f32>, id: f32) -> vec4<u32> {
+  return bitcast<vec4<u32>>(min(trunc_to_int4(v * id + 16.5), vec4<i32>(31)));
+}
+
+// The body of a q5 block from its levels, four weights at a time: qh (bit e = bit 4 of level e), then
+// the low nibbles. lo_k / hi_k are the levels of weights 4k..4k+3 and 16+4k..16+4k+3.
+fn q5_body(p: ptr<function, Packed>, lo0: vec4<u32>, lo1: vec4<u32>, lo2: vec4<u32>, lo3: vec4<u32>,
+           hi0: vec4<u32>, hi1: vec4<u32>, hi2: vec4<u32>, hi3: vec4<u32>) {
+  (*p).body[0] = fifth_bits4(lo0) | (fifth_bits4(lo1) << 4u) | (fifth_bits4(lo2) << 8u) | (fifth_bits4(lo3) << 12u) |
+                 (fifth_bits4(hi0) << 16u) | (fifth_bits4(hi1) << 20u) | (fifth_bits4(hi2) << 24u) | (fifth_bits4(hi3) << 28u);
+  (*p).body[1] = nibble_word(lo0, hi0);
+  (*p).body[2] = nibble_word(lo1, hi1);
+  (*p).body[3] = nibble_word(lo2, hi2);
+  (*p).body[4] = nibble_word(lo3, hi3);
+}
+
+// q5_0: d = (signed value of largest |x|) / -16.
+fn quantize_q5_0(x: Weights32) -> Packed {
+  let d = divide(signed_max32(x), -16.0);
   let id = select(0.0, divide(1.0, d), d != 0.0);
-  put_f16(at, d);
-  var qh = 0u;
-  for (var j = 0u; j < QK / 2u; j++) {
-    let a = weights[x0 + j] * id;
-    let b = weights[x0 + QK / 2u + j] * id;
-    let qa = u32(min(31, trunc_to_int(a + 16.5)));
-    let qb = u32(min(31, trunc_to_int(b + 16.5)));
-    put_byte(at + 6u + j, (qa & 0x0fu) | ((qb & 0x0fu) << 4u));
-    qh |= ((qa & 0x10u) >> 4u) << j;
-    qh |= ((qb & 0x10u) >> 4u) << (j + QK / 2u);
-  }
-  put_u32(at + 2u, qh);
+  var p: Packed;
+  p.head = f32_to_f16_bits(d);
+  q5_body(&p, q5_0_levels(x.s0, id), q5_0_levels(x.s1, id), q5_0_levels(x.s2, id), q5_0_levels(x.s3, id),
+          q5_0_levels(x.s4, id), q5_0_levels(x.s5, id), q5_0_levels(x.s6, id), q5_0_levels(x.s7, id));
+  return p;
 }
 
-// q5_1: d = (max - min) / 31, m = min; q = (uint8)((x - min)/d + 0.5), with no clamp (ggml has none).
-fn quantize_q5_1(x0: u32, at: u32) {
-  var lo = F32_MAX;
-  var hi = -F32_MAX;
-  for (var j = 0u; j < QK; j++) {
-    let v = weights[x0 + j];
-    if (v < lo) {
-      lo = v;
-    }
-    if (v > hi) {
-      hi = v;
-    }
-  }
-  let d = divide(hi - lo, 31.0);
+// q5_1 levels: (uint8)((x - min)*id + 0.5), with no clamp (ggml has none).
+fn q5_1_levels(v: vec4<f32>, lo: f32, id: f32) -> vec4<u32> {
+  return bitcast<vec4<u32>>(trunc_to_int4((v - lo) * id + 0.5)) & vec4<u32>(0xffu);
+}
+
+// q5_1: d = (max - min) / 31, m = min.
+fn quantize_q5_1(x: Weights32) -> Packed {
+  let range = min_max32(x);
+  let lo = range.x;
+  let d = divide(range.y - lo, 31.0);
   let id = select(0.0, divide(1.0, d), d != 0.0);
-  put_f16(at, d);
-  put_f16(at + 2u, lo);
-  var qh = 0u;
-  for (var j = 0u; j < QK / 2u; j++) {
-    let a = (weights[x0 + j] - lo) * id;
-    let b = (weights[x0 + QK / 2u + j] - lo) * id;
-    let qa = u32(trunc_to_int(a + 0.5)) & 0xffu;
-    let qb = u32(trunc_to_int(b + 0.5)) & 0xffu;
-    put_byte(at + 8u + j, (qa & 0x0fu) | ((qb & 0x0fu) << 4u));
-    qh |= ((qa & 0x10u) >> 4u) << j;
-    qh |= ((qb & 0x10u) >> 4u) << (j + QK / 2u);
-  }
-  put_u32(at + 4u, qh);
+  var p: Packed;
+  p.head = f32_to_f16_bits(d) | (f32_to_f16_bits(lo) << 16u);
+  q5_body(&p, q5_1_levels(x.s0, lo, id), q5_1_levels(x.s1, lo, id), q5_1_levels(x.s2, lo, id), q5_1_levels(x.s3, lo, id),
+          q5_1_levels(x.s4, lo, id), q5_1_levels(x.s5, lo, id), q5_1_levels(x.s6, lo, id), q5_1_levels(x.s7, lo, id));
+  return p;
 }
 
-// q8_0: d = max|x| / 127; q = roundf(x/d) (ties away from zero).
-fn quantize_q8_0(x0: u32, at: u32) {
-  var amax = 0.0;
-  for (var j = 0u; j < QK; j++) {
-    let av = abs(weights[x0 + j]);
-    // MAX(amax, av) in C keeps amax unless av is larger.
-    amax = select(av, amax, amax > av);
-  }
+// Four q8_0 bytes: roundf(x*id) (ties away from zero), as int8.
+fn q8_0_word(v: vec4<f32>, id: f32) -> u32 {
+  return pack4_bytes(bitcast<vec4<u32>>(trunc_to_int4(round_half_away4(v * id))));
+}
+
+// q8_0: d = max|x| / 127.
+fn quantize_q8_0(x: Weights32) -> Packed {
+  let amax = max(max(max(max4(abs(x.s0)), max4(abs(x.s1))), max(max4(abs(x.s2)), max4(abs(x.s3)))),
+                 max(max(max4(abs(x.s4)), max4(abs(x.s5))), max(max4(abs(x.s6)), max4(abs(x.s7)))));
   let d = divide(amax, 127.0);
   let id = select(0.0, divide(1.0, d), d != 0.0);
-  put_f16(at, d);
-  for (var j = 0u; j < QK; j++) {
-    put_byte(at + 2u + j, u32(trunc_to_int(round_half_away(weights[x0 + j] * id))));
+  var p: Packed;
+  p.head = f32_to_f16_bits(d);
+  p.body[0] = q8_0_word(x.s0, id);
+  p.body[1] = q8_0_word(x.s1, id);
+  p.body[2] = q8_0_word(x.s2, id);
+  p.body[3] = q8_0_word(x.s3, id);
+  p.body[4] = q8_0_word(x.s4, id);
+  p.body[5] = q8_0_word(x.s5, id);
+  p.body[6] = q8_0_word(x.s6, id);
+  p.body[7] = q8_0_word(x.s7, id);
+  return p;
+}
+
+// Checks weights[first .. first + n) of row `row` (the weighted encoders read them one by one).
+fn check_weights(first: u32, n: u32, row: u32, tiny_bits: u32) {
+  var bits = 0u;
+  for (var j = 0u; j < n; j += 4u) {
+    bits |= slice_status(vec4<f32>(weights[first + j], weights[first + j + 1u], weights[first + j + 2u], weights[first + j + 3u]), tiny_bits);
   }
+  report_status(bits, row);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -481,63 +610,45 @@ fn make_qkx3_quants_weighted(nmax: i32) -> f32 {
   return scale;
 }
 
-// Nibble-packed levels: byte j holds levels[j] (low) and levels[j + 16] (high), 4 bits each.
-fn put_low_nibbles(at: u32) {
-  for (var j = 0u; j < QK / 2u; j++) {
-    put_byte(at + j, (levels[j] & 0x0fu) | ((levels[j + QK / 2u] & 0x0fu) << 4u));
+// A weighted block as Packed, from its scale d, minimum m (q4_1, q5_1) and `levels` (0..15 or 0..31).
+fn packed_levels(format: u32, d: f32, m: f32) -> Packed {
+  var p: Packed;
+  p.head = f32_to_f16_bits(d);
+  if (has_min(format)) {
+    p.head |= f32_to_f16_bits(m) << 16u;
   }
-}
-
-// The 5th bits of 5-bit levels as q5's qh word: bit e is bit 4 of levels[e].
-fn fifth_bits() -> u32 {
+  let five_bits = format == Q5_0 || format == Q5_1;
+  let qs = select(0u, 1u, five_bits);
   var qh = 0u;
-  for (var j = 0u; j < QK; j++) {
-    qh |= ((levels[j] & 0x10u) >> 4u) << j;
+  for (var k = 0u; k < 4u; k++) {
+    let lo = vec4<u32>(levels[4u * k], levels[4u * k + 1u], levels[4u * k + 2u], levels[4u * k + 3u]);
+    let hi = vec4<u32>(levels[16u + 4u * k], levels[17u + 4u * k], levels[18u + 4u * k], levels[19u + 4u * k]);
+    p.body[qs + k] = nibble_word(lo, hi);
+    qh |= (fifth_bits4(lo) << (4u * k)) | (fifth_bits4(hi) << (16u + 4u * k));
   }
-  return qh;
+  if (five_bits) {
+    p.body[0] = qh;
+  }
+  return p;
 }
 
-fn quantize_q4_0_weighted(at: u32) {
-  put_f16(at, make_qx_quants_weighted(8));
-  put_low_nibbles(at + 2u);
-}
-
-fn quantize_q4_1_weighted(at: u32) {
-  put_f16(at, make_qkx3_quants_weighted(15));
-  put_f16(at + 2u, -qkx3_min);
-  put_low_nibbles(at + 4u);
-}
-
-fn quantize_q5_0_weighted(at: u32) {
-  put_f16(at, make_qx_quants_weighted(16));
-  put_u32(at + 2u, fifth_bits());
-  put_low_nibbles(at + 6u);
-}
-
-fn quantize_q5_1_weighted(at: u32) {
-  put_f16(at, make_qkx3_quants_weighted(31));
-  put_f16(at + 2u, -qkx3_min);
-  put_u32(at + 4u, fifth_bits());
-  put_low_nibbles(at + 8u);
+fn quantize_weighted(format: u32) -> Packed {
+  switch format {
+    case Q4_0: { return packed_levels(format, make_qx_quants_weighted(8), 0.0); }
+    case Q5_0: { return packed_levels(format, make_qx_quants_weighted(16), 0.0); }
+    case Q4_1: {
+      let d = make_qkx3_quants_weighted(15);
+      return packed_levels(format, d, -qkx3_min);
+    }
+    default: {
+      let d = make_qkx3_quants_weighted(31);
+      return packed_levels(format, d, -qkx3_min);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Encoder entry points: one unit per invocation.
-
-fn block_bytes_of(format: u32) -> u32 {
-  switch format {
-    case Q4_0: { return 18u; }
-    case Q4_1: { return 20u; }
-    case Q5_0: { return 22u; }
-    case Q5_1: { return 24u; }
-    default: { return 34u; } // Q8_0
-  }
-}
-
-// Blocks per unit: two where a block does not end on a word boundary.
-fn unit_blocks_of(format: u32) -> u32 {
-  return select(1u, 2u, block_bytes_of(format) % 4u != 0u);
-}
 
 // How many blocks unit `unit_index` holds: per_unit, fewer for the chunk's last, 0 past the end.
 fn unit_block_count(unit_index: u32, format: u32) -> u32 {
@@ -545,53 +656,53 @@ fn unit_block_count(unit_index: u32, format: u32) -> u32 {
   return select(0u, min(unit_blocks_of(format), params.blocks - first), first < params.blocks);
 }
 
-// Stores the assembled unit. Units are whole words, except the chunk's last, which ends in the
-// buffer's zero padding.
-fn store_unit(unit_index: u32, format: u32, count: u32) {
-  let block_bytes = block_bytes_of(format);
-  let first_word = unit_index * unit_blocks_of(format) * block_bytes / 4u;
-  for (var i = 0u; i < (count * block_bytes + 3u) / 4u; i++) {
-    encoded[first_word + i] = unit[i];
+fn quantize_ref(format: u32, block: u32) -> Packed {
+  let x = load_weights32(block);
+  switch format {
+    case Q4_0: { return quantize_q4_0(x); }
+    case Q4_1: { return quantize_q4_1(x); }
+    case Q5_0: { return quantize_q5_0(x); }
+    case Q5_1: { return quantize_q5_1(x); }
+    default: { return quantize_q8_0(x); }
   }
 }
 
 fn encode_unit(unit_index: u32, format: u32) {
   let count = unit_block_count(unit_index, format);
-  for (var k = 0u; k < count; k++) {
-    let block = unit_index * unit_blocks_of(format) + k;
-    let x0 = block * QK;
-    let at = k * block_bytes_of(format);
-    check_weights(x0, QK, block / params.blocks_per_row, TINY_REF_BITS);
-    switch format {
-      case Q4_0: { quantize_q4_0(x0, at); }
-      case Q4_1: { quantize_q4_1(x0, at); }
-      case Q5_0: { quantize_q5_0(x0, at); }
-      case Q5_1: { quantize_q5_1(x0, at); }
-      default: { quantize_q8_0(x0, at); }
-    }
+  if (count == 0u) {
+    return;
   }
-  store_unit(unit_index, format, count);
+  let first = unit_index * unit_blocks_of(format);
+  let a = quantize_ref(format, first);
+  var b: Packed;
+  if (count == 2u) {
+    b = quantize_ref(format, first + 1u);
+  }
+  store_unit(unit_index, format, a, b, count);
 }
 
 // A separate function from encode_unit so that the reference encoders do not use (and need not be
 // given) bindings 4 and 5.
+fn weighted_block(format: u32, block: u32) -> Packed {
+  let x0 = block * QK;
+  let row = block / params.blocks_per_row;
+  check_weights(x0, QK, row, TINY_WEIGHTED_BITS);
+  load_weighted_block(x0, x0 - row * params.cols, row);
+  return quantize_weighted(format);
+}
+
 fn encode_unit_weighted(unit_index: u32, format: u32) {
   let count = unit_block_count(unit_index, format);
-  for (var k = 0u; k < count; k++) {
-    let block = unit_index * unit_blocks_of(format) + k;
-    let x0 = block * QK;
-    let at = k * block_bytes_of(format);
-    let row = block / params.blocks_per_row;
-    check_weights(x0, QK, row, TINY_WEIGHTED_BITS);
-    load_weighted_block(x0, x0 - row * params.cols, row);
-    switch format {
-      case Q4_0: { quantize_q4_0_weighted(at); }
-      case Q4_1: { quantize_q4_1_weighted(at); }
-      case Q5_0: { quantize_q5_0_weighted(at); }
-      default: { quantize_q5_1_weighted(at); }
-    }
+  if (count == 0u) {
+    return;
   }
-  store_unit(unit_index, format, count);
+  let first = unit_index * unit_blocks_of(format);
+  let a = weighted_block(format, first);
+  var b: Packed;
+  if (count == 2u) {
+    b = weighted_block(format, first + 1u);
+  }
+  store_unit(unit_index, format, a, b, count);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -656,45 +767,43 @@ fn row_sigma2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 // stored as int8; bsums[g] = sum of the 16 stored values of group g. A 292-byte block is 73 whole
 // words, so each invocation writes its block straight to `encoded`. An all-zero block gets d = 0 and
 // q = 0; ggml leaves its bsums unwritten, we write their true value, 0 (as the CPU reference does).
+fn q8_K_levels(v: vec4<f32>, iscale: f32) -> vec4<i32> {
+  // |iscale*x| <= 127 unless -127/max overflowed; then nearest_int's bit trick decides and the int8
+  // store wraps (the CPU reference does the same).
+  let q = vec4<i32>(nearest_int(iscale * v.x), nearest_int(iscale * v.y), nearest_int(iscale * v.z), nearest_int(iscale * v.w));
+  return bitcast<vec4<i32>>(bitcast<vec4<u32>>(min(q, vec4<i32>(127))) << vec4<u32>(24u)) >> vec4<u32>(24u);
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn encode_q8_K(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let block = linear_workgroup(wid, nwg) * WORKGROUP_SIZE + lid;
   if (block >= params.blocks) {
     return;
   }
-  let x0 = block * QK_K;
+  let p0 = block * (QK_K / 4u);
   let w0 = block * 73u;
-  check_weights(x0, QK_K, block / params.blocks_per_row, TINY_REF_BITS);
-  var amax = 0.0;
-  var signed_max = 0.0;
-  for (var j = 0u; j < QK_K; j++) {
-    let v = weights[x0 + j];
-    let av = abs(v);
-    if (av > amax) {
-      amax = av;
-      signed_max = v;
-    }
+  var acc = vec2<f32>(0.0);
+  var bits = 0u;
+  for (var i = 0u; i < QK_K / 4u; i++) {
+    let v = weights4[p0 + i];
+    acc = scan_signed_max(acc, v);
+    bits |= slice_status(v, TINY_REF_BITS);
   }
-  if (amax == 0.0) {
+  report_status(bits, block / params.blocks_per_row);
+  if (acc.x == 0.0) {
     for (var i = 0u; i < 73u; i++) {
       encoded[w0 + i] = 0u;
     }
     return;
   }
-  let iscale = divide(-127.0, signed_max);
+  let iscale = divide(-127.0, acc.y);
   var bsum_pair = 0u;
   for (var g = 0u; g < QK_K / 16u; g++) {
     var sum = 0;
     for (var k = 0u; k < 4u; k++) {
-      var word = 0u;
-      for (var b = 0u; b < 4u; b++) {
-        // |iscale*x| <= 127 unless -127/max overflowed; then nearest_int's bit trick decides and
-        // the int8 store wraps (the CPU reference does the same).
-        let q = sign_extend_8(u32(min(127, nearest_int(iscale * weights[x0 + 16u * g + 4u * k + b]))));
-        word |= byte_at(u32(q), b);
-        sum += q;
-      }
-      encoded[w0 + 1u + 4u * g + k] = word;
+      let q = q8_K_levels(weights4[p0 + 4u * g + k], iscale);
+      encoded[w0 + 1u + 4u * g + k] = pack4_bytes(bitcast<vec4<u32>>(q));
+      sum += q.x + q.y + q.z + q.w;
     }
     // bsums are int16, two to a word.
     bsum_pair |= (u32(sum) & 0xffffu) << (16u * (g & 1u));
@@ -710,67 +819,79 @@ fn encode_q8_K(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 // Decoders (dequantize_row_<fmt>): one block per invocation. Products of an fp16 scale and a small
 // integer are exact in f32 and q*d + m rounds once, so fused or not the result is the CPU's.
 
-fn load_byte(at: u32) -> u32 {
-  return byte_of(encoded_in[at / 4u], at);
-}
-fn load_u16(at: u32) -> u32 {
-  return load_byte(at) | (load_byte(at + 1u) << 8u);
-}
-fn load_u32(at: u32) -> u32 {
-  return load_u16(at) | (load_u16(at + 2u) << 16u);
-}
-fn load_f16(at: u32) -> f32 {
-  return f16_bits_to_f32(load_u16(at));
+// Block `block` of `format` read back into a Packed (any alignment: 4 bytes at any offset are two
+// words funnel-shifted).
+fn load_packed(format: u32, block: u32) -> Packed {
+  let start = block * block_bytes_of(format);
+  let last = arrayLength(&encoded_in) - 1u;
+  var p: Packed;
+  let head_word = encoded_in[start / 4u];
+  p.head = select((head_word >> (8u * (start % 4u))) & 0xffffu, head_word, has_min(format));
+  let body = start + select(2u, 4u, has_min(format));
+  for (var k = 0u; k < body_words_of(format); k++) {
+    let w = body / 4u + k;
+    p.body[k] = unaligned_word(encoded_in[w], encoded_in[min(w + 1u, last)], body % 4u);
+  }
+  return p;
 }
 
-fn dequantize_q4_0(at: u32, y0: u32) {
-  let d = load_f16(at);
-  for (var j = 0u; j < QK / 2u; j++) {
-    let b = load_byte(at + 2u + j);
-    values[y0 + j] = f32(i32(b & 0x0fu) - 8) * d;
-    values[y0 + j + QK / 2u] = f32(i32(b >> 4u) - 8) * d;
+fn dequantize_q4_0(p: Packed, y4: u32) {
+  let d = f16_bits_to_f32(p.head & 0xffffu);
+  for (var k = 0u; k < 4u; k++) {
+    let b = unpack4_bytes(p.body[k]);
+    values4[y4 + k] = vec4<f32>(vec4<i32>(b & vec4<u32>(0x0fu)) - vec4<i32>(8)) * d;
+    values4[y4 + 4u + k] = vec4<f32>(vec4<i32>(b >> vec4<u32>(4u)) - vec4<i32>(8)) * d;
   }
 }
 
-fn dequantize_q4_1(at: u32, y0: u32) {
-  let d = load_f16(at);
-  let m = load_f16(at + 2u);
-  for (var j = 0u; j < QK / 2u; j++) {
-    let b = load_byte(at + 4u + j);
-    values[y0 + j] = f32(b & 0x0fu) * d + m;
-    values[y0 + j + QK / 2u] = f32(b >> 4u) * d + m;
+fn dequantize_q4_1(p: Packed, y4: u32) {
+  let d = f16_bits_to_f32(p.head & 0xffffu);
+  let m = f16_bits_to_f32(p.head >> 16u);
+  for (var k = 0u; k < 4u; k++) {
+    let b = unpack4_bytes(p.body[k]);
+    values4[y4 + k] = vec4<f32>(b & vec4<u32>(0x0fu)) * d + m;
+    values4[y4 + 4u + k] = vec4<f32>(b >> vec4<u32>(4u)) * d + m;
   }
 }
 
-fn dequantize_q5_0(at: u32, y0: u32) {
-  let d = load_f16(at);
-  let qh = load_u32(at + 2u);
-  for (var j = 0u; j < QK / 2u; j++) {
-    let b = load_byte(at + 6u + j);
-    let h0 = ((qh >> j) << 4u) & 0x10u;
-    let h1 = (qh >> (j + 12u)) & 0x10u;
-    values[y0 + j] = f32(i32((b & 0x0fu) | h0) - 16) * d;
-    values[y0 + j + QK / 2u] = f32(i32((b >> 4u) | h1) - 16) * d;
+// The 5th bits of weights 4k..4k+3 and 16+4k..16+4k+3, moved to bit 4.
+fn fifth_bits_lo(qh: u32, k: u32) -> vec4<u32> {
+  return ((vec4<u32>(qh) >> (vec4<u32>(4u * k) + vec4<u32>(0u, 1u, 2u, 3u))) << vec4<u32>(4u)) & vec4<u32>(0x10u);
+}
+fn fifth_bits_hi(qh: u32, k: u32) -> vec4<u32> {
+  return (vec4<u32>(qh) >> (vec4<u32>(4u * k + 12u) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(0x10u);
+}
+
+fn dequantize_q5_0(p: Packed, y4: u32) {
+  let d = f16_bits_to_f32(p.head & 0xffffu);
+  let qh = p.body[0];
+  for (var k = 0u; k < 4u; k++) {
+    let b = unpack4_bytes(p.body[1u + k]);
+    values4[y4 + k] = vec4<f32>(vec4<i32>((b & vec4<u32>(0x0fu)) | fifth_bits_lo(qh, k)) - vec4<i32>(16)) * d;
+    values4[y4 + 4u + k] = vec4<f32>(vec4<i32>((b >> vec4<u32>(4u)) | fifth_bits_hi(qh, k)) - vec4<i32>(16)) * d;
   }
 }
 
-fn dequantize_q5_1(at: u32, y0: u32) {
-  let d = load_f16(at);
-  let m = load_f16(at + 2u);
-  let qh = load_u32(at + 4u);
-  for (var j = 0u; j < QK / 2u; j++) {
-    let b = load_byte(at + 8u + j);
-    let h0 = ((qh >> j) << 4u) & 0x10u;
-    let h1 = (qh >> (j + 12u)) & 0x10u;
-    values[y0 + j] = f32((b & 0x0fu) | h0) * d + m;
-    values[y0 + j + QK / 2u] = f32((b >> 4u) | h1) * d + m;
+fn dequantize_q5_1(p: Packed, y4: u32) {
+  let d = f16_bits_to_f32(p.head & 0xffffu);
+  let m = f16_bits_to_f32(p.head >> 16u);
+  let qh = p.body[0];
+  for (var k = 0u; k < 4u; k++) {
+    let b = unpack4_bytes(p.body[1u + k]);
+    values4[y4 + k] = vec4<f32>((b & vec4<u32>(0x0fu)) | fifth_bits_lo(qh, k)) * d + m;
+    values4[y4 + 4u + k] = vec4<f32>((b >> vec4<u32>(4u)) | fifth_bits_hi(qh, k)) * d + m;
   }
 }
 
-fn dequantize_q8_0(at: u32, y0: u32) {
-  let d = load_f16(at);
-  for (var j = 0u; j < QK; j++) {
-    values[y0 + j] = f32(sign_extend_8(load_byte(at + 2u + j))) * d;
+// Four int8 values of a word.
+fn int8x4(w: u32) -> vec4<f32> {
+  return vec4<f32>(bitcast<vec4<i32>>(unpack4_bytes(w) << vec4<u32>(24u)) >> vec4<u32>(24u));
+}
+
+fn dequantize_q8_0(p: Packed, y4: u32) {
+  let d = f16_bits_to_f32(p.head & 0xffffu);
+  for (var k = 0u; k < 8u; k++) {
+    values4[y4 + k] = int8x4(p.body[k]) * d;
   }
 }
 
@@ -778,14 +899,14 @@ fn decode_block(block: u32, format: u32) {
   if (block >= params.blocks) {
     return;
   }
-  let at = block * block_bytes_of(format);
-  let y0 = block * QK;
+  let p = load_packed(format, block);
+  let y4 = block * (QK / 4u);
   switch format {
-    case Q4_0: { dequantize_q4_0(at, y0); }
-    case Q4_1: { dequantize_q4_1(at, y0); }
-    case Q5_0: { dequantize_q5_0(at, y0); }
-    case Q5_1: { dequantize_q5_1(at, y0); }
-    default: { dequantize_q8_0(at, y0); }
+    case Q4_0: { dequantize_q4_0(p, y4); }
+    case Q4_1: { dequantize_q4_1(p, y4); }
+    case Q5_0: { dequantize_q5_0(p, y4); }
+    case Q5_1: { dequantize_q5_1(p, y4); }
+    default: { dequantize_q8_0(p, y4); }
   }
 }
 
@@ -818,16 +939,13 @@ fn decode_q8_K(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     return;
   }
   let w0 = block * 73u;
-  let y0 = block * QK_K;
+  let y4 = block * (QK_K / 4u);
   let d = bitcast<f32>(encoded_in[w0]);
   let d_bits = encoded_in[w0] & 0x7fffffffu;
   if (d_bits != 0u && d_bits < 0x00800000u && params.guard_subnormals != 0u) {
     flag_row_for_cpu(block / params.blocks_per_row); // a subnormal scale
   }
   for (var i = 0u; i < QK_K / 4u; i++) {
-    let word = encoded_in[w0 + 1u + i];
-    for (var b = 0u; b < 4u; b++) {
-      values[y0 + 4u * i + b] = d * f32(sign_extend_8(byte_of(word, b)));
-    }
+    values4[y4 + i] = d * int8x4(encoded_in[w0 + 1u + i]);
   }
 }

@@ -27,3 +27,12 @@ fn sign_extend_8(b: u32) -> i32 {
 fn sign_extend_16(h: u32) -> i32 {
   return bitcast<i32>(h << 16u) >> 16u;
 }
+
+// Four bytes (the low 8 bits of each element) as one little-endian word, and back.
+fn pack4_bytes(b: vec4<u32>) -> u32 {
+  let m = b & vec4<u32>(0xffu);
+  return m.x | (m.y << 8u) | (m.z << 16u) | (m.w << 24u);
+}
+fn unpack4_bytes(w: u32) -> vec4<u32> {
+  return (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+}

@@ -40,3 +40,13 @@ fn nearest_int(v: f32) -> i32 {
 fn opaque_f32(x: f32, zero_bits: u32) -> f32 {
   return bitcast<f32>(bitcast<u32>(x) | zero_bits);
 }
+
+// trunc_to_int and round_half_away on four values at once (the same per element).
+fn trunc_to_int4(v: vec4<f32>) -> vec4<i32> {
+  let finite = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
+  return select(vec4<i32>(0), vec4<i32>(trunc(v)), finite);
+}
+fn round_half_away4(v: vec4<f32>) -> vec4<f32> {
+  let t = trunc(v);
+  return select(t, t + sign(v), abs(v - t) >= vec4<f32>(0.5));
+}
