@@ -33,7 +33,7 @@ import {
   bitsView,
   importanceWeights,
   int8View,
-  nearestInt,
+  nearestIntInRange,
   readU32,
   roundHalfAway,
   scaleInt8x8,
@@ -174,21 +174,25 @@ export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
  */
 export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const xBits = bitsView(x);
+  const qs = int8View(out);
   for (let b = 0; b < blocks; b++, xo += QK_K, oo += 292) {
     const max = signedAbsMax(xBits, xo, QK_K);
     if (!(Math.abs(max) <= FLT_MAX)) return false;
-    if (max === 0) {
+    const iscale = max === 0 ? 0 : fr(-127 / max);
+    if (max === 0 || !(Math.abs(iscale) <= FLT_MAX)) {
+      // All zero (d = 0), or |max| < 3.7e-37 so that -127/max overflowed: then every iscale*x is ±inf or NaN,
+      // nearest_int's bit trick turns those into -4194304 or 0, and the int8_t store into 0. d = 1/iscale.
       for (let j = 0; j < 292; j++) out[oo + j] = 0;
+      if (max !== 0) writeU32(out, oo, f32Bits(fr(1 / iscale)));
       continue;
     }
-    const iscale = fr(-127 / max);
     for (let g = 0; g < QK_K / 16; g++) {
       let sum = 0;
       for (let j = 16 * g; j < 16 * g + 16; j++) {
-        // |iscale*x| <= 127 unless -127/max overflowed (|max| < 3.7e-37): then nearest_int's bit trick
-        // decides, and the (int8_t) store wraps. bsums add the stored int8 values.
-        const q = (Math.min(127, nearestInt(fr(iscale * x[xo + j]!))) << 24) >> 24;
-        out[oo + 4 + j] = q & 0xff;
+        // |iscale*x| <= |iscale*max| <= 127.00002: nearest_int is in range, and ggml's MIN(127, ...) and the
+        // int8_t store change nothing. bsums add the stored values.
+        const q = nearestIntInRange(fr(iscale * x[xo + j]!));
+        qs[oo + 4 + j] = q;
         sum += q;
       }
       out[oo + 260 + 2 * g] = sum & 0xff;
