@@ -1,7 +1,7 @@
 // llama.cpp's legacy block formats q4_0, q4_1, q5_0, q5_1, q8_0 and q8_K: encoders (ggml's
 // quantize_row_<fmt>_ref, and quantize_row_<fmt>_impl with an importance matrix) and decoders
 // (dequantize_row_<fmt>). Ports of src/quant/ggml/legacy.ts, which is bit-exact with ggml: every float
-// operation is one f32 operation in the same order. The reference encoders divide with div_f32_exact
+// operation is one f32 operation in the same order. The reference encoders divide with divide()
 // (correctly rounded on any device); the weighted ones search with many divisions and sums, and need a
 // device that rounds / and sqrt correctly and does not fuse a*b+c (src/gpu/float-probe.ts checks;
 // SwiftShader does). Needs shaders/common/*.wgsl and common/division.wgsl in front of it
@@ -56,6 +56,7 @@ struct Params {
   cols: u32,
   zero: u32,           // always 0: the runtime zero of opaque_f32 (common/ggml-rounding.wgsl)
   guard_subnormals: u32, // 1 on devices that flush subnormals: flag rows that would meet them
+  exact_division: u32, // 1 on devices whose `/` is correctly rounded (src/gpu/float-probe.ts)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -105,9 +106,13 @@ fn no_fold(c: f32) -> f32 {
   return opaque_f32(c, params.zero);
 }
 
-// n / d, correctly rounded on any device (WGSL's `/` may be 2.5 ulp off, and compilers rewrite
-// divisions by constants), for finite n and d != 0: the sign, then div_f32_exact on the magnitudes.
+// n / d, correctly rounded on any device, for finite n and d != 0. WGSL's `/` may be 2.5 ulp off; where
+// the probe found it exact it is used (several times faster), with d hidden so that the compiler cannot
+// rewrite a division by a constant; elsewhere the sign, then div_f32_exact on the magnitudes.
 fn divide(n: f32, d: f32) -> f32 {
+  if (params.exact_division != 0u) {
+    return n / no_fold(d);
+  }
   let sign = (bitcast<u32>(n) ^ bitcast<u32>(d)) & 0x80000000u;
   let quotient = div_f32_exact(bitcast<f32>(bitcast<u32>(n) & 0x7fffffffu), bitcast<f32>(bitcast<u32>(d) & 0x7fffffffu));
   return bitcast<f32>(bitcast<u32>(quotient) | sign);

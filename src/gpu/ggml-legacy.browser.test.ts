@@ -127,8 +127,10 @@ describe("random tensors: GPU bytes and bits equal the CPU reference's", () => {
     // An odd number of blocks per row and of rows, so the last unit holds a single block.
     const cols = format.blockWeights * (format.blockWeights === 32 ? 7 : 3);
     const rows = format.blockWeights === 32 ? 3001 : 403;
-    it(`${format.id}: ${rows} x ${cols}`, async () => {
-      await expectSameAsCpu(format, messyRows(rows, cols, rows + cols), { rows, cols });
+    it(`${format.id}: ${rows} x ${cols}, with the device's division and with div_f32_exact`, async () => {
+      const x = messyRows(rows, cols, rows + cols);
+      await expectSameAsCpu(format, x, { rows, cols });
+      await expectSameAsCpu(format, x, { rows, cols }, undefined, { integerDivision: true });
     });
     if (format.id !== "q8_0" && format.id !== "q8_K") {
       it(`${format.id} with an importance matrix: ${rows} x ${cols}`, async () => {

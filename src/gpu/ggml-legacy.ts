@@ -12,7 +12,8 @@
  *  - Decoding is exact everywhere: an fp16 scale times a small integer is exact in f32, q*d + m rounds
  *    once fused or not, fp16 is converted with integer operations.
  *  - The reference encoders compute their scales (max / -8, 1 / d, (max - min) / 15, -127 / max, ...)
- *    with div_f32_exact (integer operations, correctly rounded anywhere). What they still assume: that
+ *    with the device's `/` where the probe found it exact, else with div_f32_exact (integer operations,
+ *    correctly rounded anywhere, several times slower). What they still assume: that
  *    x*id + 8.5 (and (x - min)*id + 0.5) is not fused. (ggml built with contraction changed no reference
  *    block of the golden vectors, ../shared/golden/ggml/README.md, but a rare block can differ.)
  *  - The importance-weighted encoders search with many divisions, a sqrt and long sums: they need
@@ -80,6 +81,11 @@ export interface LegacyGpuOptions {
    * Tests make it small to stream a tensor through many chunks.
    */
   maxChunkBytes?: number;
+  /**
+   * Divide with div_f32_exact even where the device's `/` is exact: the path a device with inexact
+   * division takes, so tests can run it here.
+   */
+  integerDivision?: boolean;
 }
 
 /**
@@ -126,9 +132,13 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     return Math.max(1, Math.min(deviceRows, Math.floor(cap / rowBytes)));
   }
 
-  /** Params.guard_subnormals: 1 where the device flushes subnormals (measured once per device). */
-  private async guardSubnormals(): Promise<number> {
-    return (await floatArithmeticOf(this.dev)).keepsSubnormals ? 0 : 1;
+  /**
+   * The device-dependent words of Params: guard_subnormals (1 where the device flushes subnormals) and
+   * exact_division (1 where its `/` is correctly rounded), measured once per device.
+   */
+  private async deviceParams(): Promise<[guardSubnormals: number, exactDivision: number]> {
+    const arithmetic = await floatArithmeticOf(this.dev);
+    return [arithmetic.keepsSubnormals ? 0 : 1, arithmetic.exactDivision && !this.options.integerDivision ? 1 : 0];
   }
 
   private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
@@ -152,7 +162,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     const encodePipeline = await this.pipeline(imatrix ? this.entryPoints.encodeImatrix! : this.entryPoints.encode);
     const sigma2Pipeline = imatrix ? await this.pipeline("row_sigma2") : undefined;
     const importance = imatrix ? uploadStorage(device, imatrix, "ggml-legacy importance") : undefined;
-    const guard = await this.guardSubnormals();
+    const deviceWords = await this.deviceParams();
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     const chunkRows = this.rowsPerChunk(cols);
     try {
@@ -160,7 +170,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
         opts?.signal?.throwIfAborted();
         const n = Math.min(chunkRows, rows - r0);
         const chunk = x.subarray(r0 * cols, (r0 + n) * cols);
-        const { bytes, status } = await this.encodeChunk(chunk, n, cols, guard, encodePipeline, sigma2Pipeline, importance, opts?.signal);
+        const { bytes, status } = await this.encodeChunk(chunk, n, cols, deviceWords, encodePipeline, sigma2Pipeline, importance, opts?.signal);
         if (status.nonFinite) assertFinite(x, shape, opts?.tensorName); // throws the CPU's message
         out.set(bytes, r0 * rowBytes);
         for (const r of status.cpuRows) {
@@ -180,7 +190,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     chunk: Float32Array,
     rows: number,
     cols: number,
-    guard: number,
+    deviceWords: readonly number[],
     encodePipeline: GPUComputePipeline,
     sigma2Pipeline: GPUComputePipeline | undefined,
     importance: GPUBuffer | undefined,
@@ -190,7 +200,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     const blocksPerRow = cols / this.format.blockWeights;
     const blocks = rows * blocksPerRow;
     const byteCount = this.format.encodedBytes({ rows, cols });
-    const params = uniformU32(device, [blocks, blocksPerRow, rows, cols, 0, guard], "ggml-legacy params");
+    const params = uniformU32(device, [blocks, blocksPerRow, rows, cols, 0, ...deviceWords], "ggml-legacy params");
     const weights = uploadStorage(device, chunk, "ggml-legacy weights");
     const encoded = outputStorage(device, byteCount, "ggml-legacy encoded");
     const status = outputStorage(device, statusBytes(rows), "ggml-legacy status");
@@ -221,7 +231,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     if (y.length === 0) return y;
     const { device } = this.dev;
     const pipeline = await this.pipeline(this.entryPoints.decode);
-    const guard = await this.guardSubnormals();
+    const deviceWords = await this.deviceParams();
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     const blocksPerRow = cols / this.format.blockWeights;
     const chunkRows = this.rowsPerChunk(cols);
@@ -230,7 +240,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
       const n = Math.min(chunkRows, rows - r0);
       const blocks = n * blocksPerRow;
       const chunk = q.subarray(r0 * rowBytes, (r0 + n) * rowBytes);
-      const params = uniformU32(device, [blocks, blocksPerRow, n, cols, 0, guard], "ggml-legacy params");
+      const params = uniformU32(device, [blocks, blocksPerRow, n, cols, 0, ...deviceWords], "ggml-legacy params");
       const encoded = uploadStorage(device, chunk, "ggml-legacy encoded");
       const values = outputStorage(device, n * cols * 4, "ggml-legacy values");
       const status = this.entryPoints.decodeFlagsRows ? outputStorage(device, statusBytes(n), "ggml-legacy status") : undefined;
