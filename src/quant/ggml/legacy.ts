@@ -36,7 +36,7 @@ import {
   nearestIntInRange,
   readU32,
   roundHalfAway,
-  scaleInt8x8,
+  scaleInt8x16,
   minMaxBits,
   signedAbsMax,
   sumOfSquares,
@@ -336,7 +336,7 @@ export function decodeQ8_0(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
   const qs = int8View(q);
   for (let b = 0; b < blocks; b++, qo += 34, yo += QK) {
     const d = f16[q[qo]! | (q[qo + 1]! << 8)]!;
-    for (let j = 0; j < QK; j += 8) scaleInt8x8(qs, qo + 2 + j, d, y, yo + j);
+    for (let j = 0; j < QK; j += 16) scaleInt8x16(qs, qo + 2 + j, d, y, yo + j);
   }
 }
 
@@ -345,7 +345,7 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
   const qs = int8View(q);
   for (let b = 0; b < blocks; b++, qo += 292, yo += QK_K) {
     const d = bitsToF32(readU32(q, qo));
-    for (let j = 0; j < QK_K; j += 8) scaleInt8x8(qs, qo + 4 + j, d, y, yo + j);
+    for (let j = 0; j < QK_K; j += 16) scaleInt8x16(qs, qo + 4 + j, d, y, yo + j);
   }
 }
 
