@@ -3,13 +3,13 @@
 // Needs shaders/common/*.wgsl (f16.wgsl, bytes.wgsl, grid.wgsl, division.wgsl).
 //
 // A "segment" is what one scale covers: a group of g weights, a row (per channel), or for per-tensor
-// formats a row whose scale is the tensor's. Encoding is two passes:
-//   1. segment_params (one invocation per segment) finds the segment's range [lo, hi] (lo <= 0 <= hi)
-//      and, from it, the fp16 scale, its reciprocal and the zero point, exactly as intGroupParams does. Per-tensor formats read only the rows' ranges: the
-//      CPU merges them over the whole tensor and computes the one scale with intGroupParams itself.
-//   2. pack_codes: one invocation per output u32 word assembles the word's 4 bytes: header bytes (scale,
-//      zero point) or code bytes, each code recomputed from its weight, so no two invocations share a word
-//      even where 3-bit codes straddle bytes.
+// formats a row whose scale is the tensor's. Encoding (encode_segments) takes one "unit" of segments per
+// invocation: as few consecutive segments as fill whole u32 words (1, 2 or 4: a 66-byte int4-g128 block
+// pairs up, a 19-byte int4-asym-g32 block takes four), so no two invocations share a word. For each
+// segment it finds the range [lo, hi] (lo <= 0 <= hi), the fp16 scale, its reciprocal and the zero point
+// exactly as intGroupParams does, then writes header and codes through a little bit writer that stores
+// each u32 word as it fills. Per-tensor formats first run row_ranges over every chunk; the CPU merges the
+// rows' ranges and computes the one scale with intGroupParams itself, which encode_segments then uses.
 // decode_codes: one invocation per weight reads its segment's header and its code's bits.
 //
 // Why the bytes equal the CPU's on any device: ranges are taken with integer comparisons on the float
@@ -18,10 +18,14 @@
 // rounded product and round() is WGSL's round-half-to-even, as nearestInt of that product (no float
 // addition that a compiler could fuse into an FMA); decoding's (u - z) * scale is exact in f32.
 //
-// Bindings, per entry point:
-//   segment_params   0 params | 1 weights | 2 segments_out | 3 flags
-//   pack_codes       0 params | 1 weights | 2 segments_in  | 3 encoded
-//   decode_codes     0 params | 1 encoded_in | 2 decoded
+// Segments whose length is a multiple of 16 (every group; most rows) are read 16 weights per loop step
+// through weights4, the same buffer bound again, with the arithmetic on vec4 lanes: far fewer steps per
+// weight than the one-at-a-time loops that other row lengths take.
+//
+// Bindings, per entry point (weights and weights4 are the same buffer):
+//   row_ranges        0 params | 1 weights | 2 segments_out | 3 flags | 5 weights4
+//   encode_segments   0 params | 1 weights | 2 segments_in  | 3 flags | 4 encoded | 5 weights4
+//   decode_codes      0 params | 1 encoded_in | 2 decoded
 
 struct Params {
   count: u32,        // weights in this chunk (whole rows)
@@ -32,6 +36,7 @@ struct Params {
   asym: u32,         // 1: stored zero point, codes 0..L; 0: symmetric, codes 1..L around 2^(bits-1)
   one_scale: u32,    // 1 per tensor: every segment uses segments_in[0] (encode) or tensor_scale (decode)
   tensor_scale: u32, // per-tensor decode: scale fp16 bits | zero point << 16
+  unit_segments: u32, // encode: segments per invocation, so that a unit fills whole words
 }
 
 // One segment's range and quantization parameters (4 words).
@@ -43,16 +48,18 @@ struct Segment {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// Encoders: the chunk's weights, rows x cols float32 bit patterns, row-major.
+// Encoders: the chunk's weights, rows x cols float32 bit patterns, row-major (zero-padded to whole vec4s).
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
-// Pass 1: each segment's range and parameters.
+// Encoders: the same weights, four to an element.
+@group(0) @binding(5) var<storage, read> weights4: array<vec4<u32>>;
+// row_ranges: each row's range (lo, hi; the rest 0).
 @group(0) @binding(2) var<storage, read_write> segments_out: array<Segment>;
-// Pass 1: FLAG_* bits (kernel-chunks.ts ENCODER_FLAG), for input the CPU reference rejects.
+// Encoders: FLAG_* bits (kernel-chunks.ts ENCODER_FLAG), for input the CPU reference rejects.
 @group(0) @binding(3) var<storage, read_write> flags: atomic<u32>;
-// Pass 2: the segments' parameters from pass 1 (or the tensor's, from the CPU, at index 0).
+// encode_segments, per tensor: the tensor's parameters (from the CPU) at index 0; unused otherwise.
 @group(0) @binding(2) var<storage, read> segments_in: array<Segment>;
-// Pass 2: the encoded chunk, as intq.ts lays it out (the last word zero-padded).
-@group(0) @binding(3) var<storage, read_write> encoded: array<u32>;
+// encode_segments: the encoded chunk, as intq.ts lays it out (the last word zero-padded).
+@group(0) @binding(4) var<storage, read_write> encoded: array<u32>;
 // Decoder: the encoded chunk.
 @group(0) @binding(1) var<storage, read> encoded_in: array<u32>;
 // Decoder: the decoded weights, float32.
@@ -147,80 +154,140 @@ fn segment_of(r: Range) -> Segment {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Pass 1
+// Encoders
 
-// One invocation per segment (a group, or a row): its range, then its parameters. A row is scanned by one
-// invocation too: rows are many where they are long, and a single pass keeps the range exact and simple.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn segment_params(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let seg = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
-  let start = seg * params.seg_weights;
-  if (start >= params.count) {
-    return;
+// A range kept on 4 lanes (weights 4k + lane), and whether a NaN or inf was seen.
+struct Range4 {
+  pos: vec4<u32>,
+  neg: vec4<u32>,
+  non_finite: bool,
+}
+
+fn widen4(r: Range4, v: vec4<u32>) -> Range4 {
+  let negative = (v & vec4(SIGN)) != vec4(0u);
+  return Range4(
+    max(r.pos, select(v, vec4(0u), negative)),
+    max(r.neg, select(vec4(0u), v & vec4(~SIGN), negative)),
+    r.non_finite || any((v & vec4(EXPONENT_BITS)) == vec4(EXPONENT_BITS)),
+  );
+}
+
+// The range of weights [start, start + n): 16 at a time (four 16-byte loads per step) when start and n
+// are multiples of 16, else one at a time.
+fn range_of(start: u32, n: u32) -> Range {
+  if (n % 16u == 0u) {
+    var r = Range4(vec4(0u), vec4(0u), false);
+    for (var k = start / 4u; k < (start + n) / 4u; k += 4u) {
+      r = widen4(widen4(widen4(widen4(r, weights4[k]), weights4[k + 1u]), weights4[k + 2u]), weights4[k + 3u]);
+    }
+    if (r.non_finite) {
+      atomicOr(&flags, FLAG_NON_FINITE);
+    }
+    return Range(max(max(r.pos.x, r.pos.y), max(r.pos.z, r.pos.w)), max(max(r.neg.x, r.neg.y), max(r.neg.z, r.neg.w)));
   }
   var r = Range(0u, 0u);
-  for (var i = start; i < start + params.seg_weights; i++) {
+  for (var i = start; i < start + n; i++) {
     r = widen(r, weights[i]);
   }
-  if (params.one_scale != 0u) {
-    // Per tensor: only the range counts here (the CPU derives the tensor's one scale from all rows).
-    segments_out[seg] = Segment(range_lo(r), r.pos, 0u, 0u);
-  } else {
-    segments_out[seg] = segment_of(r);
-  }
+  return r;
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Pass 2
-
-// Code i (0 <= i < seg_weights) of segment seg: clamp(round(x * inv) + z, umin, L) (intq.ts encodeIntCodes).
-fn code_of(seg: u32, s: Segment, i: u32) -> u32 {
-  let x = bitcast<f32>(weights[seg * params.seg_weights + i]);
-  let zero = i32(s.scale >> 16u);
-  let umin = select(1, 0, params.asym != 0u);
-  let largest = i32((1u << params.bits) - 1u);
-  return u32(clamp(i32(round(x * bitcast<f32>(s.inv))) + zero, umin, largest));
+// The codes of 4 weights, packed little-endian into 4 * bits bits.
+fn codes4(v: vec4<u32>, inv: f32, zero: i32, smallest: i32, largest: i32) -> u32 {
+  let b = params.bits;
+  let c = vec4<u32>(clamp(vec4<i32>(round(bitcast<vec4<f32>>(v) * inv)) + vec4(zero), vec4(smallest), vec4(largest)));
+  return c.x | (c.y << b) | (c.z << (2u * b)) | (c.w << (3u * b));
 }
 
-// Byte `at` of the encoded chunk.
-fn encoded_byte(at: u32) -> u32 {
-  let seg = at / params.seg_bytes;
-  let offset = at % params.seg_bytes;
-  let s = segments_in[select(seg, 0u, params.one_scale != 0u)];
-  if (offset < params.head) {
-    // Header: scale fp16 (little-endian) at 0, zero point at 2.
-    return select((s.scale >> (8u * offset)) & 0xffu, s.scale >> 16u, offset == 2u);
-  }
-  // Code byte j holds stream bits [8j, 8j + 8): codes first..last, clipped to the segment (the last byte
-  // of a segment's codes is zero-padded).
-  let j = offset - params.head;
-  let first = (8u * j) / params.bits;
-  let last = min((8u * j + 7u) / params.bits, params.seg_weights - 1u);
-  var byte = 0u;
-  for (var i = first; i <= last; i++) {
-    let code = code_of(seg, s, i);
-    let bit = i * params.bits; // where the code starts in the stream; may be before this byte
-    if (bit >= 8u * j) {
-      byte |= code << (bit - 8u * j);
-    } else {
-      byte |= code >> (8u * j - bit);
-    }
-  }
-  return byte & 0xffu;
-}
-
+// Per tensor, pass 1: one invocation per row, its range only.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn pack_codes(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let w = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
-  let total = (params.count / params.seg_weights) * params.seg_bytes;
-  if (4u * w >= total) {
+fn row_ranges(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  let start = row * params.seg_weights;
+  if (start < params.count) {
+    let r = range_of(start, params.seg_weights);
+    segments_out[row] = Segment(range_lo(r), r.pos, 0u, 0u);
+  }
+}
+
+// A bit writer over `encoded`: values (up to 32 bits) go in above the bits already in a u32 accumulator;
+// each full word is stored.
+var<private> out_acc: u32;
+var<private> out_fill: u32; // bits in out_acc (< 32)
+var<private> out_word: u32; // where the next full word goes
+
+fn put_bits(value: u32, width: u32) {
+  out_acc |= value << out_fill;
+  out_fill += width;
+  if (out_fill >= 32u) {
+    encoded[out_word] = out_acc;
+    out_word += 1u;
+    out_fill -= 32u;
+    // The bits of value that did not fit (none when it ended exactly on the word).
+    out_acc = select(0u, value >> (width - out_fill), out_fill > 0u);
+  }
+}
+
+// Zero bits up to the next byte (the end of a segment's codes).
+fn pad_to_byte() {
+  let partial = out_fill % 8u;
+  if (partial != 0u) {
+    put_bits(0u, 8u - partial);
+  }
+}
+
+// One invocation per unit of params.unit_segments segments (the last one of the chunk may be short).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn encode_segments(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let unit = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  let segments = params.count / params.seg_weights;
+  let first = unit * params.unit_segments;
+  if (first >= segments) {
     return;
   }
-  var word = 0u;
-  for (var k = 0u; k < 4u && 4u * w + k < total; k++) {
-    word |= encoded_byte(4u * w + k) << (8u * k);
+  out_acc = 0u;
+  out_fill = 0u;
+  out_word = unit * params.unit_segments * params.seg_bytes / 4u;
+  let largest = i32((1u << params.bits) - 1u);
+  let smallest = select(1, 0, params.asym != 0u); // symmetric codes leave 0 unused
+  for (var seg = first; seg < min(first + params.unit_segments, segments); seg++) {
+    let start = seg * params.seg_weights;
+    var s: Segment;
+    if (params.one_scale != 0u) {
+      s = segments_in[0];
+    } else {
+      s = segment_of(range_of(start, params.seg_weights));
+    }
+    // Header: scale fp16 @0, zero point @2 (asymmetric); none per tensor (the CPU writes it once).
+    if (params.head > 0u) {
+      put_bits(s.scale & 0xffffu, 16u);
+      if (params.asym != 0u) {
+        put_bits(s.scale >> 16u, 8u);
+      }
+    }
+    // Codes: clamp(round(x * inv) + z, umin, L) (intq.ts encodeIntCodes), bits little-endian.
+    let inv = bitcast<f32>(s.inv);
+    let zero = i32(s.scale >> 16u);
+    if (params.seg_weights % 16u == 0u) {
+      let width = 4u * params.bits;
+      for (var k = start / 4u; k < (start + params.seg_weights) / 4u; k += 4u) {
+        put_bits(codes4(weights4[k], inv, zero, smallest, largest), width);
+        put_bits(codes4(weights4[k + 1u], inv, zero, smallest, largest), width);
+        put_bits(codes4(weights4[k + 2u], inv, zero, smallest, largest), width);
+        put_bits(codes4(weights4[k + 3u], inv, zero, smallest, largest), width);
+      }
+    } else {
+      for (var i = start; i < start + params.seg_weights; i++) {
+        let code = clamp(i32(round(bitcast<f32>(weights[i]) * inv)) + zero, smallest, largest);
+        put_bits(u32(code), params.bits);
+      }
+    }
+    pad_to_byte();
   }
-  encoded[w] = word;
+  // A short last unit ends inside a word: store it, zero-padded.
+  if (out_fill > 0u) {
+    encoded[out_word] = out_acc;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import { INT_BITS, INT_GRANULARITIES, intFormatId, intGroupParams, PLAIN_FORMATS
 import { f32Bits } from "../formats/float-bits.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, wholeVec4s, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -48,6 +48,11 @@ interface KernelParams {
   tensorScale?: number;
 }
 
+/** Segments per encoder invocation: the fewest whose bytes fill whole u32 words (1, 2 or 4). */
+function unitSegments(segBytes: number): number {
+  return segBytes % 4 === 0 ? 1 : segBytes % 2 === 0 ? 2 : 4;
+}
+
 class IntGpuQuantizer implements GpuQuantizer {
   private readonly head: number;
 
@@ -62,7 +67,7 @@ class IntGpuQuantizer implements GpuQuantizer {
 
   private params(device: GPUDevice, p: KernelParams): GPUBuffer {
     const { bits, asym } = this.spec;
-    const words = [p.count, p.segWeights, p.segBytes, p.head, bits, asym ? 1 : 0, p.oneScale ? 1 : 0, p.tensorScale ?? 0];
+    const words = [p.count, p.segWeights, p.segBytes, p.head, bits, asym ? 1 : 0, p.oneScale ? 1 : 0, p.tensorScale ?? 0, unitSegments(p.segBytes)];
     return uniformU32(device, words, "intq params");
   }
 
@@ -120,7 +125,7 @@ class IntGpuQuantizer implements GpuQuantizer {
       signal?.throwIfAborted();
       const n = Math.min(chunkRows, rows - r0);
       const params = this.params(device, { count: n * cols, ...seg, oneScale });
-      const weights = uploadStorage(device, x.subarray(r0 * cols, (r0 + n) * cols), "intq weights");
+      const weights = uploadStorage(device, wholeVec4s(x.subarray(r0 * cols, (r0 + n) * cols)), "intq weights");
       try {
         await body(r0, n, params, weights);
       } finally {
@@ -130,36 +135,51 @@ class IntGpuQuantizer implements GpuQuantizer {
     }
   }
 
-  /** Packs a chunk's codes with the segment parameters in `segmentInfo` and copies them into `out` at `at`. */
-  private async pack(params: GPUBuffer, weights: GPUBuffer, segmentInfo: GPUBuffer, bytes: number, out: Uint8Array, at: number, signal?: AbortSignal) {
+  /**
+   * Encodes a chunk (encode_segments): each segment's parameters from its own range, or per tensor the one
+   * Segment in `tensorSegment`; copies the bytes into `out` at `at`.
+   */
+  private async encodeChunk(
+    params: GPUBuffer,
+    weights: GPUBuffer,
+    tensorSegment: GPUBuffer,
+    flags: EncoderFlags,
+    segments: number,
+    bytes: number,
+    out: Uint8Array,
+    at: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const { device } = this.dev;
-    const encoded = outputStorage(device, bytes, "intq encoded");
+    const segBytes = bytes / segments;
+    const unit = unitSegments(segBytes);
+    const units = Math.ceil(segments / unit);
+    // Whole units of words: a short last unit still ends on a word.
+    const encoded = outputStorage(device, units * unit * segBytes, "intq encoded");
     try {
-      const pipeline = await this.pipeline("pack_codes");
-      dispatch(device, pipeline, [params, weights, segmentInfo, encoded], workgroupsFor(Math.ceil(bytes / 4), WORKGROUP_SIZE), "intq pack");
+      const pipeline = await this.pipeline("encode_segments");
+      dispatch(device, pipeline, [params, weights, tensorSegment, flags.buffer, encoded, weights], workgroupsFor(units, WORKGROUP_SIZE), "intq encode");
       out.set(await readBack(device, encoded, bytes, signal), at);
     } finally {
       encoded.destroy();
     }
   }
 
-  /** Groups and channels: both passes per chunk; each segment's parameters never leave the GPU. */
+  /** Groups and channels: one pass per chunk; each segment's parameters never leave the GPU. */
   private async encodeSegments(x: Float32Array, shape: MatrixShape, flags: EncoderFlags, out: Uint8Array, signal?: AbortSignal): Promise<void> {
     const { device } = this.dev;
     const { cols } = shape;
-    const paramsPipeline = await this.pipeline("segment_params");
     const { segWeights } = this.segmentShape(cols);
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
-    await this.forEachChunk(x, shape, false, signal, async (r0, n, params, weights) => {
-      const segments = (n * cols) / segWeights;
-      const segmentInfo = outputStorage(device, segments * SEGMENT_WORDS * 4, "intq segments");
-      try {
-        dispatch(device, paramsPipeline, [params, weights, segmentInfo, flags.buffer], workgroupsFor(segments, WORKGROUP_SIZE), "intq segment params");
-        await this.pack(params, weights, segmentInfo, n * rowBytes, out, r0 * rowBytes, signal);
-      } finally {
-        segmentInfo.destroy();
-      }
-    });
+    // encode_segments binds a tensor Segment even where it reads none.
+    const unused = outputStorage(device, SEGMENT_WORDS * 4, "intq no tensor segment");
+    try {
+      await this.forEachChunk(x, shape, false, signal, (r0, n, params, weights) =>
+        this.encodeChunk(params, weights, unused, flags, (n * cols) / segWeights, n * rowBytes, out, r0 * rowBytes, signal),
+      );
+    } finally {
+      unused.destroy();
+    }
   }
 
   /**
@@ -175,13 +195,14 @@ class IntGpuQuantizer implements GpuQuantizer {
   ): Promise<void> {
     const { device } = this.dev;
     const signal = opts?.signal;
-    const rangePipeline = await this.pipeline("segment_params");
+    const rangePipeline = await this.pipeline("row_ranges");
     let lo = 0;
     let hi = 0;
     const widenRange = async (n: number, params: GPUBuffer, weights: GPUBuffer) => {
       const ranges = outputStorage(device, n * SEGMENT_WORDS * 4, "intq row ranges");
       try {
-        dispatch(device, rangePipeline, [params, weights, ranges, flags.buffer], workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
+        const bindings = { 0: params, 1: weights, 2: ranges, 3: flags.buffer, 5: weights };
+        dispatchBindings(device, rangePipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
         const words = new Float32Array((await readBack(device, ranges, n * SEGMENT_WORDS * 4, signal)).buffer);
         for (let r = 0; r < n; r++) {
           lo = Math.min(lo, words[r * SEGMENT_WORDS]!);
@@ -205,7 +226,7 @@ class IntGpuQuantizer implements GpuQuantizer {
     };
     const rowBytes = this.codeBytes(shape.cols);
     const packChunk = (r0: number, n: number, params: GPUBuffer, weights: GPUBuffer, segment: GPUBuffer) =>
-      this.pack(params, weights, segment, n * rowBytes, out, this.head + r0 * rowBytes, signal);
+      this.encodeChunk(params, weights, segment, flags, n, n * rowBytes, out, this.head + r0 * rowBytes, signal);
 
     if (shape.rows <= this.rowsPerChunk(shape.cols)) {
       await this.forEachChunk(x, shape, true, signal, async (r0, n, params, weights) => {
