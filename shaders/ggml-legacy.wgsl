@@ -82,7 +82,6 @@ struct Params {
 const WORKGROUP_SIZE = 64u;
 const QK = 32u;
 const QK_K = 256u;
-const F32_MAX = 0x1.fffffep+127f; // FLT_MAX
 // Bit patterns of |x| below which a nonzero weight sends its row to the CPU (see the top of the file).
 const TINY_REF_BITS = 0x0f800000u; // 2^-96
 const TINY_WEIGHTED_BITS = 0x2f800000u; // 2^-32
@@ -256,27 +255,35 @@ fn signed_max32(x: Weights32) -> f32 {
   return r.y;
 }
 
-// (min, max) after scanning v in order with C's `if (v < min) min = v; if (v > max) max = v;` (which of
-// +0 and -0 is kept matters: m is stored).
-fn scan_min_max(acc: vec2<f32>, v: vec4<f32>) -> vec2<f32> {
+// The sign of the first zero among v (acc if it already holds one: x = 1 once found, y = the zero).
+fn scan_first_zero(acc: vec2<f32>, v: vec4<f32>) -> vec2<f32> {
   var r = acc;
-  r = vec2<f32>(select(r.x, v.x, v.x < r.x), select(r.y, v.x, v.x > r.y));
-  r = vec2<f32>(select(r.x, v.y, v.y < r.x), select(r.y, v.y, v.y > r.y));
-  r = vec2<f32>(select(r.x, v.z, v.z < r.x), select(r.y, v.z, v.z > r.y));
-  r = vec2<f32>(select(r.x, v.w, v.w < r.x), select(r.y, v.w, v.w > r.y));
+  r = select(r, vec2<f32>(1.0, v.x), r.x == 0.0 && v.x == 0.0);
+  r = select(r, vec2<f32>(1.0, v.y), r.x == 0.0 && v.y == 0.0);
+  r = select(r, vec2<f32>(1.0, v.z), r.x == 0.0 && v.z == 0.0);
+  r = select(r, vec2<f32>(1.0, v.w), r.x == 0.0 && v.w == 0.0);
   return r;
 }
 
+// (min, max) as C's `if (v < min) min = v; if (v > max) max = v;` finds them. min() and max() agree with
+// it except on the sign of a zero result, which C takes from the first zero in order; only the minimum's
+// sign is ever seen (m is stored; max - min is +0 either way when both are zero).
 fn min_max32(x: Weights32) -> vec2<f32> {
-  var r = vec2<f32>(F32_MAX, -F32_MAX);
-  r = scan_min_max(r, x.s0);
-  r = scan_min_max(r, x.s1);
-  r = scan_min_max(r, x.s2);
-  r = scan_min_max(r, x.s3);
-  r = scan_min_max(r, x.s4);
-  r = scan_min_max(r, x.s5);
-  r = scan_min_max(r, x.s6);
-  r = scan_min_max(r, x.s7);
+  let lo = min(min(min(x.s0, x.s1), min(x.s2, x.s3)), min(min(x.s4, x.s5), min(x.s6, x.s7)));
+  let hi = max(max(max(x.s0, x.s1), max(x.s2, x.s3)), max(max(x.s4, x.s5), max(x.s6, x.s7)));
+  var r = vec2<f32>(min(min(lo.x, lo.y), min(lo.z, lo.w)), max(max(hi.x, hi.y), max(hi.z, hi.w)));
+  if (r.x == 0.0) {
+    var zero = vec2<f32>(0.0);
+    zero = scan_first_zero(zero, x.s0);
+    zero = scan_first_zero(zero, x.s1);
+    zero = scan_first_zero(zero, x.s2);
+    zero = scan_first_zero(zero, x.s3);
+    zero = scan_first_zero(zero, x.s4);
+    zero = scan_first_zero(zero, x.s5);
+    zero = scan_first_zero(zero, x.s6);
+    zero = scan_first_zero(zero, x.s7);
+    r.x = zero.y;
+  }
   return r;
 }
 
@@ -339,16 +346,18 @@ fn q5_0_levels(v: vec4<f32>, id: f32) -> vec4<u32> {
   return bitcast<vec4<u32>>(min(trunc_to_int4(v * id + 16.5), vec4<i32>(31)));
 }
 
-// The body of a q5 block from its levels, four weights at a time: qh (bit e = bit 4 of level e), then
-// the low nibbles. lo_k / hi_k are the levels of weights 4k..4k+3 and 16+4k..16+4k+3.
-fn q5_body(p: ptr<function, Packed>, lo0: vec4<u32>, lo1: vec4<u32>, lo2: vec4<u32>, lo3: vec4<u32>,
-           hi0: vec4<u32>, hi1: vec4<u32>, hi2: vec4<u32>, hi3: vec4<u32>) {
-  (*p).body[0] = fifth_bits4(lo0) | (fifth_bits4(lo1) << 4u) | (fifth_bits4(lo2) << 8u) | (fifth_bits4(lo3) << 12u) |
-                 (fifth_bits4(hi0) << 16u) | (fifth_bits4(hi1) << 20u) | (fifth_bits4(hi2) << 24u) | (fifth_bits4(hi3) << 28u);
-  (*p).body[1] = nibble_word(lo0, hi0);
-  (*p).body[2] = nibble_word(lo1, hi1);
-  (*p).body[3] = nibble_word(lo2, hi2);
-  (*p).body[4] = nibble_word(lo3, hi3);
+// A q5 block's body from its levels, four weights at a time: qh (bit e = bit 4 of level e), then the
+// low nibbles. lo_k / hi_k are the levels of weights 4k..4k+3 and 16+4k..16+4k+3.
+fn q5_body(p: Packed, lo0: vec4<u32>, lo1: vec4<u32>, lo2: vec4<u32>, lo3: vec4<u32>,
+           hi0: vec4<u32>, hi1: vec4<u32>, hi2: vec4<u32>, hi3: vec4<u32>) -> Packed {
+  var q = p;
+  q.body[0] = fifth_bits4(lo0) | (fifth_bits4(lo1) << 4u) | (fifth_bits4(lo2) << 8u) | (fifth_bits4(lo3) << 12u) |
+              (fifth_bits4(hi0) << 16u) | (fifth_bits4(hi1) << 20u) | (fifth_bits4(hi2) << 24u) | (fifth_bits4(hi3) << 28u);
+  q.body[1] = nibble_word(lo0, hi0);
+  q.body[2] = nibble_word(lo1, hi1);
+  q.body[3] = nibble_word(lo2, hi2);
+  q.body[4] = nibble_word(lo3, hi3);
+  return q;
 }
 
 // q5_0: d = (signed value of largest |x|) / -16.
@@ -357,9 +366,8 @@ fn quantize_q5_0(x: Weights32) -> Packed {
   let id = select(0.0, divide(1.0, d), d != 0.0);
   var p: Packed;
   p.head = f32_to_f16_bits(d);
-  q5_body(&p, q5_0_levels(x.s0, id), q5_0_levels(x.s1, id), q5_0_levels(x.s2, id), q5_0_levels(x.s3, id),
-          q5_0_levels(x.s4, id), q5_0_levels(x.s5, id), q5_0_levels(x.s6, id), q5_0_levels(x.s7, id));
-  return p;
+  return q5_body(p, q5_0_levels(x.s0, id), q5_0_levels(x.s1, id), q5_0_levels(x.s2, id), q5_0_levels(x.s3, id),
+                 q5_0_levels(x.s4, id), q5_0_levels(x.s5, id), q5_0_levels(x.s6, id), q5_0_levels(x.s7, id));
 }
 
 // q5_1 levels: (uint8)((x - min)*id + 0.5), with no clamp (ggml has none).
@@ -375,9 +383,8 @@ fn quantize_q5_1(x: Weights32) -> Packed {
   let id = select(0.0, divide(1.0, d), d != 0.0);
   var p: Packed;
   p.head = f32_to_f16_bits(d) | (f32_to_f16_bits(lo) << 16u);
-  q5_body(&p, q5_1_levels(x.s0, lo, id), q5_1_levels(x.s1, lo, id), q5_1_levels(x.s2, lo, id), q5_1_levels(x.s3, lo, id),
-          q5_1_levels(x.s4, lo, id), q5_1_levels(x.s5, lo, id), q5_1_levels(x.s6, lo, id), q5_1_levels(x.s7, lo, id));
-  return p;
+  return q5_body(p, q5_1_levels(x.s0, lo, id), q5_1_levels(x.s1, lo, id), q5_1_levels(x.s2, lo, id), q5_1_levels(x.s3, lo, id),
+                 q5_1_levels(x.s4, lo, id), q5_1_levels(x.s5, lo, id), q5_1_levels(x.s6, lo, id), q5_1_levels(x.s7, lo, id));
 }
 
 // Four q8_0 bytes: roundf(x*id) (ties away from zero), as int8.

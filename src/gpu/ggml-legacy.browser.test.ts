@@ -139,6 +139,17 @@ describe("random tensors: GPU bytes and bits equal the CPU reference's", () => {
     }
   }
 
+  it("keeps the sign of zeros where C's order decides it (a block's minimum of +0 or -0 is q4_1/q5_1's m)", async () => {
+    const shape = { rows: 8, cols: 256 };
+    const random = rng(8);
+    const x = new Float32Array(shape.rows * shape.cols);
+    for (let i = 0; i < x.length; i++) {
+      const r = random();
+      x[i] = r < 0.3 ? 0 : r < 0.6 ? -0 : r < 0.8 ? random() : -random() * (i % 512 < 256 ? 0 : 1);
+    }
+    for (const format of GGML_LEGACY_FORMATS) await expectSameAsCpu(format, x, shape);
+  });
+
   it("streams a tensor through many small chunks", async () => {
     const shape = { rows: 301, cols: 256 };
     const x = messyRows(shape.rows, shape.cols, 5);
