@@ -188,7 +188,8 @@ export function sumOfSquares(x: Float32Array, xo: number, n: number): number {
 
 /**
  * The importance weights of ggml's quantize_row_<fmt>_impl: w[wo + j] = qw[qwo + j] * sqrt(sigma2 + x^2)
- * for the n weights from x[xo]. (sigma2 is the row's or super-block's mean square, per format.)
+ * for the n weights from x[xo] (sigma2 is the row's or super-block's mean square, per format). Returns
+ * their float32 sum in order, the K-quants' `sumw` (sw[j]).
  */
 export function importanceWeights(
   x: Float32Array,
@@ -199,12 +200,16 @@ export function importanceWeights(
   n: number,
   w: Float32Array,
   wo: number,
-): void {
+): number {
   const fr = Math.fround;
+  let sum = 0;
   for (let j = 0; j < n; j++) {
     const v = x[xo + j]!;
-    w[wo + j] = fr(qw[qwo + j]! * fr(Math.sqrt(fr(sigma2 + fr(v * v)))));
+    const wj = fr(qw[qwo + j]! * fr(Math.sqrt(fr(sigma2 + fr(v * v)))));
+    w[wo + j] = wj;
+    sum = fr(sum + wj);
   }
+  return sum;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  * q2_K's _impl asserts non-NULL) are therefore never used by ggml_quantize_chunk, nor here.
  */
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
-import { bitsView } from "./common.ts";
+import { bitsView, nearestInt } from "./common.ts";
 import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 
 /** QK_K: weights per super-block. */
@@ -80,6 +80,31 @@ export interface KQuantSpec {
   encodeRef: KBlockEncoder;
   encodeImatrix: KBlockEncoder;
   decode: KBlocksDecoder;
+}
+
+/**
+ * The K-quants' last step for one sub-block: requantize its weights x[xo..xo+n) against the scale d and min m
+ * the block stores, L[lo + i] = clamp(nearest_int((x + m) / d), lmin, lmax) - lmin. Formats without mins pass
+ * m = 0 (x + 0 is x, or +0 for x = -0, which gives the same level). ggml skips a sub-block whose d is 0,
+ * keeping the levels of the search, and so does this.
+ */
+export function requantizeSubBlock(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  d: number,
+  m: number,
+  lmin: number,
+  lmax: number,
+  L: Uint8Array | Int8Array,
+  lo: number,
+): void {
+  if (d === 0) return;
+  const fr = Math.fround;
+  for (let i = 0; i < n; i++) {
+    const l = nearestInt(fr(fr(x[xo + i]! + m) / d));
+    L[lo + i] = (l < lmin ? lmin : l > lmax ? lmax : l) - lmin;
+  }
 }
 
 /** Every 32-weight block format the K-quants fall back to (q4_0, q5_0, q5_1, q8_0) needs rows of 32. */

@@ -167,14 +167,31 @@ export function makeQ3Quants(
 }
 
 /**
- * make_qkx2_quants (q2_K/q4_K/q5_K reference) and make_qkx3_quants (their imatrix encoders): asymmetric
- * levels 0..nmax with a min <= 0, weighted by weights[0..n). Tries nstep+1 inverse scales
- * (rmin + rdelta*is + nmax)/(max - min) and keeps the least-squares fit with the smallest weighted
- * error. Writes L[lo..lo+n) and minOut[minIdx] = -min (>= 0); Laux[0..n) and xm[0..n) are scratch.
- * Returns the scale.
- *
- * The two ggml functions differ only in how a candidate level is rounded (qkx3 keeps v inside
- * nearest_int's range, see makeQkx3Quants) and in `max == min` vs `max <= min` (the same for finite x).
+ * The arguments that pick one of ggml's make_qkx*_quants searches: the candidate grid rmin + rdelta*is for
+ * is = 0..nstep, the error measure (use_mad: |diff| instead of diff^2), and the function, which decides how
+ * a candidate level is rounded:
+ * - make_qkx2_quants: clamp(nearest_int(v), 0, nmax);
+ * - make_qkx3_quants: `v > 0 ? nearest_int(min(v, nmax)) : 0`, as current ggml writes it (min can sit at or
+ *   near max by then, so v may be huge, inf or NaN); for every v that older ggml's clamp(nearest_int(v))
+ *   handled without overflow the two agree.
+ * (They also differ in `max == min` vs `max <= min`, the same for finite x.)
+ */
+export interface QkxSearch {
+  readonly fn: "make_qkx2_quants" | "make_qkx3_quants";
+  readonly rmin: number;
+  readonly rdelta: number;
+  readonly nstep: number;
+  readonly useMad: boolean;
+}
+
+/** What every importance-weighted encoder with a min uses (q2_K, q4_K, q5_K, q4_1, q5_1). */
+export const QKX3_IMATRIX: QkxSearch = { fn: "make_qkx3_quants", rmin: Math.fround(-0.9), rdelta: Math.fround(0.05), nstep: 36, useMad: false };
+
+/**
+ * make_qkx2_quants and make_qkx3_quants (see QkxSearch): asymmetric levels 0..nmax with a min <= 0,
+ * weighted by weights[0..n). Tries nstep+1 inverse scales (rmin + rdelta*is + nmax)/(max - min) and keeps
+ * the least-squares fit with the smallest weighted error. Writes L[lo..lo+n) and minOut[minIdx] = -min
+ * (>= 0); Laux[0..n) and xm[0..n) are scratch. Returns the scale.
  *
  * Two shortcuts that cannot change the result: a step whose levels equal the previous step's is skipped
  * (the sums, the fit and its error depend only on the levels, and that error was already compared with
@@ -182,7 +199,7 @@ export function makeQ3Quants(
  * best error, since its terms are >= 0 (weights are >= 0) and adding a term >= 0 never makes a float sum
  * smaller.
  */
-function makeQkxQuants(
+export function makeQkxQuants(
   n: number,
   nmax: number,
   x: Float32Array,
@@ -192,17 +209,14 @@ function makeQkxQuants(
   lo: number,
   Laux: Uint8Array,
   xm: Float32Array,
-  rmin: number,
-  rdelta: number,
-  nstep: number,
-  useMad: boolean,
-  boundedCandidates: boolean,
+  search: QkxSearch,
   minOut: Float32Array,
   minIdx: number,
 ): number {
   const fr = Math.fround;
-  const bounded = boundedCandidates === true;
-  const mad = useMad === true;
+  const bounded = search.fn === "make_qkx3_quants";
+  const mad = search.useMad === true;
+  const { rmin, rdelta, nstep } = search;
   const top = nmax | 0;
   let min = x[xo]!;
   let max = x[xo]!;
@@ -298,52 +312,6 @@ function makeQkxQuants(
   }
   minOut[minIdx] = -min;
   return scale;
-}
-
-/** make_qkx2_quants: candidate levels clamp(nearest_int(v), 0, nmax). See makeQkxQuants. */
-export function makeQkx2Quants(
-  n: number,
-  nmax: number,
-  x: Float32Array,
-  xo: number,
-  weights: Float32Array,
-  L: Uint8Array,
-  lo: number,
-  Laux: Uint8Array,
-  xm: Float32Array,
-  rmin: number,
-  rdelta: number,
-  nstep: number,
-  useMad: boolean,
-  minOut: Float32Array,
-  minIdx: number,
-): number {
-  return makeQkxQuants(n, nmax, x, xo, weights, L, lo, Laux, xm, rmin, rdelta, nstep, useMad, false, minOut, minIdx);
-}
-
-/**
- * make_qkx3_quants: candidate levels `v > 0 ? nearest_int(min(v, nmax)) : 0`, as current ggml writes it
- * (min can sit at or near max by then, so v may be huge, inf or NaN). For every v that older ggml's
- * clamp(nearest_int(v)) handled without overflow the two agree. See makeQkxQuants.
- */
-export function makeQkx3Quants(
-  n: number,
-  nmax: number,
-  x: Float32Array,
-  xo: number,
-  weights: Float32Array,
-  L: Uint8Array,
-  lo: number,
-  Laux: Uint8Array,
-  xm: Float32Array,
-  rmin: number,
-  rdelta: number,
-  nstep: number,
-  useMad: boolean,
-  minOut: Float32Array,
-  minIdx: number,
-): number {
-  return makeQkxQuants(n, nmax, x, xo, weights, L, lo, Laux, xm, rmin, rdelta, nstep, useMad, true, minOut, minIdx);
 }
 
 /**

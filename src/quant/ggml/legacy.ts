@@ -44,7 +44,7 @@ import {
   writeF16,
   writeU32,
 } from "./common.ts";
-import { makeQkx3Quants, makeQxQuants } from "./kquant-search.ts";
+import { makeQkxQuants, makeQxQuants, QKX3_IMATRIX } from "./kquant-search.ts";
 
 const QK = 32;
 const QK_K = 256;
@@ -218,9 +218,6 @@ const shiftedX = new Float32Array(QK);
 /** make_qkx3_quants' second result (ggml's `the_min` pointer): -min. */
 const minusMin = new Float32Array(1);
 
-/** make_qkx3_quants' candidate grid for q4_1 and q5_1: rmin + rdelta*is for is = 0..36. */
-const RMIN = fr(-0.9);
-const RDELTA = fr(0.05);
 
 /** q4_0 with weights: levels 0..15 from make_qx_quants(nmax 8); d is the fitted scale. */
 export function encodeBlockQ4_0Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
@@ -231,7 +228,7 @@ export function encodeBlockQ4_0Weighted(x: Float32Array, xBits: Int32Array, xo: 
 
 /** q4_1 with weights: levels 0..15 and min from make_qkx3_quants(nmax 15, rmin -0.9, rdelta 0.05, 36 steps). */
 export function encodeBlockQ4_1Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
-  const d = makeQkx3Quants(QK, 15, x, xo, w, levelsU8, 0, levelsAux, shiftedX, RMIN, RDELTA, 36, false, minusMin, 0);
+  const d = makeQkxQuants(QK, 15, x, xo, w, levelsU8, 0, levelsAux, shiftedX, QKX3_IMATRIX, minusMin, 0);
   writeF16(out, oo, d);
   writeF16(out, oo + 2, -minusMin[0]!);
   for (let j = 0; j < 16; j++) out[oo + 4 + j] = levelsU8[j]! | (levelsU8[j + 16]! << 4);
@@ -259,7 +256,7 @@ export function encodeBlockQ5_0Weighted(x: Float32Array, xBits: Int32Array, xo: 
 
 /** q5_1 with weights: levels 0..31 and min from make_qkx3_quants(nmax 31, rmin -0.9, rdelta 0.05, 36 steps). */
 export function encodeBlockQ5_1Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
-  const d = makeQkx3Quants(QK, 31, x, xo, w, levelsU8, 0, levelsAux, shiftedX, RMIN, RDELTA, 36, false, minusMin, 0);
+  const d = makeQkxQuants(QK, 31, x, xo, w, levelsU8, 0, levelsAux, shiftedX, QKX3_IMATRIX, minusMin, 0);
   writeF16(out, oo, d);
   writeF16(out, oo + 2, -minusMin[0]!);
   packFiveBit(levelsU8, out, oo + 4, oo + 8);

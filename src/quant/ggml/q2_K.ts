@@ -10,9 +10,9 @@
  *
  * (Loops work on local base offsets and a local `fr`: see the speed notes in kquant-search.ts.)
  */
-import { nearestInt, readF16, writeF16 } from "./common.ts";
-import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { makeQkx2Quants, makeQkx3Quants, makeQpQuants } from "./kquant-search.ts";
+import { importanceWeights, nearestInt, readF16, sumOfSquares, writeF16 } from "./common.ts";
+import { makeKQuantFormat, requantizeSubBlock, type KBlockEncoder, type KQuantScratch } from "./kquant-format.ts";
+import { makeQkxQuants, makeQpQuants, QKX3_IMATRIX, type QkxSearch } from "./kquant-search.ts";
 
 export const Q2_K_BLOCK_BYTES = 84;
 const SCALES = 0;
@@ -20,10 +20,8 @@ const QS = 16;
 const D = 80;
 const DMIN = 82;
 
-const RMIN_REF = Math.fround(-0.5);
-const RDELTA_REF = Math.fround(0.1);
-const RMIN_IMATRIX = Math.fround(-0.9);
-const RDELTA_IMATRIX = Math.fround(0.05);
+/** quantize_row_q2_K_ref's search: make_qkx2_quants(16, 3, x, |x|, L, &min, Laux, -0.5f, 0.1f, 15, true). */
+const SEARCH_REF: QkxSearch = { fn: "make_qkx2_quants", rmin: Math.fround(-0.5), rdelta: Math.fround(0.1), nstep: 15, useMad: true };
 
 /** The last step shared by both encoders: requantize against the fp16-rounded scales, then pack. */
 function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: number, L: Uint8Array): void {
@@ -33,14 +31,7 @@ function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: num
   const dmin = readF16(out, oo + DMIN);
   for (let j = 0; j < 16; j++) {
     const s = out[sc + j]!;
-    const dl = fr(d * (s & 0xf));
-    if (dl === 0) continue; // keeps the search's levels, as ggml does
-    const ml = fr(dmin * (s >> 4));
-    const xj = xo + 16 * j;
-    for (let ii = 0; ii < 16; ii++) {
-      const l = nearestInt(fr(fr(x[xj + ii]! + ml) / dl));
-      L[16 * j + ii] = l < 0 ? 0 : l > 3 ? 3 : l;
-    }
+    requantizeSubBlock(x, xo + 16 * j, 16, fr(d * (s & 0xf)), fr(dmin * (s >> 4)), 0, 3, L, 16 * j);
   }
   const qs = oo + QS;
   for (let j = 0; j < 256; j += 128) {
@@ -52,15 +43,7 @@ function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: num
 }
 
 /** quantize_row_q2_K_ref, one super-block. */
-export function encodeBlockQ2KRef(
-  x: Float32Array,
-  xo: number,
-  _qw: Float32Array,
-  _qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
+export const encodeBlockQ2KRef: KBlockEncoder = (x, xo, _qw, _qwo, out, oo, s) => {
   const fr = Math.fround;
   const { L, Laux, weights, scales, mins } = s;
   const sc = oo + SCALES;
@@ -69,7 +52,7 @@ export function encodeBlockQ2KRef(
   for (let j = 0; j < 16; j++) {
     const xj = xo + 16 * j;
     for (let l = 0; l < 16; l++) weights[l] = Math.abs(x[xj + l]!);
-    const scale = makeQkx2Quants(16, 3, x, xj, weights, L, 16 * j, Laux, s.xm, RMIN_REF, RDELTA_REF, 15, true, mins, j);
+    const scale = makeQkxQuants(16, 3, x, xj, weights, L, 16 * j, Laux, s.xm, SEARCH_REF, mins, j);
     scales[j] = scale;
     if (scale > maxScale) maxScale = scale;
     const min = mins[j]!;
@@ -91,45 +74,28 @@ export function encodeBlockQ2KRef(
     writeF16(out, oo + DMIN, 0);
   }
   requantizeAndPack(x, xo, out, oo, L);
-}
+};
 
 /**
  * quantize_row_q2_K_impl with quant_weights, one super-block: weights qw * sqrt(sigma2 + x^2) with
  * sigma2 = mean(x^2) over the super-block (not 2*mean, unlike q3_K..q5_K), make_qkx3_quants per
  * sub-block, then the 16 scales and 16 mins quantized to 4 bits by make_qp_quants.
  */
-export function encodeBlockQ2KImatrix(
-  x: Float32Array,
-  xo: number,
-  qw: Float32Array,
-  qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
+export const encodeBlockQ2KImatrix: KBlockEncoder = (x, xo, qw, qwo, out, oo, s) => {
   const fr = Math.fround;
   const { L, Laux, weights, scales, mins, sw, Ls, Lm } = s;
-  let sumx2 = 0;
-  for (let j = 0; j < 256; j++) sumx2 = fr(sumx2 + fr(x[xo + j]! * x[xo + j]!));
-  const sigma2 = fr(sumx2 / 256);
+  const sigma2 = fr(sumOfSquares(x, xo, 256) / 256);
   for (let j = 0; j < 16; j++) {
     const xj = xo + 16 * j;
-    const wj = qwo + 16 * j;
-    for (let l = 0; l < 16; l++) {
-      const xi = x[xj + l]!;
-      weights[l] = fr(qw[wj + l]! * fr(Math.sqrt(fr(sigma2 + fr(xi * xi)))));
-    }
-    let swj = 0;
-    for (let l = 0; l < 16; l++) swj = fr(swj + weights[l]!);
-    sw[j] = swj;
-    scales[j] = makeQkx3Quants(16, 3, x, xj, weights, L, 16 * j, Laux, s.xm, RMIN_IMATRIX, RDELTA_IMATRIX, 36, false, mins, j);
+    sw[j] = importanceWeights(x, xj, qw, qwo + 16 * j, sigma2, 16, weights, 0);
+    scales[j] = makeQkxQuants(16, 3, x, xj, weights, L, 16 * j, Laux, s.xm, QKX3_IMATRIX, mins, j);
   }
   writeF16(out, oo + D, makeQpQuants(16, 15, scales, Ls, sw));
   writeF16(out, oo + DMIN, makeQpQuants(16, 15, mins, Lm, sw));
   const sc = oo + SCALES;
   for (let j = 0; j < 16; j++) out[sc + j] = Ls[j]! | (Lm[j]! << 4);
   requantizeAndPack(x, xo, out, oo, L);
-}
+};
 
 /**
  * dequantize_row_q2_K. Sub-block j covers weights 16j..16j+15, whose 2-bit levels sit in

@@ -9,8 +9,8 @@
  *                         high 2 bits in (scales[8 + j%4] >> 2*(j/4)) & 3
  *      108     2  d       fp16 super-block scale
  */
-import { nearestInt, readF16, signedAbsMax, writeF16 } from "./common.ts";
-import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
+import { importanceWeights, nearestInt, readF16, signedAbsMax, sumOfSquares, writeF16 } from "./common.ts";
+import { makeKQuantFormat, requantizeSubBlock, type KBlockEncoder, type KQuantScratch } from "./kquant-format.ts";
 import { makeQ3Quants, makeQxQuants } from "./kquant-search.ts";
 
 export const Q3_K_BLOCK_BYTES = 110;
@@ -38,13 +38,7 @@ function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: num
   const dAll = readF16(out, oo + D);
   const sc = oo + SCALES;
   for (let j = 0; j < 16; j++) {
-    const d = fr(dAll * getScale(out, sc, j));
-    if (d === 0) continue; // keeps the search's levels, as ggml does
-    const xj = xo + 16 * j;
-    for (let ii = 0; ii < 16; ii++) {
-      const l = nearestInt(fr(x[xj + ii]! / d));
-      L[16 * j + ii] = (l < -4 ? -4 : l > 3 ? 3 : l) + 4;
-    }
+    requantizeSubBlock(x, xo + 16 * j, 16, fr(dAll * getScale(out, sc, j)), 0, -4, 3, L, 16 * j);
   }
   // Levels are 0..7: bit 2 goes to hmask (weight e: hmask[e%32] bit e/32; ggml sets it where L > 3 and
   // subtracts 4), the low 2 bits to qs.
@@ -64,15 +58,7 @@ function requantizeAndPack(x: Float32Array, xo: number, out: Uint8Array, oo: num
 }
 
 /** quantize_row_q3_K_ref, one super-block. */
-export function encodeBlockQ3KRef(
-  x: Float32Array,
-  xo: number,
-  _qw: Float32Array,
-  _qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
+export const encodeBlockQ3KRef: KBlockEncoder = (x, xo, _qw, _qwo, out, oo, s) => {
   const fr = Math.fround;
   const { L8: L, scales } = s;
   for (let j = 0; j < 16; j++) scales[j] = makeQ3Quants(16, 4, x, s.xBits, xo + 16 * j, L, 16 * j, true);
@@ -90,31 +76,15 @@ export function encodeBlockQ3KRef(
     writeF16(out, oo + D, 0);
   }
   requantizeAndPack(x, xo, out, oo, L);
-}
+};
 
 /** quantize_row_q3_K_impl with quant_weights, one super-block. */
-export function encodeBlockQ3KImatrix(
-  x: Float32Array,
-  xo: number,
-  qw: Float32Array,
-  qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
+export const encodeBlockQ3KImatrix: KBlockEncoder = (x, xo, qw, qwo, out, oo, s) => {
   const fr = Math.fround;
   const { L8: L, scales, weights, sw, Ls8: Ls } = s;
-  let sumx2 = 0;
-  for (let j = 0; j < 256; j++) sumx2 = fr(sumx2 + fr(x[xo + j]! * x[xo + j]!));
-  const sigma2 = fr(fr(2 * sumx2) / 256);
+  const sigma2 = fr(fr(2 * sumOfSquares(x, xo, 256)) / 256);
   for (let j = 0; j < 16; j++) {
-    for (let l = 0; l < 16; l++) {
-      const xi = x[xo + 16 * j + l]!;
-      weights[l] = fr(qw[qwo + 16 * j + l]! * fr(Math.sqrt(fr(sigma2 + fr(xi * xi)))));
-    }
-    let sumw = 0;
-    for (let l = 0; l < 16; l++) sumw = fr(sumw + weights[l]!);
-    sw[j] = sumw;
+    sw[j] = importanceWeights(x, xo + 16 * j, qw, qwo + 16 * j, sigma2, 16, weights, 0);
     scales[j] = makeQxQuants(16, 4, x, s.xBits, xo + 16 * j, L, 16 * j, weights, 0, s.levels, s.wx);
   }
   for (let k = 0; k < 12; k++) out[oo + SCALES + k] = 0;
@@ -122,7 +92,7 @@ export function encodeBlockQ3KImatrix(
   for (let j = 0; j < 16; j++) putScale(out, oo + SCALES, j, Ls[j]!);
   writeF16(out, oo + D, dBlock);
   requantizeAndPack(x, xo, out, oo, L);
-}
+};
 
 /**
  * dequantize_row_q3_K. Sub-block j covers weights 16j..16j+15: low bits in qs[32*(j>>3) + 16*(j&1) + t]

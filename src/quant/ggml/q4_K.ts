@@ -9,9 +9,9 @@
  *       16   128  qs      u8[128]: weight e = 64c + 32t + l (c<4, t<2, l<32) is qs[32c+l] low nibble (t=0)
  *                         or high nibble (t=1)
  */
-import { nearestInt, readF16, writeF16 } from "./common.ts";
-import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { makeQkx2Quants, makeQkx3Quants, makeQpQuants } from "./kquant-search.ts";
+import { importanceWeights, nearestInt, readF16, sumOfSquares, writeF16 } from "./common.ts";
+import { makeKQuantFormat, requantizeSubBlock, type KBlockEncoder, type KQuantScratch } from "./kquant-format.ts";
+import { makeQkxQuants, makeQpQuants, QKX3_IMATRIX, type QkxSearch } from "./kquant-search.ts";
 
 export const Q4_K_BLOCK_BYTES = 144;
 const D = 0;
@@ -19,18 +19,15 @@ const DMIN = 2;
 const SCALES = 4;
 const QS = 16;
 
-// make_qkx*_quants' candidate grids: rmin + rdelta*is for is = 0..nstep.
-const RMIN_REF = Math.fround(-1);
-const RDELTA_REF = Math.fround(0.1);
-const RMIN_IMATRIX = Math.fround(-0.9);
-const RDELTA_IMATRIX = Math.fround(0.05);
+/** quantize_row_q4_K_ref's search: make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1.f, 0.1f, 20, false). */
+const SEARCH_REF: QkxSearch = { fn: "make_qkx2_quants", rmin: Math.fround(-1), rdelta: Math.fround(0.1), nstep: 20, useMad: false };
 
 /**
  * The 12-byte scale/min packing of q4_K and q5_K, sub-block j (call with j = 0..7 in order): j<4 keeps
  * 6 bits in scales[j] (scale) and scales[j+4] (min); j>=4 puts the low nibbles in scales[j+4] and the top
  * 2 bits in the spare top bits of scales[j-4] (scale) and scales[j] (min).
  */
-export function putScaleMinK4(out: Uint8Array, sc: number, j: number, ls: number, lm: number): void {
+function putScaleMinK4(out: Uint8Array, sc: number, j: number, ls: number, lm: number): void {
   if (j < 4) {
     out[sc + j] = ls;
     out[sc + j + 4] = lm;
@@ -55,7 +52,7 @@ export function getMinK4(q: Uint8Array, sc: number, j: number): number {
  * The reference encoders' scale step (q4_K and q5_K): quantize the 8 sub-block scales and mins to 6
  * bits against the largest of each, store d = max_scale/63 and dmin = max_min/63.
  */
-export function packScalesRefK4(out: Uint8Array, oo: number, scales: Float32Array, mins: Float32Array): void {
+function packScalesRefK4(out: Uint8Array, oo: number, scales: Float32Array, mins: Float32Array): void {
   const fr = Math.fround;
   let maxScale = 0;
   let maxMin = 0;
@@ -78,7 +75,7 @@ export function packScalesRefK4(out: Uint8Array, oo: number, scales: Float32Arra
  * The imatrix encoders' weights and per-sub-block search (q4_K and q5_K): weights
  * qw * sqrt(sigma2 + x^2) with sigma2 = 2*mean(x^2) over the super-block, then make_qkx3_quants.
  */
-export function searchImatrixK4(
+function searchImatrixK4(
   x: Float32Array,
   xo: number,
   qw: Float32Array,
@@ -88,58 +85,32 @@ export function searchImatrixK4(
 ): void {
   const fr = Math.fround;
   const { L, Laux, weights, scales, mins, sw } = s;
-  let sumX2 = 0;
-  for (let l = 0; l < 256; l++) sumX2 = fr(sumX2 + fr(x[xo + l]! * x[xo + l]!));
-  const sigma2 = fr(fr(2 * sumX2) / 256);
+  const sigma2 = fr(fr(2 * sumOfSquares(x, xo, 256)) / 256);
   for (let j = 0; j < 8; j++) {
-    for (let l = 0; l < 32; l++) {
-      const xi = x[xo + 32 * j + l]!;
-      weights[l] = fr(qw[qwo + 32 * j + l]! * fr(Math.sqrt(fr(sigma2 + fr(xi * xi)))));
-    }
-    let sumw = 0;
-    for (let l = 0; l < 32; l++) sumw = fr(sumw + weights[l]!);
-    sw[j] = sumw;
-    scales[j] = makeQkx3Quants(32, nmax, x, xo + 32 * j, weights, L, 32 * j, Laux, s.xm, RMIN_IMATRIX, RDELTA_IMATRIX, 36, false, mins, j);
+    sw[j] = importanceWeights(x, xo + 32 * j, qw, qwo + 32 * j, sigma2, 32, weights, 0);
+    scales[j] = makeQkxQuants(32, nmax, x, xo + 32 * j, weights, L, 32 * j, Laux, s.xm, QKX3_IMATRIX, mins, j);
   }
 }
 
 /** The reference encoders' per-sub-block search (q4_K and q5_K): weights av_x + |x|, make_qkx2_quants. */
-export function searchRefK4(
-  x: Float32Array,
-  xo: number,
-  nmax: number,
-  rmin: number,
-  rdelta: number,
-  nstep: number,
-  s: KQuantScratch,
-): void {
+function searchRefK4(x: Float32Array, xo: number, nmax: number, search: QkxSearch, s: KQuantScratch): void {
   const fr = Math.fround;
   const { L, Laux, weights, scales, mins } = s;
   for (let j = 0; j < 8; j++) {
-    let sumX2 = 0;
-    for (let l = 0; l < 32; l++) sumX2 = fr(sumX2 + fr(x[xo + 32 * j + l]! * x[xo + 32 * j + l]!));
-    const avX = fr(Math.sqrt(fr(sumX2 / 32)));
+    const avX = fr(Math.sqrt(fr(sumOfSquares(x, xo + 32 * j, 32) / 32)));
     for (let l = 0; l < 32; l++) weights[l] = fr(avX + Math.abs(x[xo + 32 * j + l]!));
-    scales[j] = makeQkx2Quants(32, nmax, x, xo + 32 * j, weights, L, 32 * j, Laux, s.xm, rmin, rdelta, nstep, false, mins, j);
+    scales[j] = makeQkxQuants(32, nmax, x, xo + 32 * j, weights, L, 32 * j, Laux, s.xm, search, mins, j);
   }
 }
 
 /** Requantize every weight against the stored fp16 scales (q4_K: nmax 15, q5_K: nmax 31) into L. */
-export function requantizeK4(x: Float32Array, xo: number, out: Uint8Array, oo: number, nmax: number, L: Uint8Array): void {
+function requantizeK4(x: Float32Array, xo: number, out: Uint8Array, oo: number, nmax: number, L: Uint8Array): void {
   const fr = Math.fround;
   const d = readF16(out, oo + D);
   const dmin = readF16(out, oo + DMIN);
   const sc = oo + SCALES;
-  const top = nmax | 0;
   for (let j = 0; j < 8; j++) {
-    const dl = fr(d * getScaleK4(out, sc, j));
-    if (dl === 0) continue; // keeps the search's levels, as ggml does
-    const ml = fr(dmin * getMinK4(out, sc, j));
-    const xj = xo + 32 * j;
-    for (let ii = 0; ii < 32; ii++) {
-      const l = nearestInt(fr(fr(x[xj + ii]! + ml) / dl));
-      L[32 * j + ii] = l < 0 ? 0 : l > top ? top : l;
-    }
+    requantizeSubBlock(x, xo + 32 * j, 32, fr(d * getScaleK4(out, sc, j)), fr(dmin * getMinK4(out, sc, j)), 0, nmax, L, 32 * j);
   }
 }
 
@@ -151,41 +122,42 @@ function pack(out: Uint8Array, oo: number, L: Uint8Array): void {
   }
 }
 
-/** quantize_row_q4_K_ref, one super-block. */
-export function encodeBlockQ4KRef(
-  x: Float32Array,
-  xo: number,
-  _qw: Float32Array,
-  _qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
-  searchRefK4(x, xo, 15, RMIN_REF, RDELTA_REF, 20, s);
-  packScalesRefK4(out, oo, s.scales, s.mins);
-  requantizeK4(x, xo, out, oo, 15, s.L);
-  pack(out, oo, s.L);
+/** What q4_K and q5_K do differently around the same steps: the level range, the reference search, the packing. */
+export interface K4Variant {
+  readonly nmax: number;
+  readonly searchRef: QkxSearch;
+  /** Writes the 256 levels L (0..nmax) into the block's qs (and qh). */
+  readonly pack: (out: Uint8Array, oo: number, L: Uint8Array) => void;
 }
 
-/** quantize_row_q4_K_impl with quant_weights, one super-block. */
-export function encodeBlockQ4KImatrix(
-  x: Float32Array,
-  xo: number,
-  qw: Float32Array,
-  qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
-  searchImatrixK4(x, xo, qw, qwo, 15, s);
-  const dBlock = makeQpQuants(8, 63, s.scales, s.Ls, s.sw);
-  const mBlock = makeQpQuants(8, 63, s.mins, s.Lm, s.sw);
-  for (let j = 0; j < 8; j++) putScaleMinK4(out, oo + SCALES, j, s.Ls[j]!, s.Lm[j]!);
-  writeF16(out, oo + D, dBlock);
-  writeF16(out, oo + DMIN, mBlock);
-  requantizeK4(x, xo, out, oo, 15, s.L);
-  pack(out, oo, s.L);
+/** quantize_row_q4_K_ref / quantize_row_q5_K_ref, one super-block. */
+export function k4RefEncoder(v: K4Variant): KBlockEncoder {
+  return (x, xo, _qw, _qwo, out, oo, s) => {
+    searchRefK4(x, xo, v.nmax, v.searchRef, s);
+    packScalesRefK4(out, oo, s.scales, s.mins);
+    requantizeK4(x, xo, out, oo, v.nmax, s.L);
+    v.pack(out, oo, s.L);
+  };
 }
+
+/**
+ * quantize_row_q4_K_impl / quantize_row_q5_K_impl with quant_weights, one super-block. (q5_K's C clamps the
+ * 6-bit scale levels with MIN(63, ...), a no-op: make_qp_quants' levels are at most nmax = 63.)
+ */
+export function k4ImatrixEncoder(v: K4Variant): KBlockEncoder {
+  return (x, xo, qw, qwo, out, oo, s) => {
+    searchImatrixK4(x, xo, qw, qwo, v.nmax, s);
+    const dBlock = makeQpQuants(8, 63, s.scales, s.Ls, s.sw);
+    const mBlock = makeQpQuants(8, 63, s.mins, s.Lm, s.sw);
+    for (let j = 0; j < 8; j++) putScaleMinK4(out, oo + SCALES, j, s.Ls[j]!, s.Lm[j]!);
+    writeF16(out, oo + D, dBlock);
+    writeF16(out, oo + DMIN, mBlock);
+    requantizeK4(x, xo, out, oo, v.nmax, s.L);
+    v.pack(out, oo, s.L);
+  };
+}
+
+const Q4_K_VARIANT: K4Variant = { nmax: 15, searchRef: SEARCH_REF, pack };
 
 /**
  * dequantize_row_q4_K. (d*sc)*q is exact in float32 (at most 21 significant bits), so the only rounding
@@ -243,7 +215,7 @@ export const Q4_K = makeKQuantFormat({
   blockBytes: Q4_K_BLOCK_BYTES,
   description: "4-bit K-quant: super-blocks of 256, 8 sub-blocks with 6-bit scales and mins (4.5 bpw)",
   fallback: "q5_0",
-  encodeRef: encodeBlockQ4KRef,
-  encodeImatrix: encodeBlockQ4KImatrix,
+  encodeRef: k4RefEncoder(Q4_K_VARIANT),
+  encodeImatrix: k4ImatrixEncoder(Q4_K_VARIANT),
   decode: decodeQ4K,
 });

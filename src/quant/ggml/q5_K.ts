@@ -9,10 +9,10 @@
  *       16    32  qh      u8[32]: 5th bit of weight e = 64c + 32t + l is qh[l] bit 2c+t
  *       48   128  qs      u8[128]: low 4 bits, laid out as q4_K's qs
  */
-import { readF16, writeF16 } from "./common.ts";
-import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
-import { makeQpQuants } from "./kquant-search.ts";
-import { getMinK4, getScaleK4, packScalesRefK4, putScaleMinK4, requantizeK4, searchImatrixK4, searchRefK4 } from "./q4_K.ts";
+import { readF16 } from "./common.ts";
+import { makeKQuantFormat } from "./kquant-format.ts";
+import type { QkxSearch } from "./kquant-search.ts";
+import { getMinK4, getScaleK4, k4ImatrixEncoder, k4RefEncoder, type K4Variant } from "./q4_K.ts";
 
 export const Q5_K_BLOCK_BYTES = 176;
 const D = 0;
@@ -36,48 +36,10 @@ function pack(out: Uint8Array, oo: number, L: Uint8Array): void {
   }
 }
 
-const RMIN_REF = Math.fround(-0.5);
-const RDELTA_REF = Math.fround(0.1);
+/** quantize_row_q5_K_ref's search: make_qkx2_quants(32, 31, x, weights, L, &min, Laux, -0.5f, 0.1f, 15, false). */
+const SEARCH_REF: QkxSearch = { fn: "make_qkx2_quants", rmin: Math.fround(-0.5), rdelta: Math.fround(0.1), nstep: 15, useMad: false };
 
-/** quantize_row_q5_K_ref, one super-block. */
-export function encodeBlockQ5KRef(
-  x: Float32Array,
-  xo: number,
-  _qw: Float32Array,
-  _qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
-  searchRefK4(x, xo, 31, RMIN_REF, RDELTA_REF, 15, s);
-  packScalesRefK4(out, oo, s.scales, s.mins);
-  requantizeK4(x, xo, out, oo, 31, s.L);
-  pack(out, oo, s.L);
-}
-
-/** quantize_row_q5_K_impl with quant_weights, one super-block. */
-export function encodeBlockQ5KImatrix(
-  x: Float32Array,
-  xo: number,
-  qw: Float32Array,
-  qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
-  searchImatrixK4(x, xo, qw, qwo, 31, s);
-  const dBlock = makeQpQuants(8, 63, s.scales, s.Ls, s.sw);
-  const mBlock = makeQpQuants(8, 63, s.mins, s.Lm, s.sw);
-  for (let j = 0; j < 8; j++) {
-    const ls = s.Ls[j]!;
-    const lm = s.Lm[j]!;
-    putScaleMinK4(out, oo + SCALES, j, ls < 63 ? ls : 63, lm < 63 ? lm : 63);
-  }
-  writeF16(out, oo + D, dBlock);
-  writeF16(out, oo + DMIN, mBlock);
-  requantizeK4(x, xo, out, oo, 31, s.L);
-  pack(out, oo, s.L);
-}
+const Q5_K_VARIANT: K4Variant = { nmax: 31, searchRef: SEARCH_REF, pack };
 
 /**
  * dequantize_row_q5_K. (d*sc)*q is exact in float32 (at most 22 significant bits), so the only rounding
@@ -139,7 +101,7 @@ export const Q5_K = makeKQuantFormat({
   blockBytes: Q5_K_BLOCK_BYTES,
   description: "5-bit K-quant: super-blocks of 256, 8 sub-blocks with 6-bit scales and mins (5.5 bpw)",
   fallback: "q5_1",
-  encodeRef: encodeBlockQ5KRef,
-  encodeImatrix: encodeBlockQ5KImatrix,
+  encodeRef: k4RefEncoder(Q5_K_VARIANT),
+  encodeImatrix: k4ImatrixEncoder(Q5_K_VARIANT),
   decode: decodeQ5K,
 });

@@ -10,7 +10,7 @@
  *      208     2  d       fp16 super-block scale
  */
 import { GROUP_MAX_EPS, int8View, nearestInt, readF16, signedAbsMax, writeF16 } from "./common.ts";
-import { makeKQuantFormat, type KQuantScratch } from "./kquant-format.ts";
+import { makeKQuantFormat, requantizeSubBlock, type KBlockEncoder, type KQuantScratch } from "./kquant-format.ts";
 import { makeQxQuants } from "./kquant-search.ts";
 
 export const Q6_K_BLOCK_BYTES = 210;
@@ -40,13 +40,7 @@ function finishBlock(x: Float32Array, xo: number, out: Uint8Array, oo: number, s
   }
   const dAll = readF16(out, oo + D);
   for (let j = 0; j < 16; j++) {
-    const d = fr(dAll * ((out[sc + j]! << 24) >> 24));
-    if (d === 0) continue; // keeps the search's levels, as ggml does
-    const xj = xo + 16 * j;
-    for (let ii = 0; ii < 16; ii++) {
-      const l = nearestInt(fr(x[xj + ii]! / d));
-      L[16 * j + ii] = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
-    }
+    requantizeSubBlock(x, xo + 16 * j, 16, fr(dAll * ((out[sc + j]! << 24) >> 24)), 0, -32, 31, L, 16 * j);
   }
   let ql = oo + QL;
   let qh = oo + QH;
@@ -66,15 +60,7 @@ function finishBlock(x: Float32Array, xo: number, out: Uint8Array, oo: number, s
 }
 
 /** quantize_row_q6_K_ref, one super-block: make_qx_quants weighted by x^2. */
-export function encodeBlockQ6KRef(
-  x: Float32Array,
-  xo: number,
-  _qw: Float32Array,
-  _qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
+export const encodeBlockQ6KRef: KBlockEncoder = (x, xo, _qw, _qwo, out, oo, s) => {
   const fr = Math.fround;
   const w = s.weights;
   for (let ib = 0; ib < 16; ib++) {
@@ -82,21 +68,13 @@ export function encodeBlockQ6KRef(
     s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, w, 0, s.levels, s.wx);
   }
   finishBlock(x, xo, out, oo, s);
-}
+};
 
 /** quantize_row_q6_K_impl with quant_weights, one super-block: make_qx_quants weighted by the imatrix itself. */
-export function encodeBlockQ6KImatrix(
-  x: Float32Array,
-  xo: number,
-  qw: Float32Array,
-  qwo: number,
-  out: Uint8Array,
-  oo: number,
-  s: KQuantScratch,
-): void {
+export const encodeBlockQ6KImatrix: KBlockEncoder = (x, xo, qw, qwo, out, oo, s) => {
   for (let ib = 0; ib < 16; ib++) s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, qw, qwo + 16 * ib, s.levels, s.wx);
   finishBlock(x, xo, out, oo, s);
-}
+};
 
 /**
  * dequantize_row_q6_K. Weight e = 128h + 32s + l is in sub-block 8h + 2s + (l>>4). C computes (d*sc)*q:
