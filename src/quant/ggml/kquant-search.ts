@@ -20,6 +20,17 @@
 import { GROUP_MAX_EPS, nearestInt, nearestIntInRange, signedAbsMax } from "./common.ts";
 
 /**
+ * How make_qx_quants and make_q3_quants start: the signed value with the largest |x| in the group; or, when
+ * that is below GROUP_MAX_EPS (an all-zero group), 0, with the group's levels L[lo..lo+n) set to 0.
+ */
+function groupMax(xBits: Int32Array, xo: number, n: number, L: Int8Array, lo: number): number {
+  const max = signedAbsMax(xBits, xo, n);
+  if (Math.abs(max) >= GROUP_MAX_EPS) return max;
+  for (let i = 0; i < n; i++) L[lo + i] = 0;
+  return 0;
+}
+
+/**
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
  * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
  * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..n) and
@@ -43,11 +54,8 @@ export function makeQxQuants(
   wx: Float32Array,
 ): number {
   const fr = Math.fround;
-  const max = signedAbsMax(xBits, xo, n);
-  if (Math.abs(max) < GROUP_MAX_EPS) {
-    for (let i = 0; i < n; i++) L[lo + i] = 0;
-    return 0;
-  }
+  const max = groupMax(xBits, xo, n, L, lo);
+  if (max === 0) return 0;
   const lmin = -nmax;
   const lmax = nmax - 1;
   // |iscale * x| <= nmax + 1 for every candidate below, well inside nearest_int's range.
@@ -111,11 +119,8 @@ export function makeQ3Quants(
   doRmse: boolean,
 ): number {
   const fr = Math.fround;
-  const max = signedAbsMax(xBits, xo, n);
-  if (Math.abs(max) < GROUP_MAX_EPS) {
-    for (let i = 0; i < n; i++) L[lo + i] = 0;
-    return 0;
-  }
+  const max = groupMax(xBits, xo, n, L, lo);
+  if (max === 0) return 0;
   const lmin = -nmax;
   const lmax = nmax - 1;
   const iscale = fr(-nmax / max);
