@@ -18,14 +18,14 @@
 // 2^120), and src/gpu/bnb.ts computes those with the CPU reference's own block and row functions.
 //
 // Bindings, per entry point:
-//   encode_4bit       0 params | 1 weights | 2 codes_out | 3 absmax_out | 4 flags | 5 hard | 6 table
+//   encode_4bit       0 params | 1 weights4 | 2 codes_out | 3 absmax_out | 4 flags | 5 hard | 6 table
 //   decode_4bit       0 params | 1 codes_in | 2 absmax_in | 3 decoded | 6 table
 //   int8_row_scales   0 params | 1 weights | 3 rows_out | 4 flags | 5 hard
 //   pack_int8         0 params | 1 weights | 2 codes_out | 7 rows_in
 //   decode_int8       0 params | 1 codes_in | 3 decoded | 7 rows_in
 
 struct Params {
-  count: u32, // weights in this chunk (4-bit: a multiple of 64 except in the last chunk)
+  count: u32, // weights in this chunk (4-bit encode: the buffer is zero-padded to whole blocks)
   cols: u32,  // LLM.int8: weights per row
   fp4: u32,   // 4-bit: 1 for FP4 (sign + magnitude codes), 0 for NF4
   rcp_127: u32, // LLM.int8 decode: f32 bits of bnb.ts's 1/127 constant (from the TS side, not folded)
@@ -46,8 +46,9 @@ struct RowScale {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// Encoders: the chunk's weights as float32 bit patterns.
+// Encoders: the chunk's weights as float32 bit patterns (LLM.int8: one to an element; 4-bit: four).
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
+@group(0) @binding(1) var<storage, read> weights4: array<vec4<u32>>;
 // Encoders: the codes (4-bit: element e in byte e/2, the HIGH nibble for even e; int8: one byte each).
 @group(0) @binding(2) var<storage, read_write> codes_out: array<u32>;
 // encode_4bit: each block's absmax, as f32 bits.
@@ -103,46 +104,82 @@ fn absmax_bits(start: u32, end: u32) -> u32 {
 // ---------------------------------------------------------------------------------------------------
 // NF4 / FP4
 
-// The 4-bit code of v = fround(x / absmax) (bnb.ts quantizeNf4 / quantizeFp4): its rank, the number of
-// pivots p with v > p, found by a binary search over the ascending pivots (4 tests), mapped to the code.
-fn quantize_4bit(v: f32) -> u32 {
-  var a = v;
-  var sign = 0u;
-  if (params.fp4 != 0u) {
-    a = abs(v);
-    sign = select(0u, 8u, v < 0.0);
+// The table in private memory, so that each lane's lookups are cheap: loaded once per invocation.
+var<private> pivots: array<f32, 15>;
+var<private> rank_code: array<u32, 16>;
+
+fn load_table() {
+  for (var i = 0u; i < 15u; i++) {
+    pivots[i] = table.pivots[i];
   }
-  var rank = 0u;
-  for (var step = 8u; step > 0u; step /= 2u) {
-    if (rank + step <= table.pivot_count && a > table.pivots[rank + step - 1u]) {
-      rank += step;
-    }
+  for (var i = 0u; i < 16u; i++) {
+    rank_code[i] = table.rank_code[i];
   }
-  return table.rank_code[rank] | sign;
 }
 
-// One invocation per block of 64: its absmax, then its 32 code bytes as 8 whole words (a block's codes
-// never share a word with another block's).
+// One step of a binary search for each lane's rank (the number of pivots below a): probe rank + step.
+fn rank_step(rank: vec4<u32>, a: vec4<f32>, step: u32) -> vec4<u32> {
+  let probe = rank + vec4(step);
+  let index = min(probe, vec4(15u)) - vec4(1u);
+  let pivot = vec4(pivots[index.x], pivots[index.y], pivots[index.z], pivots[index.w]);
+  return select(rank, probe, (probe <= vec4(table.pivot_count)) & (a > pivot));
+}
+
+// The 4-bit codes of v = fround(x / absmax) on 4 lanes (bnb.ts quantizeNf4 / quantizeFp4): each lane's
+// rank among the pivots (a binary search: 4 steps for up to 15 pivots), mapped to its code.
+fn quantize4(v: vec4<f32>) -> vec4<u32> {
+  var a = v;
+  var sign = vec4(0u);
+  if (params.fp4 != 0u) {
+    a = abs(v);
+    sign = select(vec4(0u), vec4(8u), v < vec4(0.0));
+  }
+  let rank = rank_step(rank_step(rank_step(rank_step(vec4(0u), a, 8u), a, 4u), a, 2u), a, 1u);
+  return vec4(rank_code[rank.x], rank_code[rank.y], rank_code[rank.z], rank_code[rank.w]) | sign;
+}
+
+// 4 codes as 2 bytes: weights 2k (high nibble) and 2k + 1 (low nibble) in byte k.
+fn nibble_bytes(c: vec4<u32>) -> u32 {
+  return ((c.x << 4u) | c.y) | (((c.z << 4u) | c.w) << 8u);
+}
+
+// The absmax of 4 lanes, the smallest non-zero exponent, and whether a NaN or inf was seen.
+struct Scan4 {
+  amax: vec4<u32>,
+  smallest_exponent: vec4<u32>,
+  non_finite: bool,
+}
+
+fn scan4(s: Scan4, bits: vec4<u32>) -> Scan4 {
+  let a = bits & vec4(MAGNITUDE);
+  let finite = a < vec4(EXPONENT_BITS);
+  let exponent = (a >> vec4(23u)) & vec4(0xffu);
+  return Scan4(
+    max(s.amax, select(vec4(0u), a, finite)),
+    min(s.smallest_exponent, select(vec4(255u), exponent, finite & (a != vec4(0u)))),
+    s.non_finite || !all(finite),
+  );
+}
+
+// One invocation per block of 64 (the chunk is zero-padded to whole blocks; zeros change neither the
+// absmax nor the check below): its absmax, then its 32 code bytes as 8 whole words (a block's codes never
+// share a word with another block's). 16 weights per loop step, on vec4 lanes.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn encode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let block = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
-  let start = block * BLOCK;
-  if (start >= params.count) {
+  if (block * BLOCK >= params.count) {
     return;
   }
-  let end = min(start + BLOCK, params.count);
-  // One pass: the absmax (raising FLAG_NON_FINITE for NaN and +-inf) and the smallest non-zero exponent.
-  var amax = 0u;
-  var smallest_exponent = 255u;
-  for (var i = start; i < end; i++) {
-    let a = weights[i] & MAGNITUDE;
-    if (a >= EXPONENT_BITS) {
-      atomicOr(&flags, FLAG_NON_FINITE);
-    } else if (a != 0u) {
-      amax = max(amax, a);
-      smallest_exponent = min(smallest_exponent, biased_exponent(a));
-    }
+  let first = block * (BLOCK / 4u); // in weights4
+  var s = Scan4(vec4(0u), vec4(255u), false);
+  for (var k = first; k < first + BLOCK / 4u; k += 4u) {
+    s = scan4(scan4(scan4(scan4(s, weights4[k]), weights4[k + 1u]), weights4[k + 2u]), weights4[k + 3u]);
   }
+  if (s.non_finite) {
+    atomicOr(&flags, FLAG_NON_FINITE);
+  }
+  let amax = max(max(s.amax.x, s.amax.y), max(s.amax.z, s.amax.w));
+  let smallest_exponent = min(min(s.smallest_exponent.x, s.smallest_exponent.y), min(s.smallest_exponent.z, s.smallest_exponent.w));
   absmax_out[block] = amax;
   // Where float arithmetic could meet a subnormal: a subnormal weight, a weight more than 2^120 below the
   // absmax (x / absmax near the subnormal range), or an absmax so large that its reciprocal is subnormal
@@ -158,23 +195,11 @@ fn encode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id
   if (amax != 0u) {
     inv = div_f32_exact(1.0, bitcast<f32>(amax));
   }
+  load_table();
   for (var w = 0u; w < BLOCK / 8u; w++) {
-    var word = 0u;
-    for (var k = 0u; k < 4u; k++) {
-      let e = start + 8u * w + 2u * k; // even element: high nibble; e + 1: low nibble
-      var byte = 0u;
-      if (e < end) {
-        byte = quantize_4bit(bitcast<f32>(weights[e]) * inv) << 4u;
-      }
-      if (e + 1u < end) {
-        byte |= quantize_4bit(bitcast<f32>(weights[e + 1u]) * inv);
-      }
-      word |= byte << (8u * k);
-    }
-    // The last block of the tensor may be short: its words past the codes are left out.
-    if (start + 8u * w < end) {
-      codes_out[block * (BLOCK / 8u) + w] = word;
-    }
+    let low = quantize4(bitcast<vec4<f32>>(weights4[first + 2u * w]) * inv);
+    let high = quantize4(bitcast<vec4<f32>>(weights4[first + 2u * w + 1u]) * inv);
+    codes_out[block * (BLOCK / 8u) + w] = nibble_bytes(low) | (nibble_bytes(high) << 16u);
   }
 }
 

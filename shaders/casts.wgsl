@@ -1,7 +1,8 @@
 // Element-wise casts: f16, bf16, fp8 E4M3 (saturating) and fp8 E5M2, encode and decode. Ports of the CPU
 // reference src/quant/casts.ts (with src/formats/float-bits.ts and src/formats/float8.ts), in integer
-// operations on the float32 bits only: no float arithmetic, so the bytes are the CPU's on every device,
-// whether it flushes subnormals or not. Needs shaders/common/*.wgsl (f16.wgsl).
+// operations on the float32 bits, and one float32 addition for the targets' subnormals (exact: see below),
+// so the bytes are the CPU's on every device, whether it flushes subnormals or not. Needs
+// shaders/common/*.wgsl (f16.wgsl, bytes.wgsl, grid.wgsl, ggml-rounding.wgsl).
 //
 // Layout (casts.ts): the codes row-major, little-endian, 2 bytes (f16, bf16) or 1 byte (fp8) per weight;
 // the tensor is one flat run of codes. An encoder invocation converts 4 weights (one 16-byte load) into
@@ -16,6 +17,7 @@
 
 struct Params {
   count: u32, // weights in this chunk (encoders: the buffer is zero-padded to a multiple of 4)
+  zero: u32,  // always 0: the runtime zero of opaque_f32 (common/ggml-rounding.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -35,7 +37,6 @@ struct Params {
 
 const WORKGROUP_SIZE = 256u;
 const FLAG_NON_FINITE = 1u; // kernel-chunks.ts ENCODER_FLAG.nonFinite
-const SIGN = 0x80000000u;
 const F32_INF = 0x7f800000u;
 const F32_QUIET_NAN = 0x7fc00000u; // what JS stores for NaN (the CPU decoders return NaN)
 const E4M3_MAX_BITS = 0x43e00000u; // 448.0, casts.ts E4M3_MAX: the largest e4m3fn value
@@ -49,43 +50,37 @@ fn load4(i: u32) -> vec4<u32> {
   return bits;
 }
 
-// x rounded right by `shift` (1..31) bits to nearest, ties to even, lane by lane.
-fn round_shift_even4(x: vec4<u32>, shift: vec4<u32>) -> vec4<u32> {
-  let kept = x >> shift;
-  let dropped = x & ((vec4(1u) << shift) - vec4(1u));
-  let half = vec4(1u) << (shift - vec4(1u));
-  let up = (dropped > half) | ((dropped == half) & ((kept & vec4(1u)) != vec4(0u)));
-  return kept + select(vec4(0u), vec4(1u), up);
-}
-
 // ---------------------------------------------------------------------------------------------------
-// f16: float-bits.ts f32ToF16Bits (common/f16.wgsl f32_to_f16_bits) on 4 lanes.
+// Rounding a float32 to a narrower float (casts.ts, float-bits.ts f32ToF16Bits, float8.ts encodeMini), on
+// 4 lanes without branches: both cases below are computed for every lane and the lane's own selected.
+//
+// Normal range of the target: drop the low bits of the magnitude to nearest, ties to even (the bf16 trick
+// at another bit), and rebias the exponent; a carry into the exponent is right, up to the target's inf.
+// Subnormal range: the value in units of the target's smallest subnormal q is what the float32 sum
+// |x| + 2^23 q holds in its low bits, rounded to nearest even by the addition itself (one correctly
+// rounded f32 add: at 2^23 q the float32 step is q). A float32 subnormal |x| rounds to 0 either way, so a
+// device that flushes it to 0 gives the same code.
 
-// Rounds away the low `drop` bits of a float32 magnitude to nearest, ties to even, and rebiases the exponent:
-// for a target float with 23 - drop mantissa bits whose normal range the value is in, the result is its
-// code (a carry into the exponent is right, up to the target's inf). The bf16 trick, at another bit.
 fn round_rebias4(magnitude: vec4<u32>, drop: u32, rebias: u32) -> vec4<u32> {
   let half_minus_one = vec4((1u << (drop - 1u)) - 1u);
   return ((magnitude + half_minus_one + ((magnitude >> vec4(drop)) & vec4(1u))) >> vec4(drop)) - vec4(rebias);
 }
 
+// round(|x| / q) for |x| below the target's normal range; `magic` = 2^23 q (an opaque constant, so no
+// compiler folds the addition away).
+fn subnormal_units4(magnitude: vec4<u32>, magic: f32) -> vec4<u32> {
+  let m = opaque_f32(magic, params.zero);
+  return bitcast<vec4<u32>>(bitcast<vec4<f32>>(magnitude) + vec4(m)) - vec4(bitcast<u32>(m));
+}
+
+// f16: normal from 2^-14 (13 bits dropped, bias 127 -> 15), subnormal step 2^-24 (magic 0.5); 65520 and
+// up become inf (0x7c00).
 fn f16_bits4(bits: vec4<u32>) -> vec4<u32> {
   let sign = (bits >> vec4(16u)) & vec4(0x8000u);
   let magnitude = bits & vec4(0x7fffffffu);
-  // Normal range [2^-14, 2^16): 13 bits dropped, exponent bias 127 -> 15 (112 << 10); 65520 and up carry into inf.
-  var h = round_rebias4(magnitude, 13u, 112u << 10u);
-  // The rest is rare in weights: computed only when a lane needs it.
-  let small = magnitude < vec4(0x38800000u); // below 2^-14
-  let large = magnitude >= vec4(0x47800000u); // 2^16 and up
-  if (any(small | large)) {
-    // Subnormal: the 24-bit significand in units of 2^-24, rounded (below 2^-25: 0).
-    let e = vec4<i32>(magnitude >> vec4(23u)) - vec4(127);
-    let significand = (magnitude & vec4(0x7fffffu)) | vec4(0x800000u);
-    let subnormal = round_shift_even4(significand, vec4<u32>(clamp(-e - vec4(1), vec4(14), vec4(24))));
-    h = select(h, select(subnormal, vec4(0u), e < vec4(-25)), small);
-    h = select(h, vec4(0x7c00u), large); // overflow -> inf
-  }
-  return sign | h;
+  let normal = min(round_rebias4(magnitude, 13u, 112u << 10u), vec4(0x7c00u));
+  let subnormal = subnormal_units4(magnitude, 0.5);
+  return sign | select(normal, subnormal, magnitude < vec4(0x38800000u));
 }
 
 // bf16: the top half of a float32, rounded to nearest even (float-bits.ts f32ToBf16Bits, finite input).
@@ -96,36 +91,6 @@ fn bf16_bits4(bits: vec4<u32>) -> vec4<u32> {
 // ---------------------------------------------------------------------------------------------------
 // fp8 (float8.ts encodeMini / decodeMini): 1 sign, `exp_bits` exponent, `man_bits` mantissa bits.
 // E5M2 (has_inf) is IEEE-like; E4M3 is e4m3fn: no inf, only x.1111.111 is NaN.
-
-fn minifloat4(bits: vec4<u32>, exp_bits: u32, man_bits: u32, has_inf: bool) -> vec4<u32> {
-  let sign = (bits >> vec4(31u)) << vec4(exp_bits + man_bits);
-  let exp_max = (1u << exp_bits) - 1u;
-  let man_max = (1u << man_bits) - 1u;
-  let bias = i32((1u << (exp_bits - 1u)) - 1u);
-  let abs_bits = bits & vec4(0x7fffffffu);
-  // Express the value in units of the target's quantum at its exponent e (at least the smallest normal
-  // exponent, below which the target is subnormal): significand * 2^(e32 - 23) / 2^(e - man_bits).
-  let e32 = vec4<i32>(abs_bits >> vec4(23u)) - vec4(127);
-  let e = max(e32, vec4(1 - bias));
-  // A shift past 25 leaves nothing of a 24-bit significand: 25 gives the same 0.
-  let shift = vec4<u32>(min(vec4(23 - i32(man_bits)) + (e - e32), vec4(25)));
-  var r = round_shift_even4(vec4(0x800000u) | (abs_bits & vec4(0x7fffffu)), shift);
-  // Rounding that carried into the next binade.
-  let carry = r == vec4(2u << man_bits);
-  r = select(r, vec4(1u << man_bits), carry);
-  let exp_field = e + bias + select(vec4(0), vec4(1), carry);
-  let man = r - vec4(1u << man_bits);
-  var code = sign | (vec4<u32>(max(exp_field, vec4(0))) << vec4(man_bits)) | man;
-  if (has_inf) {
-    code = select(code, sign | vec4(exp_max << man_bits), exp_field >= vec4(i32(exp_max))); // overflow -> inf
-  } else {
-    let too_big = (exp_field > vec4(i32(exp_max))) | ((exp_field == vec4(i32(exp_max))) & (man == vec4(man_max)));
-    code = select(code, sign | vec4((exp_max << man_bits) | man_max), too_big); // NaN (not reached after saturation)
-  }
-  code = select(code, sign | r, r < vec4(1u << man_bits)); // subnormal or zero: exponent field 0
-  // Zero, and float32 subnormals (below 2^-126, far under half the smallest fp8 subnormal): +-0.
-  return select(code, sign, abs_bits < vec4(0x00800000u));
-}
 
 fn minifloat_to_f32_bits(code: u32, exp_bits: u32, man_bits: u32, has_inf: bool) -> u32 {
   let sign = ((code >> (exp_bits + man_bits)) & 1u) << 31u;
@@ -152,21 +117,24 @@ fn minifloat_to_f32_bits(code: u32, exp_bits: u32, man_bits: u32, has_inf: bool)
   return sign | (u32(i32(e) - bias + 127) << 23u) | (m << (23u - man_bits));
 }
 
-// e4m3fn, saturating: |x| > 448 becomes +-448 (casts.ts f32ToE4m3Sat).
+// e4m3fn, saturating (casts.ts f32ToE4m3Sat): |x| > 448 becomes +-448; normal from 2^-6 (20 bits dropped,
+// bias 127 -> 7), subnormal step 2^-9 (magic 2^14).
 fn e4m3_4(bits: vec4<u32>) -> vec4<u32> {
-  let saturated = select(bits, (bits & vec4(SIGN)) | vec4(E4M3_MAX_BITS), (bits & vec4(0x7fffffffu)) > vec4(E4M3_MAX_BITS));
-  return minifloat4(saturated, 4u, 3u, false);
+  let sign = (bits >> vec4(24u)) & vec4(0x80u);
+  let magnitude = min(bits & vec4(0x7fffffffu), vec4(E4M3_MAX_BITS));
+  let normal = round_rebias4(magnitude, 20u, 120u << 3u);
+  let subnormal = subnormal_units4(magnitude, 16384.0);
+  return sign | select(normal, subnormal, magnitude < vec4(0x3c800000u));
 }
 
-// e5m2: when every lane is in its normal range (2^-14 and up), 21 bits dropped, bias 127 -> 15, and
-// anything past the largest finite value (57344) becomes inf (0x7c) as torch's cast does.
+// e5m2 (torch's cast): normal from 2^-14 (21 bits dropped, bias 127 -> 15), subnormal step 2^-16 (magic
+// 2^7); anything rounding past the largest finite value (57344) becomes inf (0x7c).
 fn e5m2_4(bits: vec4<u32>) -> vec4<u32> {
-  let magnitude = bits & vec4(0x7fffffffu);
-  if (any(magnitude < vec4(0x38800000u))) {
-    return minifloat4(bits, 5u, 2u, true);
-  }
   let sign = (bits >> vec4(24u)) & vec4(0x80u);
-  return sign | min(round_rebias4(magnitude, 21u, 112u << 2u), vec4(0x7cu));
+  let magnitude = bits & vec4(0x7fffffffu);
+  let normal = min(round_rebias4(magnitude, 21u, 112u << 2u), vec4(0x7cu));
+  let subnormal = subnormal_units4(magnitude, 128.0);
+  return sign | select(normal, subnormal, magnitude < vec4(0x38800000u));
 }
 
 // ---------------------------------------------------------------------------------------------------

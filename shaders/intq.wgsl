@@ -1,6 +1,6 @@
 // Plain round-to-nearest integer formats (int8/4/3/2, symmetric or asymmetric, per tensor, per row or per
 // group of 32/64/128): a port of the CPU reference src/quant/intq.ts, whose layout comment this follows.
-// Needs shaders/common/*.wgsl (f16.wgsl, bytes.wgsl, grid.wgsl, division.wgsl).
+// Needs shaders/common/*.wgsl (f16.wgsl, bytes.wgsl, grid.wgsl).
 //
 // A "segment" is what one scale covers: a group of g weights, a row (per channel), or for per-tensor
 // formats a row whose scale is the tensor's. Encoding (encode_segments) takes one "unit" of segments per
@@ -14,7 +14,7 @@
 //
 // Why the bytes equal the CPU's on any device: ranges are taken with integer comparisons on the float
 // bits (exact, even where subnormals flush); the scale search compares exact products (fp16 * small
-// integer); 1 / scale is div_f32_exact (division.wgsl), not the `/` operator; x * inv is one correctly
+// integer); 1 / scale comes from a table the CPU computed, not from the `/` operator; x * inv is one correctly
 // rounded product and round() is WGSL's round-half-to-even, as nearestInt of that product (no float
 // addition that a compiler could fuse into an FMA); decoding's (u - z) * scale is exact in f32.
 //
@@ -24,7 +24,7 @@
 //
 // Bindings, per entry point (weights and weights4 are the same buffer):
 //   row_ranges        0 params | 1 weights | 2 segments_out | 3 flags | 5 weights4
-//   encode_segments   0 params | 1 weights | 2 segments_in  | 3 flags | 4 encoded | 5 weights4
+//   encode_segments   0 params | 1 weights | 2 segments_in  | 3 flags | 4 encoded | 5 weights4 | 6 reciprocals
 //   decode_codes      0 params | 1 encoded_in | 2 decoded
 
 struct Params {
@@ -52,6 +52,9 @@ struct Segment {
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
 // Encoders: the same weights, four to an element.
 @group(0) @binding(5) var<storage, read> weights4: array<vec4<u32>>;
+// encode_segments: fround(1 / s) for every fp16 scale s (its bits are the index; entry 0 is 0), computed
+// by the CPU once: a scale's reciprocal is one load, exact on any device, instead of a division.
+@group(0) @binding(6) var<storage, read> reciprocals: array<f32>;
 // row_ranges: each row's range (lo, hi; the rest 0).
 @group(0) @binding(2) var<storage, read_write> segments_out: array<Segment>;
 // Encoders: FLAG_* bits (kernel-chunks.ts ENCODER_FLAG), for input the CPU reference rejects.
@@ -141,11 +144,8 @@ fn segment_of(r: Range) -> Segment {
       scale_bits = scale_f16_ceil(bitcast<f32>(max(r.pos, r.neg)), (1u << (params.bits - 1u)) - 1u); // Q
     }
   }
-  let scale = f16_bits_to_f32(scale_bits);
-  var inv = 0.0;
-  if (scale_bits != 0u) {
-    inv = div_f32_exact(1.0, scale);
-  }
+  // fround(1 / scale), 0 for a zero scale: from the table of every fp16 scale's reciprocal.
+  let inv = reciprocals[scale_bits];
   var zero = 1u << (params.bits - 1u);
   if (params.asym != 0u) {
     zero = u32(clamp(i32(round(-lo * inv)), 0, i32(largest)));

@@ -40,7 +40,7 @@ import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts
 import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { computePipeline, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -191,8 +191,9 @@ class FourBitGpuQuantizer implements GpuQuantizer {
         const blocks = Math.ceil(m / BNB_BLOCK);
         const codeBytes = Math.ceil(m / 2);
         const params = this.params(device, m);
-        const weights = uploadStorage(device, x.subarray(e0, e0 + m), "bnb weights");
-        const codes = outputStorage(device, codeBytes, "bnb codes");
+        const weights = uploadStorage(device, zeroPadded(x.subarray(e0, e0 + m), BNB_BLOCK), "bnb weights");
+        // Whole blocks: the kernel writes all 8 words of a block, the short last one too.
+        const codes = outputStorage(device, (blocks * BNB_BLOCK) / 2, "bnb codes");
         const blockAbsmax = outputStorage(device, blocks * 4, "bnb absmax");
         const hard = outputStorage(device, 4 * (1 + blocks), "bnb blocks left to the CPU");
         try {
@@ -203,6 +204,8 @@ class FourBitGpuQuantizer implements GpuQuantizer {
             readBack(device, hard, 4 * (1 + blocks), opts?.signal),
           ]);
           out.set(codeData, parts.codes + e0 / 2);
+          // An odd count ends in half a byte: its low nibble is the code of a padding zero, which bnb.ts leaves 0.
+          if (m % 2 === 1) out[parts.codes + (e0 + m - 1) / 2]! &= 0xf0;
           absmaxBytes.set(absmaxData, (4 * e0) / BNB_BLOCK);
           // The blocks the kernel left to the CPU reference (bnb.ts encode4bitBlock).
           const list = new Uint32Array(hardData.buffer);

@@ -12,7 +12,7 @@ import { CAST_FORMATS } from "../quant/casts.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { EncoderFlags, familyShader, unitsPerChunk, wholeVec4s, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { EncoderFlags, familyShader, unitsPerChunk, zeroPadded, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -59,8 +59,8 @@ class CastGpuQuantizer implements GpuQuantizer {
         opts?.signal?.throwIfAborted();
         const n = Math.min(perChunk, x.length - e0);
         const bytes = n * this.codeBytes;
-        const params = uniformU32(device, [n], "casts params");
-        const values = uploadStorage(device, wholeVec4s(x.subarray(e0, e0 + n)), "casts values");
+        const params = uniformU32(device, [n, 0], "casts params");
+        const values = uploadStorage(device, zeroPadded(x.subarray(e0, e0 + n), 4), "casts values");
         // One invocation per 4 weights, writing 8 (f16, bf16) or 4 (fp8) bytes.
         const quads = Math.ceil(n / 4);
         const encoded = outputStorage(device, quads * 4 * this.codeBytes, "casts encoded");
@@ -88,7 +88,7 @@ class CastGpuQuantizer implements GpuQuantizer {
     for (let e0 = 0; e0 < y.length; e0 += perChunk) {
       opts?.signal?.throwIfAborted();
       const n = Math.min(perChunk, y.length - e0);
-      const params = uniformU32(device, [n], "casts params");
+      const params = uniformU32(device, [n, 0], "casts params");
       const encoded = uploadStorage(device, q.subarray(e0 * this.codeBytes, (e0 + n) * this.codeBytes), "casts encoded");
       const decoded = outputStorage(device, n * 4, "casts decoded");
       try {

@@ -15,10 +15,10 @@
 import intqWgsl from "../../shaders/intq.wgsl?raw";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { INT_BITS, INT_GRANULARITIES, intFormatId, intGroupParams, PLAIN_FORMATS, type IntSpec } from "../quant/intq.ts";
-import { f32Bits } from "../formats/float-bits.ts";
+import { f16BitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, wholeVec4s, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, zeroPadded, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -46,6 +46,22 @@ interface KernelParams {
   oneScale: boolean;
   /** Per-tensor decode: scale fp16 bits | zero point << 16. */
   tensorScale?: number;
+}
+
+/** fround(1 / s) for every finite fp16 scale s >= 0, by its bits (intq.ts intGroupParams' inv); 0 for 0. */
+function reciprocalTable(): Float32Array {
+  const table = new Float32Array(0x7c00);
+  for (let h = 1; h < table.length; h++) table[h] = 1 / f16BitsToF32(h);
+  return table;
+}
+
+const reciprocalBuffers = new WeakMap<GPUDevice, GPUBuffer>();
+
+/** The reciprocal table on a device, uploaded once (124 KB). */
+function reciprocalsOn(device: GPUDevice): GPUBuffer {
+  let buffer = reciprocalBuffers.get(device);
+  if (!buffer) reciprocalBuffers.set(device, (buffer = uploadStorage(device, reciprocalTable(), "intq fp16 reciprocals")));
+  return buffer;
 }
 
 /** Segments per encoder invocation: the fewest whose bytes fill whole u32 words (1, 2 or 4). */
@@ -125,7 +141,7 @@ class IntGpuQuantizer implements GpuQuantizer {
       signal?.throwIfAborted();
       const n = Math.min(chunkRows, rows - r0);
       const params = this.params(device, { count: n * cols, ...seg, oneScale });
-      const weights = uploadStorage(device, wholeVec4s(x.subarray(r0 * cols, (r0 + n) * cols)), "intq weights");
+      const weights = uploadStorage(device, zeroPadded(x.subarray(r0 * cols, (r0 + n) * cols), 4), "intq weights");
       try {
         await body(r0, n, params, weights);
       } finally {
@@ -158,7 +174,8 @@ class IntGpuQuantizer implements GpuQuantizer {
     const encoded = outputStorage(device, units * unit * segBytes, "intq encoded");
     try {
       const pipeline = await this.pipeline("encode_segments");
-      dispatch(device, pipeline, [params, weights, tensorSegment, flags.buffer, encoded, weights], workgroupsFor(units, WORKGROUP_SIZE), "intq encode");
+      const buffers = [params, weights, tensorSegment, flags.buffer, encoded, weights, reciprocalsOn(device)];
+      dispatch(device, pipeline, buffers, workgroupsFor(units, WORKGROUP_SIZE), "intq encode");
       out.set(await readBack(device, encoded, bytes, signal), at);
     } finally {
       encoded.destroy();

@@ -105,12 +105,13 @@ export function dispatchBindings(
 }
 
 /**
- * x itself when its length is a multiple of 4, else a copy zero-padded to one: kernels that load 4 weights
- * at a time (array<vec4<u32>>) need whole 16-byte elements, and a zero weight is harmless to every encoder.
+ * x itself when its length is a multiple of `multiple`, else a copy zero-padded to one: kernels that load 4
+ * weights at a time (array<vec4<u32>>) need whole 16-byte elements, and bnb's whole blocks of 64; a zero
+ * weight is harmless to every encoder.
  */
-export function wholeVec4s(x: Float32Array): Float32Array {
-  if (x.length % 4 === 0) return x;
-  const padded = new Float32Array(Math.ceil(x.length / 4) * 4);
+export function zeroPadded(x: Float32Array, multiple: number): Float32Array {
+  if (x.length % multiple === 0) return x;
+  const padded = new Float32Array(Math.ceil(x.length / multiple) * multiple);
   padded.set(x);
   return padded;
 }
