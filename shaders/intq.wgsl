@@ -105,23 +105,35 @@ fn range_lo(r: Range) -> u32 {
 // ---------------------------------------------------------------------------------------------------
 // Parameters (intq.ts scaleF16Ceil and intGroupParams)
 
-// fp16 bits of the smallest fp16 s with s * k >= range (0 for a zero range, which the caller knows from
-// the bits); above 65504 raises FLAG_SCALE_OVERFLOW. The first guess needs no exact division: the two
-// loops correct it, and s * k is exact in f32 (an 11-bit significand times an integer below 256), so each
-// comparison is exact. A range below 2^-126 always takes the smallest fp16 (2^-24): decided here from
-// the bits, since devices that flush subnormals would see such a range as 0.
+// The value of fp16 bits h (0 <= h <= 0x7c00) as f32, without branches: a normal code's fields move into
+// place (rebias 15 -> 127), a subnormal one is h * 2^-24 (exact).
+fn f16_value(h: u32) -> f32 {
+  let normal = bitcast<f32>((h + (112u << 10u)) << 13u);
+  return select(normal, f32(h) * 5.9604644775390625e-8, h < 0x400u);
+}
+
+// The fp16 bits of the smallest fp16 >= t (t > 0 a normal f32), without branches: the 13 dropped bits
+// round up; below 2^-14, ceil(t * 2^24) units of 2^-24 (the product is exact).
+fn f16_ceil_bits(t: f32) -> u32 {
+  let b = bitcast<u32>(t);
+  let normal = ((b >> 13u) - (112u << 10u)) + select(0u, 1u, (b & 0x1fffu) != 0u);
+  return select(normal, u32(ceil(t * 16777216.0)), b < 0x38800000u);
+}
+
+// fp16 bits of the smallest fp16 s with s * k >= range (intq.ts scaleF16Ceil; range > 0: the caller
+// knows a zero range from the bits); above 65504 raises FLAG_SCALE_OVERFLOW. s * k is exact in f32 (an
+// 11-bit significand times an integer below 256), so the comparisons are exact; the guess, the fp16
+// ceiling of range / k, comes from a division that may be a few f32 ulps off, which can move it by one
+// fp16 step at most: one check each way corrects it. A range below 2^-126 always takes the smallest fp16
+// (2^-24): decided from the bits, since devices that flush subnormals would see such a range as 0.
 fn scale_f16_ceil(range: f32, k: u32) -> u32 {
   if ((bitcast<u32>(range) & ~SIGN) < 0x00800000u) {
     return 1u;
   }
   let fk = f32(k);
-  var h = min(f32_to_f16_bits(range / fk), F16_MAX_BITS);
-  while (h <= F16_MAX_BITS && f16_bits_to_f32(h) * fk < range) {
-    h++;
-  }
-  while (h > 0u && f16_bits_to_f32(h - 1u) * fk >= range) {
-    h--;
-  }
+  var h = min(f16_ceil_bits(range / fk), F16_MAX_BITS + 1u);
+  h = select(h, h + 1u, f16_value(h) * fk < range);
+  h = select(h, h - 1u, (h > 0u) & (f16_value(max(h, 1u) - 1u) * fk >= range));
   if (h > F16_MAX_BITS) {
     atomicOr(&flags, FLAG_SCALE_OVERFLOW);
     return F16_MAX_BITS;
@@ -156,34 +168,35 @@ fn segment_of(r: Range) -> Segment {
 // ---------------------------------------------------------------------------------------------------
 // Encoders
 
-// A range kept on 4 lanes (weights 4k + lane), and whether a NaN or inf was seen.
+// A range kept on 4 lanes (weights 4k + lane) with one max each, from the order of the bits:
+//   pos: the largest bits as i32. Negative floats are negative i32, so this is the largest x >= 0.
+//   neg: the largest bits as u32. Negative floats (sign bit set) are above every other, and among them
+//        the larger magnitude has the larger bits: SIGN | (largest |x| of x < 0) when there is one.
+// A NaN or inf makes one of them reach the exponent's all-ones, which range_of4 checks once at the end.
 struct Range4 {
-  pos: vec4<u32>,
+  pos: vec4<i32>,
   neg: vec4<u32>,
-  non_finite: bool,
 }
 
 fn widen4(r: Range4, v: vec4<u32>) -> Range4 {
-  let negative = (v & vec4(SIGN)) != vec4(0u);
-  return Range4(
-    max(r.pos, select(v, vec4(0u), negative)),
-    max(r.neg, select(vec4(0u), v & vec4(~SIGN), negative)),
-    r.non_finite || any((v & vec4(EXPONENT_BITS)) == vec4(EXPONENT_BITS)),
-  );
+  return Range4(max(r.pos, bitcast<vec4<i32>>(v)), max(r.neg, v));
 }
 
 // The range of weights [start, start + n): 16 at a time (four 16-byte loads per step) when start and n
 // are multiples of 16, else one at a time.
 fn range_of(start: u32, n: u32) -> Range {
   if (n % 16u == 0u) {
-    var r = Range4(vec4(0u), vec4(0u), false);
+    var r = Range4(vec4(0), vec4(0u));
     for (var k = start / 4u; k < (start + n) / 4u; k += 4u) {
       r = widen4(widen4(widen4(widen4(r, weights4[k]), weights4[k + 1u]), weights4[k + 2u]), weights4[k + 3u]);
     }
-    if (r.non_finite) {
+    let pos = u32(max(max(max(r.pos.x, r.pos.y), max(r.pos.z, r.pos.w)), 0));
+    let top = max(max(r.neg.x, r.neg.y), max(r.neg.z, r.neg.w));
+    let neg = select(0u, top & ~SIGN, top >= SIGN);
+    if (pos >= EXPONENT_BITS || neg >= EXPONENT_BITS) {
       atomicOr(&flags, FLAG_NON_FINITE);
     }
-    return Range(max(max(r.pos.x, r.pos.y), max(r.pos.z, r.pos.w)), max(max(r.neg.x, r.neg.y), max(r.neg.z, r.neg.w)));
+    return Range(pos, neg);
   }
   var r = Range(0u, 0u);
   for (var i = start; i < start + n; i++) {

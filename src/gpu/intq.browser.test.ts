@@ -13,6 +13,7 @@ import type { ChunkOptions } from "./kernel-chunks.ts";
 import { PLAIN_FORMATS } from "../quant/intq.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import { normal, rng } from "../../test/random.ts";
+import { bitsToF32, f16BitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { expectGpuEqualsCpu, storiesTensors } from "../../test/gpu-quantizer-compare.ts";
 
 const labDevice = useLabDevice();
@@ -69,6 +70,28 @@ describe("GPU plain integer formats equal the CPU reference", () => {
       }
     });
   }
+
+  it("scales on and next to fp16 steps: largest weights of k * s and one float32 step either side", async () => {
+    // One group of 32 per (fp16 scale s, k, offset): the scale search must find the same fp16 as the CPU
+    // where range / k sits on an fp16 value or just beside it.
+    const random = rng(99);
+    const values: number[] = [];
+    for (let h = 1; h < 0x7bff; h += 97) {
+      for (const k of [1, 3, 7, 15, 127, 255]) {
+        for (const step of [-1, 0, 1]) {
+          const top = bitsToF32(f32Bits(f16BitsToF32(h) * k) + step);
+          if (!(top > 0) || top > 65504) continue;
+          values.push(top, ...Array.from({ length: 31 }, () => (random() * 2 - 1) * top));
+        }
+      }
+    }
+    const shape = { rows: values.length / 32, cols: 32 };
+    const x = new Float32Array(values);
+    for (const id of ["int8-g32", "int4-g32", "int3-g32", "int2-g32", "int8-asym-g32", "int4-asym-g32", "int2-asym-g32"]) {
+      const format = PLAIN_FORMATS.find((f) => f.id === id)!;
+      await expectGpuEqualsCpu(quantizer(format), x, shape);
+    }
+  });
 
   // Every bit width, both kinds and every granularity that rows of 64 or 172 allow (g128 takes neither).
   const storiesFormats = ["int8-channel", "int8-asym-tensor", "int4-g32", "int4-asym-g64", "int3-g32", "int3-asym-channel", "int2-g64", "int2-asym-tensor", "int4-tensor"];
