@@ -18,11 +18,13 @@
 // 2^120), and src/gpu/bnb.ts computes those with the CPU reference's own block and row functions.
 //
 // Bindings, per entry point:
-//   encode_4bit       0 params | 1 weights4 | 2 codes_out | 3 absmax_out | 4 flags | 5 hard | 6 table
+//   encode_4bit       0 params | 2 codes_out | 3 absmax_out | 4 flags | 5 hard | 6 table | 8 weights4
 //   decode_4bit       0 params | 1 codes_in | 2 absmax_in | 3 decoded | 6 table
-//   int8_row_scales   0 params | 1 weights | 3 rows_out | 4 flags | 5 hard
-//   pack_int8         0 params | 1 weights | 2 codes_out | 7 rows_in
+//   int8_row_scales   0 params | 1 weights | 3 rows_out | 4 flags | 5 hard | 8 weights4
+//   pack_int8         0 params | 1 weights | 2 codes_out | 7 rows_in | 8 weights4
+//   encode_int8_rows  0 params | 1 weights | 2 codes_out | 3 rows_out | 4 flags | 5 hard | 8 weights4
 //   decode_int8       0 params | 1 codes_in | 3 decoded | 7 rows_in
+// (weights and weights4 are the same buffer.)
 
 struct Params {
   count: u32, // weights in this chunk (4-bit encode: the buffer is zero-padded to whole blocks)
@@ -46,9 +48,10 @@ struct RowScale {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// Encoders: the chunk's weights as float32 bit patterns (LLM.int8: one to an element; 4-bit: four).
+// Encoders: the chunk's weights as float32 bit patterns; weights4 is the same buffer bound again, four
+// weights to an element (the 4-bit chunk is zero-padded to whole blocks).
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
-@group(0) @binding(1) var<storage, read> weights4: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read> weights4: array<vec4<u32>>;
 // Encoders: the codes (4-bit: element e in byte e/2, the HIGH nibble for even e; int8: one byte each).
 @group(0) @binding(2) var<storage, read_write> codes_out: array<u32>;
 // encode_4bit: each block's absmax, as f32 bits.
@@ -86,17 +89,25 @@ fn leave_to_cpu(k: u32) {
   atomicStore(&hard[slot + 1u], k);
 }
 
-// The largest |x| bits of weights [start, end), raising FLAG_NON_FINITE for NaN and +-inf (skipped).
-// Non-negative floats order as their bits, so this is exact where float comparisons would flush.
+// The largest |x| bits of weights [start, end) (16 at a time when both are multiples of 16), raising
+// FLAG_NON_FINITE for NaN and +-inf. Non-negative floats order as their bits, so this is exact where float
+// comparisons would flush; a NaN or inf is the largest of all, so one check at the end finds it.
 fn absmax_bits(start: u32, end: u32) -> u32 {
   var m = 0u;
-  for (var i = start; i < end; i++) {
-    let a = weights[i] & MAGNITUDE;
-    if (a >= EXPONENT_BITS) {
-      atomicOr(&flags, FLAG_NON_FINITE);
-    } else {
-      m = max(m, a);
+  if ((start | end) % 16u == 0u) {
+    var m4 = vec4(0u);
+    for (var k = start / 4u; k < end / 4u; k += 4u) {
+      m4 = max(max(m4, weights4[k] & vec4(MAGNITUDE)), max(weights4[k + 1u] & vec4(MAGNITUDE), weights4[k + 2u] & vec4(MAGNITUDE)));
+      m4 = max(m4, weights4[k + 3u] & vec4(MAGNITUDE));
     }
+    m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+  } else {
+    for (var i = start; i < end; i++) {
+      m = max(m, weights[i] & MAGNITUDE);
+    }
+  }
+  if (m >= EXPONENT_BITS) {
+    atomicOr(&flags, FLAG_NON_FINITE);
   }
   return m;
 }
@@ -228,32 +239,65 @@ fn int8_row_scales(@builtin(local_invocation_index) lane: u32, @builtin(workgrou
   if (start >= params.count) {
     return;
   }
-  let scb = absmax_bits(start, start + params.cols);
-  let exponent = biased_exponent(scb);
+  rows_out[row] = row_scale(row, absmax_bits(start, start + params.cols));
+}
+
+// SCB and scale of a row from its absmax bits; rows whose arithmetic could meet subnormals or overflow go
+// on the CPU's list.
+fn row_scale(row: u32, scb: u32) -> RowScale {
   var scale = 0.0; // a zero row: codes 0 (bitsandbytes would divide by 0)
   if (scb != 0u) {
+    let exponent = biased_exponent(scb);
     if (exponent < 40u || exponent > 247u) {
       leave_to_cpu(row);
     }
     scale = div_f32_exact(127.0, bitcast<f32>(scb));
   }
-  rows_out[row] = RowScale(scb, bitcast<u32>(scale));
+  return RowScale(scb, bitcast<u32>(scale));
 }
 
-// One invocation per output word: 4 int8 codes, round(x * scale) clamped to [-127, 127].
+// The int8 code of x with its row's scale: round(x * scale) clamped to [-127, 127], as a byte.
+fn int8_code(x: u32, scale: f32) -> u32 {
+  return bitcast<u32>(clamp(i32(round(bitcast<f32>(x) * scale)), -127, 127)) & 0xffu;
+}
+
+// Rows of a multiple of 16 weights in one pass: one invocation per row finds SCB and the scale, then packs
+// the row's codes, 16 weights per step (rows start on whole words).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn encode_int8_rows(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
+  let start = row * params.cols;
+  if (start >= params.count) {
+    return;
+  }
+  let s = row_scale(row, absmax_bits(start, start + params.cols));
+  rows_out[row] = s;
+  let scale = bitcast<f32>(s.scale);
+  for (var k = start / 4u; k < (start + params.cols) / 4u; k++) {
+    let v = weights4[k];
+    codes_out[k] = int8_code(v.x, scale) | (int8_code(v.y, scale) << 8u) | (int8_code(v.z, scale) << 16u) | (int8_code(v.w, scale) << 24u);
+  }
+}
+
+// One invocation per output word: 4 int8 codes. Where rows hold whole words (cols a multiple of 4) the
+// word's weights are one 16-byte load of one row.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn pack_int8(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let w = linear_workgroup(group, groups) * WORKGROUP_SIZE + lane;
   if (4u * w >= params.count) {
     return;
   }
+  if (params.cols % 4u == 0u) {
+    let scale = bitcast<f32>(rows_in[4u * w / params.cols].scale);
+    let v = weights4[w];
+    codes_out[w] = int8_code(v.x, scale) | (int8_code(v.y, scale) << 8u) | (int8_code(v.z, scale) << 16u) | (int8_code(v.w, scale) << 24u);
+    return;
+  }
   var word = 0u;
   for (var k = 0u; k < 4u; k++) {
     let e = 4u * w + k;
     if (e < params.count) {
-      let scale = bitcast<f32>(rows_in[e / params.cols].scale);
-      let q = clamp(i32(round(bitcast<f32>(weights[e]) * scale)), -127, 127);
-      word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
+      word |= int8_code(weights[e], bitcast<f32>(rows_in[e / params.cols].scale)) << (8u * k);
     }
   }
   codes_out[w] = word;

@@ -11,7 +11,8 @@
  *   bitsandbytes' dynamic map) is a small sequential step over n/64 values: it runs here on the CPU, with
  *   bnb.ts's absmaxMean and encodeAbsmaxBlock, from the GPU's exact absmax values. Decoding reconstructs the
  *   absmax values with bnb.ts's decodeAbsmax the same way, then the GPU decodes the codes.
- * - LLM.int8: one invocation per row finds SCB and the scale, then one invocation per word packs 4 codes.
+ * - LLM.int8: one invocation per row finds SCB and the scale and, for rows of a multiple of 16 weights,
+ *   packs the row's codes too; other rows are packed after, one invocation per word of 4 codes.
  *
  * Blocks or rows whose arithmetic could meet subnormal floats (a device may flush them; SwiftShader does) are
  * listed by the kernels and computed with bnb.ts's own block and row functions; they need magnitudes below
@@ -197,7 +198,8 @@ class FourBitGpuQuantizer implements GpuQuantizer {
         const blockAbsmax = outputStorage(device, blocks * 4, "bnb absmax");
         const hard = outputStorage(device, 4 * (1 + blocks), "bnb blocks left to the CPU");
         try {
-          dispatchBindings(device, pipeline, { 0: params, 1: weights, 2: codes, 3: blockAbsmax, 4: flags.buffer, 5: hard, 6: table }, workgroupsFor(blocks, WORKGROUP_SIZE), "bnb encode_4bit");
+          const bindings = { 0: params, 2: codes, 3: blockAbsmax, 4: flags.buffer, 5: hard, 6: table, 8: weights };
+          dispatchBindings(device, pipeline, bindings, workgroupsFor(blocks, WORKGROUP_SIZE), "bnb encode_4bit");
           const [codeData, absmaxData, hardData] = await Promise.all([
             readBack(device, codes, codeBytes, opts?.signal),
             readBack(device, blockAbsmax, blocks * 4, opts?.signal),
@@ -315,6 +317,9 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
     const out = new Uint8Array(this.format.encodedBytes(shape));
     if (rows * cols === 0) return out;
     const { device } = this.dev;
+    // Rows of whole 16-weight steps: one pass (encode_int8_rows); others: row scales, then word packing.
+    const onePass = cols % 16 === 0;
+    const rowsPipeline = await this.pipeline("encode_int8_rows");
     const scalesPipeline = await this.pipeline("int8_row_scales");
     const packPipeline = await this.pipeline("pack_int8");
     const chunkRows = this.rowsPerChunk(cols);
@@ -324,13 +329,20 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
         opts?.signal?.throwIfAborted();
         const n = Math.min(chunkRows, rows - r0);
         const params = uniformU32(device, [n * cols, cols, 0, 0], "bnb params");
-        const weights = uploadStorage(device, x.subarray(r0 * cols, (r0 + n) * cols), "bnb weights");
+        const weights = uploadStorage(device, zeroPadded(x.subarray(r0 * cols, (r0 + n) * cols), 4), "bnb weights");
         const scales = outputStorage(device, n * 8, "bnb row scales");
         const hard = outputStorage(device, 4 * (1 + n), "bnb rows left to the CPU");
         const codes = outputStorage(device, n * cols, "bnb int8 codes");
         try {
-          dispatchBindings(device, scalesPipeline, { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard }, workgroupsFor(n, WORKGROUP_SIZE), "bnb int8_row_scales");
-          dispatchBindings(device, packPipeline, { 0: params, 1: weights, 2: codes, 7: scales }, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
+          if (onePass) {
+            const bindings = { 0: params, 1: weights, 2: codes, 3: scales, 4: flags.buffer, 5: hard, 8: weights };
+            dispatchBindings(device, rowsPipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb encode_int8_rows");
+          } else {
+            const scaleBindings = { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard, 8: weights };
+            dispatchBindings(device, scalesPipeline, scaleBindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb int8_row_scales");
+            const packBindings = { 0: params, 1: weights, 2: codes, 7: scales, 8: weights };
+            dispatchBindings(device, packPipeline, packBindings, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
+          }
           const [scaleData, hardData, codeData] = await Promise.all([
             readBack(device, scales, n * 8, opts?.signal),
             readBack(device, hard, 4 * (1 + n), opts?.signal),
