@@ -4,11 +4,13 @@
 // division.wgsl). The double-quantized variants (nf4-dq, fp4-dq) run these same kernels: their absmax
 // compression is a small CPU step over the GPU's absmax values (src/gpu/bnb.ts).
 //
-// NF4/FP4 codes: bitsandbytes picks them with decision trees of strict `v > pivot` tests. A tree over
-// sorted codes is a count of the pivots below v, so here v's code is table.rank_code[number of pivots p
-// with v > p] (NF4: v itself against 15 pivots; FP4: |v| against 7 pivots, plus 8 when v < 0). The
-// pivots and the rank -> code map are not written here: src/gpu/bnb.ts derives them from bnb.ts's own
-// quantizeNf4 / quantizeFp4 and uploads them (binding 6).
+// NF4/FP4 codes: bitsandbytes picks them with decision trees of strict `v > pivot` tests over sorted
+// codes: a step function of v (NF4) or of |v| with the sign added as 8 when v < 0 (FP4). Here its domain
+// is cut into cells of 1/16 (NF4: [-1, 1], 32 cells; FP4: [0, 1], 16 cells), each holding at most one
+// pivot, so v's code is the cell's lower code, or its upper one when v is above the cell's pivot: one
+// multiply to find the cell and one comparison. The table is not written here: src/gpu/bnb.ts derives it
+// from bnb.ts's own quantizeNf4 / quantizeFp4 (their pivots found by bisection) and checks that no pivot
+// sits within float32 rounding of a cell edge, where the cell found could be the neighbour's.
 //
 // Exactness on any device: absmax values are compared as integers (bits); scales come from div_f32_exact
 // (division.wgsl), not `/`; v = x * inv and CODE * absmax are single correctly rounded products; int8
@@ -35,10 +37,11 @@ struct Params {
 
 // The code tables of the format in use (src/gpu/bnb.ts fills them from bnb.ts):
 struct Table {
-  pivots: array<f32, 15>,   // ascending; NF4 uses 15, FP4 the first 7 (magnitudes)
-  pivot_count: u32,
-  rank_code: array<u32, 16>, // rank (pivots below) -> 4-bit code (FP4: magnitude code, before the sign)
-  values: array<f32, 16>,    // code -> its value (NF4_CODE / FP4_CODE)
+  offset: f32,                 // cell of a: (a + offset) * 16 (NF4: 1, FP4: 0)
+  last_cell: f32,              // 31 (NF4) or 15 (FP4)
+  cell_pivot: array<f32, 32>,  // the pivot inside the cell (a huge value where there is none)
+  cell_codes: array<u32, 32>,  // the cell's code at and below its pivot | the code above it << 4
+  values: array<f32, 16>,      // code -> its value (NF4_CODE / FP4_CODE)
 }
 
 // LLM.int8, per row: SCB (f32 bits of the row's absmax) and fround(127 / SCB) (f32 bits).
@@ -115,29 +118,7 @@ fn absmax_bits(start: u32, end: u32) -> u32 {
 // ---------------------------------------------------------------------------------------------------
 // NF4 / FP4
 
-// The table in private memory, so that each lane's lookups are cheap: loaded once per invocation.
-var<private> pivots: array<f32, 15>;
-var<private> rank_code: array<u32, 16>;
-
-fn load_table() {
-  for (var i = 0u; i < 15u; i++) {
-    pivots[i] = table.pivots[i];
-  }
-  for (var i = 0u; i < 16u; i++) {
-    rank_code[i] = table.rank_code[i];
-  }
-}
-
-// One step of a binary search for each lane's rank (the number of pivots below a): probe rank + step.
-fn rank_step(rank: vec4<u32>, a: vec4<f32>, step: u32) -> vec4<u32> {
-  let probe = rank + vec4(step);
-  let index = min(probe, vec4(15u)) - vec4(1u);
-  let pivot = vec4(pivots[index.x], pivots[index.y], pivots[index.z], pivots[index.w]);
-  return select(rank, probe, (probe <= vec4(table.pivot_count)) & (a > pivot));
-}
-
-// The 4-bit codes of v = fround(x / absmax) on 4 lanes (bnb.ts quantizeNf4 / quantizeFp4): each lane's
-// rank among the pivots (a binary search: 4 steps for up to 15 pivots), mapped to its code.
+// The 4-bit codes of v = fround(x / absmax) on 4 lanes (bnb.ts quantizeNf4 / quantizeFp4).
 fn quantize4(v: vec4<f32>) -> vec4<u32> {
   var a = v;
   var sign = vec4(0u);
@@ -145,8 +126,10 @@ fn quantize4(v: vec4<f32>) -> vec4<u32> {
     a = abs(v);
     sign = select(vec4(0u), vec4(8u), v < vec4(0.0));
   }
-  let rank = rank_step(rank_step(rank_step(rank_step(vec4(0u), a, 8u), a, 4u), a, 2u), a, 1u);
-  return vec4(rank_code[rank.x], rank_code[rank.y], rank_code[rank.z], rank_code[rank.w]) | sign;
+  let cell = vec4<u32>(clamp((a + vec4(table.offset)) * 16.0, vec4(0.0), vec4(table.last_cell)));
+  let pivot = vec4(table.cell_pivot[cell.x], table.cell_pivot[cell.y], table.cell_pivot[cell.z], table.cell_pivot[cell.w]);
+  let codes = vec4(table.cell_codes[cell.x], table.cell_codes[cell.y], table.cell_codes[cell.z], table.cell_codes[cell.w]);
+  return select(codes & vec4(15u), codes >> vec4(4u), a > pivot) | sign;
 }
 
 // 4 codes as 2 bytes: weights 2k (high nibble) and 2k + 1 (low nibble) in byte k.
@@ -206,7 +189,6 @@ fn encode_4bit(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id
   if (amax != 0u) {
     inv = div_f32_exact(1.0, bitcast<f32>(amax));
   }
-  load_table();
   for (var w = 0u; w < BLOCK / 8u; w++) {
     let low = quantize4(bitcast<vec4<f32>>(weights4[first + 2u * w]) * inv);
     let high = quantize4(bitcast<vec4<f32>>(weights4[first + 2u * w + 1u]) * inv);

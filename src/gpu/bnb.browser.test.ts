@@ -24,12 +24,14 @@ function quantizer(format: QuantFormat, options: ChunkOptions = {}) {
   return q;
 }
 
-/** The 4-bit code the shader's table gives v (its rank among the pivots, mapped to a code). */
+/** The 4-bit code the shader's table gives v: its cell, found in float32 as the shader does, then the pivot test. */
 function tableCode(table: Uint32Array, fp4: boolean, v: number): number {
   const a = fp4 ? Math.abs(v) : v;
-  let rank = 0;
-  for (let i = 0; i < table[15]!; i++) if (a > bitsToF32(table[i]!)) rank++;
-  return table[16 + rank]! | (fp4 && v < 0 ? 8 : 0);
+  const fr = Math.fround;
+  const position = fr(fr(a + bitsToF32(table[0]!)) * 16);
+  const cell = Math.min(Math.max(Math.floor(position), 0), bitsToF32(table[1]!));
+  const codes = table[34 + cell]!;
+  return (a > bitsToF32(table[2 + cell]!) ? codes >> 4 : codes & 15) | (fp4 && v < 0 ? 8 : 0);
 }
 
 /** Every pivot of both tables, and the float32 values just around them. */
@@ -37,8 +39,9 @@ function pivotNeighbourhoods(): number[] {
   const out: number[] = [];
   for (const type of ["nf4", "fp4"] as const) {
     const table = fourBitTable(type);
-    for (let i = 0; i < table[15]!; i++) {
-      const b = table[i]!;
+    for (let j = 0; j <= bitsToF32(table[1]!); j++) {
+      const b = table[2 + j]!;
+      if (bitsToF32(b) > 2) continue; // a cell without a pivot
       for (const d of [-2, -1, 0, 1, 2]) out.push(bitsToF32(b + d), -bitsToF32(b + d));
     }
   }
@@ -70,11 +73,13 @@ function messyWeights({ rows, cols }: MatrixShape, seed: number): Float32Array {
 }
 
 describe("the 4-bit code tables", () => {
-  it("give bnb.ts's codes for values all over and around [-1, 1], pivots included", () => {
+  it("give bnb.ts's codes for values all over and around [-1, 1], pivots and cell edges included", () => {
     const random = rng(1);
     const values = pivotNeighbourhoods();
     for (let i = 0; i < 100_000; i++) values.push(Math.fround((random() * 2 - 1) * 1.1));
-    values.push(0, -0, 1, -1, 2, -2, Infinity, -Infinity, NaN);
+    // Cell edges and the ends of the range (x / absmax can round just past +-1).
+    for (let j = -16; j <= 16; j++) values.push(j / 16, bitsToF32(f32Bits(j / 16) + 1), -bitsToF32(f32Bits(j / 16) + 1));
+    values.push(0, -0, 1.0000001, -1.0000001);
     const nf4 = fourBitTable("nf4");
     const fp4 = fourBitTable("fp4");
     for (const v of values) {

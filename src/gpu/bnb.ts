@@ -80,26 +80,44 @@ function stepPivots(f: (v: number) => number, lo: number, hi: number): number[] 
   return out;
 }
 
+/** Cells per unit of the code trees' input (the shader multiplies by 16 to find a value's cell). */
+const CELLS_PER_UNIT = 16;
+/** No pivot of a cell within this of its edges (far above float32 rounding of (a + offset) * 16). */
+const EDGE_MARGIN = 2 ** -16;
+
 /**
- * The shader's Table for a 4-bit type, as 48 words: pivots (15 f32 slots), pivot count, rank -> code (16),
- * code -> value (16). NF4 ranks signed values on 15 pivots; FP4 ranks magnitudes on 7 (the sign is added
- * in the shader, as bnb.ts's quantizeFp4 does: 8 when v < 0).
+ * The shader's Table for a 4-bit type, as 82 words: offset, last cell, each cell's pivot (32), each cell's
+ * codes below | above its pivot << 4 (32), code -> value (16). NF4 cells cover [-1, 1] (its inputs: x /
+ * absmax), FP4 cells [0, 1] (magnitudes; the shader adds the sign, as bnb.ts's quantizeFp4 does: 8 when
+ * v < 0). Everything comes from bnb.ts's quantizers: the pivots by bisection, each cell's codes by
+ * quantizing a value inside it.
  */
 export function fourBitTable(type: FourBitType): Uint32Array {
   const values = type === "nf4" ? NF4_CODE : FP4_CODE;
   const quantize = type === "nf4" ? quantizeNf4 : quantizeFp4;
-  // NF4: over [-2, 2] (its inputs are within [-1, 1]); FP4: magnitudes over [0, 2].
-  const lo = type === "nf4" ? -2 : 0;
+  // NF4: over [-2, 2]; FP4: magnitudes over [0, 2] (inputs stay within [-1, 1] up to rounding).
+  const offset = type === "nf4" ? 1 : 0;
   const value = type === "nf4" ? (v: number) => values[quantize(v)]! : (v: number) => Math.abs(values[quantize(v)]!);
-  const pivots = stepPivots(value, lo, 2);
-  const expected = type === "nf4" ? 15 : 7;
-  if (pivots.length !== expected) throw new Error(`${type}: found ${pivots.length} pivots in bnb.ts's quantizer, expected ${expected}`);
-  const table = new Uint32Array(48);
-  pivots.forEach((p, i) => (table[i] = f32Bits(p)));
-  table[15] = pivots.length;
+  const pivots = stepPivots(value, -2 * offset, 2);
+  const cells = (1 + offset) * CELLS_PER_UNIT;
+  const table = new Uint32Array(2 + 32 + 32 + 16);
+  table[0] = f32Bits(offset);
+  table[1] = f32Bits(cells - 1);
   const nextUp = (p: number) => fromOrderKey(orderKey(p) + 1);
-  for (let rank = 0; rank <= pivots.length; rank++) table[16 + rank] = quantize(rank === 0 ? lo : nextUp(pivots[rank - 1]!));
-  for (let c = 0; c < 16; c++) table[32 + c] = f32Bits(values[c]!);
+  for (let j = 0; j < cells; j++) {
+    const lo = j / CELLS_PER_UNIT - offset;
+    const hi = (j + 1) / CELLS_PER_UNIT - offset;
+    // The first and last cells also take what lies beyond [-offset, 1].
+    const inside = pivots.filter((p) => (j === 0 || p >= lo) && (j === cells - 1 || p < hi));
+    if (inside.length > 1) throw new Error(`${type}: two pivots in one cell [${lo}, ${hi})`);
+    const pivot = inside[0];
+    if (pivot !== undefined && (pivot - lo < EDGE_MARGIN || hi - pivot < EDGE_MARGIN)) throw new Error(`${type}: pivot ${pivot} at a cell edge`);
+    const below = quantize(pivot ?? (j === 0 ? -2 * offset : lo));
+    const above = pivot === undefined ? below : quantize(nextUp(pivot));
+    table[2 + j] = f32Bits(pivot ?? 3.4e38);
+    table[34 + j] = below | (above << 4);
+  }
+  for (let c = 0; c < 16; c++) table[66 + c] = f32Bits(values[c]!);
   return table;
 }
 
