@@ -8,30 +8,27 @@
 // the tensor is one flat run of codes. An encoder invocation converts 4 weights (one 16-byte load) into
 // 2 words (f16, bf16) or 1 word (fp8) of codes: whole words, so no two invocations share one. The
 // conversions are written on vec4 lanes without branches (selects): one invocation per 4 weights and no
-// divergence is what keeps a cast as fast as a copy. A decoder invocation writes one weight. Which cast
-// is params.kind (the same for every invocation, so the switch costs nothing).
+// divergence is what keeps a cast as fast as a copy. A decoder invocation writes one weight. Each cast
+// has its own entry points rather than a switch on a uniform: SwiftShader runs every case of such a
+// switch (measured: 3-4x slower).
 //
 // Bindings, per entry point:
-//   encode_cast   0 params | 1 values (f32 bits) | 2 encoded | 3 flags
-//   decode_cast   0 params | 1 encoded_in       | 2 decoded (f32 bits)
+//   encode_f16, encode_bf16             0 params | 1 values (f32 bits) | 2 encoded16 | 3 flags
+//   encode_fp8_e4m3, encode_fp8_e5m2    0 params | 1 values (f32 bits) | 2 encoded8  | 3 flags
+//   decode_<cast>                       0 params | 1 encoded_in       | 2 decoded (f32 bits)
 
 struct Params {
   count: u32, // weights in this chunk (encoders: the buffer is zero-padded to a multiple of 4)
   zero: u32,  // always 0: the runtime zero of opaque_f32 (common/ggml-rounding.wgsl)
-  kind: u32,  // CAST_F16, CAST_BF16, CAST_E4M3 or CAST_E5M2 (src/gpu/casts.ts CAST_KIND)
 }
-
-const CAST_F16 = 0u;
-const CAST_BF16 = 1u;
-const CAST_E4M3 = 2u;
-const CAST_E5M2 = 3u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 // Encoders: the chunk's weights as float32 bit patterns, 4 to an element.
 @group(0) @binding(1) var<storage, read> values: array<vec4<u32>>;
-// Encoders: the codes of weights 4i..4i+3 in words 2i, 2i+1 (f16, bf16: 2 to a word) or word i (fp8), the
-// first in the low bits.
-@group(0) @binding(2) var<storage, read_write> encoded: array<u32>;
+// f16/bf16 encoders: the codes of weights 4i..4i+3 in element i (2 to a word, the first in the low bits).
+@group(0) @binding(2) var<storage, read_write> encoded16: array<vec2<u32>>;
+// fp8 encoders: the codes of weights 4i..4i+3 in word i (the first in the low byte).
+@group(0) @binding(2) var<storage, read_write> encoded8: array<u32>;
 // Encoders: FLAG_NON_FINITE is raised when a weight is NaN or +-inf (the caller then reports where, as
 // the CPU does).
 @group(0) @binding(3) var<storage, read_write> flags: atomic<u32>;
@@ -159,29 +156,34 @@ fn pack8(c: vec4<u32>) -> u32 {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn encode_cast(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn encode_f16(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = invocation(lane, group, groups);
-  if (4u * i >= params.count) {
-    return;
+  if (4u * i < params.count) {
+    encoded16[i] = pack16(f16_bits4(load4(i)));
   }
-  let bits = load4(i);
-  switch params.kind {
-    case CAST_F16: {
-      let words = pack16(f16_bits4(bits));
-      encoded[2u * i] = words.x;
-      encoded[2u * i + 1u] = words.y;
-    }
-    case CAST_BF16: {
-      let words = pack16(bf16_bits4(bits));
-      encoded[2u * i] = words.x;
-      encoded[2u * i + 1u] = words.y;
-    }
-    case CAST_E4M3: {
-      encoded[i] = pack8(e4m3_4(bits));
-    }
-    default: {
-      encoded[i] = pack8(e5m2_4(bits));
-    }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn encode_bf16(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = invocation(lane, group, groups);
+  if (4u * i < params.count) {
+    encoded16[i] = pack16(bf16_bits4(load4(i)));
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn encode_fp8_e4m3(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = invocation(lane, group, groups);
+  if (4u * i < params.count) {
+    encoded8[i] = pack8(e4m3_4(load4(i)));
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn encode_fp8_e5m2(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = invocation(lane, group, groups);
+  if (4u * i < params.count) {
+    encoded8[i] = pack8(e5m2_4(load4(i)));
   }
 }
 
@@ -194,32 +196,41 @@ fn code8(i: u32) -> u32 {
   return byte_of(encoded_in[i / 4u], i);
 }
 
-// Weight i's float32 bits from its code (casts.ts decoders: float-bits.ts, float8.ts).
-fn decoded_bits(i: u32) -> u32 {
-  switch params.kind {
-    case CAST_F16: {
-      let h = code16(i);
-      let is_nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0u;
-      return select(bitcast<u32>(f16_bits_to_f32(h)), F32_QUIET_NAN, is_nan);
-    }
-    case CAST_BF16: {
-      // A NaN keeps its sign and payload and is made quiet, as the CPU's float32 round trip does.
-      let bits = code16(i) << 16u;
-      return select(bits, bits | 0x00400000u, (bits & 0x7fffffffu) > F32_INF);
-    }
-    case CAST_E4M3: {
-      return minifloat_to_f32_bits(code8(i), 4u, 3u, false);
-    }
-    default: {
-      return minifloat_to_f32_bits(code8(i), 5u, 2u, true);
-    }
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn decode_f16(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = invocation(lane, group, groups);
+  if (i >= params.count) {
+    return;
+  }
+  let h = code16(i);
+  let is_nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0u;
+  decoded[i] = select(bitcast<u32>(f16_bits_to_f32(h)), F32_QUIET_NAN, is_nan);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn decode_bf16(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = invocation(lane, group, groups);
+  if (i >= params.count) {
+    return;
+  }
+  let bits = code16(i) << 16u;
+  // A NaN keeps its sign and payload and is made quiet, as the CPU's float32 round trip does.
+  let is_nan = (bits & 0x7fffffffu) > F32_INF;
+  decoded[i] = select(bits, bits | 0x00400000u, is_nan);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn decode_fp8_e4m3(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let i = invocation(lane, group, groups);
+  if (i < params.count) {
+    decoded[i] = minifloat_to_f32_bits(code8(i), 4u, 3u, false);
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn decode_cast(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn decode_fp8_e5m2(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = invocation(lane, group, groups);
   if (i < params.count) {
-    decoded[i] = decoded_bits(i);
+    decoded[i] = minifloat_to_f32_bits(code8(i), 5u, 2u, true);
   }
 }

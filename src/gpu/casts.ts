@@ -19,16 +19,14 @@ import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 const SHADER = familyShader(castsWgsl, "casts.wgsl");
 /** WORKGROUP_SIZE in casts.wgsl. */
 const WORKGROUP_SIZE = 256;
-/** casts.wgsl's CAST_* (Params.kind), by format id. */
-const CAST_KIND: Readonly<Record<string, number>> = { f16: 0, bf16: 1, "fp8-e4m3": 2, "fp8-e5m2": 3 };
 /** Weights per chunk are a multiple of this: the encoders take 4 weights (one 16-byte load) at a time. */
 const CHUNK_MULTIPLE = 4;
 
 class CastGpuQuantizer implements GpuQuantizer {
   /** Bytes per code: 2 (f16, bf16) or 1 (fp8). */
   private readonly codeBytes: number;
-  /** casts.wgsl's Params.kind. */
-  private readonly kind: number;
+  /** The entry points' suffix: "f16", "bf16", "fp8_e4m3", "fp8_e5m2". */
+  private readonly entry: string;
 
   constructor(
     private readonly dev: LabDevice,
@@ -36,7 +34,7 @@ class CastGpuQuantizer implements GpuQuantizer {
     private readonly options: ChunkOptions,
   ) {
     this.codeBytes = format.blockBytes;
-    this.kind = CAST_KIND[format.id]!;
+    this.entry = format.id.replace(/-/g, "_");
   }
 
   /** Weights per dispatch: input (4 bytes per weight) and output both within the limits. */
@@ -53,7 +51,7 @@ class CastGpuQuantizer implements GpuQuantizer {
     const out = new Uint8Array(this.format.encodedBytes(shape));
     if (out.length === 0) return out;
     const { device } = this.dev;
-    const pipeline = await this.pipeline("encode_cast");
+    const pipeline = await this.pipeline(`encode_${this.entry}`);
     const perChunk = this.weightsPerChunk();
     const flags = new EncoderFlags(device);
     try {
@@ -61,7 +59,7 @@ class CastGpuQuantizer implements GpuQuantizer {
         opts?.signal?.throwIfAborted();
         const n = Math.min(perChunk, x.length - e0);
         const bytes = n * this.codeBytes;
-        const params = uniformU32(device, [n, 0, this.kind], "casts params");
+        const params = uniformU32(device, [n, 0], "casts params");
         const values = uploadStorage(device, zeroPadded(x.subarray(e0, e0 + n), 4), "casts values");
         // One invocation per 4 weights, writing 8 (f16, bf16) or 4 (fp8) bytes.
         const quads = Math.ceil(n / 4);
@@ -85,12 +83,12 @@ class CastGpuQuantizer implements GpuQuantizer {
     const y = new Float32Array(shape.rows * shape.cols);
     if (y.length === 0) return y;
     const { device } = this.dev;
-    const pipeline = await this.pipeline("decode_cast");
+    const pipeline = await this.pipeline(`decode_${this.entry}`);
     const perChunk = this.weightsPerChunk();
     for (let e0 = 0; e0 < y.length; e0 += perChunk) {
       opts?.signal?.throwIfAborted();
       const n = Math.min(perChunk, y.length - e0);
-      const params = uniformU32(device, [n, 0, this.kind], "casts params");
+      const params = uniformU32(device, [n, 0], "casts params");
       const encoded = uploadStorage(device, q.subarray(e0 * this.codeBytes, (e0 + n) * this.codeBytes), "casts encoded");
       const decoded = outputStorage(device, n * 4, "casts decoded");
       try {
