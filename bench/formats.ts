@@ -41,8 +41,10 @@ export const BENCH_FORMATS = [
 
 const K_QUANTS = new Set(["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]);
 
-/** A GPU path whose whole tensor would take longer than this is timed on its first chunk only. */
+/** A GPU path whose whole tensor would take longer than this is timed on a leading slice of rows... */
 const SAMPLE_OVER_MS = 8000;
+/** ...that takes about this long. */
+const SAMPLE_MS = 2000;
 
 /** A timed run is repeated while the runs so far took less than this (each path at most 3 times). */
 const REPEAT_UNDER_MS = 4000;
@@ -58,8 +60,10 @@ export interface FormatBenchRow {
   copyMBps: number;
   /** Whether the tensor went through in chunks of rows (else whole). */
   chunked: boolean;
-  /** Rows the GPU figure was timed on: all, or the first chunk of a slow kernel. */
+  /** Rows the GPU figure was timed on: all, or the leading rows of a slow kernel. */
   gpuRows: number;
+  /** Why there is no GPU figure although the format has a kernel (it did not finish in time). */
+  gpuNote?: string;
   /** TypeScript CPU reference, MB/s. */
   cpuMBps: number;
   /** llama.cpp's C reference, MB/s, where the README has a figure. */
@@ -93,6 +97,19 @@ async function timeMedian(run: () => Promise<unknown> | unknown): Promise<number
 }
 
 const mbps = (bytes: number, ms: number) => bytes / 1e3 / ms;
+
+/** How long one GPU path may take before the bench gives up on the GPU. */
+const GPU_PATH_LIMIT_MS = 90_000;
+
+class TimeoutError extends Error {}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 export interface FormatBenchOptions {
   formats?: string[];
@@ -157,12 +174,26 @@ export async function formatBench(options: FormatBenchOptions = {}): Promise<For
     const cRow = (format: string, path: EncodePath): CpuFormatRow | undefined => cRows.find((r) => r.format === format && r.path === path);
 
     const out: FormatBenchRow[] = [];
+    let gpuStuck: string | undefined;
     for (const format of formats) {
       const paths: EncodePath[] = cRow(format.id, "encode+imatrix") ? ["encode", "encode+imatrix"] : ["encode"];
       for (const path of paths) {
         const opts = path === "encode+imatrix" ? { imatrix } : {};
         const whole = !gpu.encodesRowsIndependently(format);
-        const timed = await timeGpu(gpu.gpuQuantizerFor, dev, format, x, shape, pieces(whole), opts);
+        // A kernel that does not finish in GPU_PATH_LIMIT_MS (seen with q6_K through Dawn) stops the GPU
+        // part: the device's queue is stuck behind it. The rest gets CPU figures only.
+        let timed: { mbps: number; rows: number } | undefined;
+        let gpuNote: string | undefined = gpuStuck;
+        if (!gpuStuck) {
+          try {
+            timed = await withTimeout(timeGpu(gpu.gpuQuantizerFor, dev, format, x, shape, pieces(whole), opts), GPU_PATH_LIMIT_MS);
+          } catch (e) {
+            if (!(e instanceof TimeoutError)) throw e;
+            gpuNote = `${format.id} ${path} did not finish in ${GPU_PATH_LIMIT_MS / 1000} s`;
+            gpuStuck = `GPU stuck (${gpuNote})`;
+            log(gpuStuck);
+          }
+        }
         const gpuMBps = timed?.mbps;
         const c = cRow(format.id, path);
         const cpuMBps = c ? c.tsMBps : await timeCpu(format, x, shape);
@@ -173,6 +204,7 @@ export async function formatBench(options: FormatBenchOptions = {}): Promise<For
           copyMBps: copyMBps.get(whole)!,
           chunked: !whole,
           gpuRows: timed?.rows ?? rows,
+          ...(gpuNote ? { gpuNote } : {}),
           cpuMBps,
           cMBps: c?.cMBps,
           cpuAdjustedRatio: c?.adjustedRatio,
@@ -204,14 +236,17 @@ async function timeGpu(
   try {
     // A first small call compiles the pipelines, so the timed ones measure the kernels.
     await encodeRows([0, 8]);
-    // A slow kernel (SwiftShader runs the K-quant searches at a few MB/s) is timed on its first chunk
-    // only: throughput does not depend on how many equal chunks follow, and the bench stays short.
-    if (chunks.length > 1) {
-      const first = chunks[0]!;
-      const start = performance.now();
-      await encodeRows(first);
-      const ms = performance.now() - start;
-      if (ms * chunks.length > SAMPLE_OVER_MS) return { mbps: mbps((first[1] - first[0]) * cols * 4, ms), rows: first[1] - first[0] };
+    // A slow kernel (SwiftShader runs the K-quant searches at a few MB/s) is timed on a leading slice
+    // of rows sized to take about SAMPLE_MS: throughput does not depend on how many rows follow, and
+    // the bench stays short. A second 8-row call estimates the speed.
+    const start = performance.now();
+    await encodeRows([0, 8]);
+    const msPerRow = (performance.now() - start) / 8;
+    if (msPerRow * shape.rows > SAMPLE_OVER_MS && chunks.length > 1) {
+      const sampleRows = Math.max(8, Math.min(chunks[0]![1], Math.floor(SAMPLE_MS / msPerRow)));
+      const t0 = performance.now();
+      await encodeRows([0, sampleRows]);
+      return { mbps: mbps(sampleRows * cols * 4, performance.now() - t0), rows: sampleRows };
     }
     const ms = await timeMedian(async () => {
       for (const chunk of chunks) await encodeRows(chunk);
@@ -234,6 +269,7 @@ async function timeCpu(format: QuantFormat, x: Float32Array, shape: { rows: numb
 const fixed = (v: number | undefined, digits = 0) => (v === undefined ? "-" : v.toFixed(digits));
 
 function gpuVerdict(r: FormatBenchRow): string {
+  if (r.gpuNote) return "FAIL";
   if (r.gpuMBps === undefined) return "no kernel yet";
   if (r.gpuTarget === "copy/2") return r.gpuMBps >= r.copyMBps / 2 ? "PASS" : "FAIL";
   if (r.cMBps === undefined) return "-";
@@ -250,8 +286,8 @@ export function formatBenchTable(bench: FormatBench, rows: number, cols: number)
   const lines = bench.rows.map((r) => [
     r.format,
     r.path,
-    r.chunked ? (r.gpuRows < rows ? `chunk (${r.gpuRows} rows)` : "chunks") : "whole",
-    r.gpuMBps === undefined ? "no kernel yet" : fixed(r.gpuMBps),
+    r.chunked ? (r.gpuRows < rows ? `${r.gpuRows} rows` : "chunks") : "whole",
+    r.gpuNote ? "timed out" : r.gpuMBps === undefined ? "no kernel yet" : fixed(r.gpuMBps),
     fixed(r.copyMBps),
     r.gpuMBps === undefined ? "-" : fixed(r.gpuMBps / r.copyMBps, 2),
     fixed(r.cpuMBps),
@@ -268,13 +304,14 @@ export function formatBenchTable(bench: FormatBench, rows: number, cols: number)
   return [
     `Formats on a ${rows}x${cols} float32 tensor, N(0, 0.02^2); GPU: ${bench.adapter}, end to end (upload, kernels, read-back);`,
     `input: in chunks of ${(DEFAULT_CHUNK_BYTES / 2 ** 20).toFixed(0)} MiB of rows as the pipeline streams it, or whole for the formats that need the whole tensor;`,
-    `"chunk (N rows)": a slow kernel timed on its first chunk only.`,
+    `"N rows": a slow kernel timed on its first N rows only (about ${SAMPLE_MS / 1000} s of work).`,
     "",
     line(header),
     "-".repeat(line(header).length),
     ...lines.map(line),
     "",
     "C/CPU idle: llama.cpp's single-thread C over the TypeScript reference, scaled to an idle core (bench/cpu-formats.ts).",
+    ...[...new Set(bench.rows.flatMap((r) => (r.gpuNote ? [`timed out: ${r.gpuNote}`] : [])))],
   ].join("\n");
 }
 
@@ -295,5 +332,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const formats = formatsArg === "all" ? FORMATS.map((f) => f.id) : formatsArg?.split(",");
   const bench = await formatBench({ rows, ...(formats ? { formats } : {}), log: (l) => process.stderr.write(`${l}\n`) });
   console.log(formatBenchTable(bench, rows, 4096));
-  if (formatBenchFailed(bench)) process.exitCode = 1;
+  // A kernel that never finished leaves Dawn work pending, which would keep the process alive.
+  process.exit(formatBenchFailed(bench) ? 1 : 0);
 }

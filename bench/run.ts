@@ -317,4 +317,5 @@ try {
 }
 
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);
-if (rows.some((r) => r.verdict === "FAIL") || formatsFailed) process.exitCode = 1;
+// A GPU kernel that never finished leaves Dawn work pending, which would keep the process alive.
+process.exit(rows.some((r) => r.verdict === "FAIL") || formatsFailed ? 1 : 0);
