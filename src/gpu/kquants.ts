@@ -4,8 +4,8 @@
  * importance-weighted ones when an imatrix is given) and decode, giving the bytes and float32 bits of the
  * CPU reference src/quant/ggml/q{2..6}_K.ts, itself bit-exact with ggml.
  *
- * A workgroup encodes two super-blocks, one invocation per sub-block: the scale searches, which are
- * most of the work, run in parallel, and the super-block steps between them meet at barriers.
+ * One invocation encodes a super-block (q3_K and q6_K: two), with the sub-blocks in registers and no
+ * workgroup memory or barriers (on SwiftShader a barrier costs more than a sub-block's search).
  *
  * Like the legacy formats' kernels (see ggml-legacy.ts for the full argument), the encoders equal the CPU
  * reference where f32 + - * / and sqrt are correctly rounded and a*b + c is not fused; the searches
@@ -34,11 +34,18 @@ import { withCommonWgsl } from "./wgsl.ts";
 const SHADER = withCommonWgsl(`${kquantSearchWgsl}\n// ---- shaders/kquants.wgsl\n${kquantsWgsl}`, "kquant-search.wgsl");
 const LABEL = "kquants.wgsl";
 
-/** Super-blocks one encoder workgroup takes (GROUP_BLOCKS in the shader). */
-const GROUP_BLOCKS = 2;
-/** Decoder invocations (16 weights each) per workgroup. */
-const DECODE_WORKGROUP_SIZE = 64;
+/** @workgroup_size of every entry point in kquants.wgsl. */
+const WORKGROUP_SIZE = 64;
+/** Weights one decoder invocation writes. */
 const DECODE_SLICE = 16;
+
+/**
+ * Super-blocks one encoder invocation writes: 2 where a block does not end on a 4-byte boundary (q3_K's
+ * 110, q6_K's 210 bytes), so that each invocation owns whole u32 words. Mirrors the entry points.
+ */
+function blocksPerInvocation(format: QuantFormat): number {
+  return format.blockBytes % 4 === 0 ? 1 : 2;
+}
 
 export interface KQuantGpuOptions {
   /**
@@ -79,7 +86,8 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const { device } = this.dev;
     const imatrix = opts?.imatrix;
     const pipeline = await this.pipeline(`encode_${this.format.id}_${imatrix ? "imatrix" : "ref"}`);
-    const importance = imatrix ? uploadStorage(device, imatrix, "kquants importance") : undefined;
+    // The reference encoders do not read the importance binding, but it is part of their layout: one word.
+    const importance = uploadStorage(device, imatrix ?? new Float32Array(1), "kquants importance");
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     const chunkRows = this.rowsPerChunk(cols);
     try {
@@ -95,7 +103,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
         out.set(bytes, r0 * rowBytes);
       }
     } finally {
-      importance?.destroy();
+      importance.destroy();
     }
     return out;
   }
@@ -105,7 +113,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     rows: number,
     cols: number,
     pipeline: GPUComputePipeline,
-    importance: GPUBuffer | undefined,
+    importance: GPUBuffer,
     signal: AbortSignal | undefined,
   ): Promise<{ bytes: Uint8Array; nonFinite: boolean; cpuBlocks: number[] }> {
     const { device } = this.dev;
@@ -118,8 +126,8 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const encoded = outputStorage(device, byteCount, "kquants encoded");
     const status = outputStorage(device, statusBytes, "kquants status");
     try {
-      const buffers = [params, weights, encoded, status, ...(importance ? [importance] : [])];
-      dispatch(device, pipeline, buffers, Math.ceil(blocks / GROUP_BLOCKS), `kquants encode ${this.format.id}`);
+      const invocations = Math.ceil(blocks / blocksPerInvocation(this.format));
+      dispatch(device, pipeline, [params, weights, encoded, status, importance], Math.ceil(invocations / WORKGROUP_SIZE), `kquants encode ${this.format.id}`);
       const [bytes, statusWords] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, status, statusBytes, signal)]);
       const words = new Uint32Array(statusWords.buffer);
       const cpuBlocks: number[] = [];
@@ -159,7 +167,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
       const encoded = uploadStorage(device, q.subarray(r0 * rowBytes, (r0 + n) * rowBytes), "kquants encoded");
       const values = outputStorage(device, n * cols * 4, "kquants values");
       try {
-        const workgroups = Math.ceil((blocks * (QK_K / DECODE_SLICE)) / DECODE_WORKGROUP_SIZE);
+        const workgroups = Math.ceil((blocks * (QK_K / DECODE_SLICE)) / WORKGROUP_SIZE);
         dispatch(device, pipeline, [params, encoded, values], workgroups, `kquants decode ${this.format.id}`);
         const bytes = await readBack(device, values, n * cols * 4, opts?.signal);
         y.set(new Float32Array(bytes.buffer), r0 * cols);
