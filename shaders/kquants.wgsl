@@ -31,8 +31,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// Encoders: the chunk's weights, rows x cols float32, row-major.
-@group(0) @binding(1) var<storage, read> weights: array<f32>;
+// Encoders: the chunk's weights, rows x cols float32, row-major, four at a time (rows are whole
+// super-blocks, so the buffer is a whole number of vec4s; a vec4 load costs a GPU like SwiftShader a
+// quarter of four scalar ones).
+@group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
 // Encoders: the packed blocks, exactly as GGUF stores them (the last word zero-padded). Must start zeroed:
 // the encoders OR their bytes in.
 @group(0) @binding(2) var<storage, read_write> encoded: array<u32>;
@@ -41,8 +43,8 @@ struct Params {
 // kquant-search.wgsl; the caller re-encodes those blocks).
 @group(0) @binding(3) var<storage, read_write> status: array<atomic<u32>>;
 // Encoders: the importance matrix, one weight per column (*_imatrix; the reference encoders ignore it,
-// and the caller binds a placeholder word).
-@group(0) @binding(4) var<storage, read> importance: array<f32>;
+// and the caller binds a placeholder vec4).
+@group(0) @binding(4) var<storage, read> importance: array<vec4<f32>>;
 // Decoders: the packed blocks.
 @group(0) @binding(1) var<storage, read> encoded_in: array<u32>;
 // Decoders: the dequantized weights, rows x cols float32.
@@ -63,22 +65,16 @@ const WORKGROUP_SIZE = 64u;
 // ---------------------------------------------------------------------------------------------------
 // Reading a block's weights and importance, and the checks on them.
 
-// 16 consecutive weights of the chunk.
+// 16 consecutive weights of the chunk (first a multiple of 16).
 fn weights16(first: u32) -> V16 {
-  let f = first;
-  return V16(vec4<f32>(weights[f], weights[f + 1u], weights[f + 2u], weights[f + 3u]),
-             vec4<f32>(weights[f + 4u], weights[f + 5u], weights[f + 6u], weights[f + 7u]),
-             vec4<f32>(weights[f + 8u], weights[f + 9u], weights[f + 10u], weights[f + 11u]),
-             vec4<f32>(weights[f + 12u], weights[f + 13u], weights[f + 14u], weights[f + 15u]));
+  let f = first / 4u;
+  return V16(weights[f], weights[f + 1u], weights[f + 2u], weights[f + 3u]);
 }
 
 // The importance of the 16 columns of weights16(first).
 fn importance16(first: u32) -> V16 {
-  let f = (first / QK_K % params.blocks_per_row) * QK_K + first % QK_K;
-  return V16(vec4<f32>(importance[f], importance[f + 1u], importance[f + 2u], importance[f + 3u]),
-             vec4<f32>(importance[f + 4u], importance[f + 5u], importance[f + 6u], importance[f + 7u]),
-             vec4<f32>(importance[f + 8u], importance[f + 9u], importance[f + 10u], importance[f + 11u]),
-             vec4<f32>(importance[f + 12u], importance[f + 13u], importance[f + 14u], importance[f + 15u]));
+  let f = ((first / QK_K % params.blocks_per_row) * QK_K + first % QK_K) / 4u;
+  return V16(importance[f], importance[f + 1u], importance[f + 2u], importance[f + 3u]);
 }
 
 // Sub-block j of block `block`: 16 weights, or 32 (two halves).

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { requestLabDevice, type LabDevice } from "./device.ts";
-import { kquantGpuQuantizer, type KQuantGpuOptions, type KQuantGpuQuantizer } from "./kquants.ts";
+import { kquantGpuQuantizer, type KQuantGpuQuantizer } from "./kquants.ts";
+import type { ChunkOptions } from "./kernel-chunks.ts";
 import { gpuQuantizerFor, type GpuQuantizer } from "./quantizer.ts";
 import { getFormat } from "../quant/registry.ts";
 import { isQuantInputError, type QuantInputError } from "../quant/errors.ts";
@@ -26,7 +27,7 @@ beforeAll(async () => {
 
 afterAll(() => dev?.device.destroy());
 
-function quantizerOf(format: QuantFormat, opts: KQuantGpuOptions = {}): KQuantGpuQuantizer {
+function quantizerOf(format: QuantFormat, opts: ChunkOptions = {}): KQuantGpuQuantizer {
   const q = kquantGpuQuantizer(dev, format, opts);
   if (!q) throw new Error(`no GPU quantizer for ${format.id}`);
   return q as KQuantGpuQuantizer;

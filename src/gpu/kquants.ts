@@ -27,7 +27,8 @@ import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts
 import { GGML_K_FORMATS, QK_K } from "../quant/ggml/kquants.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { maxRowsPerChunk, registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
@@ -47,14 +48,6 @@ function blocksPerInvocation(format: QuantFormat): number {
   return format.blockBytes % 4 === 0 ? 1 : 2;
 }
 
-export interface KQuantGpuOptions {
-  /**
-   * Largest input or output of one dispatch in bytes (default: the device's binding and buffer limits).
-   * Tests make it small to stream a tensor through many chunks.
-   */
-  maxChunkBytes?: number;
-}
-
 export class KQuantGpuQuantizer implements GpuQuantizer {
   /** Blocks encoded so far by the kernels, and by the CPU reference because the kernels sent them there. */
   readonly blockCounts = { gpu: 0, cpu: 0 };
@@ -62,16 +55,12 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
   constructor(
     private readonly dev: LabDevice,
     readonly format: QuantFormat,
-    private readonly options: KQuantGpuOptions,
+    private readonly options: ChunkOptions,
   ) {}
 
-  /** Rows per dispatch: the device's limits and options.maxChunkBytes, for both input and output. */
+  /** Rows per dispatch: whole rows whose input and output fit the device's limits and options.maxChunkBytes. */
   private rowsPerChunk(cols: number): number {
-    const deviceRows = maxRowsPerChunk(this.dev, this.format, cols);
-    const cap = this.options.maxChunkBytes;
-    if (cap === undefined) return deviceRows;
-    const rowBytes = Math.max(cols * 4, this.format.encodedBytes({ rows: 1, cols }));
-    return Math.max(1, Math.min(deviceRows, Math.floor(cap / rowBytes)));
+    return unitsPerChunk(this.dev, this.options, Math.max(cols * 4, this.format.encodedBytes({ rows: 1, cols })));
   }
 
   private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
@@ -86,8 +75,8 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const { device } = this.dev;
     const imatrix = opts?.imatrix;
     const pipeline = await this.pipeline(`encode_${this.format.id}_${imatrix ? "imatrix" : "ref"}`);
-    // The reference encoders do not read the importance binding, but it is part of their layout: one word.
-    const importance = uploadStorage(device, imatrix ?? new Float32Array(1), "kquants importance");
+    // The reference encoders do not read the importance binding, but it is part of their layout: one vec4.
+    const importance = uploadStorage(device, imatrix ?? new Float32Array(4), "kquants importance");
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     const chunkRows = this.rowsPerChunk(cols);
     try {
@@ -127,7 +116,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const status = outputStorage(device, statusBytes, "kquants status");
     try {
       const invocations = Math.ceil(blocks / blocksPerInvocation(this.format));
-      dispatch(device, pipeline, [params, weights, encoded, status, importance], Math.ceil(invocations / WORKGROUP_SIZE), `kquants encode ${this.format.id}`);
+      dispatch(device, pipeline, [params, weights, encoded, status, importance], workgroupsFor(invocations, WORKGROUP_SIZE), `kquants encode ${this.format.id}`);
       const [bytes, statusWords] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, status, statusBytes, signal)]);
       const words = new Uint32Array(statusWords.buffer);
       const cpuBlocks: number[] = [];
@@ -167,7 +156,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
       const encoded = uploadStorage(device, q.subarray(r0 * rowBytes, (r0 + n) * rowBytes), "kquants encoded");
       const values = outputStorage(device, n * cols * 4, "kquants values");
       try {
-        const workgroups = Math.ceil((blocks * (QK_K / DECODE_SLICE)) / WORKGROUP_SIZE);
+        const workgroups = workgroupsFor(blocks * (QK_K / DECODE_SLICE), WORKGROUP_SIZE);
         dispatch(device, pipeline, [params, encoded, values], workgroups, `kquants decode ${this.format.id}`);
         const bytes = await readBack(device, values, n * cols * 4, opts?.signal);
         y.set(new Float32Array(bytes.buffer), r0 * cols);
@@ -184,7 +173,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
 }
 
 /** The GPU quantizer of a K-quant format, or undefined for other formats. */
-export function kquantGpuQuantizer(dev: LabDevice, format: QuantFormat, options: KQuantGpuOptions = {}): GpuQuantizer | undefined {
+export function kquantGpuQuantizer(dev: LabDevice, format: QuantFormat, options: ChunkOptions = {}): GpuQuantizer | undefined {
   if (!GGML_K_FORMATS.includes(format)) return undefined;
   return new KQuantGpuQuantizer(dev, format, options);
 }
