@@ -1,6 +1,5 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { isQuantInputError, QuantInputError } from "./errors.ts";
 import { bitsPerWeight, type QuantFormat } from "./format.ts";
 import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
 import {
@@ -14,6 +13,8 @@ import {
   quantizeFp4,
   quantizeNf4,
 } from "./bnb.ts";
+import { expectThrowsQuant } from "../../test/quant-errors.ts";
+import { gaussian } from "../../test/random.ts";
 
 const fr = Math.fround;
 const byId = (id: string): QuantFormat => BNB_FORMATS.find((f) => f.id === id)!;
@@ -26,21 +27,6 @@ function nextUp(x: number): number {
 }
 function nextDown(x: number): number {
   return -nextUp(-x);
-}
-
-function gaussian(n: number, std: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
-  return out;
 }
 
 function readF32(q: Uint8Array, off: number): number {
@@ -59,16 +45,6 @@ function nearestCodes(table: ArrayLike<number>, x: number): number[] {
     } else if (d === best) out.push(c);
   }
   return out;
-}
-
-function expectThrowsQuant(fn: () => unknown): QuantInputError {
-  try {
-    fn();
-  } catch (e) {
-    expect(isQuantInputError(e)).toBe(true);
-    return e as QuantInputError;
-  }
-  throw new Error("expected a QuantInputError");
 }
 
 describe("code tables", () => {

@@ -3,10 +3,10 @@ import { resolve } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { STORIES_DIR, STORIES_SHARDED_DIR } from "../../test/shared-data.ts";
-import { isQuantInputError, QuantInputError } from "./errors.ts";
 import { bitsPerWeight, type QuantFormat } from "./format.ts";
 import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { CAST_FORMATS, E4M3_MAX, f32ToE4m3Sat } from "./casts.ts";
+import { expectThrowsQuant } from "../../test/quant-errors.ts";
 
 const byId = (id: string): QuantFormat => CAST_FORMATS.find((f) => f.id === id)!;
 const f16 = byId("f16");
@@ -24,16 +24,6 @@ function cast(f: QuantFormat, x: number): { code: number; value: number } {
 function valueOf(f: QuantFormat, code: number): number {
   const q = f.blockBytes === 1 ? new Uint8Array([code]) : new Uint8Array([code & 0xff, code >>> 8]);
   return f.decode(q, { rows: 1, cols: 1 })[0]!;
-}
-
-function expectThrowsQuant(fn: () => unknown): QuantInputError {
-  try {
-    fn();
-  } catch (e) {
-    expect(isQuantInputError(e)).toBe(true);
-    return e as QuantInputError;
-  }
-  throw new Error("expected a QuantInputError");
 }
 
 describe("cast formats", () => {

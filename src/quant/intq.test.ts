@@ -3,7 +3,6 @@ import { resolve } from "node:path";
 import { SHARED_DIR } from "../../test/shared-data.ts";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { isQuantInputError, QuantInputError } from "./errors.ts";
 import { bitsPerWeight, type MatrixShape, type QuantFormat } from "./format.ts";
 import { f16BitsToF32 } from "../formats/float-bits.ts";
 import {
@@ -17,6 +16,7 @@ import {
   unpackCode,
   type IntSpec,
 } from "./intq.ts";
+import { expectThrowsQuant } from "../../test/quant-errors.ts";
 
 const specs: IntSpec[] = INT_BITS.flatMap((bits) =>
   [false, true].flatMap((asym) => INT_GRANULARITIES.map((granularity) => ({ bits, asym, granularity }))),
@@ -47,16 +47,6 @@ function segments(spec: IntSpec, { rows, cols }: MatrixShape): Segment[] {
     for (let r = 0; r < rows; r++) out.push({ e0: r * cols, n: cols, headerAt: 0, codesAt: head + r * codeBytes });
   }
   return out;
-}
-
-function expectThrowsQuant(fn: () => unknown): QuantInputError {
-  try {
-    fn();
-  } catch (e) {
-    expect(isQuantInputError(e)).toBe(true);
-    return e as QuantInputError;
-  }
-  throw new Error("expected a QuantInputError");
 }
 
 /** A shape the spec accepts, and values with a random magnitude (1e-9 .. 1e3) and some all-zero rows. */

@@ -3,6 +3,7 @@ import { goldenManifest, loadGoldenCase, type GoldenEntry } from "../../../test/
 import { isQuantInputError, QuantInputError } from "../errors.ts";
 import { bitsPerWeight } from "../format.ts";
 import { GGML_K_FORMATS, QK_K } from "./kquants.ts";
+import { gaussian } from "../../../test/random.ts";
 
 const byId = new Map(GGML_K_FORMATS.map((f) => [f.id, f]));
 const manifest = goldenManifest();
@@ -17,24 +18,6 @@ function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 function describeEntry(e: GoldenEntry): string {
   return `${e.format}/${e.variant}/${e.case} (${e.rows}x${e.cols})`;
-}
-
-/** Deterministic N(0, std^2) values (mulberry32 + Box-Muller). */
-function gaussian(n: number, std: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = rand() || 1e-12;
-    out[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
-  }
-  return out;
 }
 
 describe("K-quant golden vectors (llama.cpp, bit for bit)", () => {

@@ -3,26 +3,11 @@ import { goldenManifest, loadGoldenCase, type GoldenEntry } from "../../../test/
 import { QuantInputError, isQuantInputError } from "../errors.ts";
 import type { QuantFormat } from "../format.ts";
 import { GGML_LEGACY_FORMATS, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_K } from "./legacy.ts";
+import { gaussian } from "../../../test/random.ts";
 
 const byId = new Map(GGML_LEGACY_FORMATS.map((f) => [f.id, f]));
 const manifest = goldenManifest();
 const entries = manifest.entries.filter((e) => byId.has(e.format));
-
-/** Deterministic N(0, std^2) samples (xorshift + Box-Muller), so failures reproduce. */
-function gaussian(n: number, std: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
-  return out;
-}
 
 /** Byte ranges ggml never writes: q8_K bsums of all-zero blocks (`quant.untouched_bytes`). */
 function untouchedRanges(e: GoldenEntry, input: Float32Array): Array<[number, number]> {
