@@ -246,6 +246,9 @@ export interface ReadRowsOptions {
    * `chunkBytes` even for a huge 1-D tensor (statistics and element-wise work, which need no rows).
    */
   flat?: boolean;
+  /** Read only rows [firstRow, firstRow + rowCount) (default: all); chunk rows keep the tensor's numbering. */
+  firstRow?: number;
+  rowCount?: number;
 }
 
 /**
@@ -257,12 +260,18 @@ export interface ReadRowsOptions {
  * two chunks are held. F32 data is not copied: the values are a view of the bytes read.
  */
 export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {}): AsyncGenerator<TensorChunk, void, undefined> {
-  const { rows, rowLength } = opts.flat ? { rows: t.params, rowLength: 1 } : tensorRowLayout(t);
+  const layout = opts.flat ? { rows: t.params, rowLength: 1 } : tensorRowLayout(t);
+  const { rowLength } = layout;
+  const start = opts.firstRow ?? 0;
+  const rows = opts.rowCount === undefined ? layout.rows : start + opts.rowCount;
+  if (!(Number.isInteger(start) && start >= 0 && rows >= start && rows <= layout.rows)) {
+    throw new RangeError(`rows ${start}..${rows} are not inside tensor "${t.name}" (${layout.rows} rows)`);
+  }
   const rowBytes = rowLength * DTYPE_BYTES[t.dtype];
   const rowsPerChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / rowBytes));
   const { signal } = opts;
-  const reuse = opts.reuseBuffers === true && rows > 0;
-  const chunkValues = Math.min(rowsPerChunk, rows) * rowLength;
+  const reuse = opts.reuseBuffers === true && rows > start;
+  const chunkValues = Math.min(rowsPerChunk, rows - start) * rowLength;
   const decoded = reuse && t.dtype !== "F32" ? new Float32Array(chunkValues) : undefined;
   /** Bytes the reader owns entirely (a fresh buffer, or its reuse buffer) are viewed as F32, not copied. */
   const toValues = (bytes: Uint8Array, reuseBuffer: boolean): Float32Array<ArrayBuffer> => {
@@ -281,7 +290,7 @@ export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {})
   const { readInto } = t.source;
   if (readInto) {
     const buffer = reuse ? new Uint8Array(chunkValues * DTYPE_BYTES[t.dtype]) : undefined;
-    for (let first = 0; first < rows; first += rowsPerChunk) {
+    for (let first = start; first < rows; first += rowsPerChunk) {
       const { offset, length } = span(first);
       const bytes = buffer ? buffer.subarray(0, length) : new Uint8Array(length);
       await readInto.call(t.source, offset, bytes, signal);
@@ -294,9 +303,9 @@ export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {})
     const { offset, length } = span(first);
     return t.source.read(offset, length, signal);
   };
-  let pending: Promise<Uint8Array> | undefined = rows > 0 ? readRows(0) : undefined;
+  let pending: Promise<Uint8Array> | undefined = rows > start ? readRows(start) : undefined;
   try {
-    for (let first = 0; first < rows; first += rowsPerChunk) {
+    for (let first = start; first < rows; first += rowsPerChunk) {
       const bytes: Uint8Array = await pending!;
       const next = first + rowsPerChunk;
       pending = next < rows ? readRows(next) : undefined;

@@ -87,6 +87,25 @@ describe("readTensorRows buffer modes", () => {
     }
   });
 
+  it("reads only a band of rows, numbered as in the tensor, and rejects a band outside it", async () => {
+    const models = [await nodeModel(), await openModel([new BlobSource(new Blob([bytes]), "all-dtypes.safetensors")])];
+    for (const model of models) {
+      const t = model.tensors.find((x) => x.dtype === "BF16")!;
+      const whole = decodeToF32(t.dtype, await readTensorBytes(t));
+      for (const reuseBuffers of [false, true]) {
+        const firstRows: number[] = [];
+        const seen: number[] = [];
+        for await (const chunk of readTensorRows(t, { chunkBytes: 4 * COLS * 2, reuseBuffers, firstRow: 9, rowCount: 11 })) {
+          firstRows.push(chunk.firstRow);
+          seen.push(...chunk.values);
+        }
+        expect(firstRows).toEqual([9, 13, 17]);
+        expect(seen).toEqual(Array.from(whole.subarray(9 * COLS, 20 * COLS)));
+      }
+      await expect(readTensorRows(t, { firstRow: 30, rowCount: 8 }).next()).rejects.toThrow(/rows 30\.\.38 are not inside tensor "BF16" \(37 rows\)/);
+    }
+  });
+
   it("hands out chunks the caller may keep unless reuseBuffers is set", async () => {
     const model = await nodeModel();
     for (const t of model.tensors.filter((x) => x.dtype === "F32" || x.dtype === "BF16")) {
