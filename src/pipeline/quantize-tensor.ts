@@ -237,7 +237,7 @@ export async function quantizeTensor(
 }
 
 /** Why the device cannot give ggml's bytes (its f32 arithmetic is not the CPU's), or undefined when it can. */
-async function whyNotGgmlOnGpu(device: LabDevice): Promise<string | undefined> {
+export async function whyNotGgmlOnGpu(device: LabDevice): Promise<string | undefined> {
   try {
     const a = await floatArithmeticOf(device);
     const differences = [

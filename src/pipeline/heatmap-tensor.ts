@@ -1,0 +1,216 @@
+/**
+ * The heatmap of one tensor through up to a few formats: the view's rows stream through each format (encoded
+ * and decoded on the GPU where a kernel exists, else with the CPU reference) and every piece is pooled into
+ * the view's grid (src/quant/heatmap.ts; on the GPU with shaders/heatmap.wgsl), with the original weights
+ * pooled once more on their own for the "weights" panel.
+ *
+ * Only the rows the view shows are read, for formats that encode rows independently; the formats that need
+ * the whole tensor (bitsandbytes, per-tensor integers) read it whole (up to maxWholeTensorBytes) and pool
+ * the view's part. A format that cannot take the tensor (row length, NaN weights, too large) gets a failure
+ * that says why and what llama.cpp would use instead; the weights panel still draws, NaN cells marked.
+ * A GPU failure moves that format to the CPU reference for the rest of the view (the piece is redone).
+ */
+import { readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/model.ts";
+import type { TensorInfo } from "../formats/safetensors.ts";
+import type { LabDevice } from "../gpu/device.ts";
+import { GpuHeatmapPooler } from "../gpu/heatmap.ts";
+import { gpuQuantizerFor, type GpuQuantizer } from "../gpu/quantizer.ts";
+import { assertFinite, isQuantInputError } from "../quant/errors.ts";
+import type { MatrixShape, QuantFormat } from "../quant/format.ts";
+import { HeatmapAccumulator, heatmapGrid, poolPiece, type HeatmapCells, type HeatmapGrid, type HeatmapView, type PiecePartials } from "../quant/heatmap.ts";
+import {
+  DEFAULT_MAX_WHOLE_TENSOR_BYTES,
+  encodesRowsIndependently,
+  whyNotGgmlOnGpu,
+  type FormatFailure,
+  type RanOn,
+} from "./quantize-tensor.ts";
+
+export type HeatmapPanel =
+  | {
+      /** A format id, or "weights" for the original values. */
+      format: string;
+      ok: true;
+      ranOn: RanOn;
+      /** Why it ran on the CPU, when it did. */
+      why?: string;
+      cells: HeatmapCells;
+    }
+  | { format: string; ok: false; error: FormatFailure };
+
+export interface TensorHeatmap {
+  tensor: string;
+  shape: MatrixShape;
+  grid: HeatmapGrid;
+  /** The weights panel first, then one per format in the order asked. */
+  panels: HeatmapPanel[];
+}
+
+export interface HeatmapOptions {
+  device?: LabDevice;
+  noDeviceReason?: string;
+  imatrix?: Float32Array;
+  signal?: AbortSignal;
+  /** Fraction of the work done, 0..1. */
+  onProgress?: (done: number) => void;
+  maxWholeTensorBytes?: number;
+  /** Float32 bytes per streamed piece (default 8 MiB). */
+  pieceBytes?: number;
+}
+
+const DEFAULT_PIECE_BYTES = 8 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+interface PanelRun {
+  format: QuantFormat | undefined; // undefined: the weights
+  acc: HeatmapAccumulator;
+  gpu?: GpuQuantizer;
+  why?: string;
+  failure?: FormatFailure;
+  rowsOnGpu: number;
+}
+
+function describeError(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Pools the view of `tensor` for the weights and each format; see the module comment. */
+export async function heatmapTensor(
+  tensor: TensorInfo,
+  formats: readonly QuantFormat[],
+  view: HeatmapView,
+  canvas: { cols: number; rows: number },
+  opts: HeatmapOptions = {},
+): Promise<TensorHeatmap> {
+  const { device, signal } = opts;
+  const { rows, rowLength: cols } = tensorRowLayout(tensor);
+  const shape = { rows, cols };
+  const grid = heatmapGrid(shape, view, canvas.cols, canvas.rows);
+  const maxWhole = opts.maxWholeTensorBytes ?? DEFAULT_MAX_WHOLE_TENSOR_BYTES;
+  const ggmlOnCpu = device && formats.some((f) => f.family === "gguf") ? await whyNotGgmlOnGpu(device) : undefined;
+  let pooler: GpuHeatmapPooler | undefined;
+  if (device) {
+    try {
+      pooler = await GpuHeatmapPooler.create(device, grid, cols);
+    } catch (e) {
+      console.warn("The heatmap kernel is not available, pooling on the CPU:", e);
+    }
+  }
+
+  const runs: PanelRun[] = [{ format: undefined, acc: new HeatmapAccumulator(grid), rowsOnGpu: 0 }];
+  for (const format of formats) {
+    const run: PanelRun = { format, acc: new HeatmapAccumulator(grid), rowsOnGpu: 0 };
+    const check = format.checkRowLength(cols);
+    if (!check.ok) {
+      run.failure = { problem: "row-length", message: `tensor "${tensor.name}": ${check.reason}`, fallback: check.fallback };
+    } else if (!encodesRowsIndependently(format) && rows * cols * 4 > maxWhole) {
+      run.failure = {
+        problem: "too-large",
+        message: `tensor "${tensor.name}": ${format.id} encodes the whole tensor at once, and its ${((rows * cols * 4) / MiB).toFixed(0)} MiB as float32 are above the ${(maxWhole / MiB).toFixed(0)} MiB the lab holds in memory`,
+      };
+    } else if (!device) run.why = opts.noDeviceReason ?? "no WebGPU device";
+    else if (ggmlOnCpu && format.family === "gguf") run.why = ggmlOnCpu;
+    else {
+      run.gpu = gpuQuantizerFor(device, format);
+      if (!run.gpu) run.why = `no WGSL kernel for ${format.id} yet`;
+    }
+    runs.push(run);
+  }
+
+  const pool = async (x: Float32Array, y: Float32Array, firstRow: number, n: number): Promise<PiecePartials | undefined> => {
+    if (pooler && x.length * 4 <= device!.info.limits.maxStorageBufferBindingSize) {
+      try {
+        return await pooler.poolArrays(x, y, firstRow, n, signal);
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        pooler = undefined; // the CPU pools from here on
+      }
+    }
+    return poolPiece(x, y, cols, firstRow, n, grid);
+  };
+
+  const pieceRows = Math.max(1, Math.floor((opts.pieceBytes ?? DEFAULT_PIECE_BYTES) / (cols * 4)));
+  const rowWise = runs.filter((r) => r.format && !r.failure && encodesRowsIndependently(r.format));
+  const whole = runs.filter((r) => r.format && !r.failure && !encodesRowsIndependently(r.format));
+  const totalWork = view.rows * (1 + rowWise.length) + rows * whole.length;
+  let done = 0;
+  const progress = (work: number) => {
+    done += work;
+    opts.onProgress?.(Math.min(1, done / totalWork));
+  };
+
+  try {
+    // The view's rows: the weights and every row-wise format.
+    for await (const chunk of readTensorRows(tensor, { chunkBytes: pieceRows * cols * 4, signal, firstRow: view.row0, rowCount: view.rows })) {
+      signal?.throwIfAborted();
+      const weights = await pool(chunk.values, chunk.values, chunk.firstRow, chunk.rows);
+      if (weights) runs[0]!.acc.add(weights);
+      progress(chunk.rows);
+      for (const run of rowWise) {
+        if (run.failure) continue;
+        await encodePiece(run, chunk, cols, tensor.name, opts, pool);
+        progress(chunk.rows);
+      }
+    }
+    // Formats that encode the tensor whole.
+    if (whole.length > 0) {
+      const x = new Float32Array(rows * cols);
+      for await (const chunk of readTensorRows(tensor, { signal })) x.set(chunk.values, chunk.firstRow * cols);
+      for (const run of whole) {
+        await encodePiece(run, { firstRow: 0, rows, values: x }, cols, tensor.name, opts, pool);
+        progress(rows);
+      }
+    }
+  } finally {
+    for (const run of runs) run.gpu?.destroy();
+  }
+
+  const panels = runs.map((run): HeatmapPanel => {
+    const format = run.format?.id ?? "weights";
+    if (run.failure) return { format, ok: false, error: run.failure };
+    const onGpu = run.format ? run.rowsOnGpu > 0 && !run.why : pooler !== undefined;
+    const panel: HeatmapPanel = { format, ok: true, ranOn: onGpu ? "gpu" : "cpu", cells: run.acc.cells };
+    if (!onGpu && run.why) panel.why = run.why;
+    return panel;
+  });
+  return { tensor: tensor.name, shape, grid, panels };
+}
+
+/** Encodes and decodes one piece with one format (GPU, else CPU), pooling the result. */
+async function encodePiece(
+  run: PanelRun,
+  chunk: Pick<TensorChunk, "firstRow" | "rows" | "values">,
+  cols: number,
+  tensorName: string,
+  opts: HeatmapOptions,
+  pool: (x: Float32Array, y: Float32Array, firstRow: number, n: number) => Promise<PiecePartials | undefined>,
+): Promise<void> {
+  const format = run.format!;
+  const shape = { rows: chunk.rows, cols };
+  const encodeOpts = { imatrix: opts.imatrix, tensorName };
+  let y: Float32Array | undefined;
+  try {
+    // Checked here so the failure names the tensor's row, not the piece's.
+    assertFinite(chunk.values, shape, tensorName, chunk.firstRow);
+    if (run.gpu) {
+      try {
+        const q = await run.gpu.encode(chunk.values, shape, { ...encodeOpts, signal: opts.signal });
+        y = await run.gpu.decode(q, shape, { signal: opts.signal });
+        run.rowsOnGpu += chunk.rows;
+      } catch (e) {
+        if (opts.signal?.aborted || isQuantInputError(e)) throw e;
+        run.gpu.destroy();
+        run.gpu = undefined;
+        run.why = `the GPU kernel failed (${describeError(e)}); the CPU reference took over`;
+      }
+    }
+    y ??= format.decode(format.encode(chunk.values, shape, encodeOpts), shape);
+  } catch (e) {
+    if (!isQuantInputError(e)) throw e;
+    const named = e.withTensor(tensorName);
+    run.failure = { problem: e.problem, message: named.message, fallback: e.fallback, row: e.row, col: e.col };
+    return;
+  }
+  const partials = await pool(chunk.values, y, chunk.firstRow, chunk.rows);
+  if (partials) run.acc.add(partials);
+}
