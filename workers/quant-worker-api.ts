@@ -15,6 +15,12 @@ import type { GpuStatus } from "../src/gpu/device.ts";
 import type { FormatFamily, MatrixShape } from "../src/quant/format.ts";
 import type { FormatResult } from "../src/pipeline/quantize-tensor.ts";
 import type { ModelInput } from "./model-input.ts";
+import type { HeatmapView } from "../src/quant/heatmap.ts";
+import type { TensorHeatmap } from "../src/pipeline/heatmap-tensor.ts";
+import type { WeightInspection } from "../src/pipeline/inspect-weight.ts";
+
+export type { HeatmapPanel, TensorHeatmap } from "../src/pipeline/heatmap-tensor.ts";
+export type { WeightInspection, WeightUnderFormat } from "../src/pipeline/inspect-weight.ts";
 
 export type { FormatFailure, FormatResult, RanOn } from "../src/pipeline/quantize-tensor.ts";
 
@@ -67,6 +73,25 @@ export interface FormatChoice {
   rowLengthProblem?: { reason: string; fallback?: string };
 }
 
+export interface HeatmapRequest {
+  /** The page's number for this job; cancel(jobId) stops it. */
+  jobId: number;
+  tensor: TensorRef;
+  /** Format ids or aliases (up to a few: each is a panel). */
+  formats: string[];
+  /** The rectangle of the tensor shown, in weights. */
+  view: HeatmapView;
+  /** The canvas size in cells (pixels): the view is pooled down to at most this many. */
+  canvas: { cols: number; rows: number };
+}
+
+export interface WeightRequest {
+  tensor: TensorRef;
+  formats: string[];
+  row: number;
+  col: number;
+}
+
 export interface QuantWorkerApi {
   /** Every format of the registry, in registry order, with its bits per weight on this tensor's shape. */
   formats(tensor: { shape: number[]; params: number }): Promise<FormatChoice[]>;
@@ -76,6 +101,13 @@ export interface QuantWorkerApi {
    * hears about every few percent.
    */
   quantize(request: QuantizeRequest, onProgress?: (event: QuantizeProgressEvent) => void): Promise<QuantizeReport>;
+  /**
+   * The heatmap panels of a view of one tensor: the weights, then each format (or why it cannot take the
+   * tensor). `onProgress` (a Comlink.proxy) hears the fraction done.
+   */
+  heatmap(request: HeatmapRequest, onProgress?: (done: number) => void): Promise<TensorHeatmap>;
+  /** One weight under each format (the hover): CPU reference values, block scale and minimum. */
+  inspectWeight(request: WeightRequest): Promise<WeightInspection>;
   /** Stops a job (nothing happens when it has finished already). */
   cancel(jobId: number): Promise<void>;
   /** The WebGPU adapter the worker uses, or why it runs everything on the CPU. */

@@ -11,6 +11,9 @@ import "../src/gpu/kernels.ts";
 import { bitsPerWeight } from "../src/quant/format.ts";
 import { FORMATS, getFormat } from "../src/quant/registry.ts";
 import { quantizeTensor, type QuantizeProgress } from "../src/pipeline/quantize-tensor.ts";
+import { heatmapTensor } from "../src/pipeline/heatmap-tensor.ts";
+import { inspectWeight } from "../src/pipeline/inspect-weight.ts";
+import type { TensorInfo } from "../src/formats/safetensors.ts";
 import { inputSources } from "./model-input.ts";
 import type { FormatChoice, QuantizeProgressEvent, QuantizeReport, QuantizeRequest, QuantWorkerApi, TensorRef } from "./quant-worker-api.ts";
 import { toWireError } from "./wire-error.ts";
@@ -56,6 +59,25 @@ function throttled(jobId: number, onProgress: ((e: QuantizeProgressEvent) => voi
   };
 }
 
+/** Registers a job under its id (a job with the same id is stopped first). */
+function startJob(jobId: number): AbortController {
+  const controller = new AbortController();
+  jobs.get(jobId)?.abort();
+  jobs.set(jobId, controller);
+  return controller;
+}
+
+function endJob(jobId: number, controller: AbortController): void {
+  if (jobs.get(jobId) === controller) jobs.delete(jobId);
+}
+
+async function tensorOf(ref: TensorRef, signal: AbortSignal): Promise<TensorInfo> {
+  const model = await modelOf(ref, signal);
+  const tensor = model.tensors.find((t) => t.name === ref.tensor);
+  if (!tensor) throw new Error(`No tensor named ${ref.tensor} in the model.`);
+  return tensor;
+}
+
 const api: QuantWorkerApi = {
   async formats(tensor) {
     const { rows, rowLength: cols } = tensorRowLayout(tensor);
@@ -73,15 +95,11 @@ const api: QuantWorkerApi = {
   },
 
   async quantize(request: QuantizeRequest, onProgress) {
-    const controller = new AbortController();
-    jobs.get(request.jobId)?.abort();
-    jobs.set(request.jobId, controller);
+    const controller = startJob(request.jobId);
     const { signal } = controller;
     try {
       const formats = request.formats.map(getFormat);
-      const model = await modelOf(request.tensor, signal);
-      const tensor = model.tensors.find((t) => t.name === request.tensor.tensor);
-      if (!tensor) throw new Error(`No tensor named ${request.tensor.tensor} in the model.`);
+      const tensor = await tensorOf(request.tensor, signal);
       const gpu = await workerDevice();
       signal.throwIfAborted();
       const run = await quantizeTensor(tensor, formats, {
@@ -108,9 +126,51 @@ const api: QuantWorkerApi = {
     } catch (e) {
       throw toWireError(e);
     } finally {
-      if (jobs.get(request.jobId) === controller) jobs.delete(request.jobId);
+      endJob(request.jobId, controller);
       // The callback is a comlink proxy with a message port of its own: close it with the job.
       void (onProgress as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
+    }
+  },
+
+  async heatmap(request, onProgress) {
+    const controller = startJob(request.jobId);
+    const { signal } = controller;
+    try {
+      const formats = request.formats.map(getFormat);
+      const tensor = await tensorOf(request.tensor, signal);
+      const gpu = await workerDevice();
+      signal.throwIfAborted();
+      let last = 0;
+      const map = await heatmapTensor(tensor, formats, request.view, request.canvas, {
+        device: gpu.device,
+        noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
+        signal,
+        onProgress: (done) => {
+          const now = Date.now();
+          if (!onProgress || (now - last < PROGRESS_INTERVAL_MS && done < 1)) return;
+          last = now;
+          void Promise.resolve(onProgress(done)).catch(() => {});
+        },
+      });
+      const transfers = map.panels.flatMap((p) =>
+        p.ok ? Object.values(p.cells).filter((v): v is Float64Array => v instanceof Float64Array).map((a) => a.buffer) : [],
+      );
+      return Comlink.transfer(map, transfers as ArrayBuffer[]);
+    } catch (e) {
+      throw toWireError(e);
+    } finally {
+      endJob(request.jobId, controller);
+      void (onProgress as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
+    }
+  },
+
+  async inspectWeight(request) {
+    try {
+      const signal = new AbortController().signal;
+      const tensor = await tensorOf(request.tensor, signal);
+      return await inspectWeight(tensor, request.formats.map(getFormat), request.row, request.col, { signal });
+    } catch (e) {
+      throw toWireError(e);
     }
   },
 

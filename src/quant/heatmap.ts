@@ -274,3 +274,49 @@ export function heatmapValues(cells: HeatmapCells, quantity: HeatmapQuantity, po
 export function isSigned(quantity: HeatmapQuantity): boolean {
   return quantity === "weights" || quantity === "signed";
 }
+
+/** The colour scale's range shared by panels: [lo, hi], symmetric about 0 for signed modes. */
+export interface HeatmapDomain {
+  lo: number;
+  hi: number;
+  signed: boolean;
+  /** Log-scaled magnitudes (unsigned modes only): lo is then the smallest magnitude drawn, > 0. */
+  log: boolean;
+  /** Cells drawn in the non-finite colour, over all panels. */
+  nonFinite: number;
+}
+
+/** Decades a log scale spans below the largest value. */
+export const LOG_DECADES = 4;
+
+/**
+ * One domain for several panels' values, so the same colour means the same number in every panel: up to
+ * the largest magnitude of any panel (signed: -m..m; unsigned: 0..m, or m*10^-LOG_DECADES..m on a log scale).
+ */
+export function sharedDomain(panels: readonly Float32Array[], quantity: HeatmapQuantity, log: boolean): HeatmapDomain {
+  let hi = 0;
+  let nonFinite = 0;
+  for (const values of panels) {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (Number.isNaN(v)) nonFinite++;
+      else if (Math.abs(v) > hi) hi = Math.abs(v);
+    }
+  }
+  const signed = isSigned(quantity);
+  if (hi === 0) hi = 1; // an all-zero map (an exact format): any range draws it as the zero colour
+  if (signed) return { lo: -hi, hi, signed, log: false, nonFinite };
+  if (log) return { lo: hi * 10 ** -LOG_DECADES, hi, signed, log: true, nonFinite };
+  return { lo: 0, hi, signed, log: false, nonFinite };
+}
+
+/** Where a value falls on the domain, 0..1 (NaN stays NaN: the caller draws it as non-finite). */
+export function domainPosition(v: number, d: HeatmapDomain): number {
+  if (Number.isNaN(v)) return NaN;
+  if (d.log) {
+    const m = Math.abs(v);
+    if (m <= d.lo) return 0;
+    return Math.min(1, Math.log(m / d.lo) / Math.log(d.hi / d.lo));
+  }
+  return Math.min(1, Math.max(0, (v - d.lo) / (d.hi - d.lo)));
+}

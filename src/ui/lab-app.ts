@@ -10,6 +10,7 @@ import type { ModelSummary, TensorStatsResult } from "../../workers/model-worker
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import "./gpu-panel.ts";
+import "./heatmap-workspace.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
 import "./spinner.ts";
@@ -35,6 +36,7 @@ export class LabApp extends LitElement {
     stats: { state: true },
     statsLoading: { state: true },
     statsError: { state: true },
+    tab: { state: true },
   };
   declare client: LabClient | undefined;
   declare gpu: GpuStatus | undefined;
@@ -46,6 +48,8 @@ export class LabApp extends LitElement {
   declare stats: TensorStatsResult | undefined;
   declare statsLoading: string | undefined;
   declare statsError: string | undefined;
+  /** The workspace under the tensor table. */
+  declare tab: "quantize" | "heatmaps";
 
   /** Only the newest request of each kind may change the screen. */
   private openRequest = 0;
@@ -178,6 +182,39 @@ export class LabApp extends LitElement {
       flex: 1 1 14rem;
       min-height: 10rem;
     }
+    [hidden] {
+      display: none !important;
+    }
+    .tabs {
+      display: flex;
+      gap: 0.3rem;
+      margin-bottom: -0.6rem;
+    }
+    .tabs button {
+      font: inherit;
+      font-size: 0.85rem;
+      padding: 0.25rem 0.8rem;
+      border: 1px solid var(--ql-border);
+      border-bottom: none;
+      border-radius: 6px 6px 0 0;
+      background: transparent;
+      color: var(--ql-muted);
+      cursor: pointer;
+    }
+    .tabs button[aria-selected="true"] {
+      background: var(--ql-surface);
+      color: var(--ql-text);
+      font-weight: 600;
+    }
+    ql-heatmap-workspace {
+      flex: 0 1 auto;
+      max-height: 62%;
+      overflow: auto;
+      border: 1px solid var(--ql-border);
+      border-radius: 8px;
+      background: var(--ql-surface);
+      padding: 0.75rem 0.85rem;
+    }
     ql-quantize-panel {
       flex: 0 1 auto;
       max-height: 55%;
@@ -210,6 +247,7 @@ export class LabApp extends LitElement {
   constructor() {
     super();
     this.client = undefined;
+    this.tab = "quantize";
   }
 
   override connectedCallback(): void {
@@ -313,12 +351,33 @@ export class LabApp extends LitElement {
                 .selected=${this.selected}
                 @tensor-select=${(e: CustomEvent<string>) => this.selectTensor(e.detail)}
               ></ql-tensor-table>
+              <div class="tabs" role="tablist">
+                ${(["quantize", "heatmaps"] as const).map(
+                  (tab) => html`<button
+                    type="button"
+                    role="tab"
+                    data-testid=${`tab-${tab}`}
+                    aria-selected=${this.tab === tab ? "true" : "false"}
+                    @click=${() => (this.tab = tab)}
+                  >
+                    ${tab === "quantize" ? "Quantize" : "Heatmaps"}
+                  </button>`,
+                )}
+              </div>
               <ql-quantize-panel
                 data-testid="quantize-panel"
+                ?hidden=${this.tab !== "quantize"}
                 .client=${this.client}
                 .model=${this.model}
                 .tensor=${this.model.rows.find((r) => r.name === this.selected)}
               ></ql-quantize-panel>
+              ${this.tab === "heatmaps"
+                ? html`<ql-heatmap-workspace
+                    data-testid="heatmap-workspace"
+                    .client=${this.client}
+                    .tensor=${this.model.rows.find((r) => r.name === this.selected)}
+                  ></ql-heatmap-workspace>`
+                : nothing}
             </div>`
           : html`<div class="placeholder">${this.busy ? "" : "Open a model to see its tensors."}</div>`}
         <aside>

@@ -11,7 +11,15 @@ import * as Comlink from "comlink";
 import type { GpuStatus } from "../gpu/device.ts";
 import type { ModelInput } from "../../workers/model-input.ts";
 import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../workers/model-worker-api.ts";
-import type { FormatChoice, QuantizeProgressEvent, QuantizeReport, QuantWorkerApi } from "../../workers/quant-worker-api.ts";
+import type {
+  FormatChoice,
+  HeatmapRequest,
+  QuantizeProgressEvent,
+  QuantizeReport,
+  QuantWorkerApi,
+  TensorHeatmap,
+  WeightInspection,
+} from "../../workers/quant-worker-api.ts";
 import { fromWireError } from "../../workers/wire-error.ts";
 
 /** A quantization job in flight: its id (for cancel) and its report. */
@@ -68,6 +76,26 @@ export class LabClient {
     const request = { jobId, tensor: { ...current, tensor }, formats };
     const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
     return { jobId, report: this.call(() => this.quantWorker().quantize(request, progress) as Promise<QuantizeReport>) };
+  }
+
+  /** Starts computing the heatmap panels of a view of a tensor of the current model. */
+  heatmap(
+    request: Omit<HeatmapRequest, "jobId" | "tensor"> & { tensor: string },
+    onProgress?: (done: number) => void,
+  ): { jobId: number; result: Promise<TensorHeatmap> } {
+    const jobId = ++this.jobs;
+    const current = this.current;
+    if (!current) return { jobId, result: Promise.reject(new Error("Open a model first.")) };
+    const full: HeatmapRequest = { ...request, jobId, tensor: { ...current, tensor: request.tensor } };
+    const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
+    return { jobId, result: this.call(() => this.quantWorker().heatmap(full, progress) as Promise<TensorHeatmap>) };
+  }
+
+  /** One weight of a tensor of the current model under each format (the heatmap hover). */
+  inspectWeight(tensor: string, formats: string[], row: number, col: number): Promise<WeightInspection> {
+    const current = this.current;
+    if (!current) return Promise.reject(new Error("Open a model first."));
+    return this.call(() => this.quantWorker().inspectWeight({ tensor: { ...current, tensor }, formats, row, col }) as Promise<WeightInspection>);
   }
 
   cancelQuantize(jobId: number): Promise<void> {
