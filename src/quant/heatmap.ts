@@ -17,6 +17,8 @@
  *   absolute: mean |e|                    | max |e|
  *   signed:   mean e                      | max: the e of largest |e| (signed)
  *   relative: sum |e| / sum |x| (L1)      | max |e| / |x| over weights x != 0
+ *   scale:    mean |block scale|          | max |block scale|   over the blocks (K-quants: sub-blocks) a cell
+ *             touches, from the encoded bytes (ScaleAccumulator; formats without blocks have none)
  * (relative error is undefined where x = 0: such weights count in the absolute error only). A cell holding
  * any NaN or +-Inf (in x or y) is marked non-finite and drawn in its own colour, whatever the mode.
  */
@@ -36,7 +38,7 @@ export interface HeatmapGrid {
   gridCols: number;
 }
 
-export type HeatmapQuantity = "weights" | "abs" | "rel" | "signed";
+export type HeatmapQuantity = "weights" | "abs" | "rel" | "signed" | "scale";
 export type HeatmapPooling = "max" | "mean";
 
 /** Words per cell in the partials, CPU and GPU alike: the order of shaders/heatmap.wgsl's Cell struct. */
@@ -194,6 +196,10 @@ export interface HeatmapCells {
   maxAbsE: Float64Array;
   extE: Float64Array;
   maxRel: Float64Array;
+  /** Per cell: sum, count and max of |block scale| (ScaleAccumulator), for formats with blocks. */
+  scaleSum?: Float64Array;
+  scaleCount?: Float64Array;
+  scaleMax?: Float64Array;
 }
 
 /** Folds piece partials (in row order) into a grid. */
@@ -257,7 +263,10 @@ export function heatmapValues(cells: HeatmapCells, quantity: HeatmapQuantity, po
       continue;
     }
     let v: number;
-    if (quantity === "weights") v = pooling === "mean" ? cells.sumX[i]! / count : cells.extX[i]!;
+    if (quantity === "scale") {
+      const n = cells.scaleCount?.[i] ?? 0;
+      v = n === 0 ? NaN : pooling === "mean" ? cells.scaleSum![i]! / n : cells.scaleMax![i]!;
+    } else if (quantity === "weights") v = pooling === "mean" ? cells.sumX[i]! / count : cells.extX[i]!;
     else if (quantity === "abs") v = pooling === "mean" ? cells.sumAbsE[i]! / count : cells.maxAbsE[i]!;
     else if (quantity === "signed") v = pooling === "mean" ? cells.sumE[i]! / count : cells.extE[i]!;
     else if (pooling === "max") v = cells.maxRel[i]!;
@@ -272,6 +281,7 @@ export function heatmapValues(cells: HeatmapCells, quantity: HeatmapQuantity, po
 
 /** Whether a mode's values have a sign (drawn with a diverging map centred on 0). */
 export function isSigned(quantity: HeatmapQuantity): boolean {
+  // (scale: magnitudes)
   return quantity === "weights" || quantity === "signed";
 }
 
@@ -319,4 +329,120 @@ export function domainPosition(v: number, d: HeatmapDomain): number {
     return Math.min(1, Math.log(m / d.lo) / Math.log(d.hi / d.lo));
   }
   return Math.min(1, Math.max(0, (v - d.lo) / (d.hi - d.lo)));
+}
+
+// ---- histograms -------------------------------------------------------------------------------------
+
+/**
+ * Histograms of weights and errors on a log-magnitude axis, four bins per octave, one side per sign: a bin is
+ * the top 10 bits of a float32's magnitude (8 exponent bits and 2 mantissa bits), so binning is exact, needs
+ * no range known in advance (one pass), and shows values decades apart (outliers, tiny errors) at once.
+ * Bins 0..1023 hold negative values (mirrored: bin 1023 - k for magnitude bin k), 1024..2047 positive ones;
+ * +0 falls in bin 1024 and -0 in bin 1023 (with the subnormals of their sign).
+ */
+export const HISTOGRAM_BINS = 2048;
+const MAGNITUDE_BINS = 1024;
+
+/** Adds the finite values of `values` (or of y - x when y is given) to `bins`. */
+export function addToHistogram(bins: Float64Array, x: Float32Array, y?: Float32Array, scratch?: Float32Array): void {
+  let v = x;
+  if (y) {
+    const e = scratch && scratch.length >= x.length ? scratch.subarray(0, x.length) : new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) e[i] = y[i]! - x[i]!;
+    v = e;
+  }
+  const bits = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    if ((b & 0x7f800000) === 0x7f800000) continue; // NaN, +-Inf
+    const k = (b & 0x7fffffff) >>> 21;
+    bins[b >>> 31 ? MAGNITUDE_BINS - 1 - k : MAGNITUDE_BINS + k]! += 1;
+  }
+}
+
+/** The smallest magnitude a bin holds (its lower edge; for negative bins, of |value|). */
+export function histogramBinEdge(bin: number): number {
+  const k = bin >= MAGNITUDE_BINS ? bin - MAGNITUDE_BINS : MAGNITUDE_BINS - 1 - bin;
+  const f = new Float32Array(new Uint32Array([k << 21]).buffer);
+  return f[0]!;
+}
+
+/** The range of non-empty bins, or undefined for an empty histogram. */
+export function histogramSpan(bins: Float64Array): { first: number; last: number; total: number } | undefined {
+  let first = -1;
+  let last = -1;
+  let total = 0;
+  for (let i = 0; i < bins.length; i++) {
+    if (bins[i]! > 0) {
+      if (first < 0) first = i;
+      last = i;
+      total += bins[i]!;
+    }
+  }
+  return first < 0 ? undefined : { first, last, total };
+}
+
+// ---- outlier rows and columns ------------------------------------------------------------------------
+
+/**
+ * Cell rows and columns whose largest |weight| is at least `factor` times the median of the largest |weight|
+ * per cell row (or column): the outlier channels LLM.int8 and AWQ are about. From the weights panel's cells.
+ */
+export function outlierLines(cells: HeatmapCells, factor = 4): { rows: number[]; cols: number[]; rowMax: number[]; colMax: number[] } {
+  const { gridRows, gridCols } = cells.grid;
+  const rowMax = new Array<number>(gridRows).fill(0);
+  const colMax = new Array<number>(gridCols).fill(0);
+  for (let i = 0; i < gridRows; i++) {
+    for (let j = 0; j < gridCols; j++) {
+      const m = Math.abs(cells.extX[i * gridCols + j]!);
+      if (m > rowMax[i]!) rowMax[i] = m;
+      if (m > colMax[j]!) colMax[j] = m;
+    }
+  }
+  const median = (a: number[]) => {
+    const s = [...a].sort((p, q) => p - q);
+    return s.length === 0 ? 0 : s[Math.floor(s.length / 2)]!;
+  };
+  const pick = (a: number[]) => {
+    const m = median(a);
+    // Fewer than 3 lines have no meaningful median.
+    return a.length < 3 || m === 0 ? [] : [...a.keys()].filter((i) => a[i]! >= factor * m);
+  };
+  return { rows: pick(rowMax), cols: pick(colMax), rowMax, colMax };
+}
+
+// ---- block scales -----------------------------------------------------------------------------------
+
+/** Pools the block scales of the view's rows into the cells (the "scale" mode): one call per tensor row. */
+export class ScaleAccumulator {
+  constructor(readonly cells: HeatmapCells) {
+    const n = cells.count.length;
+    cells.scaleSum = new Float64Array(n);
+    cells.scaleCount = new Float64Array(n);
+    cells.scaleMax = new Float64Array(n);
+  }
+
+  /**
+   * Tensor row `row` (inside the view): `scaleAt(col)` is the scale of the block holding column col, blocks
+   * being `blockSize` columns wide along the row. Every block a cell touches counts once in that cell.
+   */
+  addRow(row: number, blockSize: number, scaleAt: (col: number) => number): void {
+    const { view, gridRows, gridCols } = this.cells.grid;
+    if (row < view.row0 || row >= view.row0 + view.rows) return;
+    const cellRow = cellOf(row - view.row0, view.rows, gridRows);
+    const sum = this.cells.scaleSum!;
+    const count = this.cells.scaleCount!;
+    const max = this.cells.scaleMax!;
+    for (let cj = 0; cj < gridCols; cj++) {
+      const c0 = view.col0 + cellStart(cj, view.cols, gridCols);
+      const c1 = view.col0 + cellStart(cj + 1, view.cols, gridCols);
+      const at = cellRow * gridCols + cj;
+      for (let c = c0; c < c1; c = (Math.floor(c / blockSize) + 1) * blockSize) {
+        const s = Math.abs(scaleAt(c));
+        sum[at]! += s;
+        count[at]! += 1;
+        if (s > max[at]!) max[at] = s;
+      }
+    }
+  }
 }
