@@ -10,6 +10,7 @@ import type { ModelSummary, TensorStatsResult } from "../../workers/model-worker
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import "./gpu-panel.ts";
+import "./memory-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
 import "./spinner.ts";
@@ -328,6 +329,7 @@ export class LabApp extends LitElement {
             .error=${this.statsError}
           ></ql-stats-panel>
           <ql-gpu-panel data-testid="gpu-panel" .status=${this.gpu}></ql-gpu-panel>
+          <ql-memory-panel></ql-memory-panel>
         </aside>
       </div>
     `;
