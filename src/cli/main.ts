@@ -6,6 +6,7 @@ import { decodeCommand } from "./decode.ts";
 import { encodeCommand } from "./encode.ts";
 import { formatsCommand } from "./formats.ts";
 import { inspectCommand } from "./inspect.ts";
+import { memoryCommand } from "./memory.ts";
 import { quantizeCommand } from "./quantize.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
 
@@ -27,7 +28,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, helpCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, helpCommand];
 
 export function overview(): string {
   return [

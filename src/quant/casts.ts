@@ -32,6 +32,8 @@ export function f32ToE4m3Sat(x: number): number {
 export interface CastSpec {
   id: string;
   bytes: 1 | 2;
+  /** GGML type id (ggml.h) for the casts GGUF stores: F16 = 1, BF16 = 30. */
+  ggmlType?: number;
   description: string;
   toBits(x: number): number;
   fromBits(b: number): number;
@@ -41,6 +43,7 @@ const CAST_SPECS: CastSpec[] = [
   {
     id: "f16",
     bytes: 2,
+    ggmlType: 1,
     description: "IEEE float16 (binary16), round to nearest even; overflow to inf",
     toBits: f32ToF16Bits,
     fromBits: f16BitsToF32,
@@ -48,6 +51,7 @@ const CAST_SPECS: CastSpec[] = [
   {
     id: "bf16",
     bytes: 2,
+    ggmlType: 30,
     description: "bfloat16 (the top half of a float32), round to nearest even",
     toBits: f32ToBf16Bits,
     fromBits: bf16BitsToF32,
@@ -97,6 +101,7 @@ function makeCastFormat(spec: CastSpec): QuantFormat {
     description: spec.description,
     blockWeights: 1,
     blockBytes: spec.bytes,
+    ...(spec.ggmlType === undefined ? {} : { ggmlType: spec.ggmlType }),
     checkRowLength: (): RowLengthCheck => ({ ok: true }),
     encodedBytes,
     encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions): Uint8Array {

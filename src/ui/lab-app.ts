@@ -11,6 +11,7 @@ import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import "./gpu-panel.ts";
 import "./heatmap-workspace.ts";
+import "./memory-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
 import "./spinner.ts";
@@ -387,6 +388,7 @@ export class LabApp extends LitElement {
             .error=${this.statsError}
           ></ql-stats-panel>
           <ql-gpu-panel data-testid="gpu-panel" .status=${this.gpu}></ql-gpu-panel>
+          <ql-memory-panel></ql-memory-panel>
         </aside>
       </div>
     `;
