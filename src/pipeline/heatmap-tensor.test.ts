@@ -11,6 +11,7 @@ import { BlobSource } from "../formats/source.ts";
 import { encodeFromF32 } from "../formats/dtypes.ts";
 import { NodeFileSource } from "../node/file-source.ts";
 import { heatmapValues } from "../quant/heatmap.ts";
+import { weightBlock } from "../quant/block-params.ts";
 import { getFormat } from "../quant/registry.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
 import { gaussian } from "../../test/random.ts";
@@ -109,5 +110,28 @@ describe("heatmapTensor", () => {
     const q8 = map.panels[1]!;
     expect(q8.ok).toBe(false);
     if (!q8.ok) expect(q8.error).toMatchObject({ problem: "non-finite", row: 33, col: 5 });
+  });
+});
+
+describe("heatmapTensor histograms and block scales", () => {
+  it("counts every weight of the view once, and maps each weight's block scale", async () => {
+    const t = tensorOf("model.layers.1.mlp.gate_proj.weight"); // 172 x 64
+    const q40 = getFormat("q4_0");
+    const view = { row0: 30, col0: 8, rows: 50, cols: 40 };
+    const map = await heatmapTensor(t, [q40, getFormat("f16")], view, { cols: 64, rows: 64 }, { pieceBytes: 9 * 64 * 4 });
+    const [weights, q4, f16] = map.panels;
+    if (!weights!.ok || !q4!.ok || !f16!.ok) throw new Error("a panel failed");
+    const total = (h: Float64Array) => h.reduce((a, b) => a + b, 0);
+    expect(total(weights!.histogram)).toBe(50 * 40);
+    expect(total(q4!.histogram)).toBe(50 * 40);
+    // One cell per weight: the scale mode shows the weight's q4_0 block scale; casts have no blocks.
+    const bytes = await source.read(t.offset, t.bytes);
+    const x = new Float32Array(bytes.slice().buffer);
+    const q = q40.encode(x, { rows: 172, cols: 64 });
+    const scales = heatmapValues(q4!.cells, "scale", "max");
+    for (const [i, j] of [[0, 0], [10, 23], [49, 39]] as const) {
+      expect(scales[i * 40 + j]).toBe(Math.abs(weightBlock(q40, q, { rows: 172, cols: 64 }, 30 + i, 8 + j)!.scale));
+    }
+    expect(heatmapValues(f16!.cells, "scale", "max").every((v) => Number.isNaN(v))).toBe(true);
   });
 });

@@ -17,7 +17,19 @@ import { GpuHeatmapPooler } from "../gpu/heatmap.ts";
 import { gpuQuantizerFor, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { assertFinite, isQuantInputError } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
-import { HeatmapAccumulator, heatmapGrid, poolPiece, type HeatmapCells, type HeatmapGrid, type HeatmapView, type PiecePartials } from "../quant/heatmap.ts";
+import {
+  addToHistogram,
+  HeatmapAccumulator,
+  heatmapGrid,
+  HISTOGRAM_BINS,
+  poolPiece,
+  ScaleAccumulator,
+  type HeatmapCells,
+  type HeatmapGrid,
+  type HeatmapView,
+  type PiecePartials,
+} from "../quant/heatmap.ts";
+import { weightBlock } from "../quant/block-params.ts";
 import {
   DEFAULT_MAX_WHOLE_TENSOR_BYTES,
   encodesRowsIndependently,
@@ -35,6 +47,8 @@ export type HeatmapPanel =
       /** Why it ran on the CPU, when it did. */
       why?: string;
       cells: HeatmapCells;
+      /** The view's weights (weights panel) or errors y - x, on src/quant/heatmap.ts's log-magnitude bins. */
+      histogram: Float64Array;
     }
   | { format: string; ok: false; error: FormatFailure };
 
@@ -64,6 +78,9 @@ const MiB = 1024 * 1024;
 interface PanelRun {
   format: QuantFormat | undefined; // undefined: the weights
   acc: HeatmapAccumulator;
+  histogram: Float64Array;
+  /** Block scales, for formats with blocks. */
+  scales?: ScaleAccumulator;
   gpu?: GpuQuantizer;
   why?: string;
   failure?: FormatFailure;
@@ -97,9 +114,15 @@ export async function heatmapTensor(
     }
   }
 
-  const runs: PanelRun[] = [{ format: undefined, acc: new HeatmapAccumulator(grid), rowsOnGpu: 0 }];
+  const newRun = (format: QuantFormat | undefined): PanelRun => {
+    const acc = new HeatmapAccumulator(grid);
+    const run: PanelRun = { format, acc, histogram: new Float64Array(HISTOGRAM_BINS), rowsOnGpu: 0 };
+    if (format && format.family !== "cast") run.scales = new ScaleAccumulator(acc.cells);
+    return run;
+  };
+  const runs: PanelRun[] = [newRun(undefined)];
   for (const format of formats) {
-    const run: PanelRun = { format, acc: new HeatmapAccumulator(grid), rowsOnGpu: 0 };
+    const run = newRun(format);
     const check = format.checkRowLength(cols);
     if (!check.ok) {
       run.failure = { problem: "row-length", message: `tensor "${tensor.name}": ${check.reason}`, fallback: check.fallback };
@@ -145,10 +168,11 @@ export async function heatmapTensor(
       signal?.throwIfAborted();
       const weights = await pool(chunk.values, chunk.values, chunk.firstRow, chunk.rows);
       if (weights) runs[0]!.acc.add(weights);
+      forViewRows(view, chunk.firstRow, chunk.rows, cols, (at, n) => addToHistogram(runs[0]!.histogram, chunk.values.subarray(at, at + n)));
       progress(chunk.rows);
       for (const run of rowWise) {
         if (run.failure) continue;
-        await encodePiece(run, chunk, cols, tensor.name, opts, pool);
+        await encodePiece(run, chunk, cols, view, tensor.name, opts, pool);
         progress(chunk.rows);
       }
     }
@@ -157,7 +181,7 @@ export async function heatmapTensor(
       const x = new Float32Array(rows * cols);
       for await (const chunk of readTensorRows(tensor, { signal })) x.set(chunk.values, chunk.firstRow * cols);
       for (const run of whole) {
-        await encodePiece(run, { firstRow: 0, rows, values: x }, cols, tensor.name, opts, pool);
+        await encodePiece(run, { firstRow: 0, rows, values: x }, cols, view, tensor.name, opts, pool);
         progress(rows);
       }
     }
@@ -169,7 +193,7 @@ export async function heatmapTensor(
     const format = run.format?.id ?? "weights";
     if (run.failure) return { format, ok: false, error: run.failure };
     const onGpu = run.format ? run.rowsOnGpu > 0 && !run.why : pooler !== undefined;
-    const panel: HeatmapPanel = { format, ok: true, ranOn: onGpu ? "gpu" : "cpu", cells: run.acc.cells };
+    const panel: HeatmapPanel = { format, ok: true, ranOn: onGpu ? "gpu" : "cpu", cells: run.acc.cells, histogram: run.histogram };
     if (!onGpu && run.why) panel.why = run.why;
     return panel;
   });
@@ -181,6 +205,7 @@ async function encodePiece(
   run: PanelRun,
   chunk: Pick<TensorChunk, "firstRow" | "rows" | "values">,
   cols: number,
+  view: HeatmapView,
   tensorName: string,
   opts: HeatmapOptions,
   pool: (x: Float32Array, y: Float32Array, firstRow: number, n: number) => Promise<PiecePartials | undefined>,
@@ -189,12 +214,13 @@ async function encodePiece(
   const shape = { rows: chunk.rows, cols };
   const encodeOpts = { imatrix: opts.imatrix, tensorName };
   let y: Float32Array | undefined;
+  let q: Uint8Array | undefined;
   try {
     // Checked here so the failure names the tensor's row, not the piece's.
     assertFinite(chunk.values, shape, tensorName, chunk.firstRow);
     if (run.gpu) {
       try {
-        const q = await run.gpu.encode(chunk.values, shape, { ...encodeOpts, signal: opts.signal });
+        q = await run.gpu.encode(chunk.values, shape, { ...encodeOpts, signal: opts.signal });
         y = await run.gpu.decode(q, shape, { signal: opts.signal });
         run.rowsOnGpu += chunk.rows;
       } catch (e) {
@@ -204,7 +230,10 @@ async function encodePiece(
         run.why = `the GPU kernel failed (${describeError(e)}); the CPU reference took over`;
       }
     }
-    y ??= format.decode(format.encode(chunk.values, shape, encodeOpts), shape);
+    if (!y) {
+      q = format.encode(chunk.values, shape, encodeOpts);
+      y = format.decode(q, shape);
+    }
   } catch (e) {
     if (!isQuantInputError(e)) throw e;
     const named = e.withTensor(tensorName);
@@ -213,4 +242,21 @@ async function encodePiece(
   }
   const partials = await pool(chunk.values, y, chunk.firstRow, chunk.rows);
   if (partials) run.acc.add(partials);
+  const scratch = new Float32Array(Math.min(cols, view.cols));
+  forViewRows(view, chunk.firstRow, chunk.rows, cols, (at, n) => addToHistogram(run.histogram, chunk.values.subarray(at, at + n), y!.subarray(at, at + n), scratch));
+  if (run.scales && q) {
+    const bytes = q;
+    for (let r = Math.max(chunk.firstRow, view.row0); r < Math.min(chunk.firstRow + chunk.rows, view.row0 + view.rows); r++) {
+      const first = weightBlock(format, bytes, shape, r - chunk.firstRow, view.col0)!;
+      const along = Math.min(first.subSize ?? first.size, cols);
+      run.scales.addRow(r, along, (c) => weightBlock(format, bytes, shape, r - chunk.firstRow, c)!.scale);
+    }
+  }
+}
+
+/** Calls fn(offset, length) for each row of a piece inside the view: the view's columns of that row. */
+function forViewRows(view: HeatmapView, firstRow: number, rows: number, cols: number, fn: (at: number, n: number) => void): void {
+  const a = Math.max(firstRow, view.row0);
+  const b = Math.min(firstRow + rows, view.row0 + view.rows);
+  for (let r = a; r < b; r++) fn((r - firstRow) * cols + view.col0, view.cols);
 }

@@ -156,6 +156,21 @@ function bnbReader(format: QuantFormat): Reader {
   };
 }
 
+const readers = new Map<string, Reader>();
+
+function readerOf(format: QuantFormat): Reader {
+  let reader = readers.get(format.id);
+  if (!reader) {
+    reader =
+      LEGACY_READERS[format.id] ??
+      K_READERS[format.id] ??
+      (format.family === "int" ? intReader(format) : format.family === "bnb" ? bnbReader(format) : undefined);
+    if (!reader) throw new Error(`no block reader for format ${format.id}`);
+    readers.set(format.id, reader);
+  }
+  return reader;
+}
+
 /**
  * The block of weight (row, col) of a tensor encoded with `format` (q: the whole tensor's bytes for formats
  * that encode the tensor at once; for row-wise formats any whole rows, `row` counted from the first of them).
@@ -172,10 +187,5 @@ export function weightBlock(
     throw new QuantInputError("shape", `weight (${row}, ${col}) is outside the ${shape.rows}x${shape.cols} tensor`);
   }
   if (format.family === "cast") return undefined;
-  const reader =
-    LEGACY_READERS[format.id] ??
-    K_READERS[format.id] ??
-    (format.family === "int" ? intReader(format) : format.family === "bnb" ? bnbReader(format) : undefined);
-  if (!reader) throw new Error(`no block reader for format ${format.id}`);
-  return reader(q, shape, row, col);
+  return readerOf(format)(q, shape, row, col);
 }

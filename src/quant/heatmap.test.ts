@@ -2,6 +2,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { gaussian } from "../../test/random.ts";
 import {
+  addToHistogram,
+  histogramBinEdge,
+  histogramSpan,
+  HISTOGRAM_BINS,
+  outlierLines,
   cellOf,
   cellStart,
   HeatmapAccumulator,
@@ -113,5 +118,47 @@ describe("heatmap pooling (CPU reference)", () => {
       for (let c = view.col0; c < view.col0 + view.cols; c++) maxInView = Math.max(maxInView, Math.abs(Math.fround(y[r * cols + c]! - x[r * cols + c]!)));
     }
     expect(Math.max(...a.maxAbsE)).toBe(maxInView);
+  });
+});
+
+describe("log-magnitude histograms", () => {
+  it("bins each finite value by sign and magnitude, four bins per octave", () => {
+    const bins = new Float64Array(HISTOGRAM_BINS);
+    addToHistogram(bins, new Float32Array([1, 1.2, 1.3, 1.5, -1, 0.5, NaN, Infinity, 0, -0]));
+    // 1 and 1.2 share the bin [1, 1.25); 1.3 is in [1.25, 1.5); 1.5 in [1.5, 1.75).
+    const one = 1024 + (new Uint32Array(new Float32Array([1]).buffer)[0]! >>> 21);
+    expect(bins[one]).toBe(2);
+    expect(bins[one + 1]).toBe(1);
+    expect(bins[one + 2]).toBe(1);
+    expect(histogramBinEdge(one + 1)).toBe(1.25);
+    expect(bins[1023 - (one - 1024)]).toBe(1); // -1 mirrored
+    expect(bins[1024]).toBe(1); // +0
+    expect(bins[1023]).toBe(1); // -0
+    expect(histogramSpan(bins)!.total).toBe(8); // NaN and Inf left out
+  });
+
+  it("bins errors y - x when given y", () => {
+    const bins = new Float64Array(HISTOGRAM_BINS);
+    addToHistogram(bins, new Float32Array([1, 2, 3]), new Float32Array([1.5, 2, 2]));
+    const span = histogramSpan(bins)!;
+    expect(span.total).toBe(3);
+    expect(histogramBinEdge(span.first)).toBe(1); // -1: magnitude bin of 1, negative side
+    expect(histogramBinEdge(span.last)).toBe(0.5);
+  });
+});
+
+describe("outlier lines", () => {
+  it("finds the rows and columns whose largest weight stands out from the median line", () => {
+    const rows = 20;
+    const cols = 30;
+    const x = gaussian(rows * cols, 0.02, 4);
+    x[7 * cols + 3] = 0.9; // row 7, column 3
+    x[15 * cols + 22] = -1.2; // row 15, column 22
+    const grid = heatmapGrid({ rows, cols }, { row0: 0, col0: 0, rows, cols }, cols, rows);
+    const cells = poolAll(x, x, rows, cols, grid, rows);
+    const found = outlierLines(cells, 4);
+    expect(found.rows).toEqual([7, 15]);
+    expect(found.cols).toEqual([3, 22]);
+    expect(outlierLines(poolAll(gaussian(rows * cols, 0.02, 5), gaussian(rows * cols, 0.02, 5), rows, cols, grid, rows), 4).rows).toEqual([]);
   });
 });
