@@ -73,7 +73,15 @@ test("int4 next to int8 on a stories260K tensor: drawn, int4 shows more error, h
   expect(stats[3]!.colours).toBeGreaterThan(1);
   expect(stats[1]!.luminance).toBeGreaterThan(stats[3]!.luminance + 20);
   await expect(workspace.getByTestId("legend-hi")).not.toHaveText("");
+  // A histogram under every panel (weights, then errors).
+  await expect(workspace.getByTestId("heatmap-histogram")).toHaveCount(5);
+  await expect(workspace.getByTestId("heatmap-histogram").nth(1).locator("rect").first()).toBeAttached();
   await screenshot(page, testInfo, "heatmaps-int4-int8");
+  // The block-scale map: int4-g32's scales are drawn (many distinct scales), then back to errors.
+  await workspace.getByTestId("heatmap-quantity").selectOption("scale");
+  await expect(workspace.getByTestId("heatmap-legend")).toContainText("block scales");
+  expect((await canvasStats(canvases.nth(1))).colours).toBeGreaterThan(10);
+  await workspace.getByTestId("heatmap-quantity").selectOption("abs");
 
   // Hover the int4 panel: the tooltip's numbers are the CPU reference's for that weight.
   const int4 = canvases.nth(1);

@@ -8,7 +8,18 @@
 import { LitElement, css, html, nothing } from "lit";
 import { formatMeasure, formatShape, formatValue } from "../common/format.ts";
 import type { TensorRow } from "../formats/catalog.ts";
-import { domainPosition, heatmapValues, sharedDomain, type HeatmapDomain, type HeatmapPooling, type HeatmapQuantity, type HeatmapView } from "../quant/heatmap.ts";
+import {
+  domainPosition,
+  heatmapValues,
+  histogramBinEdge,
+  histogramSpan,
+  outlierLines,
+  sharedDomain,
+  type HeatmapDomain,
+  type HeatmapPooling,
+  type HeatmapQuantity,
+  type HeatmapView,
+} from "../quant/heatmap.ts";
 import type { FormatChoice, HeatmapPanel, TensorHeatmap, WeightInspection } from "../../workers/quant-worker-api.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import { colourTable, cssGradient, NON_FINITE_RGB, type ColourMapName } from "./heatmap-colors.ts";
@@ -22,7 +33,7 @@ const TEXT = {
   formats: "Formats",
   none: "—",
   quantity: "Show",
-  quantities: { abs: "|error|", rel: "relative error", signed: "signed error", weights: "weights" } as Record<HeatmapQuantity, string>,
+  quantities: { abs: "|error|", rel: "relative error", signed: "signed error", scale: "block scales", weights: "weights" } as Record<HeatmapQuantity, string>,
   pooling: "Pool",
   poolings: { max: "max", mean: "mean" } as Record<HeatmapPooling, string>,
   colours: "Colours",
@@ -48,6 +59,11 @@ const TEXT = {
   exportPng: "PNG",
   exportCsv: "CSV",
   exportJson: "JSON",
+  histogram: (weights: boolean) => (weights ? "weights" : "errors (y − x)"),
+  histogramAxis: "magnitude, log scale, 4 bins per octave; negative values left of the centre line",
+  logCounts: "log counts",
+  noScales: "This format has no blocks: no scales to map.",
+  outliers: (rows: number, cols: number) => `outlier lines (largest |weight| ≥ 4× the median line): ${rows} row, ${cols} column groups`,
   hint: "Wheel: zoom at the pointer · drag: pan · double-click: reset. Every panel shares the zoom and the colour scale.",
 };
 
@@ -69,6 +85,7 @@ export class HeatmapWorkspace extends LitElement {
     pooling: { state: true },
     colours: { state: true },
     log: { state: true },
+    logCounts: { state: true },
     view: { state: true },
     map: { state: true },
     progress: { state: true },
@@ -84,6 +101,7 @@ export class HeatmapWorkspace extends LitElement {
   declare pooling: HeatmapPooling;
   declare colours: ColourMapName;
   declare log: boolean;
+  declare logCounts: boolean;
   declare view: HeatmapView | undefined;
   declare map: TensorHeatmap | undefined;
   declare progress: number | undefined;
@@ -206,6 +224,45 @@ export class HeatmapWorkspace extends LitElement {
       .tooltip td:first-child {
         text-align: left;
       }
+      .plot {
+        position: relative;
+        width: 320px;
+      }
+      canvas.strip {
+        height: 32px;
+      }
+      .tick {
+        position: absolute;
+        background: var(--ql-error);
+      }
+      .tick.row {
+        left: -6px;
+        width: 5px;
+        height: 2px;
+      }
+      .tick.col {
+        top: -6px;
+        width: 2px;
+        height: 5px;
+      }
+      .hist {
+        margin-top: 0.35rem;
+        width: 320px;
+      }
+      .hist svg {
+        display: block;
+        fill: var(--ql-accent);
+      }
+      .hist line.zero {
+        stroke: var(--ql-muted);
+        stroke-dasharray: 2 2;
+      }
+      .hist .axis {
+        display: flex;
+        justify-content: space-between;
+        font-size: 0.7rem;
+        color: var(--ql-muted);
+      }
       .export button {
         padding: 0 0.3rem;
       }
@@ -219,6 +276,7 @@ export class HeatmapWorkspace extends LitElement {
     this.pooling = "max";
     this.colours = "viridis";
     this.log = false;
+    this.logCounts = true;
   }
 
   override disconnectedCallback(): void {
@@ -468,6 +526,7 @@ export class HeatmapWorkspace extends LitElement {
       ${this.error ? html`<p class="failed" role="alert">${this.error}</p>` : nothing}
       ${this.map
         ? html`<p class="meta" data-testid="heatmap-view">${TEXT.view(this.map.grid.view, this.map.grid.gridRows, this.map.grid.gridCols)} · ${TEXT.hint}</p>
+            ${this.renderOutlierSummary()}
             <div class="panels">${this.map.panels.map((p, i) => this.renderPanel(p, i))}</div>`
         : nothing}
       ${this.renderHover()}
@@ -510,6 +569,9 @@ export class HeatmapWorkspace extends LitElement {
         </select></label
       >
       <label><input type="checkbox" .checked=${this.log} @change=${(e: Event) => (this.log = (e.target as HTMLInputElement).checked)} />${TEXT.log}</label>
+      <label
+        ><input type="checkbox" .checked=${this.logCounts} @change=${(e: Event) => (this.logCounts = (e.target as HTMLInputElement).checked)} />${TEXT.logCounts}</label
+      >
       <button type="button" @click=${() => this.tensor && this.setView(fullView(this.tensor))}>${TEXT.reset}</button>
     </div>`;
   }
@@ -559,7 +621,10 @@ export class HeatmapWorkspace extends LitElement {
           <button type="button" @click=${() => this.exportNumbers(i, "json")}>${TEXT.exportJson}</button>
         </span>
       </figcaption>
+      <div class="plot">
+      ${this.renderOutlierTicks()}
       <canvas
+        class=${this.map?.grid.view.rows === 1 ? "strip" : ""}
         data-panel=${i}
         data-testid="heatmap-canvas"
         @wheel=${(e: WheelEvent) => this.onWheel(e)}
@@ -569,7 +634,68 @@ export class HeatmapWorkspace extends LitElement {
         @pointerleave=${() => this.onPointerUp()}
         @dblclick=${() => this.tensor && this.setView(fullView(this.tensor))}
       ></canvas>
+      </div>
+      ${i > 0 && this.quantity === "scale" && !panel.cells.scaleCount ? html`<p class="meta">${TEXT.noScales}</p>` : nothing}
+      ${this.renderHistogram(panel.histogram, i === 0)}
     </figure>`;
+  }
+
+  private renderOutlierSummary() {
+    const weights = this.map?.panels[0];
+    if (!weights?.ok) return nothing;
+    const { rows, cols } = outlierLines(weights.cells);
+    if (rows.length + cols.length === 0) return nothing;
+    return html`<p class="meta" data-testid="outlier-summary">${TEXT.outliers(rows.length, cols.length)}</p>`;
+  }
+
+  /** Marks beside every panel for the outlier rows (left edge) and columns (top edge) of the weights. */
+  private renderOutlierTicks() {
+    const weights = this.map?.panels[0];
+    if (!weights?.ok) return nothing;
+    const { rows, cols } = outlierLines(weights.cells);
+    const { gridRows, gridCols } = this.map!.grid;
+    return html`${rows.map((r) => html`<div class="tick row" data-testid="outlier-row" style="top: ${((r + 0.5) / gridRows) * 100}%"></div>`)}
+    ${cols.map((c) => html`<div class="tick col" data-testid="outlier-col" style="left: ${((c + 0.5) / gridCols) * 100}%"></div>`)}`;
+  }
+
+  /** Bars over the bins every panel's histogram spans (so panels compare), counts linear or log. */
+  private renderHistogram(bins: Float64Array, isWeights: boolean) {
+    const span = this.histogramRange(isWeights);
+    if (!span) return nothing;
+    const n = span.last - span.first + 1;
+    const height = 48;
+    const scale = (c: number) => (this.logCounts ? Math.log10(1 + c) / Math.log10(1 + span.max) : c / span.max);
+    const bars: ReturnType<typeof html>[] = [];
+    for (let b = span.first; b <= span.last; b++) {
+      const c = bins[b]!;
+      if (c === 0) continue;
+      const h = Math.max(1, scale(c) * height);
+      bars.push(html`<rect x=${((b - span.first) / n) * 320} y=${height - h} width=${Math.max(1, 320 / n)} height=${h}><title>${histogramLabel(b)}: ${c}</title></rect>`);
+    }
+    return html`<div class="hist" data-testid="heatmap-histogram">
+      <svg viewBox="0 0 320 ${height}" width="320" height=${height} preserveAspectRatio="none">
+        <line x1=${((1024 - span.first) / n) * 320} x2=${((1024 - span.first) / n) * 320} y1="0" y2=${height} class="zero"></line>
+        ${bars}
+      </svg>
+      <div class="axis"><span>${histogramLabel(span.first)}</span><span>${TEXT.histogram(isWeights)}</span><span>${histogramLabel(span.last)}</span></div>
+    </div>`;
+  }
+
+  /** The bins shown: the union of the format panels' spans (errors), or the weights panel's own. */
+  private histogramRange(isWeights: boolean): { first: number; last: number; max: number } | undefined {
+    const panels = (this.map?.panels ?? []).filter((p, i) => p.ok && (i === 0) === isWeights);
+    let first = Infinity;
+    let last = -Infinity;
+    let max = 0;
+    for (const p of panels) {
+      if (!p.ok) continue;
+      const s = histogramSpan(p.histogram);
+      if (!s) continue;
+      first = Math.min(first, s.first);
+      last = Math.max(last, s.last);
+      for (let b = s.first; b <= s.last; b++) max = Math.max(max, p.histogram[b]!);
+    }
+    return Number.isFinite(first) ? { first, last, max } : undefined;
   }
 
   private renderHover() {
@@ -595,6 +721,12 @@ export class HeatmapWorkspace extends LitElement {
       </table>
     </div>`;
   }
+}
+
+/** "−1.2e-3" for a negative bin's edge, "+4.5e-1" for a positive one. */
+function histogramLabel(bin: number): string {
+  const edge = histogramBinEdge(bin);
+  return `${bin < 1024 ? "−" : "+"}${edge === 0 ? "0" : edge.toExponential(1)}`;
 }
 
 function pickDefaults(fits: (id: string) => boolean | undefined): string[] {
