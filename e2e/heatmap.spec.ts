@@ -121,3 +121,31 @@ test("a format that cannot take the tensor's rows says why and names llama.cpp's
   await expect(failed.getByTestId("heatmap-failure")).toContainText("not a multiple of 256", { timeout: 30_000 });
   await expect(failed.getByTestId("heatmap-failure")).toContainText(/llama\.cpp would use \w+ instead/);
 });
+
+test("the workshop preset opens the side-by-side view in one click, and its link reopens the same view", async ({ page, context }) => {
+  test.setTimeout(120_000);
+  await page.goto("/");
+  await expect(page.getByTestId("synthetic-badge")).toBeVisible();
+  await page.getByTestId("workshop-button").click();
+  const workspace = page.getByTestId("heatmap-workspace");
+  await expect(workspace.getByTestId("heatmap-canvas")).toHaveCount(5, { timeout: 60_000 });
+  const formats = await workspace.getByTestId("heatmap-panel").evaluateAll((els) => els.map((e) => e.getAttribute("data-format")));
+  expect(formats).toEqual(["weights", "int8-channel", "int4-g128", "q4_K", "nf4"]);
+
+  // Zoom in once: the link follows.
+  const box = (await workspace.getByTestId("heatmap-canvas").nth(1).boundingBox())!;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, -100);
+  await expect(page).toHaveURL(/view=\d+,\d+,205,205/, { timeout: 10_000 });
+  const link = page.url();
+  expect(link).toContain("tensor=model.layers.0.self_attn.q_proj.weight");
+  expect(link).toContain("formats=int8-channel,int4-g128,q4_K,nf4");
+
+  // A second tab opened on the link shows the same tensor, formats and zoom.
+  const other = await context.newPage();
+  await other.goto(link);
+  const again = other.getByTestId("heatmap-workspace");
+  await expect(again.getByTestId("heatmap-canvas")).toHaveCount(5, { timeout: 60_000 });
+  await expect(again.getByTestId("heatmap-view")).toContainText(/\(205×205 weights/);
+  expect(await again.getByTestId("heatmap-panel").evaluateAll((els) => els.map((e) => e.getAttribute("data-format")))).toEqual(formats);
+});

@@ -1,10 +1,18 @@
-/** Boots the lab: one model worker, the app shell, and the built-in demo so the first screen is never empty. */
+/**
+ * Boots the lab: one model worker, the app shell, and a model so the first screen is never empty: the one a
+ * shared link names (its URL), else the built-in demo; then the link's tensor, tab and heatmap settings.
+ */
 import { LabClient } from "./ui/lab-client.ts";
 import "./ui/lab-app.ts";
+import { parseUrlState } from "./ui/url-state.ts";
 
 const app = document.createElement("ql-lab-app");
 app.client = new LabClient();
 document.body.append(app);
-// The demo first: on a software adapter, creating the GPU device and compiling kernels takes CPU time
+const state = parseUrlState(location.hash);
+// The model first: on a software adapter, creating the GPU device and compiling kernels takes CPU time
 // the first table should not wait for.
-void app.openDemo().finally(() => app.showGpuStatus());
+const opened = state.src && state.src !== "demo" ? app.openUrl(state.src) : app.openDemo();
+void opened
+  .then((ok) => (ok ? app.restore(state) : undefined))
+  .finally(() => app.showGpuStatus());

@@ -27,6 +27,14 @@ import type { LabClient } from "./lab-client.ts";
 import { panelStyles } from "./styles.ts";
 import "./spinner.ts";
 
+/** The settings a link or preset restores, and the workspace reports when they change. */
+export interface HeatmapSettings {
+  formats?: string[];
+  quantity?: HeatmapQuantity;
+  pooling?: HeatmapPooling;
+  view?: HeatmapView;
+}
+
 const TEXT = {
   title: "Error heatmaps",
   pickTensor: "Select a tensor in the table to see its heatmaps.",
@@ -79,6 +87,7 @@ export class HeatmapWorkspace extends LitElement {
   static override properties = {
     client: { attribute: false },
     tensor: { attribute: false },
+    initial: { attribute: false },
     choices: { state: true },
     formats: { state: true },
     quantity: { state: true },
@@ -94,6 +103,8 @@ export class HeatmapWorkspace extends LitElement {
   };
   declare client: LabClient | undefined;
   declare tensor: TensorRow | undefined;
+  /** Settings to apply to the next tensor shown (once). */
+  declare initial: HeatmapSettings | undefined;
   /** Every format with its row-length problem on this tensor (from the worker). */
   declare choices: FormatChoice[] | undefined;
   declare formats: string[];
@@ -109,6 +120,8 @@ export class HeatmapWorkspace extends LitElement {
   declare hover: WeightInspection | undefined;
 
   private shownTensor: TensorRow | undefined;
+  private appliedInitial: HeatmapSettings | undefined;
+  private reported = "";
   private jobId: number | undefined;
   private requestTimer: ReturnType<typeof setTimeout> | undefined;
   private hoverSeq = 0;
@@ -304,9 +317,16 @@ export class HeatmapWorkspace extends LitElement {
       if (tensor !== this.tensor) return;
       this.choices = choices;
       const fits = (id: string) => choices.some((c) => c.id === id && !c.rowLengthProblem);
-      const keep = this.formats.filter((f) => choices.some((c) => c.id === f));
+      const known = (f: string) => choices.some((c) => c.id === f);
+      const initial = this.initial !== this.appliedInitial ? this.initial : undefined;
+      this.appliedInitial = this.initial;
+      const keep = (initial?.formats ?? this.formats).filter(known).slice(0, MAX_FORMATS);
       this.formats = keep.length > 0 ? keep : pickDefaults(fits);
-      this.view = fullView(tensor);
+      if (initial?.quantity) this.quantity = initial.quantity;
+      if (initial?.pooling) this.pooling = initial.pooling;
+      const full = fullView(tensor);
+      const v = initial?.view;
+      this.view = v && v.row0 + v.rows <= full.rows && v.col0 + v.cols <= full.cols ? v : full;
       this.scheduleRequest(0);
     } catch (e) {
       if (tensor === this.tensor) this.error = e instanceof Error ? e.message : String(e);
@@ -315,6 +335,13 @@ export class HeatmapWorkspace extends LitElement {
 
   override updated(): void {
     this.draw();
+    // The lab keeps these in the page URL.
+    const settings: HeatmapSettings = { formats: this.formats, quantity: this.quantity, pooling: this.pooling, view: this.view };
+    const key = JSON.stringify(settings);
+    if (this.tensor && key !== this.reported) {
+      this.reported = key;
+      this.dispatchEvent(new CustomEvent<HeatmapSettings>("heatmap-settings", { detail: settings, bubbles: true, composed: true }));
+    }
   }
 
   /** Asks the worker for the current view (debounced while zooming and panning). */

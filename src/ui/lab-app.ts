@@ -9,6 +9,8 @@ import type { GpuStatus } from "../gpu/device.ts";
 import type { ModelSummary, TensorStatsResult } from "../../workers/model-worker-api.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
+import type { HeatmapSettings } from "./heatmap-workspace.ts";
+import { formatUrlState, type LabTab, type LabUrlState } from "./url-state.ts";
 import "./gpu-panel.ts";
 import "./heatmap-workspace.ts";
 import "./memory-panel.ts";
@@ -38,6 +40,7 @@ export class LabApp extends LitElement {
     statsLoading: { state: true },
     statsError: { state: true },
     tab: { state: true },
+    heatmapInitial: { state: true },
   };
   declare client: LabClient | undefined;
   declare gpu: GpuStatus | undefined;
@@ -50,7 +53,13 @@ export class LabApp extends LitElement {
   declare statsLoading: string | undefined;
   declare statsError: string | undefined;
   /** The workspace under the tensor table. */
-  declare tab: "quantize" | "heatmaps";
+  declare tab: LabTab;
+  /** Heatmap settings to apply when the workspace shows (from a shared link or the workshop preset). */
+  declare heatmapInitial: HeatmapSettings | undefined;
+
+  /** Where the shown model came from, for the page URL ("demo" or a URL; undefined for local files). */
+  private source: string | undefined;
+  private heatmapSettings: HeatmapSettings | undefined;
 
   /** Only the newest request of each kind may change the screen. */
   private openRequest = 0;
@@ -274,36 +283,71 @@ export class LabApp extends LitElement {
     }
   }
 
-  openDemo(): Promise<void> {
-    return this.open("Generating the synthetic demo shard…", (c) => c.openDemo());
+  openDemo(): Promise<boolean> {
+    return this.open("Generating the synthetic demo shard…", (c) => c.openDemo(), "demo");
   }
 
-  openFiles(files: File[]): Promise<void> {
+  openFiles(files: File[]): Promise<boolean> {
     const names = files.map((f) => f.name).join(", ");
-    return this.open(`Reading the header of ${names}…`, (c) => c.openFiles(files));
+    return this.open(`Reading the header of ${names}…`, (c) => c.openFiles(files), undefined);
   }
 
-  openUrl(url: string): Promise<void> {
-    return this.open(`Reading the header of ${url}…`, (c) => c.openUrl(url));
+  openUrl(url: string): Promise<boolean> {
+    return this.open(`Reading the header of ${url}…`, (c) => c.openUrl(url), url);
   }
 
-  private async open(what: string, request: (client: LabClient) => Promise<ModelSummary>): Promise<void> {
+  /** Reopens what a shared link describes (the model is opened by the caller): tensor, tab, heatmap settings. */
+  async restore(state: LabUrlState): Promise<void> {
+    if (state.tab) this.tab = state.tab;
+    this.heatmapInitial = { formats: state.formats, quantity: state.show, pooling: state.pool, view: state.view };
+    if (state.tensor && this.model?.rows.some((r) => r.name === state.tensor)) await this.selectTensor(state.tensor);
+    this.writeUrl();
+  }
+
+  /**
+   * The workshop preset: the demo shard (rows of 256, so the K-quants take it), one attention projection, int8
+   * next to int4, Q4_K and NF4 in the heatmap view, so a presenter starts in seconds.
+   */
+  async workshop(): Promise<void> {
+    if (!(await this.openDemo())) return;
+    await this.restore({ src: "demo", tensor: WORKSHOP_TENSOR, tab: "heatmaps", formats: WORKSHOP_FORMATS, show: "abs", pool: "max" });
+  }
+
+  /** The page URL follows the view (replaceState: no history entry per zoom step). */
+  private writeUrl(): void {
+    const h = this.heatmapSettings;
+    const state: LabUrlState = {
+      src: this.source,
+      tensor: this.selected,
+      tab: this.tab,
+      ...(this.tab === "heatmaps" && h ? { formats: h.formats, show: h.quantity, pool: h.pooling, view: h.view } : {}),
+    };
+    const hash = formatUrlState(state);
+    if (location.hash.replace(/^#/, "") !== hash) history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
+  }
+
+  /** Opens a model; true when it is now shown. */
+  private async open(what: string, request: (client: LabClient) => Promise<ModelSummary>, source: string | undefined): Promise<boolean> {
     const client = this.requireClient();
     const id = ++this.openRequest;
     this.busy = what;
     try {
       const model = await request(client);
-      if (id !== this.openRequest) return;
+      if (id !== this.openRequest) return false;
       this.model = model;
+      this.source = source;
       this.problem = undefined;
       this.selected = undefined;
       this.stats = undefined;
       this.statsLoading = undefined;
       this.statsError = undefined;
+      this.writeUrl();
+      return true;
     } catch (e) {
-      if (id !== this.openRequest || e instanceof CancelledError) return;
+      if (id !== this.openRequest || e instanceof CancelledError) return false;
       // The previous model stays on screen: only the banner changes.
       this.problem = isFormatError(e) ? { code: e.code, file: e.file, detail: e.detail } : { detail: errorText(e) };
+      return false;
     } finally {
       if (id === this.openRequest) this.busy = undefined;
     }
@@ -313,6 +357,7 @@ export class LabApp extends LitElement {
     const client = this.requireClient();
     const id = ++this.statsRequest;
     this.selected = name;
+    this.writeUrl();
     this.statsLoading = name;
     this.statsError = undefined;
     try {
@@ -341,6 +386,7 @@ export class LabApp extends LitElement {
         @open-files=${(e: CustomEvent<File[]>) => this.openFiles(e.detail)}
         @open-url=${(e: CustomEvent<string>) => this.openUrl(e.detail)}
         @open-demo=${() => this.openDemo()}
+        @workshop=${() => this.workshop()}
       ></ql-open-panel>
       <div class="status">${this.renderProblem()} ${this.renderLabel()}</div>
       <div class="work">
@@ -359,7 +405,10 @@ export class LabApp extends LitElement {
                     role="tab"
                     data-testid=${`tab-${tab}`}
                     aria-selected=${this.tab === tab ? "true" : "false"}
-                    @click=${() => (this.tab = tab)}
+                    @click=${() => {
+                      this.tab = tab;
+                      this.writeUrl();
+                    }}
                   >
                     ${tab === "quantize" ? "Quantize" : "Heatmaps"}
                   </button>`,
@@ -375,6 +424,11 @@ export class LabApp extends LitElement {
               ${this.tab === "heatmaps"
                 ? html`<ql-heatmap-workspace
                     data-testid="heatmap-workspace"
+                    .initial=${this.heatmapInitial}
+                    @heatmap-settings=${(e: CustomEvent<HeatmapSettings>) => {
+                      this.heatmapSettings = e.detail;
+                      this.writeUrl();
+                    }}
                     .client=${this.client}
                     .tensor=${this.model.rows.find((r) => r.name === this.selected)}
                   ></ql-heatmap-workspace>`
@@ -452,6 +506,9 @@ export class LabApp extends LitElement {
     void this.openFiles(files);
   };
 }
+
+const WORKSHOP_TENSOR = "model.layers.0.self_attn.q_proj.weight";
+const WORKSHOP_FORMATS = ["int8-channel", "int4-g128", "q4_K", "nf4"];
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

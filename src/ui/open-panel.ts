@@ -1,7 +1,7 @@
 /**
  * Where a model comes in: a drop zone, a file picker (several files: one shard, shards, or an index
  * and its shards), a URL field, and the built-in demo. It only reports what the user chose:
- *   open-files (detail: File[]), open-url (detail: string), open-demo.
+ *   open-files (detail: File[]), open-url (detail: string), open-demo, workshop (the one-click preset).
  */
 import { LitElement, css, html } from "lit";
 
@@ -88,6 +88,7 @@ export class OpenPanel extends LitElement {
     .demo {
       display: flex;
       align-items: center;
+      gap: 0.4rem;
     }
   `;
 
@@ -126,6 +127,15 @@ export class OpenPanel extends LitElement {
       </form>
       <div class="demo">
         <button class="secondary" type="button" data-testid="demo-button" @click=${this.onDemo}>Demo</button>
+        <button
+          class="secondary"
+          type="button"
+          data-testid="workshop-button"
+          title="Opens the demo, one layer, and int8 / int4 / Q4_K / NF4 side by side in the heatmaps"
+          @click=${() => this.emit("workshop", undefined)}
+        >
+          Workshop
+        </button>
       </div>
     `;
   }
