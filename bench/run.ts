@@ -11,6 +11,7 @@
  *  (c) memory: peak memory growth while streaming, over the largest tensor's size. Target < 2.
  *  (d) formats: bench/formats.ts (WGSL kernels against a copy kernel and llama.cpp's C reference, the
  *      TypeScript references against C), printed as its own table.
+ *  (e) heatmap pooling: bench/heatmap.ts (the pooling kernel against the copy kernel and its CPU reference).
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
  * and would measure the disk, not the reader): the file is read once to warm the page cache, then both
@@ -27,6 +28,7 @@ import { BlobSource } from "../src/formats/source.ts";
 import { DEFAULT_CHUNK_BYTES, openModel, readTensorRows } from "../src/formats/model.ts";
 import { NodeFileSource } from "../src/node/file-source.ts";
 import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
+import { heatmapBench, heatmapBenchTable } from "./heatmap.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -316,6 +318,17 @@ try {
   formatsFailed = true;
 }
 
+// (e) heatmap pooling: the WGSL kernel against the copy kernel and the CPU reference.
+let heatmapFailed = false;
+try {
+  const heat = await heatmapBench({ log: (line) => process.stderr.write(`  ${line}\n`) });
+  console.log("\n" + heatmapBenchTable(heat, "4096x4096"));
+  heatmapFailed = heat.some((r) => r.verdict === "FAIL");
+} catch (e) {
+  console.log(`\n(e) heatmap benchmark not run: ${(e as Error).message}`);
+  heatmapFailed = true;
+}
+
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);
 // A GPU kernel that never finished leaves Dawn work pending, which would keep the process alive.
-process.exit(rows.some((r) => r.verdict === "FAIL") || formatsFailed ? 1 : 0);
+process.exit(rows.some((r) => r.verdict === "FAIL") || formatsFailed || heatmapFailed ? 1 : 0);
