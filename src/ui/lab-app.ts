@@ -216,15 +216,7 @@ export class LabApp extends LitElement {
       color: var(--ql-text);
       font-weight: 600;
     }
-    ql-heatmap-workspace {
-      flex: 0 1 auto;
-      max-height: 62%;
-      overflow: auto;
-      border: 1px solid var(--ql-border);
-      border-radius: 8px;
-      background: var(--ql-surface);
-      padding: 0.75rem 0.85rem;
-    }
+    ql-heatmap-workspace,
     ql-quantize-panel {
       flex: 0 1 auto;
       max-height: 55%;
@@ -233,6 +225,9 @@ export class LabApp extends LitElement {
       border-radius: 8px;
       background: var(--ql-surface);
       padding: 0.75rem 0.85rem;
+    }
+    ql-heatmap-workspace {
+      max-height: 62%;
     }
     aside {
       display: flex;
