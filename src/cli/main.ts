@@ -4,6 +4,7 @@
  */
 import { decodeCommand } from "./decode.ts";
 import { encodeCommand } from "./encode.ts";
+import { exportCommand } from "./export.ts";
 import { formatsCommand } from "./formats.ts";
 import { inspectCommand } from "./inspect.ts";
 import { memoryCommand } from "./memory.ts";
@@ -28,7 +29,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, helpCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, exportCommand, helpCommand];
 
 export function overview(): string {
   return [
