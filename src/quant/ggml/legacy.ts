@@ -28,6 +28,8 @@ import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type 
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
 import { bitsToF32, f32Bits } from "../../formats/float-bits.ts";
 import {
+  type BlocksDecoder,
+  decodeInSpans,
   F16_TO_F32,
   fr,
   bitsView,
@@ -401,7 +403,6 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 
 /** Encodes or decodes `blocks` consecutive blocks (the functions above). */
 type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => boolean;
-type BlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
 type WeightedBlockEncoder = (x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
 
 interface LegacySpec {
@@ -487,7 +488,7 @@ function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts:
 
 function decodeWith(spec: LegacySpec, q: Uint8Array, shape: MatrixShape, out: Float32Array | undefined): Float32Array {
   const y = prepareDecode(spec, q, shape, out);
-  spec.decode(q, 0, y, 0, shape.rows * (shape.cols / spec.blockWeights));
+  decodeInSpans(spec.decode, q, y, shape.rows * (shape.cols / spec.blockWeights), spec.blockWeights, spec.blockBytes);
   return y;
 }
 
