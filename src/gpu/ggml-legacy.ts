@@ -34,6 +34,7 @@
  */
 import divisionWgsl from "../../shaders/common/division.wgsl?raw";
 import legacyWgsl from "../../shaders/ggml-legacy.wgsl?raw";
+import kquantSearchWgsl from "../../shaders/kquant-search.wgsl?raw";
 import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { GGML_LEGACY_FORMATS } from "../quant/ggml/legacy.ts";
@@ -53,7 +54,10 @@ export function encodeIsExact(arithmetic: FloatArithmetic, weighted: boolean): b
   return !weighted || (arithmetic.exactDivision && arithmetic.exactSqrt);
 }
 
-const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl", [["common/division.wgsl", divisionWgsl]]);
+const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl", [
+  ["common/division.wgsl", divisionWgsl],
+  ["kquant-search.wgsl", kquantSearchWgsl],
+]);
 /** @workgroup_size of every entry point in ggml-legacy.wgsl. */
 const WORKGROUP_SIZE = 64;
 
