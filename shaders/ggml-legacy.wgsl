@@ -4,8 +4,8 @@
 // operation is one f32 operation in the same order. The reference encoders divide with divide()
 // (correctly rounded on any device); the weighted ones search with many divisions and sums, and need a
 // device that rounds / and sqrt correctly and does not fuse a*b+c (src/gpu/float-probe.ts checks;
-// SwiftShader does). Needs shaders/common/*.wgsl and common/division.wgsl in front of it
-// (src/gpu/ggml-legacy.ts puts them there).
+// SwiftShader does). Needs shaders/common/*.wgsl, common/division.wgsl and kquant-search.wgsl (the
+// searches of the weighted encoders) in front of it (src/gpu/ggml-legacy.ts puts them there).
 //
 // Block layouts (little-endian, packed back to back, rows never padded; fp16 = IEEE binary16):
 //   q4_0  32 weights, 18 bytes: d fp16 @0 | qs u8[16] @2
@@ -45,7 +45,7 @@
 //
 // Bindings, per entry point (each uses 0..n-1 of them):
 //   encode_<fmt>           0 params | 1 weights4 | 2 encoded | 3 status
-//   encode_<fmt>_imatrix   0 params | 1 weights | 2 encoded | 3 status | 4 importance | 5 sigma2
+//   encode_<fmt>_imatrix   0 params | 1 weights4 | 2 encoded | 3 status | 4 importance | 5 sigma2
 //   row_sigma2             0 params | 1 weights | 2 sigma2_out | 3 status
 //   decode_<fmt>           0 params | 1 encoded_in | 2 values4        (decode_q8_K: | 3 status)
 
@@ -87,8 +87,6 @@ const TINY_REF_BITS = 0x0f800000u; // 2^-96
 const TINY_WEIGHTED_BITS = 0x2f800000u; // 2^-32
 // Importance weights w below this (with a nonzero importance) send the row to the CPU.
 const TINY_IMPORTANCE_WEIGHT = 0x1p-20f;
-// ggml's GROUP_MAX_EPS: groups whose largest |x| is below it count as all zero.
-const GROUP_MAX_EPS = 1e-15;
 // sigma2 below this (of a row that is not all zero) sends the row to the CPU.
 const TINY_SIGMA2 = 0x1p-100f;
 
@@ -231,28 +229,10 @@ fn load_weights32(block: u32) -> Weights32 {
   return x;
 }
 
-// (largest |x|, its signed value) after scanning v.x, v.y, v.z, v.w in order: of equal magnitudes the
-// first wins, as C's `if (amax < av)` keeps it.
-fn scan_signed_max(acc: vec2<f32>, v: vec4<f32>) -> vec2<f32> {
-  var r = acc;
-  r = select(r, vec2<f32>(abs(v.x), v.x), abs(v.x) > r.x);
-  r = select(r, vec2<f32>(abs(v.y), v.y), abs(v.y) > r.x);
-  r = select(r, vec2<f32>(abs(v.z), v.z), abs(v.z) > r.x);
-  r = select(r, vec2<f32>(abs(v.w), v.w), abs(v.w) > r.x);
-  return r;
-}
-
+// The signed value of the largest |x|, the first on ties (signed_max4: shaders/kquant-search.wgsl).
 fn signed_max32(x: Weights32) -> f32 {
-  var r = vec2<f32>(0.0);
-  r = scan_signed_max(r, x.s0);
-  r = scan_signed_max(r, x.s1);
-  r = scan_signed_max(r, x.s2);
-  r = scan_signed_max(r, x.s3);
-  r = scan_signed_max(r, x.s4);
-  r = scan_signed_max(r, x.s5);
-  r = scan_signed_max(r, x.s6);
-  r = scan_signed_max(r, x.s7);
-  return r.y;
+  let lo = signed_max4(signed_max4(signed_max4(signed_max4(0.0, x.s0), x.s1), x.s2), x.s3);
+  return signed_max4(signed_max4(signed_max4(signed_max4(lo, x.s4), x.s5), x.s6), x.s7);
 }
 
 // The sign of the first zero among v (acc if it already holds one: x = 1 once found, y = the zero).
@@ -411,219 +391,71 @@ fn quantize_q8_0(x: Weights32) -> Packed {
   return p;
 }
 
-// Checks weights[first .. first + n) of row `row` (the weighted encoders read them one by one).
-fn check_weights(first: u32, n: u32, row: u32, tiny_bits: u32) {
-  var bits = 0u;
-  for (var j = 0u; j < n; j += 4u) {
-    bits |= slice_status(vec4<f32>(weights[first + j], weights[first + j + 1u], weights[first + j + 2u], weights[first + j + 3u]), tiny_bits);
-  }
-  report_status(bits, row);
+// ---------------------------------------------------------------------------------------------------
+// Importance-weighted encoders (quantize_row_<fmt>_impl): the scale searches of
+// shaders/kquant-search.wgsl (the K-quants' own) on the block's 32 weights x and their importances
+// w[j] = imatrix[col] * sqrt(sigma2 + x[j]^2), held in registers as two 16-value halves.
+
+struct WeightedBlock {
+  x: Sub,
+  w: Sub,
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Importance-weighted encoders (quantize_row_<fmt>_impl). The block's weights and their importance
-// w[j] = imatrix[col] * sqrt(sigma2 + x[j]^2) are loaded into private arrays first.
+// importance[first .. first + 4) as a vec4.
+fn importance4(first: u32) -> vec4<f32> {
+  return vec4<f32>(importance[first], importance[first + 1u], importance[first + 2u], importance[first + 3u]);
+}
 
-var<private> block_x: array<f32, QK>;
-var<private> block_w: array<f32, QK>;
-// The chosen levels, and the candidate levels of make_qkx3_quants.
-var<private> levels: array<u32, QK>;
-var<private> levels_aux: array<u32, QK>;
-// w[i] * x[i] (make_qx_quants), x[i] - min (make_qkx3_quants): the same for every candidate scale.
-var<private> block_tmp: array<f32, QK>;
+// w for four weights v of `row`, and whether one is below TINY_IMPORTANCE_WEIGHT where its importance is
+// not 0 (a subnormal importance reads as nonzero on its bits, and a flushed product as 0).
+struct Importance4 {
+  w: vec4<f32>,
+  tiny: bool,
+}
+fn importance_weights4(v: vec4<f32>, col: u32, row: u32) -> Importance4 {
+  let imp = importance4(col);
+  let w = imp * sqrt(sigma2[row] + v * v);
+  let tiny = any(((bitcast<vec4<u32>>(imp) & vec4<u32>(0x7fffffffu)) != vec4<u32>(0u)) & !(w >= vec4<f32>(TINY_IMPORTANCE_WEIGHT)));
+  return Importance4(w, tiny);
+}
 
-// Loads the block at x0 (columns col0.. of row `row`). A w below TINY_IMPORTANCE_WEIGHT where the
-// column's importance is not 0 (a subnormal importance reads as nonzero on its bits, and a flushed
-// product as 0) sends the row to the CPU.
-fn load_weighted_block(x0: u32, col0: u32, row: u32) {
-  var tiny = false;
-  for (var j = 0u; j < QK; j++) {
-    let v = weights[x0 + j];
-    let importance_j = importance[col0 + j];
-    block_x[j] = v;
-    block_w[j] = importance_j * sqrt(sigma2[row] + v * v);
-    tiny = tiny || ((bitcast<u32>(importance_j) & 0x7fffffffu) != 0u && !(block_w[j] >= TINY_IMPORTANCE_WEIGHT));
-  }
+// Loads block `block` of row `row`, reports its status, and flags the row for the CPU where a weight or
+// an importance weight is tiny (see the top of the file).
+fn load_weighted_block(block: u32, row: u32) -> WeightedBlock {
+  let p = block * 8u;
+  let x = Sub(V16(weights4[p], weights4[p + 1u], weights4[p + 2u], weights4[p + 3u]),
+              V16(weights4[p + 4u], weights4[p + 5u], weights4[p + 6u], weights4[p + 7u]));
+  let bits = slice_status(x.lo.a, TINY_WEIGHTED_BITS) | slice_status(x.lo.b, TINY_WEIGHTED_BITS) |
+             slice_status(x.lo.c, TINY_WEIGHTED_BITS) | slice_status(x.lo.d, TINY_WEIGHTED_BITS) |
+             slice_status(x.hi.a, TINY_WEIGHTED_BITS) | slice_status(x.hi.b, TINY_WEIGHTED_BITS) |
+             slice_status(x.hi.c, TINY_WEIGHTED_BITS) | slice_status(x.hi.d, TINY_WEIGHTED_BITS);
+  report_status(bits, row);
+  let col = (block - row * params.blocks_per_row) * QK;
+  let w0 = importance_weights4(x.lo.a, col, row);
+  let w1 = importance_weights4(x.lo.b, col + 4u, row);
+  let w2 = importance_weights4(x.lo.c, col + 8u, row);
+  let w3 = importance_weights4(x.lo.d, col + 12u, row);
+  let w4 = importance_weights4(x.hi.a, col + 16u, row);
+  let w5 = importance_weights4(x.hi.b, col + 20u, row);
+  let w6 = importance_weights4(x.hi.c, col + 24u, row);
+  let w7 = importance_weights4(x.hi.d, col + 28u, row);
+  let tiny = w0.tiny || w1.tiny || w2.tiny || w3.tiny || w4.tiny || w5.tiny || w6.tiny || w7.tiny;
   if (tiny && params.guard_subnormals != 0u) {
     flag_row_for_cpu(row);
   }
+  return WeightedBlock(x, Sub(V16(w0.w, w1.w, w2.w, w3.w), V16(w4.w, w5.w, w6.w, w7.w)));
 }
 
-// ggml's make_qx_quants with rmse_type 1 and explicit weights: symmetric levels -nmax..nmax-1, the
-// scale picked among 19 candidates -(nmax + 0.1*is)/max by weighted least squares. Leaves
-// levels[i] = level + nmax and returns the scale (0 for an all-zero group).
-fn make_qx_quants_weighted(nmax: i32) -> f32 {
-  var signed_max = 0.0;
-  var amax = 0.0;
-  for (var i = 0u; i < QK; i++) {
-    let ax = abs(block_x[i]);
-    if (ax > amax) {
-      amax = ax;
-      signed_max = block_x[i];
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
-    for (var i = 0u; i < QK; i++) {
-      levels[i] = 0u;
-    }
-    return 0.0;
-  }
-  // C evaluates w*x[i]*l as (w*x[i])*l; the first product is the same for every candidate.
-  for (var i = 0u; i < QK; i++) {
-    block_tmp[i] = block_w[i] * block_x[i];
-  }
-  let fmax = no_fold(f32(nmax));
-  var iscale = -fmax / signed_max;
-  var sumlx = 0.0;
-  var suml2 = 0.0;
-  for (var i = 0u; i < QK; i++) {
-    let l = clamp(nearest_int(iscale * block_x[i]), -nmax, nmax - 1);
-    levels[i] = u32(l + nmax);
-    levels_aux[i] = levels[i];
-    let fl = f32(l);
-    sumlx = sumlx + block_tmp[i] * fl;
-    suml2 = suml2 + (block_w[i] * fl) * fl;
-  }
-  var scale = select(0.0, sumlx / suml2, suml2 != 0.0);
-  var best = scale * sumlx;
-  for (var is = -9; is <= 9; is++) {
-    if (is == 0) {
-      continue;
-    }
-    iscale = -(fmax + no_fold(0.1) * f32(is)) / signed_max;
-    var changed = false;
-    for (var i = 0u; i < QK; i++) {
-      let l = u32(nmax + clamp(nearest_int(iscale * block_x[i]), -nmax, nmax - 1));
-      changed = changed || l != levels_aux[i];
-      levels_aux[i] = l;
-    }
-    // The previous candidate's levels give the same sums and so the same verdict (accepting them
-    // again changes nothing): skip the sums, as the CPU reference does.
-    if (!changed) {
-      continue;
-    }
-    sumlx = 0.0;
-    suml2 = 0.0;
-    for (var i = 0u; i < QK; i++) {
-      let fl = f32(i32(levels_aux[i]) - nmax);
-      sumlx = sumlx + block_tmp[i] * fl;
-      suml2 = suml2 + (block_w[i] * fl) * fl;
-    }
-    if (suml2 > 0.0 && sumlx * sumlx > best * suml2) {
-      levels = levels_aux;
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
+// Levels of weights 4k..4k+3 (lo) and 16+4k..19+4k (hi) into qs word k and bits 4k.., 16+4k.. of qh.
+fn pack_levels4(p: ptr<function, Packed>, qh: ptr<function, u32>, qs: u32, k: u32, lo: vec4<i32>, hi: vec4<i32>) {
+  let l = bitcast<vec4<u32>>(lo);
+  let h = bitcast<vec4<u32>>(hi);
+  (*p).body[qs + k] = nibble_word(l, h);
+  *qh |= (fifth_bits4(l) << (4u * k)) | (fifth_bits4(h) << (16u + 4u * k));
 }
 
-// The offset make_qkx3_quants returns through its `the_min` pointer (-min).
-var<private> qkx3_min: f32;
-
-// ggml's make_qkx3_quants with explicit weights and squared error (use_mad = false): asymmetric
-// levels 0..nmax, scale and min refit by weighted least squares over 37 candidate grids
-// (rmin -0.9, rdelta 0.05, nstep 36). Leaves levels and qkx3_min, returns the scale. ggml's quirk
-// is kept: after an improvement, later candidates are built from the improved min.
-fn make_qkx3_quants_weighted(nmax: i32) -> f32 {
-  let rmin = no_fold(-0.9);
-  let rdelta = no_fold(0.05);
-  let nstep = 36;
-  let fmax = no_fold(f32(nmax));
-  var lo = block_x[0];
-  var hi = block_x[0];
-  var sum_w = block_w[0];
-  var sum_x = sum_w * block_x[0];
-  for (var i = 1u; i < QK; i++) {
-    let xi = block_x[i];
-    if (xi < lo) {
-      lo = xi;
-    }
-    if (xi > hi) {
-      hi = xi;
-    }
-    let wi = block_w[i];
-    sum_w = sum_w + wi;
-    sum_x = sum_x + wi * xi;
-  }
-  if (lo > 0.0) {
-    lo = 0.0;
-  }
-  if (hi <= lo) {
-    for (var i = 0u; i < QK; i++) {
-      levels[i] = 0u;
-    }
-    qkx3_min = -lo;
-    return 0.0;
-  }
-  var iscale = fmax / (hi - lo);
-  var scale = divide(1.0, iscale);
-  var best_err = 0.0;
-  for (var i = 0u; i < QK; i++) {
-    let xi = block_x[i];
-    let q = clamp(nearest_int(iscale * (xi - lo)), 0, nmax);
-    levels[i] = u32(q);
-    var diff = (scale * f32(q) + lo) - xi;
-    diff = diff * diff;
-    best_err = best_err + block_w[i] * diff;
-  }
-  for (var i = 0u; i < QK; i++) {
-    block_tmp[i] = block_x[i] - lo;
-  }
-  for (var is = 0; is <= nstep; is++) {
-    iscale = ((rmin + rdelta * f32(is)) + fmax) / (hi - lo);
-    var changed = is == 0;
-    for (var i = 0u; i < QK; i++) {
-      let l = u32(clamp(nearest_int(iscale * block_tmp[i]), 0, nmax));
-      changed = changed || l != levels_aux[i];
-      levels_aux[i] = l;
-    }
-    // The previous candidate's levels give the same fit and error, so the same verdict: skip it.
-    if (!changed) {
-      continue;
-    }
-    var sum_l = 0.0;
-    var sum_l2 = 0.0;
-    var sum_xl = 0.0;
-    for (var i = 0u; i < QK; i++) {
-      let fl = f32(levels_aux[i]);
-      let wl = block_w[i] * fl;
-      sum_l = sum_l + wl;
-      sum_l2 = sum_l2 + wl * fl;
-      sum_xl = sum_xl + wl * block_x[i];
-    }
-    let det = sum_w * sum_l2 - sum_l * sum_l;
-    if (det > 0.0) {
-      var this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-      var this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-      if (this_min > 0.0) {
-        this_min = 0.0;
-        this_scale = sum_xl / sum_l2;
-      }
-      // The terms are >= 0: once the partial sum reaches best_err this fit cannot win.
-      var err = 0.0;
-      for (var i = 0u; i < QK && err < best_err; i++) {
-        var diff = (this_scale * f32(levels_aux[i]) + this_min) - block_x[i];
-        diff = diff * diff;
-        err = err + block_w[i] * diff;
-      }
-      if (err < best_err) {
-        levels = levels_aux;
-        best_err = err;
-        scale = this_scale;
-        lo = this_min;
-        for (var i = 0u; i < QK; i++) {
-          block_tmp[i] = block_x[i] - lo;
-        }
-      }
-    }
-  }
-  qkx3_min = -lo;
-  return scale;
-}
-
-// A weighted block as Packed, from its scale d, minimum m (q4_1, q5_1) and `levels` (0..15 or 0..31).
-fn packed_levels(format: u32, d: f32, m: f32) -> Packed {
+// A weighted block as Packed, from its scale d, minimum m (q4_1, q5_1) and levels (0..15 or 0..31).
+fn packed_levels(format: u32, d: f32, m: f32, levels: SubLevels) -> Packed {
   var p: Packed;
   p.head = f32_to_f16_bits(d);
   if (has_min(format)) {
@@ -632,29 +464,28 @@ fn packed_levels(format: u32, d: f32, m: f32) -> Packed {
   let five_bits = format == Q5_0 || format == Q5_1;
   let qs = select(0u, 1u, five_bits);
   var qh = 0u;
-  for (var k = 0u; k < 4u; k++) {
-    let lo = vec4<u32>(levels[4u * k], levels[4u * k + 1u], levels[4u * k + 2u], levels[4u * k + 3u]);
-    let hi = vec4<u32>(levels[16u + 4u * k], levels[17u + 4u * k], levels[18u + 4u * k], levels[19u + 4u * k]);
-    p.body[qs + k] = nibble_word(lo, hi);
-    qh |= (fifth_bits4(lo) << (4u * k)) | (fifth_bits4(hi) << (16u + 4u * k));
-  }
+  pack_levels4(&p, &qh, qs, 0u, levels.lo.a, levels.hi.a);
+  pack_levels4(&p, &qh, qs, 1u, levels.lo.b, levels.hi.b);
+  pack_levels4(&p, &qh, qs, 2u, levels.lo.c, levels.hi.c);
+  pack_levels4(&p, &qh, qs, 3u, levels.lo.d, levels.hi.d);
   if (five_bits) {
     p.body[0] = qh;
   }
   return p;
 }
 
-fn quantize_weighted(format: u32) -> Packed {
+// q4_0, q5_0: make_qx_quants (nmax 8, 16); q4_1, q5_1: make_qkx3_quants (nmax 15, 31; rmin -0.9, rdelta
+// 0.05, 36 steps, squared error), as legacy.ts calls them.
+fn quantize_weighted(format: u32, b: WeightedBlock) -> Packed {
   switch format {
-    case Q4_0: { return packed_levels(format, make_qx_quants_weighted(8), 0.0); }
-    case Q5_0: { return packed_levels(format, make_qx_quants_weighted(16), 0.0); }
-    case Q4_1: {
-      let d = make_qkx3_quants_weighted(15);
-      return packed_levels(format, d, -qkx3_min);
+    case Q4_0, Q5_0: {
+      let fit = make_qx_quants_sub(select(16, 8, format == Q4_0), b.x, b.w, 2u);
+      return packed_levels(format, fit.scale, 0.0, fit.levels);
     }
     default: {
-      let d = make_qkx3_quants_weighted(31);
-      return packed_levels(format, d, -qkx3_min);
+      let nmax = select(31, 15, format == Q4_1);
+      let fit = make_qkx_quants(nmax, b.x, b.w, 2u, no_fold(-0.9f), no_fold(0.05f), 36, false, true);
+      return packed_levels(format, fit.scale, -fit.neg_min, fit.levels);
     }
   }
 }
@@ -696,11 +527,7 @@ fn encode_unit(unit_index: u32, format: u32) {
 // A separate function from encode_unit so that the reference encoders do not use (and need not be
 // given) bindings 4 and 5.
 fn weighted_block(format: u32, block: u32) -> Packed {
-  let x0 = block * QK;
-  let row = block / params.blocks_per_row;
-  check_weights(x0, QK, row, TINY_WEIGHTED_BITS);
-  load_weighted_block(x0, x0 - row * params.cols, row);
-  return quantize_weighted(format);
+  return quantize_weighted(format, load_weighted_block(block, block / params.blocks_per_row));
 }
 
 fn encode_unit_weighted(unit_index: u32, format: u32) {
@@ -794,21 +621,21 @@ fn encode_q8_K(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   }
   let p0 = block * (QK_K / 4u);
   let w0 = block * 73u;
-  var acc = vec2<f32>(0.0);
+  var signed_max = 0.0;
   var bits = 0u;
   for (var i = 0u; i < QK_K / 4u; i++) {
     let v = weights4[p0 + i];
-    acc = scan_signed_max(acc, v);
+    signed_max = signed_max4(signed_max, v);
     bits |= slice_status(v, TINY_REF_BITS);
   }
   report_status(bits, block / params.blocks_per_row);
-  if (acc.x == 0.0) {
+  if (signed_max == 0.0) {
     for (var i = 0u; i < 73u; i++) {
       encoded[w0 + i] = 0u;
     }
     return;
   }
-  let iscale = divide(-127.0, acc.y);
+  let iscale = divide(-127.0, signed_max);
   var bsum_pair = 0u;
   for (var g = 0u; g < QK_K / 16u; g++) {
     var sum = 0;

@@ -144,46 +144,75 @@ fn l16_differ(p: L16, q: L16) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// make_qx_quants with rmse_type 1 (the only kind the K-quants use), on 16 values: symmetric levels
-// -nmax..nmax-1 with weights w; tries the inverse scales -(nmax + 0.1*k)/max for k = -9..9 and keeps the
-// least-squares fit with the largest sumlx^2/suml2.
+// make_qx_quants with rmse_type 1 (the only kind the K-quants and the legacy imatrix encoders use):
+// symmetric levels -nmax..nmax-1 with weights w; tries the inverse scales -(nmax + 0.1*k)/max for
+// k = -9..9 and keeps the least-squares fit with the largest sumlx^2/suml2. On 16 values (make_qx_quants)
+// or on a Sub of 32 (make_qx_quants_sub with halves = 2: q4_0 and q5_0 with an imatrix, ggml-legacy.wgsl).
 
 struct QxFit {
   scale: f32,
   levels: L16, // level + nmax (all 0 for an all-zero group)
 }
 
+struct SubQxFit {
+  scale: f32,
+  levels: SubLevels, // level + nmax (all 0 for an all-zero group); the high half is 0 when halves = 1
+}
+
 fn make_qx_quants(nmax: i32, x: V16, w: V16) -> QxFit {
-  let max_x = signed_max16(x);
+  let fit = make_qx_quants_sub(nmax, Sub(x, v16(0.0f)), Sub(w, v16(0.0f)), 1u);
+  return QxFit(fit.scale, fit.levels.lo);
+}
+
+// clamp(nearest_int(s * x), lo, hi) on the first 16 * halves values (the rest 0).
+fn sub_round_scaled(s: f32, x: Sub, lo: i32, hi: i32, halves: u32) -> SubLevels {
+  var r = SubLevels(l16_round(v16_mul(v16(s), x.lo), lo, hi), l16(0));
+  if (halves == 2u) {
+    r.hi = l16_round(v16_mul(v16(s), x.hi), lo, hi);
+  }
+  return r;
+}
+
+// (sumlx, suml2) = (sum of (w*x)*l, sum of (w*l)*l) in element order, as C's loop forms them.
+fn qx_sums(wx: Sub, w: Sub, l: SubLevels, halves: u32) -> vec2<f32> {
+  let lo = v16_of(l.lo);
+  var sums = vec2<f32>(sum16(0.0f, v16_mul(wx.lo, lo)), sum16(0.0f, v16_mul(v16_mul(w.lo, lo), lo)));
+  if (halves == 2u) {
+    let hi = v16_of(l.hi);
+    sums = vec2<f32>(sum16(sums.x, v16_mul(wx.hi, hi)), sum16(sums.y, v16_mul(v16_mul(w.hi, hi), hi)));
+  }
+  return sums;
+}
+
+fn make_qx_quants_sub(nmax: i32, x: Sub, w: Sub, halves: u32) -> SubQxFit {
+  var max_x = signed_max16(x.lo);
+  if (halves == 2u) {
+    max_x = signed_max4(signed_max4(signed_max4(signed_max4(max_x, x.hi.a), x.hi.b), x.hi.c), x.hi.d);
+  }
   if (abs(max_x) < GROUP_MAX_EPS) {
-    return QxFit(0.0f, l16(0));
+    return SubQxFit(0.0f, SubLevels(l16(0), l16(0)));
   }
   let fnmax = no_fold(f32(nmax));
-  let wx = v16_mul(w, x);
-  var iscale = -fnmax / max_x;
-  var levels = l16_round(v16_mul(v16(iscale), x), -nmax, nmax - 1);
+  let wx = sub_mul(w, x);
+  var levels = sub_round_scaled(-fnmax / max_x, x, -nmax, nmax - 1, halves);
   var best_levels = levels;
-  var lf = v16_of(levels);
-  var sumlx = sum16(0.0f, v16_mul(wx, lf));
-  var suml2 = sum16(0.0f, v16_mul(v16_mul(w, lf), lf));
-  var scale = select(0.0f, sumlx / suml2, suml2 != 0.0f);
-  var best = scale * sumlx;
+  var sums = qx_sums(wx, w, levels, halves);
+  var scale = select(0.0f, sums.x / sums.y, sums.y != 0.0f);
+  var best = scale * sums.x;
   for (var k = -9; k <= 9; k++) {
     if (k == 0) { continue; }
-    iscale = -(fnmax + no_fold(0.1f) * f32(k)) / max_x;
-    let next = l16_round(v16_mul(v16(iscale), x), -nmax, nmax - 1);
-    if (!l16_differ(next, levels)) { continue; }
+    let iscale = -(fnmax + no_fold(0.1f) * f32(k)) / max_x;
+    let next = sub_round_scaled(iscale, x, -nmax, nmax - 1, halves);
+    if (!sub_differ(next, levels, halves)) { continue; }
     levels = next;
-    lf = v16_of(levels);
-    sumlx = sum16(0.0f, v16_mul(wx, lf));
-    suml2 = sum16(0.0f, v16_mul(v16_mul(w, lf), lf));
-    if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+    sums = qx_sums(wx, w, levels, halves);
+    if (sums.y > 0.0f && sums.x * sums.x > best * sums.y) {
       best_levels = levels;
-      scale = sumlx / suml2;
-      best = scale * sumlx;
+      scale = sums.x / sums.y;
+      best = scale * sums.x;
     }
   }
-  return QxFit(scale, l16_add(best_levels, nmax));
+  return SubQxFit(scale, SubLevels(l16_add(best_levels.lo, nmax), l16_add(best_levels.hi, nmax)));
 }
 
 // ---------------------------------------------------------------------------------------------------

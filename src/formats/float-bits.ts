@@ -31,10 +31,11 @@ export function f32ToF16Bits(x: number): number {
   if (e > 15) return sign | 0x7c00; // overflow -> inf
   if (e >= -14) {
     // Normal: keep 10 mantissa bits, round the 13 dropped bits to nearest even.
-    let h = ((e + 15) << 10) | (mant >>> 13);
+    const h = ((e + 15) << 10) | (mant >>> 13);
+    // Round up when rest > half, or rest == half and h is odd, without a branch (on data it mispredicts
+    // half the time; 2x slower). The carry may run into the exponent: correct, up to inf.
     const rest = mant & 0x1fff;
-    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // may carry into the exponent: correct (up to inf)
-    return sign | h;
+    return sign | (h + ((rest + 0xfff + (h & 1)) >>> 13));
   }
   if (e < -25) return sign; // below half the smallest subnormal: rounds to zero
   // Subnormal: value = (1.mant) * 2^e = m * 2^-24 with m = (0x800000|mant) >> (-e - 24 + 23)... shift below.

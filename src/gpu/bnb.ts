@@ -39,9 +39,9 @@ import {
 } from "../quant/bnb.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
-import { computePipeline, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
+import { EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -217,7 +217,7 @@ class FourBitGpuQuantizer implements GpuQuantizer {
         const hard = outputStorage(device, 4 * (1 + blocks), "bnb blocks left to the CPU");
         try {
           const bindings = { 0: params, 2: codes, 3: blockAbsmax, 4: flags.buffer, 5: hard, 6: table, 8: weights };
-          dispatchBindings(device, pipeline, bindings, workgroupsFor(blocks, WORKGROUP_SIZE), "bnb encode_4bit");
+          dispatch(device, pipeline, bindings, workgroupsFor(blocks, WORKGROUP_SIZE), "bnb encode_4bit");
           const [codeData, absmaxData, hardData] = await Promise.all([
             readBack(device, codes, codeBytes, opts?.signal),
             readBack(device, blockAbsmax, blocks * 4, opts?.signal),
@@ -274,7 +274,7 @@ class FourBitGpuQuantizer implements GpuQuantizer {
         const blockAbsmax = uploadStorage(device, absmax.subarray(e0 / BNB_BLOCK, Math.ceil((e0 + m) / BNB_BLOCK)), "bnb absmax");
         const decoded = outputStorage(device, m * 4, "bnb decoded");
         try {
-          dispatchBindings(device, pipeline, { 0: params, 1: codes, 2: blockAbsmax, 3: decoded, 6: table }, workgroupsFor(m, WORKGROUP_SIZE), "bnb decode_4bit");
+          dispatch(device, pipeline, { 0: params, 1: codes, 2: blockAbsmax, 3: decoded, 6: table }, workgroupsFor(m, WORKGROUP_SIZE), "bnb decode_4bit");
           y.set(new Float32Array((await readBack(device, decoded, m * 4, opts?.signal)).buffer), e0);
         } finally {
           for (const b of [params, codes, blockAbsmax, decoded]) b.destroy();
@@ -354,12 +354,12 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
         try {
           if (onePass) {
             const bindings = { 0: params, 1: weights, 2: codes, 3: scales, 4: flags.buffer, 5: hard, 8: weights };
-            dispatchBindings(device, rowsPipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb encode_int8_rows");
+            dispatch(device, rowsPipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb encode_int8_rows");
           } else {
             const scaleBindings = { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard, 8: weights };
-            dispatchBindings(device, scalesPipeline, scaleBindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb int8_row_scales");
+            dispatch(device, scalesPipeline, scaleBindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb int8_row_scales");
             const packBindings = { 0: params, 1: weights, 2: codes, 7: scales, 8: weights };
-            dispatchBindings(device, packPipeline, packBindings, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
+            dispatch(device, packPipeline, packBindings, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
           }
           const [scaleData, hardData, codeData] = await Promise.all([
             readBack(device, scales, n * 8, opts?.signal),
@@ -407,7 +407,7 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
       const scales = uploadStorage(device, rowScales, "bnb row scales");
       const decoded = outputStorage(device, n * cols * 4, "bnb decoded");
       try {
-        dispatchBindings(device, pipeline, { 0: params, 1: codes, 3: decoded, 7: scales }, workgroupsFor(n * cols, WORKGROUP_SIZE), "bnb decode_int8");
+        dispatch(device, pipeline, { 0: params, 1: codes, 3: decoded, 7: scales }, workgroupsFor(n * cols, WORKGROUP_SIZE), "bnb decode_int8");
         y.set(new Float32Array((await readBack(device, decoded, n * cols * 4, opts?.signal)).buffer), r0 * cols);
       } finally {
         for (const b of [params, codes, scales, decoded]) b.destroy();

@@ -81,12 +81,21 @@ export function workgroupGrid(device: GPUDevice, total: number): [number, number
   return [Math.ceil(total / y), y];
 }
 
-/** Runs one dispatch of `pipeline` with buffers bound to @group(0) @binding(0..n-1) in order. */
-export function dispatch(device: GPUDevice, pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[], workgroups: number, label: string): void {
+/**
+ * Runs one dispatch of `pipeline` with buffers bound to @group(0): a list binds @binding(0..n-1) in order; a
+ * record {binding: buffer} serves shaders whose entry points use scattered binding numbers.
+ */
+export function dispatch(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  buffers: readonly GPUBuffer[] | Readonly<Record<number, GPUBuffer>>,
+  workgroups: number,
+  label: string,
+): void {
   const bindGroup = device.createBindGroup({
     label,
     layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    entries: Object.entries(buffers).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer } })),
   });
   const encoder = device.createCommandEncoder({ label });
   const pass = encoder.beginComputePass({ label });

@@ -12,7 +12,7 @@ import { CAST_FORMATS } from "../quant/casts.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { EncoderFlags, familyShader, unitsPerChunk, zeroPadded, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { type ChunkOptions, EncoderFlags, familyShader, forEachChunk, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -55,22 +55,17 @@ class CastGpuQuantizer implements GpuQuantizer {
     const perChunk = this.weightsPerChunk();
     const flags = new EncoderFlags(device);
     try {
-      for (let e0 = 0; e0 < x.length; e0 += perChunk) {
-        opts?.signal?.throwIfAborted();
-        const n = Math.min(perChunk, x.length - e0);
-        const bytes = n * this.codeBytes;
+      await forEachChunk(x.length, perChunk, opts?.signal, async (e0, n) => {
         const params = uniformU32(device, [n, 0], "casts params");
         const values = uploadStorage(device, zeroPadded(x.subarray(e0, e0 + n), 4), "casts values");
         // One invocation per 4 weights, writing 8 (f16, bf16) or 4 (fp8) bytes.
         const quads = Math.ceil(n / 4);
         const encoded = outputStorage(device, quads * 4 * this.codeBytes, "casts encoded");
-        try {
+        await withBuffers([params, values, encoded], async () => {
           dispatch(device, pipeline, [params, values, encoded, flags.buffer], workgroupsFor(quads, WORKGROUP_SIZE), "casts encode");
-          out.set(await readBack(device, encoded, bytes, opts?.signal), e0 * this.codeBytes);
-        } finally {
-          for (const b of [params, values, encoded]) b.destroy();
-        }
-      }
+          out.set(await readBack(device, encoded, n * this.codeBytes, opts?.signal), e0 * this.codeBytes);
+        });
+      });
       await flags.check(this.format, x, shape, opts);
     } finally {
       flags.destroy();
@@ -85,20 +80,16 @@ class CastGpuQuantizer implements GpuQuantizer {
     const { device } = this.dev;
     const pipeline = await this.pipeline(`decode_${this.entry}`);
     const perChunk = this.weightsPerChunk();
-    for (let e0 = 0; e0 < y.length; e0 += perChunk) {
-      opts?.signal?.throwIfAborted();
-      const n = Math.min(perChunk, y.length - e0);
+    await forEachChunk(y.length, perChunk, opts?.signal, async (e0, n) => {
       const params = uniformU32(device, [n, 0], "casts params");
       const encoded = uploadStorage(device, q.subarray(e0 * this.codeBytes, (e0 + n) * this.codeBytes), "casts encoded");
       const decoded = outputStorage(device, n * 4, "casts decoded");
-      try {
+      await withBuffers([params, encoded, decoded], async () => {
         dispatch(device, pipeline, [params, encoded, decoded], workgroupsFor(n, WORKGROUP_SIZE), "casts decode");
         const bytes = await readBack(device, decoded, n * 4, opts?.signal);
         y.set(new Float32Array(bytes.buffer), e0);
-      } finally {
-        for (const b of [params, encoded, decoded]) b.destroy();
-      }
-    }
+      });
+    });
     return y;
   }
 

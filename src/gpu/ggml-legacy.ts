@@ -34,13 +34,15 @@
  */
 import divisionWgsl from "../../shaders/common/division.wgsl?raw";
 import legacyWgsl from "../../shaders/ggml-legacy.wgsl?raw";
+import kquantSearchWgsl from "../../shaders/kquant-search.wgsl?raw";
 import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { GGML_LEGACY_FORMATS } from "../quant/ggml/legacy.ts";
 import { floatArithmeticOf, type FloatArithmetic } from "./float-probe.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { maxRowsPerChunk, registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { forEachChunk, rowsPerChunk, withBuffers, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
@@ -53,7 +55,10 @@ export function encodeIsExact(arithmetic: FloatArithmetic, weighted: boolean): b
   return !weighted || (arithmetic.exactDivision && arithmetic.exactSqrt);
 }
 
-const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl", [["common/division.wgsl", divisionWgsl]]);
+const SHADER = withCommonWgsl(legacyWgsl, "ggml-legacy.wgsl", [
+  ["common/division.wgsl", divisionWgsl],
+  ["kquant-search.wgsl", kquantSearchWgsl],
+]);
 /** @workgroup_size of every entry point in ggml-legacy.wgsl. */
 const WORKGROUP_SIZE = 64;
 
@@ -75,12 +80,7 @@ const ENTRY_POINTS: Readonly<Record<string, LegacyEntryPoints>> = {
   q8_K: { encode: "encode_q8_K", decode: "decode_q8_K", decodeFlagsRows: true },
 };
 
-export interface LegacyGpuOptions {
-  /**
-   * Largest input or output of one dispatch in bytes (default: the device's binding and buffer limits).
-   * Tests make it small to stream a tensor through many chunks.
-   */
-  maxChunkBytes?: number;
+export interface LegacyGpuOptions extends ChunkOptions {
   /**
    * Divide with div_f32_exact even where the device's `/` is exact: the path a device with inexact
    * division takes, so tests can run it here.
@@ -97,7 +97,6 @@ function unitBlocks(format: QuantFormat): number {
   return format.blockBytes % 4 === 0 ? 1 : 2;
 }
 
-const workgroupsFor = (invocations: number) => Math.ceil(invocations / WORKGROUP_SIZE);
 
 /** What a chunk's `status` buffer says: NaN/Inf seen, and which rows (chunk indices) need the CPU. */
 interface ChunkStatus {
@@ -122,15 +121,6 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     private readonly entryPoints: LegacyEntryPoints,
     private readonly options: LegacyGpuOptions,
   ) {}
-
-  /** Rows per dispatch: the device's limits and options.maxChunkBytes, for both input and output. */
-  private rowsPerChunk(cols: number): number {
-    const deviceRows = maxRowsPerChunk(this.dev, this.format, cols);
-    const cap = this.options.maxChunkBytes;
-    if (cap === undefined) return deviceRows;
-    const rowBytes = Math.max(cols * 4, this.format.encodedBytes({ rows: 1, cols }));
-    return Math.max(1, Math.min(deviceRows, Math.floor(cap / rowBytes)));
-  }
 
   /**
    * The device-dependent words of Params: guard_subnormals (1 where the device flushes subnormals) and
@@ -164,11 +154,8 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     const importance = imatrix ? uploadStorage(device, imatrix, "ggml-legacy importance") : undefined;
     const deviceWords = await this.deviceParams();
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
-    const chunkRows = this.rowsPerChunk(cols);
-    try {
-      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-        opts?.signal?.throwIfAborted();
-        const n = Math.min(chunkRows, rows - r0);
+    await withBuffers([importance], () =>
+      forEachChunk(rows, rowsPerChunk(this.dev, this.options, this.format, cols), opts?.signal, async (r0, n) => {
         const chunk = x.subarray(r0 * cols, (r0 + n) * cols);
         const { bytes, status } = await this.encodeChunk(chunk, n, cols, deviceWords, encodePipeline, sigma2Pipeline, importance, opts?.signal);
         if (status.nonFinite) assertFinite(x, shape, opts?.tensorName); // throws the CPU's message
@@ -179,10 +166,8 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
           out.set(this.format.encode(values, row, imatrix ? { imatrix } : undefined), (r0 + r) * rowBytes);
           this.cpuAssistedRows++;
         }
-      }
-    } finally {
-      importance?.destroy();
-    }
+      }),
+    );
     return out;
   }
 
@@ -205,10 +190,10 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     const encoded = outputStorage(device, byteCount, "ggml-legacy encoded");
     const status = outputStorage(device, statusBytes(rows), "ggml-legacy status");
     const sigma2 = sigma2Pipeline ? outputStorage(device, rows * 4, "ggml-legacy sigma2") : undefined;
-    try {
-      const units = workgroupsFor(Math.ceil(blocks / unitBlocks(this.format)));
+    return withBuffers([params, weights, encoded, status, sigma2], async () => {
+      const units = workgroupsFor(Math.ceil(blocks / unitBlocks(this.format)), WORKGROUP_SIZE);
       if (sigma2Pipeline && sigma2 && importance) {
-        dispatch(device, sigma2Pipeline, [params, weights, sigma2, status], workgroupsFor(rows), "ggml-legacy row_sigma2");
+        dispatch(device, sigma2Pipeline, [params, weights, sigma2, status], workgroupsFor(rows, WORKGROUP_SIZE), "ggml-legacy row_sigma2");
         dispatch(device, encodePipeline, [params, weights, encoded, status, importance, sigma2], units, "ggml-legacy encode");
       } else {
         dispatch(device, encodePipeline, [params, weights, encoded, status], units, "ggml-legacy encode");
@@ -218,9 +203,7 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
         readBack(device, status, statusBytes(rows), signal),
       ]);
       return { bytes, status: parseStatus(statusWords, rows) };
-    } finally {
-      for (const b of [params, weights, encoded, status, sigma2]) b?.destroy();
-    }
+    });
   }
 
   async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
@@ -234,18 +217,15 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     const deviceWords = await this.deviceParams();
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     const blocksPerRow = cols / this.format.blockWeights;
-    const chunkRows = this.rowsPerChunk(cols);
-    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-      opts?.signal?.throwIfAborted();
-      const n = Math.min(chunkRows, rows - r0);
+    await forEachChunk(rows, rowsPerChunk(this.dev, this.options, this.format, cols), opts?.signal, async (r0, n) => {
       const blocks = n * blocksPerRow;
       const chunk = q.subarray(r0 * rowBytes, (r0 + n) * rowBytes);
       const params = uniformU32(device, [blocks, blocksPerRow, n, cols, 0, ...deviceWords], "ggml-legacy params");
       const encoded = uploadStorage(device, chunk, "ggml-legacy encoded");
       const values = outputStorage(device, n * cols * 4, "ggml-legacy values");
       const status = this.entryPoints.decodeFlagsRows ? outputStorage(device, statusBytes(n), "ggml-legacy status") : undefined;
-      try {
-        dispatch(device, pipeline, status ? [params, encoded, values, status] : [params, encoded, values], workgroupsFor(blocks), "ggml-legacy decode");
+      await withBuffers([params, encoded, values, status], async () => {
+        dispatch(device, pipeline, status ? [params, encoded, values, status] : [params, encoded, values], workgroupsFor(blocks, WORKGROUP_SIZE), "ggml-legacy decode");
         const [bytes, statusWords] = await Promise.all([
           readBack(device, values, n * cols * 4, opts?.signal),
           status ? readBack(device, status, statusBytes(n), opts?.signal) : undefined,
@@ -256,10 +236,8 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
           y.set(this.format.decode(row, { rows: 1, cols }), (r0 + r) * cols);
           this.cpuAssistedRows++;
         }
-      } finally {
-        for (const b of [params, encoded, values, status]) b?.destroy();
-      }
-    }
+      });
+    });
     return y;
   }
 

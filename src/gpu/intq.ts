@@ -18,7 +18,7 @@ import { INT_BITS, INT_GRANULARITIES, intFormatId, intGroupParams, PLAIN_FORMATS
 import { f16BitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { dispatchBindings, EncoderFlags, familyShader, unitsPerChunk, zeroPadded, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { EncoderFlags, familyShader, forEachChunk, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
@@ -136,19 +136,11 @@ class IntGpuQuantizer implements GpuQuantizer {
   ): Promise<void> {
     const { device } = this.dev;
     const seg = this.segmentShape(cols);
-    const chunkRows = this.rowsPerChunk(cols);
-    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-      signal?.throwIfAborted();
-      const n = Math.min(chunkRows, rows - r0);
+    await forEachChunk(rows, this.rowsPerChunk(cols), signal, async (r0, n) => {
       const params = this.params(device, { count: n * cols, ...seg, oneScale });
       const weights = uploadStorage(device, zeroPadded(x.subarray(r0 * cols, (r0 + n) * cols), 4), "intq weights");
-      try {
-        await body(r0, n, params, weights);
-      } finally {
-        params.destroy();
-        weights.destroy();
-      }
-    }
+      await withBuffers([params, weights], () => body(r0, n, params, weights));
+    });
   }
 
   /**
@@ -219,7 +211,7 @@ class IntGpuQuantizer implements GpuQuantizer {
       const ranges = outputStorage(device, n * SEGMENT_WORDS * 4, "intq row ranges");
       try {
         const bindings = { 0: params, 1: weights, 2: ranges, 3: flags.buffer, 5: weights };
-        dispatchBindings(device, rangePipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
+        dispatch(device, rangePipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
         const words = new Float32Array((await readBack(device, ranges, n * SEGMENT_WORDS * 4, signal)).buffer);
         for (let r = 0; r < n; r++) {
           lo = Math.min(lo, words[r * SEGMENT_WORDS]!);
@@ -279,20 +271,15 @@ class IntGpuQuantizer implements GpuQuantizer {
     const tensorScale = perTensor ? q[0]! | (q[1]! << 8) | ((this.spec.asym ? q[2]! : 1 << (this.spec.bits - 1)) << 16) : 0;
     const start = perTensor ? this.head : 0;
     const rowBytes = perTensor ? this.codeBytes(cols) : this.format.encodedBytes({ rows: 1, cols });
-    const chunkRows = this.rowsPerChunk(cols);
-    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-      opts?.signal?.throwIfAborted();
-      const n = Math.min(chunkRows, rows - r0);
+    await forEachChunk(rows, this.rowsPerChunk(cols), opts?.signal, async (r0, n) => {
       const params = this.params(device, { count: n * cols, ...seg, oneScale: perTensor, tensorScale });
       const encoded = uploadStorage(device, q.subarray(start + r0 * rowBytes, start + (r0 + n) * rowBytes), "intq encoded");
       const decoded = outputStorage(device, n * cols * 4, "intq decoded");
-      try {
+      await withBuffers([params, encoded, decoded], async () => {
         dispatch(device, pipeline, [params, encoded, decoded], workgroupsFor(n * cols, WORKGROUP_SIZE), "intq decode");
         y.set(new Float32Array((await readBack(device, decoded, n * cols * 4, opts?.signal)).buffer), r0 * cols);
-      } finally {
-        for (const b of [params, encoded, decoded]) b.destroy();
-      }
-    }
+      });
+    });
     return y;
   }
 

@@ -6,13 +6,13 @@
 import divisionWgsl from "../../shaders/common/division.wgsl?raw";
 import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
-import { outputStorage, readBack, workgroupGrid } from "./buffers.ts";
+import { outputStorage, readBack } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
 /** A family's shader: shaders/common/*.wgsl, shaders/common/division.wgsl, then the family's file. */
 export function familyShader(source: string, file: string): string {
-  return withCommonWgsl(`// ---- shaders/common/division.wgsl\n${divisionWgsl}\n// ---- shaders/${file}\n${source}`, file);
+  return withCommonWgsl(source, file, [["common/division.wgsl", divisionWgsl]]);
 }
 
 export interface ChunkOptions {
@@ -35,6 +35,36 @@ export function chunkByteLimit(dev: LabDevice, opts: ChunkOptions): number {
  */
 export function unitsPerChunk(dev: LabDevice, opts: ChunkOptions, unitBytes: number): number {
   return Math.max(1, Math.floor(chunkByteLimit(dev, opts) / Math.max(1, unitBytes)));
+}
+
+/** Rows of `cols` weights per dispatch: whole rows whose float32 input and encoded output both fit. */
+export function rowsPerChunk(dev: LabDevice, opts: ChunkOptions, format: QuantFormat, cols: number): number {
+  return unitsPerChunk(dev, opts, Math.max(cols * 4, format.encodedBytes({ rows: 1, cols })));
+}
+
+/**
+ * The loop every family runs over a tensor: `total` units (rows or weights) in chunks of `perChunk`, one after
+ * the other, checking `signal` before each; `run(first, count)` uploads, dispatches and reads back one chunk.
+ */
+export async function forEachChunk(
+  total: number,
+  perChunk: number,
+  signal: AbortSignal | undefined,
+  run: (first: number, count: number) => Promise<void>,
+): Promise<void> {
+  for (let first = 0; first < total; first += perChunk) {
+    signal?.throwIfAborted();
+    await run(first, Math.min(perChunk, total - first));
+  }
+}
+
+/** Runs `body`, then destroys `buffers` (undefined ones skipped), whether or not it threw. */
+export async function withBuffers<T>(buffers: readonly (GPUBuffer | undefined)[], body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } finally {
+    for (const b of buffers) b?.destroy();
+  }
 }
 
 /** Workgroups for `invocations` threads in workgroups of `size`. */
@@ -77,31 +107,6 @@ export class EncoderFlags {
   destroy(): void {
     this.buffer.destroy();
   }
-}
-
-/**
- * One dispatch of `pipeline` with buffers at the given @binding numbers of @group(0): for shaders whose entry
- * points use scattered binding numbers (buffers.ts dispatch binds 0..n-1 in order).
- */
-export function dispatchBindings(
-  device: GPUDevice,
-  pipeline: GPUComputePipeline,
-  bindings: Readonly<Record<number, GPUBuffer>>,
-  workgroups: number,
-  label: string,
-): void {
-  const bindGroup = device.createBindGroup({
-    label,
-    layout: pipeline.getBindGroupLayout(0),
-    entries: Object.entries(bindings).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer } })),
-  });
-  const encoder = device.createCommandEncoder({ label });
-  const pass = encoder.beginComputePass({ label });
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(...workgroupGrid(device, workgroups));
-  pass.end();
-  device.queue.submit([encoder.finish()]);
 }
 
 /**

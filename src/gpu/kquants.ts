@@ -27,12 +27,12 @@ import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts
 import { GGML_K_FORMATS, QK_K } from "../quant/ggml/kquants.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { unitsPerChunk, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { forEachChunk, rowsPerChunk, withBuffers, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
 import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
-const SHADER = withCommonWgsl(`${kquantSearchWgsl}\n// ---- shaders/kquants.wgsl\n${kquantsWgsl}`, "kquant-search.wgsl");
+const SHADER = withCommonWgsl(kquantsWgsl, "kquants.wgsl", [["kquant-search.wgsl", kquantSearchWgsl]]);
 const LABEL = "kquants.wgsl";
 
 /** @workgroup_size of every entry point in kquants.wgsl. */
@@ -58,11 +58,6 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     private readonly options: ChunkOptions,
   ) {}
 
-  /** Rows per dispatch: whole rows whose input and output fit the device's limits and options.maxChunkBytes. */
-  private rowsPerChunk(cols: number): number {
-    return unitsPerChunk(this.dev, this.options, Math.max(cols * 4, this.format.encodedBytes({ rows: 1, cols })));
-  }
-
   private pipeline(entryPoint: string): Promise<GPUComputePipeline> {
     return computePipeline(this.dev.device, SHADER, entryPoint, LABEL);
   }
@@ -78,11 +73,8 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     // The reference encoders do not read the importance binding, but it is part of their layout: one vec4.
     const importance = uploadStorage(device, imatrix ?? new Float32Array(4), "kquants importance");
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
-    const chunkRows = this.rowsPerChunk(cols);
-    try {
-      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-        opts?.signal?.throwIfAborted();
-        const n = Math.min(chunkRows, rows - r0);
+    await withBuffers([importance], () =>
+      forEachChunk(rows, rowsPerChunk(this.dev, this.options, this.format, cols), opts?.signal, async (r0, n) => {
         const chunk = x.subarray(r0 * cols, (r0 + n) * cols);
         const { bytes, nonFinite, cpuBlocks } = await this.encodeChunk(chunk, n, cols, pipeline, importance, opts?.signal);
         if (nonFinite) assertFinite(x, shape, opts?.tensorName); // throws the CPU's message
@@ -90,10 +82,8 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
         this.blockCounts.gpu += (n * cols) / QK_K - cpuBlocks.length;
         this.blockCounts.cpu += cpuBlocks.length;
         out.set(bytes, r0 * rowBytes);
-      }
-    } finally {
-      importance.destroy();
-    }
+      }),
+    );
     return out;
   }
 
@@ -114,7 +104,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const weights = uploadStorage(device, chunk, "kquants weights");
     const encoded = outputStorage(device, byteCount, "kquants encoded");
     const status = outputStorage(device, statusBytes, "kquants status");
-    try {
+    return withBuffers([params, weights, encoded, status], async () => {
       const invocations = Math.ceil(blocks / blocksPerInvocation(this.format));
       dispatch(device, pipeline, [params, weights, encoded, status, importance], workgroupsFor(invocations, WORKGROUP_SIZE), `kquants encode ${this.format.id}`);
       const [bytes, statusWords] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, status, statusBytes, signal)]);
@@ -124,9 +114,7 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
         for (let bits = words[w]!; bits !== 0; bits &= bits - 1) cpuBlocks.push(32 * (w - 1) + (31 - Math.clz32(bits & -bits)));
       }
       return { bytes, nonFinite: words[0] !== 0, cpuBlocks };
-    } finally {
-      for (const b of [params, weights, encoded, status]) b.destroy();
-    }
+    });
   }
 
   /** Block `block` of a chunk re-encoded by the format's CPU reference, into the chunk's bytes. */
@@ -147,23 +135,18 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const pipeline = await this.pipeline(`decode_${this.format.id}`);
     const rowBytes = this.format.encodedBytes({ rows: 1, cols });
     const blocksPerRow = cols / QK_K;
-    const chunkRows = this.rowsPerChunk(cols);
-    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-      opts?.signal?.throwIfAborted();
-      const n = Math.min(chunkRows, rows - r0);
+    await forEachChunk(rows, rowsPerChunk(this.dev, this.options, this.format, cols), opts?.signal, async (r0, n) => {
       const blocks = n * blocksPerRow;
       const params = uniformU32(device, [blocks, blocksPerRow, 0], "kquants params");
       const encoded = uploadStorage(device, q.subarray(r0 * rowBytes, (r0 + n) * rowBytes), "kquants encoded");
       const values = outputStorage(device, n * cols * 4, "kquants values");
-      try {
+      await withBuffers([params, encoded, values], async () => {
         const workgroups = workgroupsFor(blocks * (QK_K / DECODE_SLICE), WORKGROUP_SIZE);
         dispatch(device, pipeline, [params, encoded, values], workgroups, `kquants decode ${this.format.id}`);
         const bytes = await readBack(device, values, n * cols * 4, opts?.signal);
         y.set(new Float32Array(bytes.buffer), r0 * cols);
-      } finally {
-        for (const b of [params, encoded, values]) b.destroy();
-      }
-    }
+      });
+    });
     return y;
   }
 

@@ -8,6 +8,7 @@
  */
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import type { LabDevice } from "./device.ts";
+import { rowsPerChunk } from "./kernel-chunks.ts";
 
 export interface GpuQuantizer {
   readonly format: QuantFormat;
@@ -43,7 +44,5 @@ export function gpuQuantizerFor(dev: LabDevice, format: QuantFormat): GpuQuantiz
  * and the largest output (float32 decode, or the encoded bytes) fit in one storage binding.
  */
 export function maxRowsPerChunk(dev: LabDevice, format: QuantFormat, cols: number): number {
-  const limit = Math.min(dev.info.limits.maxStorageBufferBindingSize, dev.info.limits.maxBufferSize);
-  const rowBytes = Math.max(cols * 4, format.encodedBytes({ rows: 1, cols }));
-  return Math.max(1, Math.floor(limit / rowBytes));
+  return rowsPerChunk(dev, {}, format, cols);
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { f16BitsToF32, f32Bits } from "../../formats/float-bits.ts";
-import { bitsView, F16_TO_F32, minMaxBits, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
+import { bitsView, decodeInSpans, F16_TO_F32, minMaxBits, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
+import { decodeQ8_0, Q8_0 } from "./legacy.ts";
+import { gaussian } from "../../../test/random.ts";
 
 /** ggml's nearest_int as C writes it: add 12582912.0f, keep the low 22 mantissa bits. */
 function nearestIntBitTrick(v: number): number {
@@ -97,5 +99,18 @@ describe("ggml rounding helpers", () => {
     }
     const negativeNaN = new Int32Array([0x3f800000, 0xffc00001 | 0]);
     expect(minMaxBits(negativeNaN, 0, 2, range)).toBe(false);
+  });
+
+  it("decodeInSpans decodes a tensor in spans exactly as in one piece", () => {
+    const shape = { rows: 3, cols: 320 };
+    const x = gaussian(shape.rows * shape.cols, 1, 11);
+    const q = Q8_0.encode(x, shape);
+    const whole = Q8_0.decode(q, shape);
+    const spans: number[] = [];
+    const y = new Float32Array(whole.length);
+    // 34-byte blocks with a limit of 100: two blocks a span, 30 blocks in 15 spans.
+    decodeInSpans((qs, qo, ys, yo, blocks) => { spans.push(blocks); decodeQ8_0(qs, qo, ys, yo, blocks); }, q, y, 30, 32, 34, 100);
+    expect(spans).toEqual(new Array(15).fill(2));
+    expect(Array.from(y)).toEqual(Array.from(whole));
   });
 });

@@ -118,19 +118,36 @@ export function bitsView(x: Float32Array): Int32Array {
  * On bits, because that comparison can then be made without a branch: |x| orders like the integer
  * bits & 0x7fffffff, and for two such integers (a - b) >> 31 is -1 exactly when a < b (no overflow below
  * 2^31). The branch `ax > amax` depends on the data and mispredicts a few times per block, which costs
- * more than the rest of the loop.
+ * more than the rest of the loop. Two halves are scanned side by side (each update waits on the previous
+ * one, so one chain is bound by its latency); the second half's winner replaces the first's only when
+ * strictly larger, which keeps "first on ties".
  */
 export function signedAbsMax(xBits: Int32Array, xo: number, n: number): number {
-  let amaxBits = 0;
-  let maxBits = 0;
-  for (let i = xo; i < xo + n; i++) {
-    const bits = xBits[i]!;
-    const abs = bits & 0x7fffffff;
-    const larger = (amaxBits - abs) >> 31; // -1 where abs > amaxBits, else 0
-    amaxBits ^= (amaxBits ^ abs) & larger;
-    maxBits ^= (maxBits ^ bits) & larger;
+  const half = n >> 1;
+  let amax0 = 0;
+  let max0 = 0;
+  let amax1 = 0;
+  let max1 = 0;
+  for (let i = xo, end = xo + half; i < end; i++) {
+    const bits0 = xBits[i]!;
+    const bits1 = xBits[i + half]!;
+    const abs0 = bits0 & 0x7fffffff;
+    const abs1 = bits1 & 0x7fffffff;
+    const larger0 = (amax0 - abs0) >> 31; // -1 where abs0 > amax0, else 0
+    const larger1 = (amax1 - abs1) >> 31;
+    amax0 ^= (amax0 ^ abs0) & larger0;
+    max0 ^= (max0 ^ bits0) & larger0;
+    amax1 ^= (amax1 ^ abs1) & larger1;
+    max1 ^= (max1 ^ bits1) & larger1;
   }
-  return bitsToF32(maxBits);
+  if (n & 1) {
+    const bits = xBits[xo + n - 1]!;
+    const larger = (amax1 - (bits & 0x7fffffff)) >> 31;
+    amax1 ^= (amax1 ^ (bits & 0x7fffffff)) & larger;
+    max1 ^= (max1 ^ bits) & larger;
+  }
+  max0 ^= (max0 ^ max1) & ((amax0 - amax1) >> 31);
+  return bitsToF32(max0);
 }
 
 /** -1 where the int32 a < b, else 0: no branch, and no overflow even when a - b does (Hacker's Delight 2-12). */
@@ -155,8 +172,30 @@ export function orderKey(bits: number): number {
  * Compares order keys without a branch, for the reason signedAbsMax gives. Equal keys are equal floats
  * except +0 and -0, which C's `<` does not tell apart: there C keeps the first zero it meets, and so does
  * the scan this function falls back to when the min or the max is a zero.
+ *
+ * Weights are almost always below 2 in magnitude; their keys then lie in [-2^30, 2^30), where a - b cannot
+ * overflow and (a - b) >> 31 is the comparison (lessMask costs three times as much). The loop ORs the bits
+ * on the way; if any has bit 30 set (|x| >= 2, inf or NaN) the block is scanned again with lessMask.
  */
 export function minMaxBits(xBits: Int32Array, xo: number, n: number, range: Int32Array): boolean {
+  let minKey = 0x3fffffff;
+  let maxKey = -0x40000000;
+  let all = 0;
+  for (let i = xo; i < xo + n; i++) {
+    const bits = xBits[i]!;
+    all |= bits;
+    const key = bits ^ ((bits >> 31) & 0x7fffffff); // orderKey, inlined
+    minKey ^= (minKey ^ key) & ((key - minKey) >> 31);
+    maxKey ^= (maxKey ^ key) & ((maxKey - key) >> 31);
+  }
+  if (all & 0x40000000) return minMaxBitsAnyRange(xBits, xo, n, range);
+  range[0] = minKey === 0 || minKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(minKey);
+  range[1] = maxKey === 0 || maxKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(maxKey);
+  return true;
+}
+
+/** minMaxBits for values of any size, inf and NaN included. */
+function minMaxBitsAnyRange(xBits: Int32Array, xo: number, n: number, range: Int32Array): boolean {
   let minKey = 0x7fffffff;
   let maxKey = -0x80000000;
   for (let i = xo; i < xo + n; i++) {
@@ -217,6 +256,38 @@ export function importanceWeights(
 // checks) costs as much as the work, so the inner steps are written out 4 to 16 values wide (about 2x faster;
 // V8 inlines a function only below about 460 bytes of bytecode, which bounds the width).
 
+/** Decodes `blocks` consecutive blocks from q[qo..) into y[yo..). */
+export type BlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
+
+/** Offsets a decoder sees stay below this (decodeInSpans), in weights and in bytes. */
+const SPAN_LIMIT = 2 ** 30;
+
+/**
+ * Runs a blocks decoder over a whole tensor in spans whose weight and byte offsets stay below 2^30 (one span
+ * unless the tensor has a billion weights), so the decoder steps may write `offset & 0x3fffffff`: that
+ * tells TurboFan the offset is small, and every `offset + k` index then goes without its overflow check
+ * (35-50% faster for q8_0). The literal must be written out: an imported constant is a runtime load.
+ */
+export function decodeInSpans(
+  decode: BlocksDecoder,
+  q: Uint8Array,
+  y: Float32Array,
+  blocks: number,
+  blockWeights: number,
+  blockBytes: number,
+  limit = SPAN_LIMIT,
+): void {
+  const span = Math.max(1, Math.floor(limit / Math.max(blockWeights, blockBytes)));
+  if (blocks <= span) {
+    decode(q, 0, y, 0, blocks);
+    return;
+  }
+  for (let b = 0; b < blocks; b += span) {
+    const n = Math.min(span, blocks - b);
+    decode(q.subarray(b * blockBytes, (b + n) * blockBytes), 0, y.subarray(b * blockWeights, (b + n) * blockWeights), 0, n);
+  }
+}
+
 /** The same bytes seen as int8 (C's int8_t fields): loads sign-extend. */
 export function int8View(q: Uint8Array): Int8Array {
   return new Int8Array(q.buffer, q.byteOffset, q.length);
@@ -227,6 +298,8 @@ export function int8View(q: Uint8Array): Int8Array {
  * product with an int8 fits float32 (q8_0, q8_K): the Float32Array store then rounds once, as C does.
  */
 export function scaleInt8x16(s: Int8Array, so: number, d: number, y: Float32Array, yo: number): void {
+  so &= 0x3fffffff; // no-ops under decodeInSpans; see there
+  yo &= 0x3fffffff;
   y[yo] = d * s[so]!;
   y[yo + 1] = d * s[so + 1]!;
   y[yo + 2] = d * s[so + 2]!;

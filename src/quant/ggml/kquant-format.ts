@@ -9,7 +9,7 @@
  * q2_K's _impl asserts non-NULL) are therefore never used by ggml_quantize_chunk, nor here.
  */
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
-import { bitsView, nearestInt } from "./common.ts";
+import { bitsView, type BlocksDecoder, decodeInSpans, nearestInt } from "./common.ts";
 import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 
 /** QK_K: weights per super-block. */
@@ -60,12 +60,6 @@ export type KBlockEncoder = (
   s: KQuantScratch,
 ) => void;
 
-/**
- * Decodes `blocks` consecutive blocks from q[qo..) into y[yo..). The loop over blocks is inside each
- * decoder, so the per-block code is inlined into it (a call per block through this shared type would be
- * megamorphic).
- */
-export type KBlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
 
 export interface KQuantSpec {
   id: string;
@@ -79,7 +73,11 @@ export interface KQuantSpec {
   fallback: string;
   encodeRef: KBlockEncoder;
   encodeImatrix: KBlockEncoder;
-  decode: KBlocksDecoder;
+  /**
+   * The loop over blocks is inside each decoder, so the per-block code is inlined into it (a call per block
+   * through this shared type would be megamorphic).
+   */
+  decode: BlocksDecoder;
 }
 
 /**
@@ -177,7 +175,7 @@ export function makeKQuantFormat(spec: KQuantSpec): QuantFormat {
         );
       }
       const y = decodeOutput(out, rows * cols);
-      decodeBlocks(q, 0, y, 0, blocks);
+      decodeInSpans(decodeBlocks, q, y, blocks, QK_K, blockBytes);
       return y;
     },
   };

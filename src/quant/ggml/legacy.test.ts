@@ -209,6 +209,25 @@ describe("edge cases", () => {
     }
   });
 
+  it("q4_1 and q5_1 round (x-min)/d + 0.5 in float32 as ggml does: 0.49999997 becomes level 1, 0.49999994 level 0", () => {
+    const shape = { rows: 1, cols: 32 };
+    for (const [f, top, qsAt] of [
+      [Q4_1, 15, 4],
+      [Q5_1, 31, 8],
+    ] as const) {
+      // min 0 and max `top` make d = 1 and id = 1, so the level is (int)(x + 0.5f) with the sum in float32.
+      const x = new Float32Array(32);
+      x[1] = top;
+      x[2] = Math.fround(0.5 - 2 ** -25); // + 0.5f ties to 1.0f (even)
+      x[3] = Math.fround(0.5 - 2 ** -24); // + 0.5f = 0.99999994f
+      x[4] = Math.fround(1.5 - 2 ** -23); // + 0.5f = 1.9999999f
+      x[5] = 0.5;
+      const q = f.encode(x, shape);
+      const level = (i: number) => (q[qsAt + i]! & 0x0f) | (f === Q5_1 ? ((q[4]! | (q[5]! << 8)) >> i) & 1 ? 16 : 0 : 0);
+      expect([level(1), level(2), level(3), level(4), level(5)]).toEqual([top, 1, 0, 1, 1]);
+    }
+  });
+
   it("NaN and Inf are reported with row, column, count and tensor name", () => {
     const shape = { rows: 3, cols: 64 };
     const x = gaussian(192, 1, 9);

@@ -28,6 +28,8 @@ import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type 
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
 import { bitsToF32, f32Bits } from "../../formats/float-bits.ts";
 import {
+  type BlocksDecoder,
+  decodeInSpans,
   F16_TO_F32,
   fr,
   bitsView,
@@ -57,8 +59,29 @@ const QK_K = 256;
 /** float32's largest finite value: |v| <= FLT_MAX is false exactly for NaN and ±inf. */
 const FLT_MAX = 3.4028234663852886e38;
 
+/**
+ * The encoders' inner loops, written out four bytes (eight weights) per iteration (V8 does not unroll; see
+ * common.ts's decoder steps), each byte by a helper V8 inlines. `Math.fround` is read inside each helper,
+ * not through the module-level `fr`: TurboFan re-checks an imported binding on every use.
+ *
+ * Level ranges the helpers rely on (for their clamps and for `| 0`, which is truncToInt): with a finite
+ * id, d is the block's extreme over -8, -16, 15 or 31 rounded to float32 (relative error below 2^-20 even
+ * when d is subnormal, since id = 1/d would overflow below 2^-128), so x/d + 8.5 stays in [0.49, 16.51]
+ * for q4_0, x/d + 16.5 in [0.49, 32.51] for q5_0, and (x-min)/d in [0, 15.0001] or [0, 31.0001]. An
+ * infinite id makes every x*id ±inf or NaN, which `| 0` turns into 0, as C's (int8_t) cast does on x86.
+ */
+
+/** q4_0's byte of weights p and p+16: min(15, (int8)(x*id + 8.5)); the level is at most 16, so min(15, q) = q - (q >> 4). */
+function q4_0Byte(x: Float32Array, p: number, id: number): number {
+  const fr = Math.fround;
+  const q0 = fr(fr(x[p]! * id) + 8.5) | 0;
+  const q1 = fr(fr(x[p + 16]! * id) + 8.5) | 0;
+  return (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+}
+
 /** q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). */
 export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 18) {
     const max = signedAbsMax(xBits, xo, QK);
@@ -67,12 +90,13 @@ export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
     // id comes from the fp32 d, not the fp16 one stored.
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
-    for (let j = 0; j < QK / 2; j++) {
-      const x0 = fr(x[xo + j]! * id);
-      const x1 = fr(x[xo + QK / 2 + j]! * id);
-      const q0 = Math.min(15, truncToInt(fr(x0 + 8.5)));
-      const q1 = Math.min(15, truncToInt(fr(x1 + 8.5)));
-      out[oo + 2 + j] = q0 | (q1 << 4);
+    for (let j = 0; j < QK / 2; j += 4) {
+      const p = xo + j;
+      const o = oo + 2 + j;
+      out[o] = q4_0Byte(x, p, id);
+      out[o + 1] = q4_0Byte(x, p + 1, id);
+      out[o + 2] = q4_0Byte(x, p + 2, id);
+      out[o + 3] = q4_0Byte(x, p + 3, id);
     }
   }
   return true;
@@ -82,8 +106,24 @@ export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
 const range = new Float32Array(2);
 const rangeBits = bitsView(range);
 
+/**
+ * 0.5 + 2^-25. For a float32 v in [0, 2^23), C's (int)(v + 0.5f) (the sum rounded to float32) equals
+ * (int)(v + HALF_UP) computed in double: the float32 rounding of v + 0.5 can only carry it up to the next
+ * integer at v = 0.49999997 (0.5 - 2^-25, where 0.99999997 ties to 1.0); above 0.5 the sum's float32
+ * spacing never exceeds v's own except right after a power of two, which is no integer's neighbourhood.
+ * Adding 2^-25 moves exactly that one v across 1 and no other v across any integer. Saves a fround.
+ */
+const HALF_UP = 0.5000000298023224;
+
+/** The level of q4_1 and q5_1: (int8)((x-min)*id + 0.5), in 0..15 or 0..31 (see above, so no clamp). */
+function levelFromMin(x: Float32Array, p: number, min: number, id: number): number {
+  const fr = Math.fround;
+  return (fr(fr(x[p]! - min) * id) + HALF_UP) | 0;
+}
+
 /** q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)). */
 export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 20) {
     if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
@@ -92,19 +132,28 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     writeF16(out, oo + 2, min);
-    for (let j = 0; j < QK / 2; j++) {
-      const x0 = fr(fr(x[xo + j]! - min) * id);
-      const x1 = fr(fr(x[xo + QK / 2 + j]! - min) * id);
-      const q0 = Math.min(15, truncToInt(fr(x0 + 0.5)));
-      const q1 = Math.min(15, truncToInt(fr(x1 + 0.5)));
-      out[oo + 4 + j] = q0 | (q1 << 4);
+    for (let j = 0; j < QK / 2; j += 4) {
+      const p = xo + j;
+      const o = oo + 4 + j;
+      out[o] = levelFromMin(x, p, min, id) | (levelFromMin(x, p + 16, min, id) << 4);
+      out[o + 1] = levelFromMin(x, p + 1, min, id) | (levelFromMin(x, p + 17, min, id) << 4);
+      out[o + 2] = levelFromMin(x, p + 2, min, id) | (levelFromMin(x, p + 18, min, id) << 4);
+      out[o + 3] = levelFromMin(x, p + 3, min, id) | (levelFromMin(x, p + 19, min, id) << 4);
     }
   }
   return true;
 }
 
+/** q5_0's level: min(31, (int8)(x*id + 16.5)); at most 32, so min(31, q) = q - (q >> 5). */
+function q5_0Level(x: Float32Array, p: number, id: number): number {
+  const fr = Math.fround;
+  const q = fr(fr(x[p]! * id) + 16.5) | 0;
+  return q - (q >> 5);
+}
+
 /** q5_0: d = (signed value of largest |x|) / -16; q = min(31, (int8)(x/d + 16.5)). */
 export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 22) {
     const max = signedAbsMax(xBits, xo, QK);
@@ -113,14 +162,15 @@ export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     let qh = 0;
-    for (let j = 0; j < QK / 2; j++) {
-      const x0 = fr(x[xo + j]! * id);
-      const x1 = fr(x[xo + QK / 2 + j]! * id);
-      const q0 = Math.min(31, truncToInt(fr(x0 + 16.5)));
-      const q1 = Math.min(31, truncToInt(fr(x1 + 16.5)));
+    for (let j = 0; j < QK / 2; j += 2) {
+      const p = xo + j;
+      const q0 = q5_0Level(x, p, id);
+      const q1 = q5_0Level(x, p + 16, id);
+      const q2 = q5_0Level(x, p + 1, id);
+      const q3 = q5_0Level(x, p + 17, id);
       out[oo + 6 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
-      qh |= ((q0 & 0x10) >>> 4) << j;
-      qh |= ((q1 & 0x10) >>> 4) << (j + QK / 2);
+      out[oo + 7 + j] = (q2 & 0x0f) | ((q3 & 0x0f) << 4);
+      qh |= (((q0 >> 4) | ((q2 >> 4) << 1)) << j) | (((q1 >> 4) | ((q3 >> 4) << 1)) << (j + 16));
     }
     writeU32(out, oo + 2, qh);
   }
@@ -129,6 +179,7 @@ export function encodeQ5_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
 
 /** q5_1: d = (max-min)/31, m = min; q = (uint8)((x-min)/d + 0.5), with no clamp (ggml has none). */
 export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 24) {
     if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
@@ -138,14 +189,15 @@ export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
     writeF16(out, oo, d);
     writeF16(out, oo + 2, min);
     let qh = 0;
-    for (let j = 0; j < QK / 2; j++) {
-      const x0 = fr(fr(x[xo + j]! - min) * id);
-      const x1 = fr(fr(x[xo + QK / 2 + j]! - min) * id);
-      const q0 = truncToInt(fr(x0 + 0.5)) & 0xff;
-      const q1 = truncToInt(fr(x1 + 0.5)) & 0xff;
+    for (let j = 0; j < QK / 2; j += 2) {
+      const p = xo + j;
+      const q0 = levelFromMin(x, p, min, id);
+      const q1 = levelFromMin(x, p + 16, min, id);
+      const q2 = levelFromMin(x, p + 1, min, id);
+      const q3 = levelFromMin(x, p + 17, min, id);
       out[oo + 8 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
-      qh |= ((q0 & 0x10) >>> 4) << j;
-      qh |= ((q1 & 0x10) >>> 4) << (j + QK / 2);
+      out[oo + 9 + j] = (q2 & 0x0f) | ((q3 & 0x0f) << 4);
+      qh |= (((q0 >> 4) | ((q2 >> 4) << 1)) << j) | (((q1 >> 4) | ((q3 >> 4) << 1)) << (j + 16));
     }
     writeU32(out, oo + 4, qh);
   }
@@ -351,7 +403,6 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 
 /** Encodes or decodes `blocks` consecutive blocks (the functions above). */
 type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => boolean;
-type BlocksDecoder = (q: Uint8Array, qo: number, y: Float32Array, yo: number, blocks: number) => void;
 type WeightedBlockEncoder = (x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
 
 interface LegacySpec {
@@ -437,7 +488,7 @@ function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts:
 
 function decodeWith(spec: LegacySpec, q: Uint8Array, shape: MatrixShape, out: Float32Array | undefined): Float32Array {
   const y = prepareDecode(spec, q, shape, out);
-  spec.decode(q, 0, y, 0, shape.rows * (shape.cols / spec.blockWeights));
+  decodeInSpans(spec.decode, q, y, shape.rows * (shape.cols / spec.blockWeights), spec.blockWeights, spec.blockBytes);
   return y;
 }
 
