@@ -86,7 +86,9 @@ export const exportCommand: Command = {
       for (const t of plan.tensors) {
         if (t.fallbackFrom) io.err(`  ${t.entry.name}: ${t.fallbackFrom} does not fit rows of ${t.entry.dims[0]}; written as ${t.entry.type.name}\n`);
       }
-      const file = await open(partial, "w");
+      const file = await open(partial, "w").catch((e: NodeJS.ErrnoException) => {
+        throw new UsageError(`cannot write ${partial}: ${e.code ?? e.message}`);
+      });
       let layout;
       try {
         let position = 0;

@@ -1,0 +1,154 @@
+/**
+ * The GGUF export of stories260K against what llama.cpp itself writes (../shared/golden/gguf): every tensor's
+ * type and bytes, the vocabulary; parsed back by our reader and by @huggingface/gguf; bad input stopped
+ * before a byte is written. (llama.cpp running the exports: export-gguf-llama.test.ts.)
+ */
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { gguf as hfGguf } from "@huggingface/gguf";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readGgufHeader, type GgufHeader } from "../formats/gguf.ts";
+import { openModel, type OpenedModel } from "../formats/model.ts";
+import { BlobSource } from "../formats/source.ts";
+import { NodeFileSource } from "../node/file-source.ts";
+import { SHARED_DIR, STORIES_DIR } from "../../test/shared-data.ts";
+import { exportGguf, planGgufExport, permuteRotaryRows, isExportError, type ExportInput } from "./export-gguf.ts";
+
+const GOLDEN = path.join(SHARED_DIR, "golden/gguf");
+
+/** A GGUF file in memory: the header as our reader sees it and each tensor's bytes. */
+interface ParsedGguf {
+  header: GgufHeader;
+  bytes: Uint8Array;
+  tensor(name: string): Uint8Array | undefined;
+}
+
+function parsed(bytes: Uint8Array, header: GgufHeader): ParsedGguf {
+  return {
+    header,
+    bytes,
+    tensor(name) {
+      const t = header.tensors.find((x) => x.name === name);
+      return t ? bytes.subarray(header.dataOffset + t.offset, header.dataOffset + t.offset + t.nbytes) : undefined;
+    },
+  };
+}
+
+async function goldenFile(name: string): Promise<ParsedGguf> {
+  const bytes = new Uint8Array(await readFile(path.join(GOLDEN, name)));
+  return parsed(bytes, await readGgufHeader(new BlobSource(new Blob([bytes]), name)));
+}
+
+let input: ExportInput;
+let model: OpenedModel;
+
+beforeAll(async () => {
+  model = await openModel([await NodeFileSource.open(path.join(STORIES_DIR, "model.safetensors"))]);
+  const json = async (f: string) => JSON.parse(await readFile(path.join(STORIES_DIR, f), "utf8"));
+  input = { model, config: await json("config.json"), tokenizer: await json("tokenizer.json"), tokenizerConfig: await json("tokenizer_config.json"), name: "stories260K" };
+});
+
+async function exported(type: string): Promise<ParsedGguf> {
+  const plan = planGgufExport(input, type);
+  const parts: Uint8Array[] = [];
+  await exportGguf(plan, { write: async (b) => void parts.push(b.slice()) });
+  const bytes = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) (bytes.set(p, at), (at += p.length));
+  return parsed(bytes, await readGgufHeader(new BlobSource(new Blob([bytes]), `${type}.gguf`)));
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+describe("GGUF export of stories260K", () => {
+  it("F32: every tensor byte-equal to llama.cpp's converter output, q/k rows in its rotary order; the same vocabulary", async () => {
+    const ours = await exported("F32");
+    const golden = await goldenFile("stories260K-F32.gguf");
+    // A tied model has no output.weight: llama.cpp uses token_embd for the output then.
+    expect(ours.header.tensors.map((t) => t.name).sort()).toEqual(golden.header.tensors.map((t) => t.name).filter((n) => n !== "output.weight").sort());
+    for (const t of ours.header.tensors) {
+      const g = golden.header.tensors.find((x) => x.name === t.name)!;
+      expect({ name: t.name, dims: t.dims, type: t.type.name }).toEqual({ name: g.name, dims: g.dims, type: g.type.name });
+      expect(sha256(ours.tensor(t.name)!), t.name).toBe(sha256(golden.tensor(t.name)!));
+    }
+    for (const key of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id", "llama.attention.head_count_kv", "llama.rope.dimension_count", "llama.embedding_length", "llama.block_count", "llama.feed_forward_length"]) {
+      expect(ours.header.kv.get(key), key).toEqual(golden.header.kv.get(key));
+    }
+    expect(ours.header.kv.get("tokenizer.ggml.model")).toBe("llama");
+  });
+
+  it("Q4_K_M: llama-quantize's type and bytes for every tensor (token_embd as a tied output: Q8_0)", async () => {
+    const ours = await exported("Q4_K_M");
+    const golden = await goldenFile("stories260K-Q4_K_M.gguf");
+    for (const t of ours.header.tensors) {
+      // Tied: token_embd gets the output rule, Q8_0, byte-identical to the untied file's output.weight.
+      const name = t.name === "token_embd.weight" ? "output.weight" : t.name;
+      const g = golden.header.tensors.find((x) => x.name === name)!;
+      expect(`${t.name} ${t.type.name}`).toBe(`${t.name} ${g.type.name}`);
+      expect(sha256(ours.tensor(t.name)!), t.name).toBe(sha256(golden.tensor(name)!));
+    }
+    expect(ours.header.kv.get("general.file_type")).toBe(15);
+  });
+
+  it("Q8_0: the bytes llama.cpp's own Hugging Face converter rule gives (F16 where rows of 172 do not take 32-blocks)", async () => {
+    const ours = await exported("Q8_0");
+    const manifest = JSON.parse(await readFile(path.join(GOLDEN, "manifest.json"), "utf8"));
+    const expected: { name: string; type: string; sha256: string }[] = manifest.derived_expectations.Q8_0_hf_converter_rule.tensors;
+    let compared = 0;
+    for (const t of ours.header.tensors) {
+      const e = expected.find((x) => x.name === t.name)!;
+      expect(`${t.name} ${t.type.name}`).toBe(`${t.name} ${e.type}`);
+      expect(sha256(ours.tensor(t.name)!), t.name).toBe(e.sha256);
+      compared++;
+    }
+    expect(compared).toBe(47);
+  });
+
+  it("is read back by @huggingface/gguf with every key and tensor", async () => {
+    const ours = await exported("Q4_K_M");
+    const dir = await mkdtemp(path.join(os.tmpdir(), "quantlab-gguf-"));
+    const file = path.join(dir, "stories.gguf");
+    await writeFile(file, ours.bytes);
+    const { metadata: read, tensorInfos } = await hfGguf(file, { allowLocalFile: true });
+    await rm(dir, { recursive: true, force: true });
+    const metadata = read as unknown as Record<string, unknown>;
+    expect(tensorInfos.map((t) => t.name).sort()).toEqual(ours.header.tensors.map((t) => t.name).sort());
+    expect(metadata["general.architecture"]).toBe("llama");
+    expect(metadata["llama.block_count"]).toBe(5);
+    expect((metadata["tokenizer.ggml.tokens"] as string[]).length).toBe(512);
+    for (const t of tensorInfos) {
+      const mine = ours.header.tensors.find((x) => x.name === t.name)!;
+      expect(t.dtype).toBe(mine.type.id);
+      expect(t.shape.map(Number)).toEqual(mine.dims);
+    }
+  });
+
+  it("stops before writing on what GGUF cannot express", () => {
+    const cases: [Partial<ExportInput>, RegExp][] = [
+      [{ tokenizer: undefined }, /no tokenizer\.json/],
+      [{ config: { ...(input.config as object), model_type: "qwen2" } }, /writes llama-architecture models/],
+      [{ config: { ...(input.config as object), model_type: "gpt_neox" } }, /architecture/],
+      [{ tokenizer: { model: { type: "WordPiece", vocab: {} } } }, /not a SentencePiece-style BPE/],
+      [{ config: { ...(input.config as object), hidden_size: 128 } }, /config\.json says/],
+    ];
+    for (const [change, message] of cases) {
+      let thrown: unknown;
+      try {
+        planGgufExport({ ...input, ...change }, "Q4_K_M");
+      } catch (e) {
+        thrown = e;
+      }
+      expect(isExportError(thrown), String(thrown)).toBe(true);
+      expect((thrown as Error).message).toMatch(message);
+    }
+    expect(() => planGgufExport(input, "Q9_X")).toThrow(/unknown GGUF file type "Q9_X"/);
+  });
+
+  it("permutes rotary rows as convert_hf_to_gguf does (adjacent pairs from the two halves of each head)", () => {
+    // 2 heads of 4 rows, 1 column: head rows [a0 a1 b0 b1] -> [a0 b0 a1 b1].
+    const x = new Float32Array([0, 1, 2, 3, 10, 11, 12, 13]);
+    expect([...permuteRotaryRows(x, 8, 1, 2)]).toEqual([0, 2, 1, 3, 10, 12, 11, 13]);
+  });
+});
