@@ -10,6 +10,7 @@ import { isFormatError } from "../formats/errors.ts";
 import { openModel } from "../formats/model.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import { exportGguf, isExportError, planGgufExport } from "../pipeline/export-gguf.ts";
+import { parseImatrix } from "../formats/imatrix.ts";
 import { formatBytes } from "../common/format.ts";
 import { EXIT, type Command } from "./command.ts";
 
@@ -33,7 +34,7 @@ class UsageError extends Error {}
 export const exportCommand: Command = {
   name: "export",
   summary: "Write a checkpoint as a GGUF file that llama.cpp runs (F32, F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M, Q2_K, Q4_0).",
-  usage: "quantlab export MODEL_DIR --to gguf --type TYPE --out FILE.gguf",
+  usage: "quantlab export MODEL_DIR --to gguf --type TYPE [--imatrix FILE] --out FILE.gguf",
   details: [
     "MODEL_DIR holds config.json, tokenizer.json (tokenizer_config.json optional) and the safetensors",
     "(one file or an index with shards). TYPE is a llama-quantize file type; each tensor gets the type",
@@ -42,6 +43,8 @@ export const exportCommand: Command = {
     "Options:",
     "  --to gguf        the output format (gguf)",
     "  --type TYPE      F32, F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M, Q2_K, Q4_0, ...",
+    "  --imatrix FILE   llama.cpp importance matrix (llama-imatrix .dat) for the importance-weighted",
+    "                   encoders, as llama-quantize --imatrix",
     "  --out FILE       the file to write (written as FILE.partial, renamed when complete)",
     "  --help           this text",
     "",
@@ -56,7 +59,7 @@ export const exportCommand: Command = {
     try {
       parsed = parseArgs({
         args,
-        options: { to: { type: "string" }, type: { type: "string" }, out: { type: "string" } },
+        options: { to: { type: "string" }, type: { type: "string" }, out: { type: "string" }, imatrix: { type: "string" } },
         allowPositionals: true,
         strict: true,
       });
@@ -64,7 +67,7 @@ export const exportCommand: Command = {
       io.err(`quantlab export: ${(e as Error).message}\nUsage: ${exportCommand.usage}\n`);
       return EXIT.usage;
     }
-    const { to, type, out } = parsed.values;
+    const { to, type, out, imatrix: imatrixFile } = parsed.values;
     const dir = parsed.positionals[0];
     if (!dir || !type || !out || parsed.positionals.length > 1) {
       io.err(`quantlab export: MODEL_DIR, --type and --out are required\nUsage: ${exportCommand.usage}\n`);
@@ -86,6 +89,15 @@ export const exportCommand: Command = {
       for (const t of plan.tensors) {
         if (t.fallbackFrom) io.err(`  ${t.entry.name}: ${t.fallbackFrom} does not fit rows of ${t.entry.dims[0]}; written as ${t.entry.type.name}\n`);
       }
+      let imatrix;
+      if (imatrixFile) {
+        const bytes = await readFile(imatrixFile).catch((e: NodeJS.ErrnoException) => {
+          throw new UsageError(`${imatrixFile}: ${e.code === "ENOENT" ? "not found" : e.message}`);
+        });
+        imatrix = parseImatrix(new Uint8Array(bytes), imatrixFile);
+        const unknown = [...imatrix.keys()].filter((k) => !plan.tensors.some((t) => t.entry.name === k));
+        if (unknown.length > 0) io.err(`  the importance matrix names tensors the model does not have (ignored): ${unknown.slice(0, 3).join(", ")}${unknown.length > 3 ? ", ..." : ""}\n`);
+      }
       const file = await open(partial, "w").catch((e: NodeJS.ErrnoException) => {
         throw new UsageError(`cannot write ${partial}: ${e.code ?? e.message}`);
       });
@@ -97,7 +109,7 @@ export const exportCommand: Command = {
             await file.write(bytes, 0, bytes.length, position);
             position += bytes.length;
           },
-        });
+        }, { imatrix });
       } finally {
         await file.close();
       }

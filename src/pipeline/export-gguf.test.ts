@@ -15,6 +15,8 @@ import { BlobSource } from "../formats/source.ts";
 import { NodeFileSource } from "../node/file-source.ts";
 import { SHARED_DIR, STORIES_DIR } from "../../test/shared-data.ts";
 import { exportGguf, planGgufExport, permuteRotaryRows, isExportError, type ExportInput } from "./export-gguf.ts";
+import { importanceFromActivations, parseImatrix, writeImatrix } from "../formats/imatrix.ts";
+import { getFormat } from "../quant/registry.ts";
 
 const GOLDEN = path.join(SHARED_DIR, "golden/gguf");
 
@@ -150,5 +152,71 @@ describe("GGUF export of stories260K", () => {
     // 2 heads of 4 rows, 1 column: head rows [a0 a1 b0 b1] -> [a0 b0 a1 b1].
     const x = new Float32Array([0, 1, 2, 3, 10, 11, 12, 13]);
     expect([...permuteRotaryRows(x, 8, 1, 2)]).toEqual([0, 2, 1, 3, 10, 12, 11, 13]);
+  });
+});
+
+describe("GGUF export with an importance matrix", () => {
+  it("reads llama.cpp's imatrix format back, and the weighted encoders lower the output error on the calibration inputs", async () => {
+    const calib = async (f: string) => {
+      const b = await readFile(path.join(STORIES_DIR, "reference/calib", f));
+      return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    };
+    const matrix = new Map<string, Float32Array>();
+    const inputs = new Map<string, Float32Array>();
+    for (let layer = 0; layer < 5; layer++) {
+      const attn = await calib(`layers.${layer}.attn_in.f32`);
+      const o = await calib(`layers.${layer}.o_proj_in.f32`);
+      const mlp = await calib(`layers.${layer}.mlp_in.f32`);
+      for (const [name, x] of [["attn_q", attn], ["attn_k", attn], ["attn_v", attn], ["attn_output", o], ["ffn_gate", mlp], ["ffn_up", mlp]] as const) {
+        matrix.set(`blk.${layer}.${name}.weight`, importanceFromActivations(x, 64));
+        inputs.set(`blk.${layer}.${name}.weight`, x);
+      }
+    }
+    const file = writeImatrix(matrix, "eval.txt");
+    const back = parseImatrix(file, "stories.imatrix");
+    expect([...back.keys()]).toEqual([...matrix.keys()]);
+    for (const [k, v] of matrix) expect(back.get(k)).toEqual(v);
+    expect(() => parseImatrix(file.subarray(0, 100), "cut.imatrix")).toThrow(/past the end of the file/);
+
+    const plan = planGgufExport(input, "Q4_K_M");
+    const run = async (imatrix?: Map<string, Float32Array>) => {
+      const parts: Uint8Array[] = [];
+      await exportGguf(plan, { write: async (b) => void parts.push(b.slice()) }, { imatrix });
+      const bytes = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      for (const p of parts) (bytes.set(p, at), (at += p.length));
+      return parsed(bytes, await readGgufHeader(new BlobSource(new Blob([bytes]), "x.gguf")));
+    };
+    const plain = await run();
+    const weighted = await run(back);
+    // ||X (W - Q)^T||^2 summed over the unpermuted matrices, with and without the importance matrix.
+    let plainErr = 0;
+    let weightedErr = 0;
+    let differing = 0;
+    for (const t of weighted.header.tensors) {
+      const x = inputs.get(t.name);
+      if (!x || /attn_[qk]\./.test(t.name)) continue;
+      const source = plan.tensors.find((p) => p.entry.name === t.name)!.source;
+      const [cols, rows] = t.dims as [number, number];
+      const w = new Float32Array((await source.source.read(source.offset, source.bytes)).slice().buffer);
+      const format = getFormat(t.type.formatId!);
+      const err = (g: ParsedGguf) => {
+        const q = format.decode(g.tensor(t.name)!, { rows, cols });
+        let s = 0;
+        for (let n = 0; n < x.length / cols; n++) {
+          for (let r = 0; r < rows; r++) {
+            let d = 0;
+            for (let c = 0; c < cols; c++) d += x[n * cols + c]! * (w[r * cols + c]! - q[r * cols + c]!);
+            s += d * d;
+          }
+        }
+        return s;
+      };
+      if (sha256(plain.tensor(t.name)!) !== sha256(weighted.tensor(t.name)!)) differing++;
+      plainErr += err(plain);
+      weightedErr += err(weighted);
+    }
+    expect(differing).toBeGreaterThan(10);
+    expect(weightedErr).toBeLessThan(plainErr * 0.97);
   });
 });

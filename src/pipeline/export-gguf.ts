@@ -22,6 +22,7 @@ import { parseConfig, type ModelConfig } from "../memory/config.ts";
 import { ggufTensorTypes, resolveGgufFileType, type GgufFileType } from "../memory/gguf-size.ts";
 import { modelTensors, type ModelTensor } from "../memory/tensors.ts";
 import { getFormat } from "../quant/registry.ts";
+import type { ImportanceMatrix } from "../formats/imatrix.ts";
 
 /** Something about the model the GGUF writer cannot express: found before anything is written. */
 export class ExportError extends Error {
@@ -268,7 +269,12 @@ const PIECE_BYTES = 16 * 1024 * 1024;
 export async function exportGguf(
   plan: GgufExportPlan,
   sink: ByteSink,
-  opts: { signal?: AbortSignal; onTensor?: (done: number, total: number, name: string) => void } = {},
+  opts: {
+    signal?: AbortSignal;
+    onTensor?: (done: number, total: number, name: string) => void;
+    /** llama.cpp importance matrix by GGUF tensor name (src/formats/imatrix.ts), for the formats that use one. */
+    imatrix?: ImportanceMatrix;
+  } = {},
 ): Promise<GgufLayout> {
   const entries = plan.tensors.map((t) => t.entry);
   const pieces: Uint8Array[] = [];
@@ -281,8 +287,12 @@ export async function exportGguf(
       pieces.length = 0;
       const { rows, rowLength: cols } = tensorRowLayout(t.source);
       const format = t.format === "f32" ? undefined : getFormat(t.format);
+      const imatrix = opts.imatrix?.get(t.entry.name);
+      if (imatrix && imatrix.length !== cols) {
+        throw new ExportError(`the importance matrix has ${imatrix.length} values for ${t.entry.name}, whose rows hold ${cols}`);
+      }
       const encode = (x: Float32Array, n: number) =>
-        format ? format.encode(x, { rows: n, cols }, { tensorName: t.entry.name }).slice() : new Uint8Array(x.slice().buffer);
+        format ? format.encode(x, { rows: n, cols }, { tensorName: t.entry.name, imatrix }).slice() : new Uint8Array(x.slice().buffer);
       if (t.permuteHeads) {
         const x = new Float32Array(rows * cols);
         for await (const c of readTensorRows(t.source, { signal: opts.signal })) x.set(c.values, c.firstRow * cols);
