@@ -6,22 +6,18 @@
  */
 import { parseArgs } from "node:util";
 import { formatBytes, formatCount, formatMeasure, formatShare } from "../common/format.ts";
-import type { DType } from "../formats/dtypes.ts";
 import { openModel } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import type { ByteSource } from "../formats/source.ts";
 import type { LabDevice } from "../gpu/device.ts";
 import { closeSources } from "../node/file-source.ts";
-import { quantizeTensor, type FormatResult } from "../pipeline/quantize-tensor.ts";
-import type { MatrixShape, QuantFormat } from "../quant/format.ts";
-import { findFormat } from "../quant/registry.ts";
+import { modelTotals } from "../pipeline/model-results.ts";
+import { quantizableTensors, quantizeModel, type ModelCell } from "../pipeline/quantize-model.ts";
+import type { QuantFormat } from "../quant/format.ts";
 import { BackendUnavailableError, describeDevice, openGpuDevice, reportRunError } from "./backend.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
 import { openTarget, reportError } from "./inspect.ts";
 import { backendOption, CliInputError, formatByName } from "./quant-args.ts";
-
-/** The dtypes holding weights worth quantizing; integer and boolean tensors (ids, masks) are left out. */
-const FLOAT_DTYPES: ReadonlySet<DType> = new Set<DType>(["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]);
 
 const CPU_BACKEND_REASON = "--backend cpu";
 
@@ -64,35 +60,24 @@ export interface QuantizeJson {
 
 const finiteOrNull = (v: number) => (Number.isFinite(v) ? v : null);
 
-function jsonResult(tensor: string, r: FormatResult): QuantizeJsonResult {
-  if (!r.ok) return { tensor, format: r.format, error: r.error.message, fallback: r.error.fallback ?? null };
+function jsonResult(tensor: TensorInfo, r: ModelCell): QuantizeJsonResult {
+  if (!r.ok) return { tensor: tensor.name, format: r.format, error: r.error.message, fallback: r.error.fallback ?? null };
   const m = r.metrics;
   return {
-    tensor,
+    tensor: tensor.name,
     format: r.format,
     mse: m.mse,
     rmse: m.rmse,
     max_abs_err: m.maxAbsErr,
     snr_db: finiteOrNull(m.snrDb),
     cosine: m.cosine,
-    bits_per_weight: r.size.bitsPerWeight,
-    bytes_before: r.size.bytesBefore,
-    bytes_after: r.size.bytesAfter,
-    share_saved: r.size.shareSaved,
+    bits_per_weight: r.bitsPerWeight,
+    bytes_before: tensor.bytes,
+    bytes_after: r.stored.bytes,
+    share_saved: tensor.bytes > 0 ? 1 - r.stored.bytes / tensor.bytes : 0,
     ran_on: r.ranOn,
     ...(r.why ? { why: r.why } : {}),
   };
-}
-
-/**
- * The format's size for one tensor; when the format cannot take it, the size in llama.cpp's fallback
- * format, or as stored when there is none (NaN weights).
- */
-function bytesWithFallback(tensor: TensorInfo, r: FormatResult, shape: MatrixShape): { bytes: number; fallback: boolean } {
-  if (r.ok) return { bytes: r.size.bytesAfter, fallback: false };
-  const fallback = r.error.fallback ? findFormat(r.error.fallback) : undefined;
-  if (fallback && fallback.checkRowLength(shape.cols).ok) return { bytes: fallback.encodedBytes(shape), fallback: true };
-  return { bytes: tensor.bytes, fallback: true };
 }
 
 interface Options {
@@ -174,7 +159,7 @@ export const quantizeCommand: Command = {
     try {
       sources = await openTarget(options.target);
       const model = await openModel(sources);
-      const tensors = model.tensors.filter((t) => FLOAT_DTYPES.has(t.dtype) && (!options.tensors || options.tensors.test(t.name)));
+      const tensors = quantizableTensors(model.tensors).filter((t) => !options.tensors || options.tensors.test(t.name));
       if (tensors.length === 0) {
         throw new CliInputError(`no floating-point tensor of ${model.name} matches ${options.tensors ? `/${options.tensors.source}/` : "(any)"}`);
       }
@@ -193,25 +178,18 @@ export const quantizeCommand: Command = {
   },
 };
 
-/** Every tensor through every format, one tensor at a time (the pipeline reads each tensor once). */
+/** Every tensor through every format, one tensor at a time (src/pipeline/quantize-model.ts). */
 async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabDevice | undefined, io: CliIO): Promise<QuantizeJson> {
-  const results: QuantizeJsonResult[] = [];
-  const totals = options.formats.map((f) => ({ format: f.id, bytes_before: 0, bytes_after: 0, tensors: 0, fallback_tensors: 0 }));
   const showProgress = !options.json && process.stderr.isTTY;
-  for (const [i, tensor] of tensors.entries()) {
-    if (showProgress) io.err(`\r${i + 1}/${tensors.length} ${tensor.name}\u001b[K`);
-    const q = await quantizeTensor(tensor, options.formats, device ? { device } : { noDeviceReason: CPU_BACKEND_REASON });
-    q.results.forEach((r, k) => {
-      results.push(jsonResult(tensor.name, r));
-      const total = totals[k]!;
-      const size = bytesWithFallback(tensor, r, q.shape);
-      total.bytes_before += tensor.bytes;
-      total.bytes_after += size.bytes;
-      total.tensors++;
-      if (size.fallback) total.fallback_tensors++;
-    });
-  }
+  const run = await quantizeModel(tensors, options.formats, {
+    ...(device ? { device } : { noDeviceReason: CPU_BACKEND_REASON }),
+    onProgress: showProgress ? (p) => io.err(`\r${Math.min(p.tensorsDone + 1, p.tensorsTotal)}/${p.tensorsTotal} ${p.tensor}\u001b[K`) : undefined,
+  });
   if (showProgress) io.err("\r\u001b[K");
+  const results = run.rows.flatMap((row, i) => row.cells.map((cell) => jsonResult(tensors[i]!, cell)));
+  const totals = modelTotals(run.rows, run.formats).map(
+    (t): QuantizeJsonTotal => ({ format: t.format, bytes_before: t.bytesBefore, bytes_after: t.bytesAfter, tensors: t.tensors, fallback_tensors: t.substitutions.length }),
+  );
   return { results, totals };
 }
 
