@@ -5,7 +5,7 @@
  *
  * Pure: rows come from quantizeModel (src/pipeline/quantize-model.ts) or the results cache.
  */
-import { naturalCompare } from "../formats/catalog.ts";
+import { OUTSIDE_LAYERS_GROUP, naturalCompare } from "../formats/catalog.ts";
 import type { ModelCell, StoredSize, TensorResults } from "./quantize-model.ts";
 
 /** What a cell shows. */
@@ -195,7 +195,8 @@ export interface LayerSensitivity {
 
 /**
  * Which layers lose most under each format: tensors grouped by layer (TensorResults.group), the layer's
- * SNR over its tensors' summed signal and error energy, ranked per format. Layers in natural order.
+ * SNR over its tensors' summed signal and error energy, ranked per format. Layers in natural order, the
+ * tensors outside the numbered layers (embeddings, final norm, head) last.
  */
 export function layerSensitivity(rows: readonly TensorResults[], formats: readonly string[]): LayerSensitivity[] {
   const groups = new Map<string, TensorResults[]>();
@@ -204,7 +205,8 @@ export function layerSensitivity(rows: readonly TensorResults[], formats: readon
     if (list) list.push(row);
     else groups.set(row.group, [row]);
   }
-  const layers: LayerSensitivity[] = [...groups.keys()].sort(naturalCompare).map((group) => {
+  const outsideLast = (a: string, b: string) => Number(a === OUTSIDE_LAYERS_GROUP) - Number(b === OUTSIDE_LAYERS_GROUP) || naturalCompare(a, b);
+  const layers: LayerSensitivity[] = [...groups.keys()].sort(outsideLast).map((group) => {
     const members = groups.get(group)!;
     const losses = formats.map((_, column): LayerLoss => {
       let signal = 0;
