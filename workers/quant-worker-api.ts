@@ -14,6 +14,7 @@
 import type { GpuStatus } from "../src/gpu/device.ts";
 import type { FormatFamily, MatrixShape } from "../src/quant/format.ts";
 import type { FormatResult } from "../src/pipeline/quantize-tensor.ts";
+import type { ModelProgress, TensorResults } from "../src/pipeline/quantize-model.ts";
 import type { ModelInput } from "./model-input.ts";
 import type { HeatmapView } from "../src/quant/heatmap.ts";
 import type { TensorHeatmap } from "../src/pipeline/heatmap-tensor.ts";
@@ -23,6 +24,7 @@ export type { HeatmapPanel, TensorHeatmap } from "../src/pipeline/heatmap-tensor
 export type { WeightInspection, WeightUnderFormat } from "../src/pipeline/inspect-weight.ts";
 
 export type { FormatFailure, FormatResult, RanOn } from "../src/pipeline/quantize-tensor.ts";
+export type { ModelCell, ModelProgress, StoredSize, TensorResults } from "../src/pipeline/quantize-model.ts";
 
 /** One tensor of one opened model. */
 export interface TensorRef {
@@ -60,6 +62,45 @@ export interface QuantizeReport {
   /** The device the job had: the WebGPU adapter, or why there was none. Each result says where it ran. */
   device: GpuStatus;
   results: FormatResult[];
+}
+
+/** One opened model (a whole-model run or its cached results). */
+export type ModelRef = Omit<TensorRef, "tensor">;
+
+export interface ModelRunRequest {
+  /** The page's number for this job; cancel(jobId) stops it. */
+  jobId: number;
+  model: ModelRef;
+  /** Format ids or aliases. */
+  formats: string[];
+  /** Use results kept from earlier runs of the same file (default true); false computes everything again. */
+  reuseCached?: boolean;
+}
+
+/** What a whole-model run tells the page as it goes: each tensor's row when it is done, and the progress. */
+export type ModelRunEvent =
+  | { kind: "tensor"; jobId: number; row: TensorResults }
+  | { kind: "progress"; jobId: number; progress: ModelProgress };
+
+export interface ModelRunReport {
+  jobId: number;
+  /** Format ids, in the run's order (the columns). */
+  formats: string[];
+  tensors: number;
+  computedCells: number;
+  cachedCells: number;
+  device: GpuStatus;
+  /** Why results are not kept (no IndexedDB, or saving failed: quota...); undefined when they are. */
+  cacheProblem?: string;
+}
+
+/** A model's results as the cache holds them: the last run's formats and the tensors it has every cell of. */
+export interface CachedModelResults {
+  formats: string[];
+  /** In the model's tensor order. */
+  rows: TensorResults[];
+  /** The model's quantizable tensors: more than rows.length when the last run was cancelled. */
+  tensors: number;
 }
 
 /** A format as the picker shows it. */
@@ -108,6 +149,15 @@ export interface QuantWorkerApi {
   heatmap(request: HeatmapRequest, onProgress?: (done: number) => void): Promise<TensorHeatmap>;
   /** One weight under each format (the hover): CPU reference values, block scale and minimum. */
   inspectWeight(request: WeightRequest): Promise<WeightInspection>;
+  /**
+   * Every floating-point tensor of the model through each format, tensor by tensor; `onEvent` (a
+   * Comlink.proxy) hears each tensor's row as soon as it is done, and the progress. Cells kept from an
+   * earlier run of the same file are handed over at once; new ones are kept (IndexedDB) for next time.
+   * Rejects with a CancelledError when cancelled.
+   */
+  quantizeModel(request: ModelRunRequest, onEvent?: (event: ModelRunEvent) => void): Promise<ModelRunReport>;
+  /** The cached results of the model's last run, or undefined when there are none. */
+  cachedModelResults(model: ModelRef): Promise<CachedModelResults | undefined>;
   /** Stops a job (nothing happens when it has finished already). */
   cancel(jobId: number): Promise<void>;
   /** The WebGPU adapter the worker uses, or why it runs everything on the CPU. */

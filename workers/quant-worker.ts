@@ -14,8 +14,10 @@ import { quantizeTensor, type QuantizeProgress } from "../src/pipeline/quantize-
 import { heatmapTensor } from "../src/pipeline/heatmap-tensor.ts";
 import { inspectWeight } from "../src/pipeline/inspect-weight.ts";
 import type { TensorInfo } from "../src/formats/safetensors.ts";
+import type { ModelProgress } from "../src/pipeline/quantize-model.ts";
 import { inputSources } from "./model-input.ts";
-import type { FormatChoice, QuantizeProgressEvent, QuantizeReport, QuantizeRequest, QuantWorkerApi, TensorRef } from "./quant-worker-api.ts";
+import type { FormatChoice, ModelRef, ModelRunReport, QuantizeReport, QuantizeRequest, QuantWorkerApi, TensorRef } from "./quant-worker-api.ts";
+import { cachedResults, runModel } from "./model-run.ts";
 import { toWireError } from "./wire-error.ts";
 import { workerDevice } from "./worker-device.ts";
 
@@ -26,7 +28,7 @@ const jobs = new Map<number, AbortController>();
 /** Progress goes to the page at most this often (plus the last event). */
 const PROGRESS_INTERVAL_MS = 50;
 
-function modelOf(ref: TensorRef, signal: AbortSignal): Promise<OpenedModel> {
+function modelOf(ref: ModelRef, signal: AbortSignal): Promise<OpenedModel> {
   if (opened?.modelId !== ref.modelId) {
     const previous = opened;
     // Not tied to one job's signal: the next job on the same model reuses it.
@@ -48,14 +50,15 @@ async function closeSources(model: OpenedModel): Promise<void> {
   await Promise.allSettled([...sources].map((s) => s.close?.()));
 }
 
-function throttled(jobId: number, onProgress: ((e: QuantizeProgressEvent) => void) | undefined) {
+/** Progress as the page hears it: at most every PROGRESS_INTERVAL_MS, and the last event. */
+function throttled<P extends { doneBytes: number; totalBytes: number }>(send: ((p: P) => unknown) | undefined) {
   let last = 0;
-  return (p: QuantizeProgress) => {
+  return (p: P) => {
     const now = Date.now();
-    if (!onProgress || (now - last < PROGRESS_INTERVAL_MS && p.doneBytes < p.totalBytes)) return;
+    if (!send || (now - last < PROGRESS_INTERVAL_MS && p.doneBytes < p.totalBytes)) return;
     last = now;
     // Not awaited: the page's answer does not matter, and waiting would slow the job.
-    void Promise.resolve(onProgress({ jobId, ...p })).catch(() => {});
+    void Promise.resolve(send(p)).catch(() => {});
   };
 }
 
@@ -108,7 +111,7 @@ const api: QuantWorkerApi = {
         imatrix: request.imatrix,
         keepBytes: request.includeBytes === true,
         signal,
-        onProgress: throttled(request.jobId, onProgress),
+        onProgress: throttled<QuantizeProgress>(onProgress && ((p) => onProgress({ jobId: request.jobId, ...p }))),
       });
       const report: QuantizeReport = {
         jobId: request.jobId,
@@ -129,6 +132,53 @@ const api: QuantWorkerApi = {
       endJob(request.jobId, controller);
       // The callback is a comlink proxy with a message port of its own: close it with the job.
       void (onProgress as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
+    }
+  },
+
+  async quantizeModel(request, onEvent) {
+    const controller = startJob(request.jobId);
+    const { signal } = controller;
+    const { jobId } = request;
+    // Rows go through the callback's own port and the report through the worker's: the report waits for
+    // the last row to be taken, so no row arrives after the run has ended.
+    let lastRow: Promise<unknown> = Promise.resolve();
+    try {
+      const formats = request.formats.map(getFormat);
+      const model = await modelOf(request.model, signal);
+      const gpu = await workerDevice();
+      signal.throwIfAborted();
+      const run = await runModel(model, formats, {
+        gpu,
+        reuseCached: request.reuseCached !== false,
+        signal,
+        onTensor: (row) => void (lastRow = Promise.resolve(onEvent?.({ kind: "tensor", jobId, row })).catch(() => {})),
+        onProgress: throttled(onEvent && ((progress: ModelProgress) => onEvent({ kind: "progress", jobId, progress }))),
+      });
+      const report: ModelRunReport = {
+        jobId,
+        formats: run.formats,
+        tensors: run.rows.length,
+        computedCells: run.computedCells,
+        cachedCells: run.cachedCells,
+        device: gpu.status,
+      };
+      if (run.cacheProblem) report.cacheProblem = run.cacheProblem;
+      return report;
+    } catch (e) {
+      throw toWireError(e);
+    } finally {
+      await lastRow;
+      endJob(jobId, controller);
+      // The callback is a comlink proxy with a message port of its own: close it with the job.
+      void (onEvent as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
+    }
+  },
+
+  async cachedModelResults(ref) {
+    try {
+      return await cachedResults(await modelOf(ref, new AbortController().signal));
+    } catch (e) {
+      throw toWireError(e);
     }
   },
 

@@ -12,11 +12,14 @@ import type { GpuStatus } from "../gpu/device.ts";
 import type { ModelInput } from "../../workers/model-input.ts";
 import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../workers/model-worker-api.ts";
 import type {
+  CachedModelResults,
   FormatChoice,
   HeatmapRequest,
+  ModelRunEvent,
+  ModelRunReport,
+  QuantWorkerApi,
   QuantizeProgressEvent,
   QuantizeReport,
-  QuantWorkerApi,
   TensorHeatmap,
   WeightInspection,
 } from "../../workers/quant-worker-api.ts";
@@ -96,6 +99,25 @@ export class LabClient {
     const current = this.current;
     if (!current) return Promise.reject(new Error("Open a model first."));
     return this.call(() => this.quantWorker().inspectWeight({ tensor: { ...current, tensor }, formats, row, col }) as Promise<WeightInspection>);
+  }
+
+  /**
+   * Starts a whole-model run of the current model in the formats: each tensor's row and the progress reach
+   * `onEvent` as they come. Cancel it with cancelQuantize(jobId).
+   */
+  quantizeModel(formats: string[], onEvent: (event: ModelRunEvent) => void, opts: { reuseCached?: boolean } = {}): { jobId: number; report: Promise<ModelRunReport> } {
+    const jobId = ++this.jobs;
+    const current = this.current;
+    if (!current) return { jobId, report: Promise.reject(new Error("Open a model before quantizing.")) };
+    const request = { jobId, model: current, formats, reuseCached: opts.reuseCached };
+    return { jobId, report: this.call(() => this.quantWorker().quantizeModel(request, Comlink.proxy(onEvent)) as Promise<ModelRunReport>) };
+  }
+
+  /** The cached whole-model results of the current model, or undefined. */
+  cachedModelResults(): Promise<CachedModelResults | undefined> {
+    const current = this.current;
+    if (!current) return Promise.resolve(undefined);
+    return this.call(() => this.quantWorker().cachedModelResults(current) as Promise<CachedModelResults | undefined>);
   }
 
   cancelQuantize(jobId: number): Promise<void> {

@@ -1,0 +1,85 @@
+/**
+ * The quantization worker's whole-model run: the model's identity and the results cache around
+ * quantizeModel (src/pipeline), so reopening a file shows its results at once and a run computes only
+ * what the cache does not hold. A cache that fails is reported in the run's report, never a failure of it.
+ */
+import type { OpenedModel } from "../src/formats/model.ts";
+import type { QuantFormat } from "../src/quant/format.ts";
+import { modelIdentity, type ModelIdentity } from "../src/pipeline/model-identity.ts";
+import { quantizableTensors, quantizeModel, tensorResults, type ModelProgress, type ModelRun, type TensorResults } from "../src/pipeline/quantize-model.ts";
+import { openResultsCache, type ResultsCache } from "../src/pipeline/results-cache.ts";
+import type { CachedModelResults } from "./quant-worker-api.ts";
+import type { WorkerGpu } from "./worker-device.ts";
+
+let cache: Promise<ResultsCache> | undefined;
+const identities = new WeakMap<OpenedModel, Promise<ModelIdentity>>();
+
+function resultsCache(): Promise<ResultsCache> {
+  cache ??= openResultsCache();
+  return cache;
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+/** The model's cache key, or why there is none (crypto.subtle missing, the header unreadable). */
+async function cacheKey(model: OpenedModel): Promise<{ key?: string; problem?: string }> {
+  let identity = identities.get(model);
+  if (!identity) {
+    identity = modelIdentity(model.tensors);
+    identities.set(model, identity);
+    identity.catch(() => identities.delete(model));
+  }
+  try {
+    return { key: (await identity).key };
+  } catch (e) {
+    return { problem: `the file's identity could not be computed (${describe(e)}): results are not kept` };
+  }
+}
+
+export interface ModelRunOptions {
+  gpu: WorkerGpu;
+  reuseCached: boolean;
+  signal: AbortSignal;
+  onTensor: (row: TensorResults) => void;
+  onProgress: (progress: ModelProgress) => void;
+}
+
+export async function runModel(model: OpenedModel, formats: QuantFormat[], opts: ModelRunOptions): Promise<ModelRun & { cacheProblem?: string }> {
+  const { gpu, signal } = opts;
+  const [store, { key, problem }] = await Promise.all([resultsCache(), cacheKey(model)]);
+  let cacheProblem = store.unavailable ?? problem;
+  const ids = formats.map((f) => f.id);
+  const cached = key && opts.reuseCached ? await store.load(key, ids) : undefined;
+  if (key && !store.unavailable) {
+    await store.saveRun(key, ids).catch((e: unknown) => (cacheProblem ??= `results could not be kept (${describe(e)})`));
+  }
+  const run = await quantizeModel(quantizableTensors(model.tensors), formats, {
+    device: gpu.device,
+    noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
+    signal,
+    cached,
+    save: key && !store.unavailable ? (tensor, cells) => store.save(key, tensor, cells) : undefined,
+    onCacheError: (e) => (cacheProblem ??= `results could not be kept (${describe(e)})`),
+    onTensor: opts.onTensor,
+    onProgress: opts.onProgress,
+  });
+  return cacheProblem ? { ...run, cacheProblem } : run;
+}
+
+/** The cached results of the model's last run: the tensors the cache has every cell of. */
+export async function cachedResults(model: OpenedModel): Promise<CachedModelResults | undefined> {
+  const [store, { key }] = await Promise.all([resultsCache(), cacheKey(model)]);
+  if (!key || store.unavailable) return undefined;
+  const formats = await store.lastRun(key);
+  if (!formats || formats.length === 0) return undefined;
+  const cells = await store.load(key, formats);
+  const tensors = quantizableTensors(model.tensors);
+  const rows = tensors.flatMap((t) => {
+    const kept = cells.get(t.name);
+    if (!kept || formats.some((f) => !kept.has(f))) return [];
+    return [tensorResults(t, formats.map((f) => kept.get(f)!), formats.length)];
+  });
+  return rows.length > 0 ? { formats, rows, tensors: tensors.length } : undefined;
+}
