@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatCount, formatMeasure, formatShape, formatShare, formatValue } from "./format.ts";
+import { formatBytes, formatCount, formatMeasure, formatShape, formatShare, formatValue, formatDuration } from "./format.ts";
 
 describe("formatValue", () => {
   it("reads back as the same float32, for any float32", () => {
@@ -49,5 +49,17 @@ describe("formatMeasure", () => {
     expect(formatMeasure(Infinity)).toBe("∞");
     expect(formatMeasure(-Infinity)).toBe("−∞");
     expect(formatMeasure(NaN)).toBe("—");
+  });
+});
+
+describe("formatDuration", () => {
+  it("writes minutes and seconds, hours past an hour; nothing to show for an unknown time", () => {
+    expect(formatDuration(400)).toBe("0:00");
+    expect(formatDuration(12_300)).toBe("0:12");
+    expect(formatDuration(65_000)).toBe("1:05");
+    expect(formatDuration(3_599_400)).toBe("59:59");
+    expect(formatDuration(3_725_000)).toBe("1:02:05");
+    expect(formatDuration(NaN)).toBe("—");
+    expect(formatDuration(-1)).toBe("—");
   });
 });

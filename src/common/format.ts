@@ -68,3 +68,13 @@ export function formatMeasure(v: number, digits = 4): string {
   if (abs < 1e-3 || abs >= 1e6) return v.toExponential(digits - 1).replace("e+", "e");
   return v.toPrecision(digits);
 }
+
+/** A time left or taken, clock style (no words, so no translation): 12_300 -> "0:12", 65_000 -> "1:05", 3_725_000 -> "1:02:05". */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return "—";
+  const seconds = Math.round(ms / 1000);
+  const ss = String(seconds % 60).padStart(2, "0");
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}:${ss}`;
+  return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}:${ss}`;
+}

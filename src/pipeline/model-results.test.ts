@@ -21,6 +21,7 @@ import {
   layersByLoss,
   modelTotals,
   sortResults,
+  substitutionGroups,
 } from "./model-results.ts";
 
 const FORMATS = ["int8-channel", "int4-g32", "q4_K", "q8_0"];
@@ -53,6 +54,13 @@ describe("modelTotals", () => {
     const q4K = totals[2]!;
     expect(q4K.substitutions).toHaveLength(47);
     expect(new Set(q4K.substitutions.map((s) => s.stored.as))).toEqual(new Set(["q5_0", "f16"]));
+    // Grouped for the notes: the 172-wide mlp tensors (gate/up 172 x 64 take q5_0; down 64 x 172 needs f16).
+    const groups = substitutionGroups(q4K);
+    expect(groups.map((g) => g.stored)).toEqual([
+      { as: "q5_0", kind: "fallback" },
+      { as: "f16", kind: "fallback" },
+    ]);
+    expect(groups.map((g) => g.tensors)).toEqual([42, 5]);
     expect(Number.isNaN(q4K.rmse)).toBe(true);
     // int8 keeps more than int4 and saves less.
     expect(totals[0]!.snrDb).toBeGreaterThan(totals[1]!.snrDb + 15);

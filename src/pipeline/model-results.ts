@@ -139,6 +139,18 @@ export interface FormatTotals {
   substitutions: Substitution[];
 }
 
+/** A format's substitutions grouped by what they are counted as (most tensors first). */
+export function substitutionGroups(totals: FormatTotals): { stored: Omit<StoredSize, "bytes">; tensors: number }[] {
+  const groups = new Map<string, { stored: Omit<StoredSize, "bytes">; tensors: number }>();
+  for (const { stored } of totals.substitutions) {
+    const key = `${stored.kind}\n${stored.as}`;
+    const group = groups.get(key);
+    if (group) group.tensors++;
+    else groups.set(key, { stored: { as: stored.as, kind: stored.kind }, tensors: 1 });
+  }
+  return [...groups.values()].sort((a, b) => b.tensors - a.tensors || naturalCompare(a.stored.as, b.stored.as));
+}
+
 /** Per format, the model totals (see FormatTotals); rows without a cell for a format are not counted in it. */
 export function modelTotals(rows: readonly TensorResults[], formats: readonly string[]): FormatTotals[] {
   return formats.map((format, column) => {

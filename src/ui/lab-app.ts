@@ -16,6 +16,7 @@ import "./heatmap-workspace.ts";
 import "./memory-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
+import "./results-table.ts";
 import "./spinner.ts";
 import "./stats-panel.ts";
 import "./tensor-table.ts";
@@ -394,7 +395,7 @@ export class LabApp extends LitElement {
                 @tensor-select=${(e: CustomEvent<string>) => this.selectTensor(e.detail)}
               ></ql-tensor-table>
               <div class="tabs" role="tablist">
-                ${(["quantize", "heatmaps"] as const).map(
+                ${(["quantize", "heatmaps", "results"] as const).map(
                   (tab) => html`<button
                     type="button"
                     role="tab"
@@ -405,7 +406,7 @@ export class LabApp extends LitElement {
                       this.writeUrl();
                     }}
                   >
-                    ${tab === "quantize" ? "Quantize" : "Heatmaps"}
+                    ${{ quantize: "Quantize", heatmaps: "Heatmaps", results: "Whole model" }[tab]}
                   </button>`,
                 )}
               </div>
@@ -428,6 +429,13 @@ export class LabApp extends LitElement {
                     .tensor=${this.model.rows.find((r) => r.name === this.selected)}
                   ></ql-heatmap-workspace>`
                 : nothing}
+              <!-- Kept while hidden: a whole-model run goes on, and a reopened file's cached results load. -->
+              <ql-results-table
+                data-testid="results-panel"
+                ?hidden=${this.tab !== "results"}
+                .client=${this.client}
+                .model=${this.model}
+              ></ql-results-table>
             </div>`
           : html`<div class="placeholder">${this.busy ? "" : "Open a model to see its tensors."}</div>`}
         <aside>

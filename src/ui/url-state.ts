@@ -8,7 +8,7 @@
  */
 import type { HeatmapPooling, HeatmapQuantity, HeatmapView } from "../quant/heatmap.ts";
 
-export type LabTab = "quantize" | "heatmaps";
+export type LabTab = "quantize" | "heatmaps" | "results";
 
 export interface LabUrlState {
   /** "demo", or the URL the model was opened from. */
@@ -24,7 +24,7 @@ export interface LabUrlState {
 
 const QUANTITIES: readonly HeatmapQuantity[] = ["weights", "abs", "rel", "signed", "scale"];
 const POOLINGS: readonly HeatmapPooling[] = ["max", "mean"];
-const TABS: readonly LabTab[] = ["quantize", "heatmaps"];
+const TABS: readonly LabTab[] = ["quantize", "heatmaps", "results"];
 
 /** The state in a URL fragment; fields that do not parse are left out (a hand-edited link still opens). */
 export function parseUrlState(hash: string): LabUrlState {

@@ -1,0 +1,700 @@
+/**
+ * The whole-model results table: every floating-point tensor of the open model in the formats picked,
+ * run tensor by tensor in the quantization worker (progress, time left, Cancel) and filled in as each
+ * tensor finishes. Cells show SNR, RMSE or bits per weight, colour coded; columns sort; the totals say
+ * what each format would store for the whole model (tensors a format cannot take counted in llama.cpp's
+ * fallback) and the sensitivity table which layers lose most. A file opened again shows its cached
+ * results at once.
+ *
+ * Every number comes from the worker or from src/pipeline/model-results.ts; this component lays them out.
+ */
+import { LitElement, css, html, nothing } from "lit";
+import { formatBytes, formatCount, formatDuration, formatMeasure, formatShape, formatShare } from "../common/format.ts";
+import {
+  CELL_METRICS,
+  cellValue,
+  colourBucket,
+  colourScale,
+  layerSensitivity,
+  modelTotals,
+  sortResults,
+  substitutionGroups,
+  type CellMetric,
+  type ColourScale,
+  type FormatTotals,
+  type LayerSensitivity,
+  type SortKey,
+} from "../pipeline/model-results.ts";
+import type { FormatFamily } from "../quant/format.ts";
+import type { TensorRow } from "../formats/catalog.ts";
+import type { FormatChoice, ModelCell, ModelProgress, ModelRunEvent, ModelRunReport, TensorResults } from "../../workers/quant-worker-api.ts";
+import { CancelledError } from "../../workers/wire-error.ts";
+import type { LabClient } from "./lab-client.ts";
+import { panelStyles } from "./styles.ts";
+import "./spinner.ts";
+
+/** Every string the component shows (a later task translates them). */
+export const RESULTS_STRINGS = {
+  title: "Whole model",
+  show: "Open",
+  hide: "Close",
+  intro: "Every floating-point tensor of the model through the formats you pick, one tensor after the other.",
+  formats: "Formats",
+  families: { gguf: "llama.cpp (GGUF)", int: "integers", bnb: "bitsandbytes", cast: "casts" } as Record<FormatFamily, string>,
+  picked: (n: number) => `${n} picked`,
+  show_metric: "Cells show",
+  metrics: { snr: "SNR dB", rmse: "RMSE", bpw: "bits/weight" } as Record<CellMetric, string>,
+  reuse: "reuse cached results",
+  run: (formats: number) => `Run on the whole model (${formats} format${formats === 1 ? "" : "s"})`,
+  cancel: "Cancel",
+  cancelling: "cancelling…",
+  starting: "starting…",
+  progress: (done: number, total: number) => `tensor ${done} of ${total}`,
+  eta: (time: string) => `about ${time} left`,
+  elapsed: (time: string) => `${time} so far`,
+  cancelled: "Cancelled. The tensors done so far are kept in the cache: a new run goes on from there.",
+  fromCache: (rows: number, total: number) =>
+    rows === total ? "Cached results of this file (kept from an earlier run)." : `Cached results of this file: ${rows} of ${total} tensors (the last run was stopped).`,
+  ran: (computed: number, cached: number) => `Done: ${formatCount(computed)} cells computed, ${formatCount(cached)} from the cache.`,
+  cacheProblem: (why: string) => `Results are not kept: ${why}`,
+  loadingFormats: "Loading the formats…",
+  noModel: "Open a model first.",
+  tensor: "tensor",
+  shape: "shape",
+  params: "params",
+  failedTitle: (message: string, stored: string) => `${message}\nThe totals count it ${stored}.`,
+  storedAs: (as: string, kind: string) => (kind === "fallback" ? `as ${as} (llama.cpp's fallback)` : kind === "unmeasured" ? `at ${as}'s size (error not measured)` : `as stored (${as})`),
+  cannot: "cannot",
+  totals: "Model totals",
+  bytesBefore: "bytes before",
+  bytesAfter: "bytes after",
+  saved: "saved",
+  modelBpw: "bits/weight",
+  modelSnr: "SNR dB (model)",
+  modelRmse: "RMSE (model)",
+  substitutions: (format: string, n: number, as: string) => `${format}: ${n} tensor${n === 1 ? "" : "s"} counted ${as}`,
+  totalsNote:
+    "Bytes after count what each format would store: a tensor a format cannot take is counted in llama.cpp's fallback format (or as stored when there is none).",
+  sensitivity: "Layer sensitivity",
+  sensitivityNote: "Per format, each layer's SNR over all its tensors; #1 is the layer that loses most under that format.",
+  layer: "layer",
+  rank: (rank: number) => `#${rank}`,
+  unmeasured: (n: number) => `${n} not measured`,
+  sortBy: (what: string) => `Sort by ${what}`,
+} as const;
+
+const S = RESULTS_STRINGS;
+
+/** Picked the first time: int8 and int4 of the plain integers and of llama.cpp. */
+const DEFAULT_PICK = ["int8-channel", "int4-g128", "q8_0", "q4_0"];
+
+interface Running {
+  jobId: number;
+  progress?: ModelProgress;
+  cancelling?: boolean;
+}
+
+export class ResultsTable extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    model: { attribute: false },
+    open: { type: Boolean, reflect: true },
+    choices: { state: true },
+    picked: { state: true },
+    metric: { state: true },
+    reuseCached: { state: true },
+    formats: { state: true },
+    rows: { state: true },
+    source: { state: true },
+    running: { state: true },
+    status: { state: true },
+    error: { state: true },
+    sort: { state: true },
+  };
+  declare client: LabClient | undefined;
+  /** The model shown: { rows } of the tensor table (any object that changes when another model opens). */
+  declare model: { rows: TensorRow[] } | undefined;
+  declare open: boolean;
+  declare choices: FormatChoice[] | undefined;
+  declare picked: ReadonlySet<string>;
+  declare metric: CellMetric;
+  declare reuseCached: boolean;
+  /** The columns of the rows shown. */
+  declare formats: string[];
+  declare rows: TensorResults[];
+  /** Where the rows came from: a run, or the cache when the model was opened. */
+  declare source: "run" | "cache" | undefined;
+  declare running: Running | undefined;
+  declare status: string | undefined;
+  declare error: string | undefined;
+  declare sort: { key: SortKey; dir: "asc" | "desc" } | undefined;
+
+  /** Rows that arrived since the last frame: the table is redrawn at most once a frame. */
+  private pending: TensorResults[] = [];
+  private frame: number | undefined;
+  /** Bumped when the model changes, so late answers about the old one are dropped. */
+  private generation = 0;
+
+  constructor() {
+    super();
+    this.client = undefined;
+    this.model = undefined;
+    this.open = false;
+    this.picked = new Set(DEFAULT_PICK);
+    this.metric = "snr";
+    this.reuseCached = true;
+    this.formats = [];
+    this.rows = [];
+  }
+
+  static override styles = [
+    panelStyles,
+    css`
+      :host {
+        border: 1px solid var(--ql-border);
+        border-radius: 8px;
+        background: var(--ql-surface);
+        padding: 0.6rem 0.85rem;
+        flex: 0 1 auto;
+        max-height: 60%;
+        overflow: auto;
+      }
+      .head {
+        display: flex;
+        align-items: baseline;
+        gap: 0.75rem;
+        flex-wrap: wrap;
+      }
+      .head h2 {
+        margin: 0;
+      }
+      .hint {
+        color: var(--ql-muted);
+        font-size: 0.82rem;
+      }
+      .controls {
+        display: flex;
+        flex-wrap: wrap;
+        align-items: center;
+        gap: 0.4rem 0.8rem;
+        margin: 0.5rem 0;
+        font-size: 0.82rem;
+      }
+      details.family summary {
+        cursor: pointer;
+        font-size: 0.8rem;
+      }
+      .chips {
+        display: flex;
+        flex-wrap: wrap;
+        gap: 0.2rem 0.3rem;
+        margin: 0.2rem 0 0.3rem 1rem;
+      }
+      .chips label {
+        font-family: var(--ql-mono);
+        font-size: 0.74rem;
+        border: 1px solid var(--ql-border);
+        border-radius: 999px;
+        padding: 0 0.45rem 0 0.25rem;
+        white-space: nowrap;
+        cursor: pointer;
+      }
+      .chips label.on {
+        background: var(--ql-accent-bg);
+        border-color: var(--ql-accent);
+      }
+      button {
+        font: inherit;
+        font-size: 0.85rem;
+        padding: 0.2rem 0.75rem;
+        border-radius: 6px;
+        border: 1px solid var(--ql-border-strong);
+        background: var(--ql-surface);
+        cursor: pointer;
+      }
+      button.primary {
+        background: var(--ql-accent);
+        border-color: var(--ql-accent);
+        color: white;
+        font-weight: 600;
+      }
+      button:disabled {
+        opacity: 0.5;
+        cursor: default;
+      }
+      progress {
+        width: 12rem;
+      }
+      .error {
+        color: var(--ql-error);
+        font-size: 0.85rem;
+      }
+      .status {
+        font-size: 0.82rem;
+        color: var(--ql-muted);
+      }
+      table {
+        border-collapse: collapse;
+        font-size: 0.78rem;
+      }
+      th,
+      td {
+        padding: 0.15rem 0.45rem;
+        border-bottom: 1px solid var(--ql-border);
+        text-align: right;
+        white-space: nowrap;
+      }
+      th {
+        background: var(--ql-header-bg);
+        position: sticky;
+        top: 0;
+        font-weight: 600;
+      }
+      th button {
+        all: unset;
+        cursor: pointer;
+      }
+      th[aria-sort] button::after {
+        content: " ▴";
+      }
+      th[aria-sort="descending"] button::after {
+        content: " ▾";
+      }
+      td.name,
+      th.name {
+        text-align: left;
+        font-family: var(--ql-mono);
+      }
+      td {
+        font-family: var(--ql-mono);
+        font-variant-numeric: tabular-nums;
+      }
+      td.b0 {
+        background: #d6f0df;
+      }
+      td.b1 {
+        background: #e9f5d0;
+      }
+      td.b2 {
+        background: #fbf1c7;
+      }
+      td.b3 {
+        background: #fbdcc0;
+      }
+      td.b4 {
+        background: #f8c6c0;
+      }
+      td.failed {
+        color: var(--ql-warn);
+        font-family: inherit;
+        font-size: 0.74rem;
+        text-align: left;
+      }
+      td.failed .as {
+        font-family: var(--ql-mono);
+        font-weight: 700;
+      }
+      tfoot td,
+      tfoot th {
+        background: var(--ql-group-bg);
+        font-weight: 600;
+      }
+      .notes {
+        font-size: 0.76rem;
+        color: var(--ql-muted);
+        margin: 0.3rem 0 0.6rem;
+      }
+      .notes p {
+        margin: 0.1rem 0;
+      }
+      h3 {
+        font-size: 0.8rem;
+        margin: 0.6rem 0 0.2rem;
+      }
+      .bar {
+        display: inline-block;
+        height: 0.55rem;
+        background: var(--ql-error);
+        opacity: 0.55;
+        vertical-align: middle;
+        margin-left: 0.3rem;
+      }
+      .rank {
+        color: var(--ql-muted);
+        margin-left: 0.25rem;
+      }
+      td.worst .rank {
+        color: var(--ql-error);
+        font-weight: 700;
+      }
+    `,
+  ];
+
+  override willUpdate(changed: Map<string, unknown>): void {
+    if (changed.has("model")) {
+      // Another model: a run on the old one is moot, and its rows would sit next to the new model's tensors.
+      void this.cancel();
+      this.generation++;
+      this.running = undefined;
+      this.rows = [];
+      this.formats = [];
+      this.pending = [];
+      this.source = undefined;
+      this.status = undefined;
+      this.error = undefined;
+      this.choices = undefined;
+      void this.loadCached();
+      if (this.open) void this.loadChoices();
+    }
+    if (changed.has("open") && this.open && !this.choices) void this.loadChoices();
+  }
+
+  override disconnectedCallback(): void {
+    if (this.frame !== undefined) cancelAnimationFrame(this.frame);
+    super.disconnectedCallback();
+  }
+
+  /** The model's cached results, shown at once (and the panel opened) when there are any. */
+  private async loadCached(): Promise<void> {
+    const generation = this.generation;
+    if (!this.client || !this.model) return;
+    try {
+      const cached = await this.client.cachedModelResults();
+      if (generation !== this.generation || !cached || this.running) return;
+      this.formats = cached.formats;
+      this.rows = cached.rows;
+      this.picked = new Set(cached.formats);
+      this.source = "cache";
+      this.status = S.fromCache(cached.rows.length, cached.tensors);
+      this.open = true;
+    } catch (e) {
+      // No cached results to show; a run still works.
+      console.warn("Could not read the cached results:", e);
+    }
+  }
+
+  /** The formats, asked about the model's largest tensor (only ids, families and descriptions are used). */
+  private async loadChoices(): Promise<void> {
+    const generation = this.generation;
+    const largest = this.model?.rows.reduce<TensorRow | undefined>((a, b) => (!a || b.params > a.params ? b : a), undefined);
+    if (!this.client || !largest) return;
+    try {
+      const choices = await this.client.quantFormats(largest);
+      if (generation === this.generation) this.choices = choices;
+    } catch (e) {
+      if (generation === this.generation) this.error = errorText(e);
+    }
+  }
+
+  /** Runs the picked formats over the whole model; a run already going is cancelled first. */
+  async run(): Promise<void> {
+    if (!this.client || this.picked.size === 0) return;
+    if (this.running) await this.cancel();
+    const formats = (this.choices?.map((c) => c.id) ?? [...this.picked]).filter((id) => this.picked.has(id));
+    const generation = this.generation;
+    this.formats = formats;
+    this.rows = [];
+    this.pending = [];
+    this.source = "run";
+    this.status = undefined;
+    this.error = undefined;
+    const job = this.client.quantizeModel(formats, (event) => this.onEvent(event), { reuseCached: this.reuseCached });
+    this.running = { jobId: job.jobId };
+    try {
+      const report = await job.report;
+      if (this.running?.jobId !== job.jobId || generation !== this.generation) return;
+      this.flush();
+      this.status = this.describeReport(report);
+    } catch (e) {
+      if (this.running?.jobId !== job.jobId || generation !== this.generation) return;
+      this.flush();
+      if (e instanceof CancelledError) this.status = S.cancelled;
+      else this.error = errorText(e);
+    } finally {
+      if (this.running?.jobId === job.jobId) this.running = undefined;
+    }
+  }
+
+  async cancel(): Promise<void> {
+    const running = this.running;
+    if (!running || !this.client) return;
+    this.running = { ...running, cancelling: true };
+    await this.client.cancelQuantize(running.jobId);
+  }
+
+  private onEvent(event: ModelRunEvent): void {
+    if (this.running?.jobId !== event.jobId) return;
+    if (event.kind === "progress") {
+      this.running = { ...this.running, progress: event.progress };
+      return;
+    }
+    this.pending.push(event.row);
+    this.frame ??= requestAnimationFrame(() => this.flush());
+  }
+
+  /** Moves the rows that arrived into the table (one redraw for all of them). */
+  private flush(): void {
+    if (this.frame !== undefined) cancelAnimationFrame(this.frame);
+    this.frame = undefined;
+    if (this.pending.length === 0) return;
+    this.rows = [...this.rows, ...this.pending];
+    this.pending = [];
+  }
+
+  private describeReport(report: ModelRunReport): string {
+    const done = S.ran(report.computedCells, report.cachedCells);
+    return report.cacheProblem ? `${done} ${S.cacheProblem(report.cacheProblem)}` : done;
+  }
+
+  private toggle(id: string, on: boolean): void {
+    const next = new Set(this.picked);
+    if (on) next.add(id);
+    else next.delete(id);
+    this.picked = next;
+  }
+
+  private sortBy(key: SortKey): void {
+    const same = this.sort && JSON.stringify(this.sort.key) === JSON.stringify(key);
+    this.sort = { key, dir: same && this.sort!.dir === "asc" ? "desc" : "asc" };
+  }
+
+  override render() {
+    return html`<div class="head">
+        <h2>${S.title}</h2>
+        <span class="hint">${S.intro}</span>
+        <button data-testid="results-toggle" @click=${() => (this.open = !this.open)}>${this.open ? S.hide : S.show}</button>
+      </div>
+      ${this.open ? this.renderBody() : nothing}`;
+  }
+
+  private renderBody() {
+    if (!this.model) return html`<p class="hint">${S.noModel}</p>`;
+    return html`${this.renderPicker()} ${this.renderControls()}
+      ${this.error ? html`<p class="error" role="alert" data-testid="results-error">${this.error}</p>` : nothing}
+      ${this.status ? html`<p class="status" data-testid="results-status" data-source=${this.source ?? ""}>${this.status}</p>` : nothing}
+      ${this.formats.length > 0 && this.rows.length > 0 ? this.renderResults() : nothing}`;
+  }
+
+  private renderPicker() {
+    const choices = this.choices;
+    if (!choices) return html`<p class="hint"><ql-spinner></ql-spinner> ${S.loadingFormats}</p>`;
+    const families = [...new Set(choices.map((c) => c.family))];
+    return html`<div data-testid="results-formats">
+      ${families.map((family) => {
+        const members = choices.filter((c) => c.family === family);
+        const picked = members.filter((c) => this.picked.has(c.id)).length;
+        return html`<details class="family" data-family=${family} ?open=${picked > 0}>
+          <summary>${S.families[family]} <span class="hint">${S.picked(picked)}</span></summary>
+          <div class="chips">
+            ${members.map(
+              (c) => html`<label class=${this.picked.has(c.id) ? "on" : ""} title=${c.description} data-format=${c.id}
+                ><input
+                  type="checkbox"
+                  .checked=${this.picked.has(c.id)}
+                  @change=${(e: Event) => this.toggle(c.id, (e.target as HTMLInputElement).checked)}
+                />${c.id}</label
+              >`,
+            )}
+          </div>
+        </details>`;
+      })}
+    </div>`;
+  }
+
+  private renderControls() {
+    const running = this.running;
+    const p = running?.progress;
+    return html`<div class="controls">
+      <button
+        class="primary"
+        data-testid="results-run"
+        ?disabled=${this.picked.size === 0 || running !== undefined || !this.choices}
+        @click=${() => this.run()}
+      >
+        ${S.run(this.picked.size)}
+      </button>
+      <label><input type="checkbox" .checked=${this.reuseCached} @change=${(e: Event) => (this.reuseCached = (e.target as HTMLInputElement).checked)} />
+        ${S.reuse}</label
+      >
+      <label
+        >${S.show_metric}
+        <select data-testid="results-metric" @change=${(e: Event) => (this.metric = (e.target as HTMLSelectElement).value as CellMetric)}>
+          ${CELL_METRICS.map((m) => html`<option value=${m} ?selected=${m === this.metric}>${S.metrics[m]}</option>`)}
+        </select></label
+      >
+      ${running
+        ? html`<span data-testid="results-progress" role="status">
+            <progress max=${p?.totalBytes || 1} value=${p?.doneBytes ?? 0}></progress>
+            ${p
+              ? html`${S.progress(p.tensorsDone, p.tensorsTotal)} · ${formatShare(p.totalBytes > 0 ? p.doneBytes / p.totalBytes : 1)}
+                  <span data-testid="results-eta"
+                    >${p.etaMs !== undefined ? S.eta(formatDuration(p.etaMs)) : S.elapsed(formatDuration(p.elapsedMs))}</span
+                  >`
+              : S.starting}
+            <button data-testid="results-cancel" ?disabled=${running.cancelling === true} @click=${() => this.cancel()}>
+              ${running.cancelling ? S.cancelling : S.cancel}
+            </button>
+          </span>`
+        : nothing}
+    </div>`;
+  }
+
+  private renderResults() {
+    const formats = this.formats;
+    const rows = this.sort ? sortResults(this.rows, formats, this.sort.key, this.sort.dir) : this.rows;
+    const scale = colourScale(this.rows, this.metric);
+    const totals = modelTotals(this.rows, formats);
+    return html`<table data-testid="results-table" data-metric=${this.metric} data-rows=${this.rows.length}>
+        <thead>
+          <tr>
+            ${this.sortHeader(S.tensor, { by: "tensor" }, "name")}
+            <th>${S.shape}</th>
+            ${this.sortHeader(S.params, { by: "params" })}
+            ${formats.map((f) => this.sortHeader(f, { by: "format", format: f, metric: this.metric }))}
+          </tr>
+        </thead>
+        <tbody>
+          ${rows.map((row) => this.renderRow(row, scale))}
+        </tbody>
+        <tfoot>
+          ${this.renderTotals(totals)}
+        </tfoot>
+      </table>
+      <div class="notes">
+        <p>${S.totalsNote}</p>
+        ${totals.flatMap((t) => this.substitutionNotes(t))}
+      </div>
+      ${this.renderSensitivity(layerSensitivity(this.rows, formats))}`;
+  }
+
+  private sortHeader(label: string, key: SortKey, cls = "") {
+    const active = this.sort && JSON.stringify(this.sort.key) === JSON.stringify(key);
+    return html`<th
+      class=${cls}
+      aria-sort=${active ? (this.sort!.dir === "asc" ? "ascending" : "descending") : nothing}
+      data-testid="results-sort"
+      data-key=${key.by === "format" ? key.format : key.by}
+    >
+      <button title=${S.sortBy(label)} @click=${() => this.sortBy(key)}>${label}</button>
+    </th>`;
+  }
+
+  private renderRow(row: TensorResults, scale: ColourScale) {
+    return html`<tr data-testid="results-row" data-tensor=${row.tensor} data-bytes=${row.bytes}>
+      <td class="name">${row.tensor}</td>
+      <td>${formatShape([row.shape.rows, row.shape.cols])}</td>
+      <td>${formatCount(row.params)}</td>
+      ${row.cells.map((cell) => this.renderCell(cell, scale))}
+    </tr>`;
+  }
+
+  private renderCell(cell: ModelCell, scale: ColourScale) {
+    const stored = S.storedAs(cell.stored.as, cell.stored.kind);
+    if (!cell.ok) {
+      return html`<td
+        class="failed"
+        data-testid="results-cell"
+        data-format=${cell.format}
+        data-problem=${cell.error.problem}
+        data-stored-bytes=${cell.stored.bytes}
+        data-stored-as=${cell.stored.as}
+        title=${S.failedTitle(cell.error.message, stored)}
+      >
+        ${S.cannot} → <span class="as">${cell.stored.as}</span>
+      </td>`;
+    }
+    const value = cellValue(cell, this.metric);
+    const bucket = colourBucket(value, scale);
+    const m = cell.metrics;
+    const title = `${S.metrics.snr} ${formatMeasure(m.snrDb)} · ${S.metrics.rmse} ${formatMeasure(m.rmse)} · ${S.metrics.bpw} ${formatMeasure(cell.bitsPerWeight)} · ${formatBytes(cell.stored.bytes)} · ${cell.ranOn.toUpperCase()}${cell.why ? ` (${cell.why})` : ""}`;
+    return html`<td
+      class=${bucket === undefined ? "" : `b${bucket}`}
+      data-testid="results-cell"
+      data-format=${cell.format}
+      data-value=${value ?? ""}
+      data-stored-bytes=${cell.stored.bytes}
+      data-bucket=${bucket ?? ""}
+      title=${title}
+    >
+      ${formatMeasure(value ?? NaN)}
+    </td>`;
+  }
+
+  private renderTotals(totals: FormatTotals[]) {
+    const before = totals[0]?.bytesBefore ?? 0;
+    const line = (label: string, testid: string, cell: (t: FormatTotals) => unknown, value: (t: FormatTotals) => number, first: unknown = "") =>
+      html`<tr data-testid=${testid}>
+        <th class="name">${label}</th>
+        <td></td>
+        <td>${first}</td>
+        ${totals.map((t) => html`<td data-format=${t.format} data-value=${value(t)}>${cell(t)}</td>`)}
+      </tr>`;
+    return html`${line(
+        S.bytesBefore,
+        "total-bytes-before",
+        (t) => html`<span title=${formatCount(t.bytesBefore)}>${formatBytes(t.bytesBefore)}</span>`,
+        (t) => t.bytesBefore,
+        html`<span data-testid="total-before" data-value=${before} title=${formatCount(before)}>${formatBytes(before)}</span>`,
+      )}
+      ${line(S.bytesAfter, "total-bytes-after", (t) => html`<span title=${formatCount(t.bytesAfter)}>${formatBytes(t.bytesAfter)}</span>`, (t) => t.bytesAfter)}
+      ${line(S.saved, "total-saved", (t) => formatShare(t.shareSaved), (t) => t.shareSaved)}
+      ${line(S.modelBpw, "total-bpw", (t) => formatMeasure(t.bitsPerWeight), (t) => t.bitsPerWeight)}
+      ${line(S.modelSnr, "total-snr", (t) => formatMeasure(t.snrDb), (t) => t.snrDb)}
+      ${line(S.modelRmse, "total-rmse", (t) => formatMeasure(t.rmse), (t) => t.rmse)}`;
+  }
+
+  private substitutionNotes(t: FormatTotals) {
+    return substitutionGroups(t).map(
+      (g) => html`<p data-testid="total-substitution" data-format=${t.format} data-as=${g.stored.as} data-tensors=${g.tensors}>
+        ${S.substitutions(t.format, g.tensors, S.storedAs(g.stored.as, g.stored.kind))}
+      </p>`,
+    );
+  }
+
+  private renderSensitivity(layers: LayerSensitivity[]) {
+    const formats = this.formats;
+    return html`<h3>${S.sensitivity}</h3>
+      <p class="notes">${S.sensitivityNote}</p>
+      <table data-testid="sensitivity-table">
+        <thead>
+          <tr>
+            <th class="name">${S.layer}</th>
+            ${formats.map((f) => html`<th>${f}</th>`)}
+          </tr>
+        </thead>
+        <tbody>
+          ${layers.map(
+            (layer) => html`<tr data-testid="sensitivity-row" data-group=${layer.group}>
+              <td class="name">${layer.group}</td>
+              ${layer.losses.map(
+                (loss, i) => html`<td
+                  class=${loss.rank === 1 ? "worst" : ""}
+                  data-format=${formats[i]}
+                  data-rank=${loss.rank ?? ""}
+                  data-value=${loss.snrDb}
+                  title=${loss.unmeasured > 0 ? S.unmeasured(loss.unmeasured) : ""}
+                >
+                  ${loss.rank === undefined
+                    ? S.unmeasured(loss.unmeasured)
+                    : html`${formatMeasure(loss.snrDb)}<span class="rank">${S.rank(loss.rank)}</span
+                        ><span class="bar" style="width: ${(loss.barShare * 3).toFixed(2)}rem"></span>`}
+                </td>`,
+              )}
+            </tr>`,
+          )}
+        </tbody>
+      </table>`;
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+customElements.define("ql-results-table", ResultsTable);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "ql-results-table": ResultsTable;
+  }
+}
