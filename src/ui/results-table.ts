@@ -9,7 +9,7 @@
  * Every number comes from the worker or from src/pipeline/model-results.ts; this component lays them out.
  */
 import { LitElement, css, html, nothing } from "lit";
-import { formatBytes, formatCount, formatDuration, formatMeasure, formatShape, formatShare } from "../common/format.ts";
+import { formatBytes, formatCount, formatMeasure, formatShape, formatShare } from "../common/format.ts";
 import {
   CELL_METRICS,
   cellValue,
@@ -28,6 +28,8 @@ import {
 import type { FormatFamily } from "../quant/format.ts";
 import type { TensorRow } from "../formats/catalog.ts";
 import type { FormatChoice, ModelCell, ModelProgress, ModelRunEvent, ModelRunReport, TensorResults } from "../../workers/quant-worker-api.ts";
+import type { RunProgress } from "./run-progress.ts";
+import "./run-progress.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { panelStyles } from "./styles.ts";
@@ -46,12 +48,6 @@ export const RESULTS_STRINGS = {
   metrics: { snr: "SNR dB", rmse: "RMSE", bpw: "bits/weight" } as Record<CellMetric, string>,
   reuse: "reuse cached results",
   run: (formats: number) => `Run on the whole model (${formats} format${formats === 1 ? "" : "s"})`,
-  cancel: "Cancel",
-  cancelling: "cancelling…",
-  starting: "starting…",
-  progress: (done: number, total: number) => `tensor ${done} of ${total}`,
-  eta: (time: string) => `about ${time} left`,
-  elapsed: (time: string) => `${time} so far`,
   cancelled: "Cancelled. The tensors done so far are kept in the cache: a new run goes on from there.",
   fromCache: (rows: number, total: number) =>
     rows === total ? "Cached results of this file (kept from an earlier run)." : `Cached results of this file: ${rows} of ${total} tensors (the last run was stopped).`,
@@ -90,9 +86,19 @@ const DEFAULT_PICK = ["int8-channel", "int4-g128", "q8_0", "q4_0"];
 
 interface Running {
   jobId: number;
-  progress?: ModelProgress;
   cancelling?: boolean;
 }
+
+/** What the table shows, derived from the rows: recomputed when they, the metric or the sort change. */
+interface View {
+  rows: TensorResults[];
+  scale: ColourScale;
+  totals: FormatTotals[];
+  layers: LayerSensitivity[];
+}
+
+/** How a run ended (the results-run-end event's detail). */
+export type RunEnd = "done" | "cancelled" | "error";
 
 export class ResultsTable extends LitElement {
   static override properties = {
@@ -134,6 +140,9 @@ export class ResultsTable extends LitElement {
   private frame: number | undefined;
   /** Bumped when the model changes, so late answers about the old one are dropped. */
   private generation = 0;
+  /** The last progress, handed to the progress element directly (it redraws alone). */
+  private progress: ModelProgress | undefined;
+  private view: View | undefined;
 
   constructor() {
     super();
@@ -221,9 +230,6 @@ export class ResultsTable extends LitElement {
       button:disabled {
         opacity: 0.5;
         cursor: default;
-      }
-      progress {
-        width: 12rem;
       }
       .error {
         color: var(--ql-error);
@@ -331,6 +337,7 @@ export class ResultsTable extends LitElement {
   ];
 
   override willUpdate(changed: Map<string, unknown>): void {
+    if (["rows", "formats", "metric", "sort", "model"].some((k) => changed.has(k))) this.view = undefined;
     if (changed.has("model")) {
       // Another model: a run on the old one is moot, and its rows would sit next to the new model's tensors.
       void this.cancel();
@@ -398,21 +405,28 @@ export class ResultsTable extends LitElement {
     this.source = "run";
     this.status = undefined;
     this.error = undefined;
+    this.progress = undefined;
     const job = this.client.quantizeModel(formats, (event) => this.onEvent(event), { reuseCached: this.reuseCached });
     this.running = { jobId: job.jobId };
+    let end: RunEnd | undefined;
     try {
       const report = await job.report;
       if (this.running?.jobId !== job.jobId || generation !== this.generation) return;
       this.flush();
       this.status = this.describeReport(report);
+      end = "done";
     } catch (e) {
       if (this.running?.jobId !== job.jobId || generation !== this.generation) return;
       this.flush();
       if (e instanceof CancelledError) this.status = S.cancelled;
       else this.error = errorText(e);
+      end = e instanceof CancelledError ? "cancelled" : "error";
     } finally {
       if (this.running?.jobId === job.jobId) this.running = undefined;
     }
+    await this.updateComplete;
+    // For whoever waits on the run (the e2e test waits without polling the page).
+    this.dispatchEvent(new CustomEvent<RunEnd>("results-run-end", { detail: end, bubbles: true, composed: true }));
   }
 
   async cancel(): Promise<void> {
@@ -425,7 +439,9 @@ export class ResultsTable extends LitElement {
   private onEvent(event: ModelRunEvent): void {
     if (this.running?.jobId !== event.jobId) return;
     if (event.kind === "progress") {
-      this.running = { ...this.running, progress: event.progress };
+      this.progress = event.progress;
+      const bar = this.renderRoot.querySelector<RunProgress>("ql-run-progress");
+      if (bar) bar.progress = event.progress;
       return;
     }
     this.pending.push(event.row);
@@ -503,7 +519,6 @@ export class ResultsTable extends LitElement {
 
   private renderControls() {
     const running = this.running;
-    const p = running?.progress;
     return html`<div class="controls">
       <button
         class="primary"
@@ -523,27 +538,26 @@ export class ResultsTable extends LitElement {
         </select></label
       >
       ${running
-        ? html`<span data-testid="results-progress" role="status">
-            <progress max=${p?.totalBytes || 1} value=${p?.doneBytes ?? 0}></progress>
-            ${p
-              ? html`${S.progress(p.tensorsDone, p.tensorsTotal)} · ${formatShare(p.totalBytes > 0 ? p.doneBytes / p.totalBytes : 1)}
-                  <span data-testid="results-eta"
-                    >${p.etaMs !== undefined ? S.eta(formatDuration(p.etaMs)) : S.elapsed(formatDuration(p.elapsedMs))}</span
-                  >`
-              : S.starting}
-            <button data-testid="results-cancel" ?disabled=${running.cancelling === true} @click=${() => this.cancel()}>
-              ${running.cancelling ? S.cancelling : S.cancel}
-            </button>
-          </span>`
+        ? html`<ql-run-progress
+            data-testid="results-progress"
+            role="status"
+            .progress=${this.progress}
+            ?cancelling=${running.cancelling === true}
+            @cancel=${() => this.cancel()}
+          ></ql-run-progress>`
         : nothing}
     </div>`;
   }
 
   private renderResults() {
     const formats = this.formats;
-    const rows = this.sort ? sortResults(this.rows, formats, this.sort.key, this.sort.dir) : this.rows;
-    const scale = colourScale(this.rows, this.metric);
-    const totals = modelTotals(this.rows, formats);
+    this.view ??= {
+      rows: this.sort ? sortResults(this.rows, formats, this.sort.key, this.sort.dir) : this.rows,
+      scale: colourScale(this.rows, this.metric),
+      totals: modelTotals(this.rows, formats),
+      layers: layerSensitivity(this.rows, formats),
+    };
+    const { rows, scale, totals, layers } = this.view;
     return html`<table data-testid="results-table" data-metric=${this.metric} data-rows=${this.rows.length}>
         <thead>
           <tr>
@@ -564,7 +578,7 @@ export class ResultsTable extends LitElement {
         <p>${S.totalsNote}</p>
         ${totals.flatMap((t) => this.substitutionNotes(t))}
       </div>
-      ${this.renderSensitivity(layerSensitivity(this.rows, formats))}`;
+      ${this.renderSensitivity(layers)}`;
   }
 
   private sortHeader(label: string, key: SortKey, cls = "") {

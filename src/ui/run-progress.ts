@@ -1,0 +1,79 @@
+/**
+ * The progress of a whole-model run: a bar, the tensor count, the share done, the time left, and Cancel.
+ * Its own element, so progress events (several a second) redraw only this line, not the results table.
+ */
+import { LitElement, css, html } from "lit";
+import { formatDuration, formatShare } from "../common/format.ts";
+import type { ModelProgress } from "../../workers/quant-worker-api.ts";
+
+/** Every string the element shows (a later task translates them). */
+export const RUN_PROGRESS_STRINGS = {
+  starting: "starting…",
+  progress: (done: number, total: number) => `tensor ${done} of ${total}`,
+  eta: (time: string) => `about ${time} left`,
+  elapsed: (time: string) => `${time} so far`,
+  cancel: "Cancel",
+  cancelling: "cancelling…",
+} as const;
+
+const S = RUN_PROGRESS_STRINGS;
+
+export class RunProgress extends LitElement {
+  static override properties = {
+    progress: { attribute: false },
+    cancelling: { type: Boolean },
+  };
+  declare progress: ModelProgress | undefined;
+  declare cancelling: boolean;
+
+  constructor() {
+    super();
+    this.progress = undefined;
+    this.cancelling = false;
+  }
+
+  static override styles = css`
+    :host {
+      display: inline-flex;
+      align-items: center;
+      gap: 0.5rem;
+      font-size: 0.82rem;
+    }
+    progress {
+      width: 12rem;
+    }
+    button {
+      font: inherit;
+      padding: 0.15rem 0.7rem;
+      border-radius: 6px;
+      border: 1px solid var(--ql-border-strong);
+      background: var(--ql-surface);
+      cursor: pointer;
+    }
+    button:disabled {
+      opacity: 0.5;
+      cursor: default;
+    }
+  `;
+
+  override render() {
+    const p = this.progress;
+    return html`<progress max=${p?.totalBytes || 1} value=${p?.doneBytes ?? 0}></progress>
+      ${p
+        ? html`<span data-testid="results-count">${S.progress(p.tensorsDone, p.tensorsTotal)}</span> ·
+            ${formatShare(p.totalBytes > 0 ? p.doneBytes / p.totalBytes : 1)}
+            <span data-testid="results-eta">${p.etaMs !== undefined ? S.eta(formatDuration(p.etaMs)) : S.elapsed(formatDuration(p.elapsedMs))}</span>`
+        : S.starting}
+      <button data-testid="results-cancel" ?disabled=${this.cancelling} @click=${() => this.dispatchEvent(new CustomEvent("cancel"))}>
+        ${this.cancelling ? S.cancelling : S.cancel}
+      </button>`;
+  }
+}
+
+customElements.define("ql-run-progress", RunProgress);
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "ql-run-progress": RunProgress;
+  }
+}
