@@ -164,9 +164,18 @@ export class ResultsTable extends LitElement {
         border-radius: 8px;
         background: var(--ql-surface);
         padding: 0.6rem 0.85rem;
-        flex: 0 1 auto;
-        max-height: 60%;
+        flex: 0 0 auto;
         overflow: auto;
+      }
+      /* Open, it takes the room the tensor table can spare. */
+      :host([open]) {
+        flex: 2 1 18rem;
+        min-height: 12rem;
+      }
+      details.formats > summary {
+        cursor: pointer;
+        font-size: 0.82rem;
+        margin: 0.4rem 0 0.2rem;
       }
       .head {
         display: flex;
@@ -495,7 +504,9 @@ export class ResultsTable extends LitElement {
     const choices = this.choices;
     if (!choices) return html`<p class="hint"><ql-spinner></ql-spinner> ${S.loadingFormats}</p>`;
     const families = [...new Set(choices.map((c) => c.family))];
-    return html`<div data-testid="results-formats">
+    // Folded once there are results, so the table has the room.
+    return html`<details class="formats" data-testid="results-formats" ?open=${this.rows.length === 0}>
+      <summary>${S.formats}: ${[...this.picked].join(", ") || "—"}</summary>
       ${families.map((family) => {
         const members = choices.filter((c) => c.family === family);
         const picked = members.filter((c) => this.picked.has(c.id)).length;
@@ -514,7 +525,7 @@ export class ResultsTable extends LitElement {
           </div>
         </details>`;
       })}
-    </div>`;
+    </details>`;
   }
 
   private renderControls() {
