@@ -151,14 +151,51 @@ export function substitutionGroups(totals: FormatTotals): { stored: Omit<StoredS
   return [...groups.values()].sort((a, b) => b.tensors - a.tensors || naturalCompare(a.stored.as, b.stored.as));
 }
 
+/** Summed energies of one column's cells over some rows. */
+interface ColumnEnergies {
+  /** Sum of squared errors and the weights it is over (measured cells). */
+  errorEnergy: number;
+  weights: number;
+  /** Sum of x^2 and of e^2 over the measured cells whose tensor's signal energy is known, and how many. */
+  signal: number;
+  signalError: number;
+  withSignal: number;
+  /** Cells of a format that could not take the tensor. */
+  unmeasured: number;
+}
+
+function columnEnergies(rows: readonly TensorResults[], column: number): ColumnEnergies {
+  const sums: ColumnEnergies = { errorEnergy: 0, weights: 0, signal: 0, signalError: 0, withSignal: 0, unmeasured: 0 };
+  for (const row of rows) {
+    const cell = row.cells[column];
+    if (!cell) continue;
+    if (!cell.ok) {
+      sums.unmeasured++;
+      continue;
+    }
+    if (cell.metrics.count === 0) continue;
+    const e = cell.metrics.mse * cell.metrics.count;
+    sums.errorEnergy += e;
+    sums.weights += cell.metrics.count;
+    // A tensor without a known signal energy had no error in any format: it loses nothing anywhere.
+    if (row.signalEnergy === undefined) continue;
+    sums.signal += row.signalEnergy;
+    sums.signalError += e;
+    sums.withSignal++;
+  }
+  return sums;
+}
+
+/** 10 log10(signal / error): +Infinity without error, NaN without signal. */
+function snrDbOf(signal: number, error: number): number {
+  if (!(signal > 0)) return NaN;
+  return error > 0 ? 10 * Math.log10(signal / error) : Infinity;
+}
+
 /** Per format, the model totals (see FormatTotals); rows without a cell for a format are not counted in it. */
 export function modelTotals(rows: readonly TensorResults[], formats: readonly string[]): FormatTotals[] {
   return formats.map((format, column) => {
     const t: FormatTotals = { format, tensors: 0, params: 0, bytesBefore: 0, bytesAfter: 0, shareSaved: 0, bitsPerWeight: 0, rmse: NaN, snrDb: NaN, substitutions: [] };
-    let errorEnergy = 0;
-    let measured = 0;
-    let snrError = 0;
-    let snrSignal = 0;
     for (const row of rows) {
       const cell = row.cells[column];
       if (!cell) continue;
@@ -167,19 +204,12 @@ export function modelTotals(rows: readonly TensorResults[], formats: readonly st
       t.bytesBefore += row.bytes;
       t.bytesAfter += cell.stored.bytes;
       if (cell.stored.kind !== "format") t.substitutions.push({ tensor: row.tensor, stored: cell.stored });
-      if (!cell.ok || cell.metrics.count === 0) continue;
-      const e = cell.metrics.mse * cell.metrics.count;
-      errorEnergy += e;
-      measured += cell.metrics.count;
-      if (row.signalEnergy !== undefined) {
-        snrError += e;
-        snrSignal += row.signalEnergy;
-      }
     }
+    const energies = columnEnergies(rows, column);
     t.shareSaved = t.bytesBefore > 0 ? 1 - t.bytesAfter / t.bytesBefore : 0;
     t.bitsPerWeight = t.params > 0 ? (t.bytesAfter * 8) / t.params : 0;
-    if (measured > 0) t.rmse = Math.sqrt(errorEnergy / measured);
-    if (snrSignal > 0) t.snrDb = snrError > 0 ? 10 * Math.log10(snrSignal / snrError) : Infinity;
+    if (energies.weights > 0) t.rmse = Math.sqrt(energies.errorEnergy / energies.weights);
+    t.snrDb = snrDbOf(energies.signal, energies.signalError);
     return t;
   });
 }
@@ -221,24 +251,9 @@ export function layerSensitivity(rows: readonly TensorResults[], formats: readon
   const layers: LayerSensitivity[] = [...groups.keys()].sort(outsideLast).map((group) => {
     const members = groups.get(group)!;
     const losses = formats.map((_, column): LayerLoss => {
-      let signal = 0;
-      let error = 0;
-      let unmeasured = 0;
-      let measured = 0;
-      for (const row of members) {
-        const cell = row.cells[column];
-        if (!cell) continue;
-        if (!cell.ok || row.signalEnergy === undefined) {
-          // A tensor without a known signal energy had no error in any format: it loses nothing anywhere.
-          if (!cell.ok) unmeasured++;
-          continue;
-        }
-        signal += row.signalEnergy;
-        error += cell.metrics.mse * cell.metrics.count;
-        measured++;
-      }
-      const snrDb = measured === 0 || signal === 0 ? NaN : error === 0 ? Infinity : 10 * Math.log10(signal / error);
-      return { snrDb, relativeError: measured === 0 || signal === 0 ? NaN : error / signal, rank: undefined, barShare: 0, unmeasured };
+      const { signal, signalError, withSignal, unmeasured } = columnEnergies(members, column);
+      const measured = withSignal > 0 && signal > 0;
+      return { snrDb: measured ? snrDbOf(signal, signalError) : NaN, relativeError: measured ? signalError / signal : NaN, rank: undefined, barShare: 0, unmeasured };
     });
     return { group, tensors: members.length, losses };
   });

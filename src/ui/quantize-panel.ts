@@ -10,7 +10,7 @@ import { formatBytes, formatCount, formatMeasure, formatShape, formatShare } fro
 import type { FormatChoice, FormatResult, QuantizeProgressEvent, QuantizeReport } from "../../workers/quant-worker-api.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
-import { panelStyles } from "./styles.ts";
+import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
 import "./spinner.ts";
 
 const FAMILY_TITLES: Record<FormatFamily, string> = {
@@ -69,6 +69,8 @@ export class QuantizePanel extends LitElement {
 
   static override styles = [
     panelStyles,
+    buttonStyles,
+    figureTableStyles,
     css`
       .head {
         display: flex;
@@ -147,25 +149,6 @@ export class QuantizePanel extends LitElement {
         flex-wrap: wrap;
         margin-bottom: 0.5rem;
       }
-      button {
-        font: inherit;
-        font-size: 0.85rem;
-        padding: 0.25rem 0.8rem;
-        border-radius: 6px;
-        border: 1px solid var(--ql-border-strong);
-        background: var(--ql-surface);
-        cursor: pointer;
-      }
-      button.primary {
-        background: var(--ql-accent);
-        border-color: var(--ql-accent);
-        color: white;
-        font-weight: 600;
-      }
-      button:disabled {
-        opacity: 0.5;
-        cursor: default;
-      }
       button.link {
         border: none;
         background: none;
@@ -189,32 +172,13 @@ export class QuantizePanel extends LitElement {
         overflow: auto;
       }
       table {
-        border-collapse: collapse;
-        font-size: 0.8rem;
         width: 100%;
-      }
-      th,
-      td {
-        padding: 0.2rem 0.5rem;
-        border-bottom: 1px solid var(--ql-border);
-        text-align: right;
-        white-space: nowrap;
-      }
-      th {
-        background: var(--ql-header-bg);
-        font-weight: 600;
-        position: sticky;
-        top: 0;
       }
       th:first-child,
       td:first-child,
       td.where,
       th.where {
         text-align: left;
-      }
-      td {
-        font-variant-numeric: tabular-nums;
-        font-family: var(--ql-mono);
       }
       td.where {
         font-family: inherit;

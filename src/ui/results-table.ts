@@ -32,7 +32,7 @@ import type { RunProgress } from "./run-progress.ts";
 import "./run-progress.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
-import { panelStyles } from "./styles.ts";
+import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
 import "./spinner.ts";
 
 /** Every string the component shows (a later task translates them). */
@@ -158,6 +158,8 @@ export class ResultsTable extends LitElement {
 
   static override styles = [
     panelStyles,
+    buttonStyles,
+    figureTableStyles,
     css`
       :host {
         border: 1px solid var(--ql-border);
@@ -221,25 +223,6 @@ export class ResultsTable extends LitElement {
         background: var(--ql-accent-bg);
         border-color: var(--ql-accent);
       }
-      button {
-        font: inherit;
-        font-size: 0.85rem;
-        padding: 0.2rem 0.75rem;
-        border-radius: 6px;
-        border: 1px solid var(--ql-border-strong);
-        background: var(--ql-surface);
-        cursor: pointer;
-      }
-      button.primary {
-        background: var(--ql-accent);
-        border-color: var(--ql-accent);
-        color: white;
-        font-weight: 600;
-      }
-      button:disabled {
-        opacity: 0.5;
-        cursor: default;
-      }
       .error {
         color: var(--ql-error);
         font-size: 0.85rem;
@@ -247,23 +230,6 @@ export class ResultsTable extends LitElement {
       .status {
         font-size: 0.82rem;
         color: var(--ql-muted);
-      }
-      table {
-        border-collapse: collapse;
-        font-size: 0.78rem;
-      }
-      th,
-      td {
-        padding: 0.15rem 0.45rem;
-        border-bottom: 1px solid var(--ql-border);
-        text-align: right;
-        white-space: nowrap;
-      }
-      th {
-        background: var(--ql-header-bg);
-        position: sticky;
-        top: 0;
-        font-weight: 600;
       }
       th button {
         all: unset;
@@ -279,10 +245,6 @@ export class ResultsTable extends LitElement {
       th.name {
         text-align: left;
         font-family: var(--ql-mono);
-      }
-      td {
-        font-family: var(--ql-mono);
-        font-variant-numeric: tabular-nums;
       }
       td.b0 {
         background: #d6f0df;

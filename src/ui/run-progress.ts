@@ -5,6 +5,7 @@
 import { LitElement, css, html } from "lit";
 import { formatDuration, formatShare } from "../common/format.ts";
 import type { ModelProgress } from "../../workers/quant-worker-api.ts";
+import { buttonStyles } from "./styles.ts";
 
 /** Every string the element shows (a later task translates them). */
 export const RUN_PROGRESS_STRINGS = {
@@ -32,29 +33,20 @@ export class RunProgress extends LitElement {
     this.cancelling = false;
   }
 
-  static override styles = css`
-    :host {
-      display: inline-flex;
-      align-items: center;
-      gap: 0.5rem;
-      font-size: 0.82rem;
-    }
-    progress {
-      width: 12rem;
-    }
-    button {
-      font: inherit;
-      padding: 0.15rem 0.7rem;
-      border-radius: 6px;
-      border: 1px solid var(--ql-border-strong);
-      background: var(--ql-surface);
-      cursor: pointer;
-    }
-    button:disabled {
-      opacity: 0.5;
-      cursor: default;
-    }
-  `;
+  static override styles = [
+    buttonStyles,
+    css`
+      :host {
+        display: inline-flex;
+        align-items: center;
+        gap: 0.5rem;
+        font-size: 0.82rem;
+      }
+      progress {
+        width: 12rem;
+      }
+    `,
+  ];
 
   override render() {
     const p = this.progress;

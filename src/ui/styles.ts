@@ -13,3 +13,51 @@ export const panelStyles = css`
     margin: 0 0 0.5rem;
   }
 `;
+
+/** Buttons: plain, `.primary` for the panel's main action, and disabled. */
+export const buttonStyles = css`
+  button {
+    font: inherit;
+    font-size: 0.85rem;
+    padding: 0.25rem 0.8rem;
+    border-radius: 6px;
+    border: 1px solid var(--ql-border-strong);
+    background: var(--ql-surface);
+    cursor: pointer;
+  }
+  button.primary {
+    background: var(--ql-accent);
+    border-color: var(--ql-accent);
+    color: white;
+    font-weight: 600;
+  }
+  button:disabled {
+    opacity: 0.5;
+    cursor: default;
+  }
+`;
+
+/** Tables of figures: ruled rows, a header that stays on top, numbers right-aligned in tabular digits. */
+export const figureTableStyles = css`
+  table {
+    border-collapse: collapse;
+    font-size: 0.8rem;
+  }
+  th,
+  td {
+    padding: 0.2rem 0.5rem;
+    border-bottom: 1px solid var(--ql-border);
+    text-align: right;
+    white-space: nowrap;
+  }
+  th {
+    background: var(--ql-header-bg);
+    font-weight: 600;
+    position: sticky;
+    top: 0;
+  }
+  td {
+    font-variant-numeric: tabular-nums;
+    font-family: var(--ql-mono);
+  }
+`;
