@@ -30,9 +30,9 @@ async function openStories(page: Page): Promise<void> {
   await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
 }
 
-/** Opens the panel and waits for the format picker, with the default formats picked. */
+/** Opens the Whole model tab and waits for the format picker, with the default formats picked. */
 async function openPanel(page: Page): Promise<void> {
-  await panel(page).getByTestId("results-toggle").click();
+  await page.getByTestId("tab-results").click();
   await expect(panel(page).getByTestId("results-formats")).toBeVisible({ timeout: 30_000 });
   await expect(panel(page).getByTestId("results-run")).toHaveText(`Run on the whole model (${FORMATS.length} formats)`);
 }

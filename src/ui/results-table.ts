@@ -38,8 +38,6 @@ import "./spinner.ts";
 /** Every string the component shows (a later task translates them). */
 export const RESULTS_STRINGS = {
   title: "Whole model",
-  show: "Open",
-  hide: "Close",
   intro: "Every floating-point tensor of the model through the formats you pick, one tensor after the other.",
   formats: "Formats",
   families: { gguf: "llama.cpp (GGUF)", int: "integers", bnb: "bitsandbytes", cast: "casts" } as Record<FormatFamily, string>,
@@ -104,7 +102,6 @@ export class ResultsTable extends LitElement {
   static override properties = {
     client: { attribute: false },
     model: { attribute: false },
-    open: { type: Boolean, reflect: true },
     choices: { state: true },
     picked: { state: true },
     metric: { state: true },
@@ -120,7 +117,6 @@ export class ResultsTable extends LitElement {
   declare client: LabClient | undefined;
   /** The model shown: { rows } of the tensor table (any object that changes when another model opens). */
   declare model: { rows: TensorRow[] } | undefined;
-  declare open: boolean;
   declare choices: FormatChoice[] | undefined;
   declare picked: ReadonlySet<string>;
   declare metric: CellMetric;
@@ -148,7 +144,6 @@ export class ResultsTable extends LitElement {
     super();
     this.client = undefined;
     this.model = undefined;
-    this.open = false;
     this.picked = new Set(DEFAULT_PICK);
     this.metric = "snr";
     this.reuseCached = true;
@@ -166,13 +161,10 @@ export class ResultsTable extends LitElement {
         border-radius: 8px;
         background: var(--ql-surface);
         padding: 0.6rem 0.85rem;
-        flex: 0 0 auto;
-        overflow: auto;
-      }
-      /* Open, it takes the room the tensor table can spare. */
-      :host([open]) {
+        /* The room the tensor table can spare. */
         flex: 2 1 18rem;
         min-height: 12rem;
+        overflow: auto;
       }
       details.formats > summary {
         cursor: pointer;
@@ -322,9 +314,8 @@ export class ResultsTable extends LitElement {
       this.error = undefined;
       this.choices = undefined;
       void this.loadCached();
-      if (this.open) void this.loadChoices();
+      void this.loadChoices();
     }
-    if (changed.has("open") && this.open && !this.choices) void this.loadChoices();
   }
 
   override disconnectedCallback(): void {
@@ -332,7 +323,7 @@ export class ResultsTable extends LitElement {
     super.disconnectedCallback();
   }
 
-  /** The model's cached results, shown at once (and the panel opened) when there are any. */
+  /** The model's cached results, shown at once when there are any. */
   private async loadCached(): Promise<void> {
     const generation = this.generation;
     if (!this.client || !this.model) return;
@@ -344,7 +335,6 @@ export class ResultsTable extends LitElement {
       this.picked = new Set(cached.formats);
       this.source = "cache";
       this.status = S.fromCache(cached.rows.length, cached.tensors);
-      this.open = true;
     } catch (e) {
       // No cached results to show; a run still works.
       console.warn("Could not read the cached results:", e);
@@ -449,9 +439,8 @@ export class ResultsTable extends LitElement {
     return html`<div class="head">
         <h2>${S.title}</h2>
         <span class="hint">${S.intro}</span>
-        <button data-testid="results-toggle" @click=${() => (this.open = !this.open)}>${this.open ? S.hide : S.show}</button>
       </div>
-      ${this.open ? this.renderBody() : nothing}`;
+      ${this.renderBody()}`;
   }
 
   private renderBody() {
