@@ -429,10 +429,11 @@ export class LabApp extends LitElement {
                     .tensor=${this.model.rows.find((r) => r.name === this.selected)}
                   ></ql-heatmap-workspace>`
                 : nothing}
-              <!-- Kept while hidden: a whole-model run goes on, and a reopened file's cached results load. -->
+              <!-- Kept while hidden, so a whole-model run goes on. -->
               <ql-results-table
                 data-testid="results-panel"
                 ?hidden=${this.tab !== "results"}
+                ?active=${this.tab === "results"}
                 .client=${this.client}
                 .model=${this.model}
               ></ql-results-table>

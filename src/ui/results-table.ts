@@ -102,6 +102,7 @@ export class ResultsTable extends LitElement {
   static override properties = {
     client: { attribute: false },
     model: { attribute: false },
+    active: { type: Boolean },
     choices: { state: true },
     picked: { state: true },
     metric: { state: true },
@@ -117,6 +118,11 @@ export class ResultsTable extends LitElement {
   declare client: LabClient | undefined;
   /** The model shown: { rows } of the tensor table (any object that changes when another model opens). */
   declare model: { rows: TensorRow[] } | undefined;
+  /**
+   * Whether the panel is shown: the cache and the formats are asked for only then (for a URL the quantization
+   * worker opens the model, a header read), and at once when it is shown again after another model opened.
+   */
+  declare active: boolean;
   declare choices: FormatChoice[] | undefined;
   declare picked: ReadonlySet<string>;
   declare metric: CellMetric;
@@ -139,11 +145,14 @@ export class ResultsTable extends LitElement {
   /** The last progress, handed to the progress element directly (it redraws alone). */
   private progress: ModelProgress | undefined;
   private view: View | undefined;
+  /** The model whose cached results and formats were asked for. */
+  private loadedFor: object | undefined;
 
   constructor() {
     super();
     this.client = undefined;
     this.model = undefined;
+    this.active = false;
     this.picked = new Set(DEFAULT_PICK);
     this.metric = "snr";
     this.reuseCached = true;
@@ -313,6 +322,10 @@ export class ResultsTable extends LitElement {
       this.status = undefined;
       this.error = undefined;
       this.choices = undefined;
+      this.loadedFor = undefined;
+    }
+    if (this.active && this.model && this.loadedFor !== this.model) {
+      this.loadedFor = this.model;
       void this.loadCached();
       void this.loadChoices();
     }
