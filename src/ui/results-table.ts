@@ -470,7 +470,7 @@ export class ResultsTable extends LitElement {
     const families = [...new Set(choices.map((c) => c.family))];
     // Folded once there are results, so the table has the room.
     return html`<details class="formats" data-testid="results-formats" ?open=${this.rows.length === 0}>
-      <summary>${S.formats}: ${[...this.picked].join(", ") || "—"}</summary>
+      <summary>${S.formats}: ${choices.filter((c) => this.picked.has(c.id)).map((c) => c.id).join(", ") || "—"}</summary>
       ${families.map((family) => {
         const members = choices.filter((c) => c.family === family);
         const picked = members.filter((c) => this.picked.has(c.id)).length;
