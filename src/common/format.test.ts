@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatCount, formatMeasure, formatShape, formatShare, formatValue } from "./format.ts";
+import { formatBitsPerWeight, formatBytes, formatCount, formatMeasure, formatShape, formatShare, formatValue } from "./format.ts";
 
 describe("formatValue", () => {
   it("reads back as the same float32, for any float32", () => {
@@ -49,5 +49,14 @@ describe("formatMeasure", () => {
     expect(formatMeasure(Infinity)).toBe("∞");
     expect(formatMeasure(-Infinity)).toBe("−∞");
     expect(formatMeasure(NaN)).toBe("—");
+  });
+});
+
+describe("formatBitsPerWeight", () => {
+  it("keeps at most four decimals and drops trailing zeros", () => {
+    expect(formatBitsPerWeight(4.5)).toBe("4.5");
+    expect(formatBitsPerWeight(16)).toBe("16");
+    expect(formatBitsPerWeight(3.4375)).toBe("3.4375");
+    expect(formatBitsPerWeight(4 + 16 / 4096)).toBe("4.0039");
   });
 });

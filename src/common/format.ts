@@ -68,3 +68,8 @@ export function formatMeasure(v: number, digits = 4): string {
   if (abs < 1e-3 || abs >= 1e6) return v.toExponential(digits - 1).replace("e+", "e");
   return v.toPrecision(digits);
 }
+
+/** Bits per weight, to at most 4 decimals without trailing zeros: 4.5 -> "4.5", 4.00390625 -> "4.0039". */
+export function formatBitsPerWeight(bits: number): string {
+  return String(Number(bits.toFixed(4)));
+}
