@@ -41,9 +41,9 @@ function both(enTitle: string, en: string[], zhTitle: string, zh: string[]): Bil
 // ---- format families and formats ----------------------------------------------------------------------
 
 const KQUANT_EN =
-  "A K-quant super-block holds 256 weights: their low-bit codes, the scales (and for some types the minimums) of its sub-blocks, stored in a few bits each, and one fp16 super-scale (plus an fp16 super-minimum) that those small scales multiply. Quantizing the scales themselves is what keeps the overhead low.";
+  "A K-quant super-block holds 256 weights: their low-bit codes, the scales (and for some types the minimums) of its sub-blocks, stored in a few bits each, and one fp16 super-scale d (plus an fp16 super-minimum d_min) that those small scales multiply. Quantizing the scales themselves is what keeps the overhead low.";
 const KQUANT_ZH =
-  "K-quant 的一个超级块包含 256 个权重：它们的低比特码值，若干子块的缩放因子（部分类型还有最小值），每个只用几个比特存储；以及一个 fp16 超级缩放因子（和一个 fp16 超级最小值），子块的缩放因子都要乘以它。正是把缩放因子本身也量化，才让额外开销很低。";
+  "K-quant 的一个超级块包含 256 个权重：它们的低比特码值，若干子块的缩放因子（部分类型还有最小值），每个只用几个比特存储；以及一个 fp16 超级缩放因子 d（和一个 fp16 超级最小值 d_min），子块的缩放因子都要乘以它。正是把缩放因子本身也量化，才让额外开销很低。";
 
 function ggufLegacy(id: string, bits: number, withMin: boolean): Bilingual {
   const levels = 2 ** bits;
@@ -147,8 +147,8 @@ const STATIC_TOPICS: Record<string, () => Bilingual> = {
     kQuant(
       "q2_K",
       2,
-      "16 sub-blocks of 16 weights, each with a 4-bit scale and a 4-bit minimum; decodes to d·sᵢ·q − dmin·mᵢ. Four levels per weight: usable only with importance-weighted encoding and for the least sensitive tensors.",
-      "16 个子块、每块 16 个权重，每个子块有 4 比特缩放因子和 4 比特最小值；解码为 d·sᵢ·q − dmin·mᵢ。每个权重只有四个量化级：只适合配合重要性加权编码、用于最不敏感的张量。",
+      "16 sub-blocks of 16 weights, each with a 4-bit scale and a 4-bit minimum; decodes to d·sᵢ·q − d_min·mᵢ. Four levels per weight: usable only with importance-weighted encoding and for the least sensitive tensors.",
+      "16 个子块、每块 16 个权重，每个子块有 4 比特缩放因子和 4 比特最小值；解码为 d·sᵢ·q − d_min·mᵢ。每个权重只有四个量化级：只适合配合重要性加权编码、用于最不敏感的张量。",
     ),
   q3_K: () =>
     kQuant(
@@ -161,8 +161,8 @@ const STATIC_TOPICS: Record<string, () => Bilingual> = {
     kQuant(
       "q4_K",
       4,
-      "8 sub-blocks of 32 weights, each with a 6-bit scale and a 6-bit minimum; decodes to d·sᵢ·q − dmin·mᵢ. The usual default (Q4_K_M files use it for most tensors).",
-      "8 个子块、每块 32 个权重，每个子块有 6 比特缩放因子和 6 比特最小值；解码为 d·sᵢ·q − dmin·mᵢ。最常用的默认选择（Q4_K_M 文件的大多数张量用它）。",
+      "8 sub-blocks of 32 weights, each with a 6-bit scale and a 6-bit minimum; decodes to d·sᵢ·q − d_min·mᵢ. The usual default (Q4_K_M files use it for most tensors).",
+      "8 个子块、每块 32 个权重，每个子块有 6 比特缩放因子和 6 比特最小值；解码为 d·sᵢ·q − d_min·mᵢ。最常用的默认选择（Q4_K_M 文件的大多数张量用它）。",
     ),
   q5_K: () =>
     kQuant(
@@ -238,7 +238,7 @@ const STATIC_TOPICS: Record<string, () => Bilingual> = {
       ],
       "llm-int8（LLM.int8）",
       [
-        "bitsandbytes 的 8 比特权重：每行存其绝对值最大值（f32）和 int8 码值 round(x·127 / 最大值)。推理时 LLM.int8 还会把少数含离群值（大于 6）的激活特征分离出来用 fp16 相乘；存储的权重全部是 int8。",
+        "bitsandbytes 的 8 比特权重：每行存其绝对值最大值（f32）和 int8 码值 x·127 / 最大值（四舍五入）。推理时 LLM.int8 还会把少数含离群值（大于 6）的激活特征分离出来用 fp16 相乘；存储的权重全部是 int8。",
         `行长 ${ROW} 时每权重比特数为 ${bpw("llm-int8")}。`,
       ],
     ),
@@ -402,7 +402,7 @@ const STATIC_TOPICS: Record<string, () => Bilingual> = {
       ],
       "GPTQ",
       [
-        "逐列量化一层的权重矩阵，每量化一列后，利用校准文本上该层输入的逆 Hessian 矩阵（XᵀX），调整尚未量化的列以抵消刚产生的误差。",
+        "逐列量化一层的权重矩阵，每量化一列后，利用校准文本上该层输入的海森矩阵（XᵀX）之逆，调整尚未量化的列以抵消刚产生的误差。",
         "它最小化的是该层输出的误差，而不是权重误差：存储格式仍是带分组缩放因子的普通 int4/int8，因此权重误差甚至可能比就近舍入略高，模型效果却更好。",
       ],
     ),

@@ -98,17 +98,17 @@ export class GpuPanel extends LitElement {
     if (!status) return html`<div class="pending" data-testid="gpu-pending">${t.pending}</div>`;
     if (status.kind === "cpu") {
       return html`<div class="cpu" data-testid="gpu-cpu" role="status">
-        <strong>${t.cpuFallback}</strong> ${status.reason}
+        <strong>${t.cpuFallback}</strong> <span translate="no">${status.reason}</span>
       </div>`;
     }
     const { info } = status;
     const l = info.limits;
     return html`<div data-testid="gpu-info">
       <div class="adapter">
-        <span class="badge">WebGPU</span><span data-testid="gpu-vendor">${info.vendor}</span> ·
-        <span data-testid="gpu-architecture">${info.architecture}</span>
+        <span class="badge">WebGPU</span><span data-testid="gpu-vendor" translate="no">${info.vendor}</span> ·
+        <span data-testid="gpu-architecture" translate="no">${info.architecture}</span>
       </div>
-      ${info.description ? html`<div class="pending">${info.description}</div>` : nothing}
+      ${info.description ? html`<div class="pending" translate="no">${info.description}</div>` : nothing}
       <dl>
         <dt>shader-f16</dt>
         <dd data-testid="gpu-f16">${info.f16 ? t.yes : t.no}</dd>

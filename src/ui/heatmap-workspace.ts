@@ -37,6 +37,17 @@ export interface HeatmapSettings {
   view?: HeatmapView;
 }
 
+/** The names src/quant/block-params.ts gives block scales, in Chinese. */
+const ZH_SCALE_NAMES: Record<string, string> = {
+  "d (fp16 block scale)": "d（fp16 块缩放因子）",
+  "d (f32 block scale)": "d（f32 块缩放因子）",
+  "d·scale of the sub-block": "d·子块缩放因子",
+  "scale (fp16)": "缩放因子（fp16）",
+  "SCB (row absmax; y = q·SCB/127)": "SCB（行绝对值最大值；y = q·SCB/127）",
+  "absmax of the 64-block": "64 权重块的绝对值最大值",
+  "absmax of the 64-block (double-quantized)": "64 权重块的绝对值最大值（双重量化）",
+};
+
 const TEXT = localized(
   {
     title: "Error heatmaps",
@@ -67,6 +78,8 @@ const TEXT = localized(
     hoverBlock: "block",
     hoverScale: "scale",
     hoverMin: "min",
+    /** What a block's scale is (src/quant/block-params.ts names it). */
+    scaleName: (name: string) => name,
     exportPng: "PNG",
     exportCsv: "CSV",
     exportJson: "JSON",
@@ -107,6 +120,7 @@ const TEXT = localized(
     hoverBlock: "块",
     hoverScale: "缩放因子",
     hoverMin: "最小值",
+    scaleName: (name: string) => ZH_SCALE_NAMES[name] ?? name,
     exportPng: "PNG",
     exportCsv: "CSV",
     exportJson: "JSON",
@@ -597,7 +611,7 @@ export class HeatmapWorkspace extends LitElement {
       ${this.progress !== undefined
         ? html`<p class="meta" role="status"><ql-spinner></ql-spinner> ${t.computing} ${Math.round(this.progress * 100)}%</p>`
         : nothing}
-      ${this.error ? html`<p class="failed" role="alert">${this.error}</p>` : nothing}
+      ${this.error ? html`<p class="failed" role="alert" translate="no">${this.error}</p>` : nothing}
       ${this.map
         ? html`<p class="meta" data-testid="heatmap-view">${t.view(this.map.grid.view, this.map.grid.gridRows, this.map.grid.gridCols)} · ${t.hint}</p>
             ${this.renderOutlierSummary()}
@@ -687,7 +701,7 @@ export class HeatmapWorkspace extends LitElement {
       return html`<figure data-testid="heatmap-panel" data-format=${panel.format}>
         <figcaption><strong>${title}</strong></figcaption>
         <div class="failed" role="note" data-testid="heatmap-failure">
-          <span>${t.cannot}</span><span>${panel.error.message}</span>
+          <span>${t.cannot}</span><span translate="no">${panel.error.message}</span>
           ${panel.error.fallback ? html`<span>${t.fallback(panel.error.fallback)}</span>` : nothing}
         </div>
       </figure>`;
@@ -797,10 +811,10 @@ export class HeatmapWorkspace extends LitElement {
                 <td>${formatValue(f.value)}</td>
                 <td>${formatValue(f.error)}</td>
                 <td>${f.block ? `${f.block.index}${f.block.sub !== undefined ? `.${f.block.sub}` : ""}` : t.none}</td>
-                <td title=${f.block?.scaleName ?? ""}>${f.block ? formatValue(f.block.scale) : t.none}</td>
+                <td title=${f.block ? t.scaleName(f.block.scaleName) : ""}>${f.block ? formatValue(f.block.scale) : t.none}</td>
                 <td>${f.block?.min !== undefined ? formatValue(f.block.min) : t.none}</td>
               </tr>`
-            : html`<tr data-testid="hover-format" data-format=${f.format}><td>${f.format}</td><td colspan="5">${f.error.message}</td></tr>`,
+            : html`<tr data-testid="hover-format" data-format=${f.format}><td>${f.format}</td><td colspan="5" translate="no">${f.error.message}</td></tr>`,
         )}
       </table>
     </div>`;

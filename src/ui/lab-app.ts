@@ -530,7 +530,7 @@ export class LabApp extends LitElement {
     return html`<div class="banner" role="alert" data-testid="error-banner" data-code=${p.code ?? "error"}>
       <p>
         ${t.couldNotOpen}
-        ${p.file ? html`<code data-testid="error-file">${p.file}</code>: ` : nothing}<span data-testid="error-detail"
+        ${p.file ? html`<code data-testid="error-file">${p.file}</code>: ` : nothing}<span data-testid="error-detail" translate="no"
           >${p.detail}</span
         >${this.model ? t.keptPrevious : nothing}
       </p>

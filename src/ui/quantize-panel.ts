@@ -53,7 +53,7 @@ const TEXT = localized(
     cancelled: "Cancelled.",
     formatTitle: (id: string, description: string) => description,
     thisTensor: (reason: string) => `This tensor: ${reason}`,
-    noGpu: (reason: string) => `no GPU: ${reason}`,
+    noGpu: "no GPU: ",
     columns: {
       format: "format",
       bpw: "bits/weight",
@@ -92,7 +92,7 @@ const TEXT = localized(
     cancelled: "已取消。",
     formatTitle: (id: string, description: string) => explanation(id, "zh-CN")?.body.join("\n") ?? description,
     thisTensor: (reason: string) => `此张量：${reason}`,
-    noGpu: (reason: string) => `无 GPU：${reason}`,
+    noGpu: "无 GPU：",
     columns: {
       format: "格式",
       bpw: "每权重比特数",
@@ -499,8 +499,8 @@ export class QuantizePanel extends LitElement {
         ${report.tensor} (${formatShape([report.shape.rows, report.shape.cols])}, ${report.dtype}) ·
         <span data-testid="quantize-device"
           >${device.kind === "gpu"
-            ? `WebGPU: ${device.info.vendor} ${device.info.architecture}`
-            : t.noGpu(device.reason)}</span
+            ? html`WebGPU: <span translate="no">${device.info.vendor} ${device.info.architecture}</span>`
+            : html`${t.noGpu}<span translate="no">${device.reason}</span>`}</span
         >
       </p>
       <div class="table">
@@ -529,7 +529,7 @@ export class QuantizePanel extends LitElement {
       return html`<tr class="failed" data-testid="quantize-result" data-format=${r.format} data-problem=${error.problem}>
         <td>${r.format}</td>
         <td class="message" colspan="9" data-testid="result-error">
-          ${error.message}${error.fallback
+          <span translate="no">${error.message}</span>${error.fallback
             ? html`${t.useInstead[0]}<span class="fallback" data-testid="result-fallback">${error.fallback}</span>${t.useInstead[1]}`
             : nothing}
         </td>
@@ -567,7 +567,7 @@ export class QuantizePanel extends LitElement {
       <td data-testid="result-cosine" data-value=${m.cosine}>${formatMeasure(m.cosine, 7)}</td>
       <td class="where" data-testid="result-ran-on">
         <span class=${r.ranOn}>${r.ranOn.toUpperCase()}</span>
-        ${r.why ? html`<span class="why" data-testid="result-why">${r.why}</span>` : nothing}
+        ${r.why ? html`<span class="why" data-testid="result-why" translate="no">${r.why}</span>` : nothing}
       </td>
     </tr>`;
   }

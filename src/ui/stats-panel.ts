@@ -134,7 +134,7 @@ export class StatsPanel extends LitElement {
       return html`<div class="name">${this.loading}</div>
         <div class="loading" data-testid="stats-loading" role="status"><ql-spinner></ql-spinner> ${text.streaming}</div>`;
     }
-    if (this.error) return html`<div class="error" role="alert" data-testid="stats-error">${this.error}</div>`;
+    if (this.error) return html`<div class="error" role="alert" data-testid="stats-error" translate="no">${this.error}</div>`;
     const result = this.result;
     if (!result) return html`<p class="hint">${text.hint}</p>`;
     const { tensor: t, stats: s, computedOn } = result;

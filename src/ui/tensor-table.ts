@@ -6,7 +6,7 @@
  */
 import { LitElement, css, html, nothing } from "lit";
 import { repeat } from "lit/directives/repeat.js";
-import { filterRows, groupRows, sortRows, type TensorRow, type Totals } from "../formats/catalog.ts";
+import { filterRows, groupRows, OUTSIDE_LAYERS_GROUP, sortRows, type TensorRow, type Totals } from "../formats/catalog.ts";
 import { formatBytes, formatCount, formatShape, formatShare } from "../common/format.ts";
 import { LangController, localized } from "./i18n.ts";
 
@@ -33,6 +33,7 @@ const TEXT = localized(
     filterPlaceholder: "Filter: text, or /regex/",
     filterLabel: "Filter tensors by text or /regex/",
     groupByLayer: "Group by layer",
+    outsideLayers: OUTSIDE_LAYERS_GROUP,
     tensors: (n: number) => `${formatCount(n)} ${n === 1 ? "tensor" : "tensors"}`,
     shownOf: (shown: number, total: number) => `${formatCount(shown)} of ${formatCount(total)} tensors`,
     noMatch: "No tensor matches this filter.",
@@ -45,6 +46,7 @@ const TEXT = localized(
     filterPlaceholder: "筛选：文本或 /正则/",
     filterLabel: "按文本或 /正则/ 筛选张量",
     groupByLayer: "按层分组",
+    outsideLayers: "嵌入层与输出头",
     tensors: (n: number) => `${formatCount(n)} 个张量`,
     shownOf: (shown: number, total: number) => `${formatCount(shown)} / ${formatCount(total)} 个张量`,
     noMatch: "没有张量匹配此筛选条件。",
@@ -320,7 +322,7 @@ export class TensorTable extends LitElement {
         <tr class="group" data-testid="group-row" data-group=${g.group}>
           <td>
             <button type="button" aria-expanded=${open ? "true" : "false"} @click=${() => this.toggleGroup(g.group)}>
-              <span class="caret" aria-hidden="true">${open ? "▾" : "▸"}</span>${g.group}
+              <span class="caret" aria-hidden="true">${open ? "▾" : "▸"}</span>${g.group === OUTSIDE_LAYERS_GROUP ? t.outsideLayers : g.group}
             </button>
             <span class="members">${t.tensors(g.rows.length)}</span>
           </td>
