@@ -4,12 +4,14 @@
  */
 import { LabClient } from "./ui/lab-client.ts";
 import "./ui/lab-app.ts";
+import { initialLang, setLang } from "./ui/i18n.ts";
 import { parseUrlState } from "./ui/url-state.ts";
 
+const state = parseUrlState(location.hash);
+setLang(initialLang(state.lang, navigator.language));
 const app = document.createElement("ql-lab-app");
 app.client = new LabClient();
 document.body.append(app);
-const state = parseUrlState(location.hash);
 // The model first: on a software adapter, creating the GPU device and compiling kernels takes CPU time
 // the first table should not wait for.
 const opened = state.src && state.src !== "demo" ? app.openUrl(state.src) : app.openDemo();

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatCount, formatMeasure, formatShape, formatShare, formatValue, formatDuration } from "./format.ts";
+import { formatBitsPerWeight, formatBytes, formatCount, formatDuration, formatMeasure, formatShape, formatShare, formatValue } from "./format.ts";
 
 describe("formatValue", () => {
   it("reads back as the same float32, for any float32", () => {
@@ -61,5 +61,14 @@ describe("formatDuration", () => {
     expect(formatDuration(3_725_000)).toBe("1:02:05");
     expect(formatDuration(NaN)).toBe("—");
     expect(formatDuration(-1)).toBe("—");
+  });
+});
+
+describe("formatBitsPerWeight", () => {
+  it("keeps at most four decimals and drops trailing zeros", () => {
+    expect(formatBitsPerWeight(4.5)).toBe("4.5");
+    expect(formatBitsPerWeight(16)).toBe("16");
+    expect(formatBitsPerWeight(3.4375)).toBe("3.4375");
+    expect(formatBitsPerWeight(4 + 16 / 4096)).toBe("4.0039");
   });
 });

@@ -78,3 +78,8 @@ export function formatDuration(ms: number): string {
   if (minutes < 60) return `${minutes}:${ss}`;
   return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}:${ss}`;
 }
+
+/** Bits per weight, to at most 4 decimals without trailing zeros: 4.5 -> "4.5", 4.00390625 -> "4.0039". */
+export function formatBitsPerWeight(bits: number): string {
+  return String(Number(bits.toFixed(4)));
+}

@@ -25,6 +25,8 @@ import { CancelledError } from "../../workers/wire-error.ts";
 import { colourTable, cssGradient, NON_FINITE_RGB, type ColourMapName } from "./heatmap-colors.ts";
 import type { LabClient } from "./lab-client.ts";
 import { panelStyles } from "./styles.ts";
+import { LangController, localized } from "./i18n.ts";
+import "./explain-button.ts";
 import "./spinner.ts";
 
 /** The settings a link or preset restores, and the workspace reports when they change. */
@@ -35,45 +37,102 @@ export interface HeatmapSettings {
   view?: HeatmapView;
 }
 
-const TEXT = {
-  title: "Error heatmaps",
-  pickTensor: "Select a tensor in the table to see its heatmaps.",
-  formats: "Formats",
-  none: "—",
-  quantity: "Show",
-  quantities: { abs: "|error|", rel: "relative error", signed: "signed error", scale: "block scales", weights: "weights" } as Record<HeatmapQuantity, string>,
-  pooling: "Pool",
-  poolings: { max: "max", mean: "mean" } as Record<HeatmapPooling, string>,
-  colours: "Colours",
-  log: "log scale",
-  reset: "Reset zoom",
-  weightsPanel: "original weights",
-  computing: "Pooling the view on the GPU…",
-  view: (v: HeatmapView, cellsR: number, cellsC: number) =>
-    `rows ${v.row0}–${v.row0 + v.rows - 1}, columns ${v.col0}–${v.col0 + v.cols - 1} (${v.rows}×${v.cols} weights in ${cellsR}×${cellsC} cells)`,
-  nonFinite: (n: number) => `${n} non-finite cell${n === 1 ? "" : "s"}`,
-  ranOnCpu: "CPU reference",
-  ranOnGpu: "GPU",
-  cannot: "Cannot quantize this tensor:",
-  fallback: (f: string) => `llama.cpp would use ${f} instead.`,
-  hoverRow: "row",
-  hoverCol: "column",
-  hoverOriginal: "original",
-  hoverValue: "decoded",
-  hoverError: "error",
-  hoverBlock: "block",
-  hoverScale: "scale",
-  hoverMin: "min",
-  exportPng: "PNG",
-  exportCsv: "CSV",
-  exportJson: "JSON",
-  histogram: (weights: boolean) => (weights ? "weights" : "errors (y − x)"),
-  histogramAxis: "magnitude, log scale, 4 bins per octave; negative values left of the centre line",
-  logCounts: "log counts",
-  noScales: "This format has no blocks: no scales to map.",
-  outliers: (rows: number, cols: number) => `outlier lines (largest |weight| ≥ 4× the median line): ${rows} row, ${cols} column groups`,
-  hint: "Wheel: zoom at the pointer · drag: pan · double-click: reset. Every panel shares the zoom and the colour scale.",
+/** The names src/quant/block-params.ts gives block scales, in Chinese. */
+const ZH_SCALE_NAMES: Record<string, string> = {
+  "d (fp16 block scale)": "d（fp16 块缩放因子）",
+  "d (f32 block scale)": "d（f32 块缩放因子）",
+  "d·scale of the sub-block": "d·子块缩放因子",
+  "scale (fp16)": "缩放因子（fp16）",
+  "SCB (row absmax; y = q·SCB/127)": "SCB（行绝对值最大值；y = q·SCB/127）",
+  "absmax of the 64-block": "64 权重块的绝对值最大值",
+  "absmax of the 64-block (double-quantized)": "64 权重块的绝对值最大值（双重量化）",
 };
+
+const TEXT = localized(
+  {
+    title: "Error heatmaps",
+    pickTensor: "Select a tensor in the table to see its heatmaps.",
+    formats: "Formats",
+    none: "—",
+    quantity: "Show",
+    quantities: { abs: "|error|", rel: "relative error", signed: "signed error", scale: "block scales", weights: "weights" } as Record<HeatmapQuantity, string>,
+    pooling: "Pool",
+    poolings: { max: "max", mean: "mean" } as Record<HeatmapPooling, string>,
+    colours: "Colours",
+    log: "log scale",
+    reset: "Reset zoom",
+    weightsPanel: "original weights",
+    computing: "Pooling the view on the GPU…",
+    view: (v: HeatmapView, cellsR: number, cellsC: number) =>
+      `rows ${v.row0}–${v.row0 + v.rows - 1}, columns ${v.col0}–${v.col0 + v.cols - 1} (${v.rows}×${v.cols} weights in ${cellsR}×${cellsC} cells)`,
+    nonFinite: (n: number) => `${n} non-finite cell${n === 1 ? "" : "s"}`,
+    ranOnCpu: "CPU reference",
+    ranOnGpu: "GPU",
+    cannot: "Cannot quantize this tensor:",
+    fallback: (f: string) => `llama.cpp would use ${f} instead.`,
+    hoverRow: "row",
+    hoverCol: "column",
+    hoverOriginal: "original",
+    hoverValue: "decoded",
+    hoverError: "error",
+    hoverBlock: "block",
+    hoverScale: "scale",
+    hoverMin: "min",
+    /** What a block's scale is (src/quant/block-params.ts names it). */
+    scaleName: (name: string) => name,
+    exportPng: "PNG",
+    exportCsv: "CSV",
+    exportJson: "JSON",
+    exportTitle: (kind: string) => `Export this panel as ${kind}`,
+    histogram: (weights: boolean): string => (weights ? "weights" : "errors (y − x)"),
+    histogramAxis: "magnitude, log scale, 4 bins per octave; negative values left of the centre line",
+    logCounts: "log counts",
+    noScales: "This format has no blocks: no scales to map.",
+    outliers: (rows: number, cols: number) => `outlier lines (largest |weight| ≥ 4× the median line): ${rows} row, ${cols} column groups`,
+    hint: "Wheel: zoom at the pointer · drag: pan · double-click: reset. Every panel shares the zoom and the colour scale.",
+  },
+  {
+    title: "误差热力图",
+    pickTensor: "在表格中选择一个张量以查看其热力图。",
+    formats: "格式",
+    none: "—",
+    quantity: "显示",
+    quantities: { abs: "|误差|", rel: "相对误差", signed: "带符号误差", scale: "块缩放因子", weights: "权重" },
+    pooling: "池化",
+    poolings: { max: "最大值", mean: "均值" },
+    colours: "配色",
+    log: "对数刻度",
+    reset: "重置缩放",
+    weightsPanel: "原始权重",
+    computing: "正在 GPU 上对视图做池化…",
+    view: (v: HeatmapView, cellsR: number, cellsC: number) =>
+      `第 ${v.row0}–${v.row0 + v.rows - 1} 行，第 ${v.col0}–${v.col0 + v.cols - 1} 列（${v.rows}×${v.cols} 个权重，${cellsR}×${cellsC} 个单元格）`,
+    nonFinite: (n: number) => `${n} 个非有限值单元格`,
+    ranOnCpu: "CPU 参考实现",
+    ranOnGpu: "GPU",
+    cannot: "无法量化此张量：",
+    fallback: (f: string) => `llama.cpp 会改用 ${f}。`,
+    hoverRow: "行",
+    hoverCol: "列",
+    hoverOriginal: "原值",
+    hoverValue: "解码值",
+    hoverError: "误差",
+    hoverBlock: "块",
+    hoverScale: "缩放因子",
+    hoverMin: "最小值",
+    scaleName: (name: string) => ZH_SCALE_NAMES[name] ?? name,
+    exportPng: "PNG",
+    exportCsv: "CSV",
+    exportJson: "JSON",
+    exportTitle: (kind: string) => `导出此面板为 ${kind}`,
+    histogram: (weights: boolean) => (weights ? "权重" : "误差（y − x）"),
+    histogramAxis: "幅值，对数刻度，每倍频程 4 个区间；负值位于中线左侧",
+    logCounts: "计数取对数",
+    noScales: "此格式没有分块：没有可绘制的缩放因子。",
+    outliers: (rows: number, cols: number) => `离群行/列（最大 |权重| ≥ 中位行的 4 倍）：${rows} 行、${cols} 列组`,
+    hint: "滚轮：以指针为中心缩放 · 拖动：平移 · 双击：重置。所有面板共享缩放和色标。",
+  },
+);
 
 /** Formats shown first, where the tensor's rows allow them (int4 next to int8, as people compare). */
 const DEFAULT_FORMATS = ["int4-g128", "int4-g32", "q4_K", "q4_0", "int8-channel", "nf4"];
@@ -126,6 +185,7 @@ export class HeatmapWorkspace extends LitElement {
   private requestTimer: ReturnType<typeof setTimeout> | undefined;
   private hoverSeq = 0;
   private drag: { x: number; y: number; view: HeatmapView } | undefined;
+  private readonly langController = new LangController(this);
 
   static override styles = [
     panelStyles,
@@ -540,19 +600,20 @@ export class HeatmapWorkspace extends LitElement {
   // ---- rendering --------------------------------------------------------------------------------------
 
   override render() {
+    const t = TEXT();
     const tensor = this.tensor;
-    if (!tensor) return html`<h2>${TEXT.title}</h2><p class="meta">${TEXT.pickTensor}</p>`;
+    if (!tensor) return html`<h2>${t.title}</h2><p class="meta">${t.pickTensor}</p>`;
     const domains = this.domains();
     return html`
-      <h2>${TEXT.title} · <span>${tensor.name}</span> <span class="meta">${formatShape(tensor.shape)}</span></h2>
+      <h2>${t.title} · <span>${tensor.name}</span> <span class="meta">${formatShape(tensor.shape)}</span></h2>
       ${this.renderControls()}
       ${this.renderLegend(domains)}
       ${this.progress !== undefined
-        ? html`<p class="meta" role="status"><ql-spinner></ql-spinner> ${TEXT.computing} ${Math.round(this.progress * 100)}%</p>`
+        ? html`<p class="meta" role="status"><ql-spinner></ql-spinner> ${t.computing} ${Math.round(this.progress * 100)}%</p>`
         : nothing}
-      ${this.error ? html`<p class="failed" role="alert">${this.error}</p>` : nothing}
+      ${this.error ? html`<p class="failed" role="alert" translate="no">${this.error}</p>` : nothing}
       ${this.map
-        ? html`<p class="meta" data-testid="heatmap-view">${TEXT.view(this.map.grid.view, this.map.grid.gridRows, this.map.grid.gridCols)} · ${TEXT.hint}</p>
+        ? html`<p class="meta" data-testid="heatmap-view">${t.view(this.map.grid.view, this.map.grid.gridRows, this.map.grid.gridCols)} · ${t.hint}</p>
             ${this.renderOutlierSummary()}
             <div class="panels">${this.map.panels.map((p, i) => this.renderPanel(p, i))}</div>`
         : nothing}
@@ -561,45 +622,50 @@ export class HeatmapWorkspace extends LitElement {
   }
 
   private renderControls() {
+    const t = TEXT();
     const choices = this.choices ?? [];
     const slots = Array.from({ length: MAX_FORMATS }, (_, i) => this.formats[i] ?? "");
     return html`<div class="controls">
-      <span>${TEXT.formats}</span>
+      <span>${t.formats}</span>
       ${slots.map(
-        (current, slot) => html`<select
-          data-testid=${`heatmap-format-${slot}`}
-          aria-label=${`${TEXT.formats} ${slot + 1}`}
-          @change=${(e: Event) => this.setFormat(slot, (e.target as HTMLSelectElement).value)}
-        >
-          <option value="" ?selected=${current === ""}>${TEXT.none}</option>
-          ${choices.map((c) => html`<option value=${c.id} ?selected=${c.id === current}>${c.id}${c.rowLengthProblem ? " ⚠" : ""}</option>`)}
-        </select>`,
+        (current, slot) => html`<span
+          ><select
+            data-testid=${`heatmap-format-${slot}`}
+            aria-label=${`${t.formats} ${slot + 1}`}
+            @change=${(e: Event) => this.setFormat(slot, (e.target as HTMLSelectElement).value)}
+          >
+            <option value="" ?selected=${current === ""}>${t.none}</option>
+            ${choices.map((c) => html`<option value=${c.id} ?selected=${c.id === current}>${c.id}${c.rowLengthProblem ? " ⚠" : ""}</option>`)}
+          </select>
+          ${current ? html`<ql-explain topic=${current}></ql-explain>` : nothing}</span
+        >`,
       )}
       <label
-        >${TEXT.quantity}
+        >${t.quantity}
         <select data-testid="heatmap-quantity" @change=${(e: Event) => (this.quantity = (e.target as HTMLSelectElement).value as HeatmapQuantity)}>
-          ${(Object.keys(TEXT.quantities) as HeatmapQuantity[]).map(
-            (q) => html`<option value=${q} ?selected=${q === this.quantity}>${TEXT.quantities[q]}</option>`,
+          ${(Object.keys(t.quantities) as HeatmapQuantity[]).map(
+            (q) => html`<option value=${q} ?selected=${q === this.quantity}>${t.quantities[q]}</option>`,
           )}
         </select></label
-      >
+      ><ql-explain data-testid="explain-quantity" topic=${`heatmap:${this.quantity}`}></ql-explain>
       <label
-        >${TEXT.pooling}
+        >${t.pooling}
         <select data-testid="heatmap-pooling" @change=${(e: Event) => (this.pooling = (e.target as HTMLSelectElement).value as HeatmapPooling)}>
-          ${(Object.keys(TEXT.poolings) as HeatmapPooling[]).map((p) => html`<option value=${p} ?selected=${p === this.pooling}>${TEXT.poolings[p]}</option>`)}
+          ${(Object.keys(t.poolings) as HeatmapPooling[]).map((p) => html`<option value=${p} ?selected=${p === this.pooling}>${t.poolings[p]}</option>`)}
         </select></label
-      >
+      ><ql-explain topic="heatmap:pooling"></ql-explain>
       <label
-        >${TEXT.colours}
+        >${t.colours}
         <select @change=${(e: Event) => (this.colours = (e.target as HTMLSelectElement).value as ColourMapName)}>
           ${(["viridis", "inferno", "cividis"] as const).map((c) => html`<option value=${c} ?selected=${c === this.colours}>${c}</option>`)}
         </select></label
       >
-      <label><input type="checkbox" .checked=${this.log} @change=${(e: Event) => (this.log = (e.target as HTMLInputElement).checked)} />${TEXT.log}</label>
+      <label><input type="checkbox" .checked=${this.log} @change=${(e: Event) => (this.log = (e.target as HTMLInputElement).checked)} />${t.log}</label
+      ><ql-explain topic="heatmap:log"></ql-explain>
       <label
-        ><input type="checkbox" .checked=${this.logCounts} @change=${(e: Event) => (this.logCounts = (e.target as HTMLInputElement).checked)} />${TEXT.logCounts}</label
+        ><input type="checkbox" .checked=${this.logCounts} @change=${(e: Event) => (this.logCounts = (e.target as HTMLInputElement).checked)} />${t.logCounts}</label
       >
-      <button type="button" @click=${() => this.tensor && this.setView(fullView(this.tensor))}>${TEXT.reset}</button>
+      <button type="button" @click=${() => this.tensor && this.setView(fullView(this.tensor))}>${t.reset}</button>
     </div>`;
   }
 
@@ -613,39 +679,41 @@ export class HeatmapWorkspace extends LitElement {
   }
 
   private renderLegend(d: { weights?: HeatmapDomain; formats?: HeatmapDomain }) {
+    const t = TEXT();
     const f = d.formats;
     if (!f) return nothing;
     const lut = colourTable(this.colours, f.signed);
     const nonFinite = f.nonFinite + (d.weights?.nonFinite ?? 0);
     return html`<div class="legend" data-testid="heatmap-legend">
-      <span>${TEXT.quantities[this.quantity]} (${TEXT.poolings[this.pooling]})</span>
+      <span>${t.quantities[this.quantity]} (${t.poolings[this.pooling]})</span>
       <span data-testid="legend-lo">${formatMeasure(f.log ? f.lo : f.lo)}</span>
       <div class="bar" style="background: ${cssGradient(lut)}"></div>
       <span data-testid="legend-hi">${formatMeasure(f.hi)}</span>
-      ${f.log ? html`<span class="meta">(${TEXT.log})</span>` : nothing}
-      ${nonFinite > 0 ? html`<span data-testid="legend-nonfinite"><span class="swatch"></span>${TEXT.nonFinite(nonFinite)}</span>` : nothing}
+      ${f.log ? html`<span class="meta">(${t.log})</span>` : nothing}
+      ${nonFinite > 0 ? html`<span data-testid="legend-nonfinite"><span class="swatch"></span>${t.nonFinite(nonFinite)}</span>` : nothing}
     </div>`;
   }
 
   private renderPanel(panel: HeatmapPanel, i: number) {
-    const title = i === 0 ? TEXT.weightsPanel : panel.format;
+    const t = TEXT();
+    const title = i === 0 ? t.weightsPanel : panel.format;
     if (!panel.ok) {
       return html`<figure data-testid="heatmap-panel" data-format=${panel.format}>
         <figcaption><strong>${title}</strong></figcaption>
         <div class="failed" role="note" data-testid="heatmap-failure">
-          <span>${TEXT.cannot}</span><span>${panel.error.message}</span>
-          ${panel.error.fallback ? html`<span>${TEXT.fallback(panel.error.fallback)}</span>` : nothing}
+          <span>${t.cannot}</span><span translate="no">${panel.error.message}</span>
+          ${panel.error.fallback ? html`<span>${t.fallback(panel.error.fallback)}</span>` : nothing}
         </div>
       </figure>`;
     }
     return html`<figure data-testid="heatmap-panel" data-format=${panel.format}>
       <figcaption>
-        <strong>${title}</strong>
-        <span title=${panel.why ?? ""}>${panel.ranOn === "gpu" ? TEXT.ranOnGpu : TEXT.ranOnCpu}</span>
+        <strong>${title} ${i > 0 ? html`<ql-explain topic=${panel.format}></ql-explain>` : nothing}</strong>
+        <span title=${panel.why ?? ""}>${panel.ranOn === "gpu" ? t.ranOnGpu : t.ranOnCpu}</span>
         <span class="export">
-          <button type="button" @click=${() => this.exportPng(i)}>${TEXT.exportPng}</button>
-          <button type="button" @click=${() => this.exportNumbers(i, "csv")}>${TEXT.exportCsv}</button>
-          <button type="button" @click=${() => this.exportNumbers(i, "json")}>${TEXT.exportJson}</button>
+          <button type="button" title=${t.exportTitle(t.exportPng)} @click=${() => this.exportPng(i)}>${t.exportPng}</button>
+          <button type="button" title=${t.exportTitle(t.exportCsv)} @click=${() => this.exportNumbers(i, "csv")}>${t.exportCsv}</button>
+          <button type="button" title=${t.exportTitle(t.exportJson)} @click=${() => this.exportNumbers(i, "json")}>${t.exportJson}</button>
         </span>
       </figcaption>
       <div class="plot">
@@ -662,17 +730,18 @@ export class HeatmapWorkspace extends LitElement {
         @dblclick=${() => this.tensor && this.setView(fullView(this.tensor))}
       ></canvas>
       </div>
-      ${i > 0 && this.quantity === "scale" && !panel.cells.scaleCount ? html`<p class="meta">${TEXT.noScales}</p>` : nothing}
+      ${i > 0 && this.quantity === "scale" && !panel.cells.scaleCount ? html`<p class="meta">${t.noScales}</p>` : nothing}
       ${this.renderHistogram(panel.histogram, i === 0)}
     </figure>`;
   }
 
   private renderOutlierSummary() {
+    const t = TEXT();
     const weights = this.map?.panels[0];
     if (!weights?.ok) return nothing;
     const { rows, cols } = outlierLines(weights.cells);
     if (rows.length + cols.length === 0) return nothing;
-    return html`<p class="meta" data-testid="outlier-summary">${TEXT.outliers(rows.length, cols.length)}</p>`;
+    return html`<p class="meta" data-testid="outlier-summary">${t.outliers(rows.length, cols.length)}</p>`;
   }
 
   /** Marks beside every panel for the outlier rows (left edge) and columns (top edge) of the weights. */
@@ -687,6 +756,7 @@ export class HeatmapWorkspace extends LitElement {
 
   /** Bars over the bins every panel's histogram spans (so panels compare), counts linear or log. */
   private renderHistogram(bins: Float64Array, isWeights: boolean) {
+    const t = TEXT();
     const span = this.histogramRange(isWeights);
     if (!span) return nothing;
     const n = span.last - span.first + 1;
@@ -699,12 +769,12 @@ export class HeatmapWorkspace extends LitElement {
       const h = Math.max(1, scale(c) * height);
       bars.push(html`<rect x=${((b - span.first) / n) * 320} y=${height - h} width=${Math.max(1, 320 / n)} height=${h}><title>${histogramLabel(b)}: ${c}</title></rect>`);
     }
-    return html`<div class="hist" data-testid="heatmap-histogram">
+    return html`<div class="hist" data-testid="heatmap-histogram" title=${t.histogramAxis}>
       <svg viewBox="0 0 320 ${height}" width="320" height=${height} preserveAspectRatio="none">
         <line x1=${((1024 - span.first) / n) * 320} x2=${((1024 - span.first) / n) * 320} y1="0" y2=${height} class="zero"></line>
         ${bars}
       </svg>
-      <div class="axis"><span>${histogramLabel(span.first)}</span><span>${TEXT.histogram(isWeights)}</span><span>${histogramLabel(span.last)}</span></div>
+      <div class="axis"><span>${histogramLabel(span.first)}</span><span>${t.histogram(isWeights)}</span><span>${histogramLabel(span.last)}</span></div>
     </div>`;
   }
 
@@ -726,24 +796,25 @@ export class HeatmapWorkspace extends LitElement {
   }
 
   private renderHover() {
+    const t = TEXT();
     const h = this.hover;
     if (!h) return nothing;
     return html`<div class="tooltip" data-testid="heatmap-hover" data-row=${h.row} data-col=${h.col}>
-      ${TEXT.hoverRow} ${h.row}, ${TEXT.hoverCol} ${h.col} · ${TEXT.hoverOriginal}
+      ${t.hoverRow} ${h.row}, ${t.hoverCol} ${h.col} · ${t.hoverOriginal}
       <span data-testid="hover-original">${formatValue(h.value)}</span>
       <table>
-        <tr><th></th><th>${TEXT.hoverValue}</th><th>${TEXT.hoverError}</th><th>${TEXT.hoverBlock}</th><th>${TEXT.hoverScale}</th><th>${TEXT.hoverMin}</th></tr>
+        <tr><th></th><th>${t.hoverValue}</th><th>${t.hoverError}</th><th>${t.hoverBlock}</th><th>${t.hoverScale}</th><th>${t.hoverMin}</th></tr>
         ${h.formats.map((f) =>
           f.ok
             ? html`<tr data-testid="hover-format" data-format=${f.format} data-value=${String(f.value)} data-error=${String(f.error)}>
                 <td>${f.format}</td>
                 <td>${formatValue(f.value)}</td>
                 <td>${formatValue(f.error)}</td>
-                <td>${f.block ? `${f.block.index}${f.block.sub !== undefined ? `.${f.block.sub}` : ""}` : TEXT.none}</td>
-                <td title=${f.block?.scaleName ?? ""}>${f.block ? formatValue(f.block.scale) : TEXT.none}</td>
-                <td>${f.block?.min !== undefined ? formatValue(f.block.min) : TEXT.none}</td>
+                <td>${f.block ? `${f.block.index}${f.block.sub !== undefined ? `.${f.block.sub}` : ""}` : t.none}</td>
+                <td title=${f.block ? t.scaleName(f.block.scaleName) : ""}>${f.block ? formatValue(f.block.scale) : t.none}</td>
+                <td>${f.block?.min !== undefined ? formatValue(f.block.min) : t.none}</td>
               </tr>`
-            : html`<tr data-testid="hover-format" data-format=${f.format}><td>${f.format}</td><td colspan="5">${f.error.message}</td></tr>`,
+            : html`<tr data-testid="hover-format" data-format=${f.format}><td>${f.format}</td><td colspan="5" translate="no">${f.error.message}</td></tr>`,
         )}
       </table>
     </div>`;

@@ -11,6 +11,7 @@ import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import type { HeatmapSettings } from "./heatmap-workspace.ts";
 import { formatUrlState, type LabTab, type LabUrlState } from "./url-state.ts";
+import { currentLang, LangController, LANGUAGES, localized, setLang, type Lang } from "./i18n.ts";
 import "./gpu-panel.ts";
 import "./heatmap-workspace.ts";
 import "./memory-panel.ts";
@@ -20,6 +21,44 @@ import "./results-table.ts";
 import "./spinner.ts";
 import "./stats-panel.ts";
 import "./tensor-table.ts";
+
+const TEXT = localized(
+  {
+    tagline:
+      "A WebGPU quantization lab in your browser: open safetensors shards, see every tensor, learn what each quantization format costs and breaks.",
+    language: "Interface language",
+    noWebGpu: (why: string) => `The worker could not query WebGPU (${why}): using the CPU reference.`,
+    generatingDemo: "Generating the synthetic demo shard…",
+    readingHeader: (what: string) => `Reading the header of ${what}…`,
+    tabs: { quantize: "Quantize", heatmaps: "Heatmaps", results: "Whole model" } as Record<LabTab, string>,
+    openModel: "Open a model to see its tensors.",
+    couldNotOpen: "Could not open",
+    keptPrevious: " — still showing the previous model.",
+    dismiss: "Dismiss",
+    synthetic: "synthetic",
+    syntheticNote: "Synthetic demo shard — generated in your browser, not a real model",
+    from: (files: string) => `from ${files}`,
+    metadata: (n: number) => `metadata (${n})`,
+  },
+  {
+    tagline: "浏览器里的 WebGPU 量化实验室：打开 safetensors 分片，查看每个张量，了解每种量化格式的代价与误差。",
+    language: "界面语言",
+    noWebGpu: (why: string) => `工作线程无法查询 WebGPU（${why}）：改用 CPU 参考实现。`,
+    generatingDemo: "正在生成合成演示分片…",
+    readingHeader: (what: string) => `正在读取 ${what} 的文件头…`,
+    tabs: { quantize: "量化", heatmaps: "热力图", results: "整个模型" },
+    openModel: "打开一个模型以查看其张量。",
+    couldNotOpen: "无法打开",
+    keptPrevious: "——仍显示之前的模型。",
+    dismiss: "关闭",
+    synthetic: "合成",
+    syntheticNote: "合成演示分片——在浏览器中生成，并非真实模型",
+    from: (files: string) => `来自 ${files}`,
+    metadata: (n: number) => `元数据（${n}）`,
+  },
+);
+
+type LabText = ReturnType<typeof TEXT>;
 
 /** A problem to show in the banner: which file (when known) and what is wrong with it. */
 interface Problem {
@@ -46,8 +85,8 @@ export class LabApp extends LitElement {
   declare client: LabClient | undefined;
   declare gpu: GpuStatus | undefined;
   declare model: ModelSummary | undefined;
-  /** What the worker is doing right now, shown next to a spinner. */
-  declare busy: string | undefined;
+  /** What the worker is doing right now, shown next to a spinner (in the language shown). */
+  declare busy: ((t: LabText) => string) | undefined;
   declare problem: Problem | undefined;
   declare selected: string | undefined;
   declare stats: TensorStatsResult | undefined;
@@ -65,6 +104,7 @@ export class LabApp extends LitElement {
   /** Only the newest request of each kind may change the screen. */
   private openRequest = 0;
   private statsRequest = 0;
+  private readonly langController = new LangController(this);
 
   static override styles = css`
     :host {
@@ -81,6 +121,28 @@ export class LabApp extends LitElement {
       display: flex;
       align-items: baseline;
       gap: 0.9rem;
+    }
+    .languages {
+      margin-left: auto;
+      display: inline-flex;
+      border: 1px solid var(--ql-border-strong);
+      border-radius: 6px;
+      overflow: hidden;
+      flex: none;
+    }
+    .languages button {
+      font: inherit;
+      font-size: 0.8rem;
+      padding: 0.15rem 0.6rem;
+      border: none;
+      background: var(--ql-surface);
+      color: var(--ql-muted);
+      cursor: pointer;
+    }
+    .languages button[aria-pressed="true"] {
+      background: var(--ql-accent);
+      color: white;
+      font-weight: 600;
     }
     h1 {
       font-size: 1.35rem;
@@ -275,21 +337,21 @@ export class LabApp extends LitElement {
     try {
       this.gpu = await client.gpuStatus();
     } catch (e) {
-      this.gpu = { kind: "cpu", reason: `The worker could not query WebGPU (${errorText(e)}): using the CPU reference.` };
+      this.gpu = { kind: "cpu", reason: TEXT().noWebGpu(errorText(e)) };
     }
   }
 
   openDemo(): Promise<boolean> {
-    return this.open("Generating the synthetic demo shard…", (c) => c.openDemo(), "demo");
+    return this.open((t) => t.generatingDemo, (c) => c.openDemo(), "demo");
   }
 
   openFiles(files: File[]): Promise<boolean> {
     const names = files.map((f) => f.name).join(", ");
-    return this.open(`Reading the header of ${names}…`, (c) => c.openFiles(files), undefined);
+    return this.open((t) => t.readingHeader(names), (c) => c.openFiles(files), undefined);
   }
 
   openUrl(url: string): Promise<boolean> {
-    return this.open(`Reading the header of ${url}…`, (c) => c.openUrl(url), url);
+    return this.open((t) => t.readingHeader(url), (c) => c.openUrl(url), url);
   }
 
   /** Reopens what a shared link describes (the model is opened by the caller): tensor, tab, heatmap settings. */
@@ -316,14 +378,21 @@ export class LabApp extends LitElement {
       src: this.source,
       tensor: this.selected,
       tab: this.tab,
+      lang: currentLang(),
       ...(this.tab === "heatmaps" && h ? { formats: h.formats, show: h.quantity, pool: h.pooling, view: h.view } : {}),
     };
     const hash = formatUrlState(state);
     if (location.hash.replace(/^#/, "") !== hash) history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
   }
 
+  /** Switches the interface language; the page URL keeps it. */
+  switchLang(lang: Lang): void {
+    setLang(lang);
+    this.writeUrl();
+  }
+
   /** Opens a model; true when it is now shown. */
-  private async open(what: string, request: (client: LabClient) => Promise<ModelSummary>, source: string | undefined): Promise<boolean> {
+  private async open(what: (t: LabText) => string, request: (client: LabClient) => Promise<ModelSummary>, source: string | undefined): Promise<boolean> {
     const client = this.requireClient();
     const id = ++this.openRequest;
     this.busy = what;
@@ -370,13 +439,24 @@ export class LabApp extends LitElement {
   }
 
   override render() {
+    const t = TEXT();
     return html`
       <header>
         <h1><span>quant</span>lab</h1>
-        <p class="tagline">
-          A WebGPU quantization lab in your browser: open safetensors shards, see every tensor, learn what each
-          quantization format costs and breaks.
-        </p>
+        <p class="tagline">${t.tagline}</p>
+        <div class="languages" role="group" aria-label=${t.language}>
+          ${LANGUAGES.map(
+            (l) => html`<button
+              type="button"
+              lang=${l.id}
+              data-testid=${`lang-${l.id}`}
+              aria-pressed=${currentLang() === l.id ? "true" : "false"}
+              @click=${() => this.switchLang(l.id)}
+            >
+              ${l.label}
+            </button>`,
+          )}
+        </div>
       </header>
       <ql-open-panel
         @open-files=${(e: CustomEvent<File[]>) => this.openFiles(e.detail)}
@@ -406,7 +486,7 @@ export class LabApp extends LitElement {
                       this.writeUrl();
                     }}
                   >
-                    ${{ quantize: "Quantize", heatmaps: "Heatmaps", results: "Whole model" }[tab]}
+                    ${t.tabs[tab]}
                   </button>`,
                 )}
               </div>
@@ -438,7 +518,7 @@ export class LabApp extends LitElement {
                 .model=${this.model}
               ></ql-results-table>
             </div>`
-          : html`<div class="placeholder">${this.busy ? "" : "Open a model to see its tensors."}</div>`}
+          : html`<div class="placeholder">${this.busy ? "" : t.openModel}</div>`}
         <aside>
           <ql-stats-panel
             .result=${this.stats}
@@ -455,37 +535,39 @@ export class LabApp extends LitElement {
   private renderProblem() {
     const p = this.problem;
     if (!p) return nothing;
+    const t = TEXT();
     return html`<div class="banner" role="alert" data-testid="error-banner" data-code=${p.code ?? "error"}>
       <p>
-        Could not open
-        ${p.file ? html`<code data-testid="error-file">${p.file}</code>: ` : nothing}<span data-testid="error-detail"
+        ${t.couldNotOpen}
+        ${p.file ? html`<code data-testid="error-file">${p.file}</code>: ` : nothing}<span data-testid="error-detail" translate="no"
           >${p.detail}</span
-        >${this.model ? html` — still showing the previous model.` : nothing}
+        >${this.model ? t.keptPrevious : nothing}
       </p>
-      <button type="button" aria-label="Dismiss" @click=${() => (this.problem = undefined)}>×</button>
+      <button type="button" aria-label=${t.dismiss} @click=${() => (this.problem = undefined)}>×</button>
     </div>`;
   }
 
   private renderLabel() {
     const m = this.model;
+    const t = TEXT();
     const busy = this.busy
-      ? html`<span class="busy" data-testid="busy" role="status"><ql-spinner></ql-spinner>${this.busy}</span>`
+      ? html`<span class="busy" data-testid="busy" role="status"><ql-spinner></ql-spinner>${this.busy(t)}</span>`
       : nothing;
     if (!m) return html`<div class="label">${busy}</div>`;
     const metadata = Object.entries(m.metadata);
     return html`<div class="label" data-testid="model-label">
         ${m.synthetic
-          ? html`<span class="synthetic" data-testid="synthetic-badge">synthetic</span>
-              <span>Synthetic demo shard — generated in your browser, not a real model</span>`
+          ? html`<span class="synthetic" data-testid="synthetic-badge">${t.synthetic}</span>
+              <span>${t.syntheticNote}</span>`
           : html`<strong data-testid="model-name">${m.name}</strong>
               ${m.files.length > 1 || m.files[0] !== m.name
-                ? html`<span class="files">from ${m.files.join(", ")}</span>`
+                ? html`<span class="files">${t.from(m.files.join(", "))}</span>`
                 : nothing}`}
         ${busy}
       </div>
       ${metadata.length > 0
         ? html`<details>
-            <summary>metadata (${metadata.length})</summary>
+            <summary>${t.metadata(metadata.length)}</summary>
             <table>
               ${metadata.map(([k, v]) => html`<tr><td>${k}</td><td>${v}</td></tr>`)}
             </table>

@@ -13,38 +13,81 @@ import { compareMeasurements, LONG_TEXT_TOKENS, MEASURED_VLLM_UTILIZATION } from
 import { PRESETS, presetConfig } from "../memory/presets.ts";
 import { resolvePrecision } from "../memory/precision.ts";
 import { panelStyles } from "./styles.ts";
+import { LangController, localized } from "./i18n.ts";
 
-/** Every string the panel shows, in one place (to be translated). */
-export const MEMORY_STRINGS = {
-  title: "Will it fit?",
-  model: "Model",
-  openConfig: "Open config.json…",
-  precision: "Precision",
-  framework: "Framework",
-  gpu: "GPU",
-  context: "Context",
-  batch: "Batch",
-  gpuLayers: "GPU layers",
-  tokens: "tokens",
-  all: "all",
-  fits: "fits",
-  doesNotFit: "does not fit",
-  params: "parameters",
-  gpuTotal: "GPU",
-  cpuTotal: "CPU",
-  components: { weights: "weights", kv_cache: "KV cache", activations: "activations", overhead: "overhead" } as Record<string, string>,
-  measurements: "Reference measurements (RTX 4090, MiB)",
-  measurementsNote: `Long text assumed ${LONG_TEXT_TOKENS} tokens; vLLM at gpu_memory_utilization ${MEASURED_VLLM_UTILIZATION} (not recorded, inferred).`,
-  setup: "setup",
-  measured: "measured",
-  estimate: "estimate",
-  static: "static",
-  peak: "peak",
-  outOfMemory: "out of memory",
-  badConfig: "Could not use that config",
-  keptPrevious: "still showing the previous model.",
-  sequences: (n: number) => `KV cache holds ${n} sequence${n === 1 ? "" : "s"} of this length`,
-};
+/** Every string the panel shows, in one place. */
+export const MEMORY_STRINGS = localized(
+  {
+    title: "Will it fit?",
+    model: "Model",
+    openConfig: "Open config.json…",
+    precision: "Precision",
+    framework: "Framework",
+    gpu: "GPU",
+    context: "Context",
+    batch: "Batch",
+    gpuLayers: "GPU layers",
+    tokens: "tokens",
+    all: "all",
+    fits: "fits",
+    doesNotFit: "does not fit",
+    params: "parameters",
+    gpuTotal: "GPU",
+    cpuTotal: "CPU",
+    components: { weights: "weights", kv_cache: "KV cache", activations: "activations", overhead: "overhead" } as Record<string, string>,
+    measurements: "Reference measurements (RTX 4090, MiB)",
+    measurementsNote: `Long text assumed ${LONG_TEXT_TOKENS} tokens; vLLM at gpu_memory_utilization ${MEASURED_VLLM_UTILIZATION} (not recorded, inferred).`,
+    setup: "setup",
+    measured: "measured",
+    estimate: "estimate",
+    static: "static",
+    peak: "peak",
+    outOfMemory: "out of memory",
+    badConfig: "Could not use that config",
+    keptPrevious: "still showing the previous model.",
+    sequences: (n: number) => `KV cache holds ${n} sequence${n === 1 ? "" : "s"} of this length`,
+    /** The estimator's verdict ("fits", "fits with n_gpu_layers = 20", ...). */
+    verdict: (v: string) => v,
+  },
+  {
+    title: "放得下吗？",
+    model: "模型",
+    openConfig: "打开 config.json…",
+    precision: "精度",
+    framework: "框架",
+    gpu: "GPU",
+    context: "上下文",
+    batch: "批大小",
+    gpuLayers: "GPU 层数",
+    tokens: "个词元",
+    all: "全部",
+    fits: "放得下",
+    doesNotFit: "放不下",
+    params: "参数",
+    gpuTotal: "GPU",
+    cpuTotal: "CPU",
+    components: { weights: "权重", kv_cache: "KV 缓存", activations: "激活值", overhead: "额外开销" },
+    measurements: "参考实测（RTX 4090，MiB）",
+    measurementsNote: `长文本按 ${LONG_TEXT_TOKENS} 个词元计；vLLM 的 gpu_memory_utilization 为 ${MEASURED_VLLM_UTILIZATION}（未记录，为推断值）。`,
+    setup: "配置",
+    measured: "实测",
+    estimate: "估算",
+    static: "静态",
+    peak: "峰值",
+    outOfMemory: "显存不足",
+    badConfig: "无法使用该配置",
+    keptPrevious: "仍显示之前的模型。",
+    sequences: (n: number) => `KV 缓存可容纳 ${n} 条此长度的序列`,
+    verdict: (v: string) =>
+      v
+        .replace("does not fit (not even one layer on the GPU)", "放不下（GPU 上连一层都放不下）")
+        .replace("does not fit (runs on the CPU)", "放不下（在 CPU 上运行）")
+        .replace(/fits with n_gpu_layers = (\d+)/, "n_gpu_layers = $1 时放得下")
+        .replace("does not fit;", "放不下；")
+        .replace(/^does not fit$/, "放不下")
+        .replace(/^fits$/, "放得下"),
+  },
+);
 
 const PRECISIONS = ["fp16", "bf16", "f32", "int8", "nf4", "gptq-int4", "gptq-int8", "awq-int4", "q8_0", "q6_K", "q5_K_M", "q4_K_M", "q3_K_M", "q2_K"];
 const COLORS: Record<string, string> = { weights: "#4f7cff", kv_cache: "#f0a030", activations: "#39b37a", overhead: "#9a8fb0" };
@@ -71,6 +114,8 @@ export class MemoryPanel extends LitElement {
   declare gpuLayers: number | undefined;
   declare error: string | undefined;
 
+  private readonly langController = new LangController(this);
+
   constructor() {
     super();
     this.config = presetConfig("qwen2.5-7b");
@@ -93,6 +138,21 @@ export class MemoryPanel extends LitElement {
         font-size: 0.8rem;
         margin: 0.2rem 0;
         align-items: center;
+      }
+      label.file {
+        cursor: pointer;
+        color: var(--ql-accent);
+        justify-content: flex-start;
+      }
+      label.file:focus-within {
+        outline: 2px solid var(--ql-accent);
+      }
+      /* The browser's own file button speaks the browser's language, not the lab's: the label is the button. */
+      input[type="file"] {
+        position: absolute;
+        width: 1px;
+        height: 1px;
+        opacity: 0;
       }
       select,
       input[type="range"] {
@@ -215,7 +275,7 @@ export class MemoryPanel extends LitElement {
   }
 
   override render() {
-    const s = MEMORY_STRINGS;
+    const s = MEMORY_STRINGS();
     const e = this.estimate();
     return html`<section data-testid="memory-panel">
       <h2>${s.title}</h2>
@@ -226,7 +286,9 @@ export class MemoryPanel extends LitElement {
           ${PRESETS.map((p) => html`<option value=${p.id} ?selected=${p.id === this.config.name}>${p.id}</option>`)}
         </select></label
       >
-      <label>${s.openConfig}<input data-testid="memory-config-file" type="file" accept=".json,application/json" @change=${this.openConfig} /></label>
+      <label class="file"
+        >${s.openConfig}<input data-testid="memory-config-file" type="file" accept=".json,application/json" @change=${this.openConfig}
+      /></label>
       ${this.error
         ? html`<p class="error" role="alert" data-testid="memory-error">${s.badConfig}: ${this.error} — ${s.keptPrevious}</p>`
         : nothing}
@@ -266,7 +328,7 @@ export class MemoryPanel extends LitElement {
   }
 
   private renderEstimate(e: MemoryEstimate) {
-    const s = MEMORY_STRINGS;
+    const s = MEMORY_STRINGS();
     const scale = Math.max(e.totalBytes, ...GPUS.filter((g) => !g.unified).map((g) => g.usableBytes)) * 1.02;
     const parts = Object.entries(e.components).filter(([, b]) => b > 0);
     return html`<div class="bar" data-testid="memory-bar">
@@ -281,12 +343,12 @@ export class MemoryPanel extends LitElement {
       <div class="totals" data-testid="memory-totals">
         <span>${(e.params / 1e9).toFixed(2)} B ${s.params}</span><span>${s.gpuTotal} ${formatBytes(e.gpuBytes)}</span><span>${s.cpuTotal} ${formatBytes(e.cpuBytes)}</span>
       </div>
-      <p class="verdict" data-testid="memory-verdict" data-fits=${String(e.fits)}>${this.gpuId}: ${e.verdict}</p>
+      <p class="verdict" data-testid="memory-verdict" data-fits=${String(e.fits)}>${this.gpuId}: ${s.verdict(e.verdict)}</p>
       ${e.maxSequences !== undefined ? html`<p class="totals">${s.sequences(e.maxSequences)}</p>` : nothing}`;
   }
 
   private renderMeasurements() {
-    const s = MEMORY_STRINGS;
+    const s = MEMORY_STRINGS();
     const mib = (x: number | undefined) => (x === undefined ? "—" : String(Math.round(x)));
     const pct = (x: number | undefined) => (x === undefined ? "" : `${x > 0 ? "+" : ""}${(x * 100).toFixed(0)}%`);
     return html`<details data-testid="memory-measurements">

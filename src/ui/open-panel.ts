@@ -4,10 +4,36 @@
  *   open-files (detail: File[]), open-url (detail: string), open-demo, workshop (the one-click preset).
  */
 import { LitElement, css, html } from "lit";
+import { LangController, localized } from "./i18n.ts";
+
+const TEXT = localized(
+  {
+    chooseFiles: "Choose files…",
+    dropBefore: "or drop a ",
+    dropAfter: " file, several shards, or an index with its shards here",
+    urlLabel: "URL of a safetensors file or index",
+    openUrl: "Open URL",
+    demo: "Demo",
+    workshop: "Workshop",
+    workshopTitle: "Opens the demo, one layer, and int8 / int4 / Q4_K / NF4 side by side in the heatmaps",
+  },
+  {
+    chooseFiles: "选择文件…",
+    dropBefore: "或将一个 ",
+    dropAfter: " 文件、多个分片，或索引文件连同其分片拖放到这里",
+    urlLabel: "safetensors 文件或索引的 URL",
+    openUrl: "打开 URL",
+    demo: "演示",
+    workshop: "工作坊",
+    workshopTitle: "打开演示模型的一层，并在热力图中并排比较 int8 / int4 / Q4_K / NF4",
+  },
+);
 
 export class OpenPanel extends LitElement {
   static override properties = { dragging: { state: true } };
   declare dragging: boolean;
+
+  private readonly langController = new LangController(this);
 
   constructor() {
     super();
@@ -93,6 +119,7 @@ export class OpenPanel extends LitElement {
   `;
 
   override render() {
+    const t = TEXT();
     return html`
       <div
         class="drop ${this.dragging ? "dragging" : ""}"
@@ -103,7 +130,7 @@ export class OpenPanel extends LitElement {
         @drop=${this.onDrop}
       >
         <label class="button">
-          Choose files…
+          ${t.chooseFiles}
           <input
             type="file"
             multiple
@@ -112,29 +139,29 @@ export class OpenPanel extends LitElement {
             @change=${this.onPick}
           />
         </label>
-        <p>or drop a <code>.safetensors</code> file, several shards, or an index with its shards here</p>
+        <p>${t.dropBefore}<code>.safetensors</code>${t.dropAfter}</p>
       </div>
       <form data-testid="url-form" @submit=${this.onSubmitUrl}>
         <input
           type="url"
           name="url"
           required
-          aria-label="URL of a safetensors file or index"
+          aria-label=${t.urlLabel}
           placeholder="https://huggingface.co/…/resolve/main/model.safetensors"
           data-testid="url-input"
         />
-        <button type="submit" data-testid="url-open">Open URL</button>
+        <button type="submit" data-testid="url-open">${t.openUrl}</button>
       </form>
       <div class="demo">
-        <button class="secondary" type="button" data-testid="demo-button" @click=${this.onDemo}>Demo</button>
+        <button class="secondary" type="button" data-testid="demo-button" @click=${this.onDemo}>${t.demo}</button>
         <button
           class="secondary"
           type="button"
           data-testid="workshop-button"
-          title="Opens the demo, one layer, and int8 / int4 / Q4_K / NF4 side by side in the heatmaps"
+          title=${t.workshopTitle}
           @click=${() => this.emit("workshop", undefined)}
         >
-          Workshop
+          ${t.workshop}
         </button>
       </div>
     `;

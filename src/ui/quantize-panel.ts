@@ -11,14 +11,107 @@ import type { FormatChoice, FormatResult, QuantizeProgressEvent, QuantizeReport 
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
+import { explanation, familyTopic } from "./explain.ts";
+import { LangController, localized } from "./i18n.ts";
+import "./explain-button.ts";
 import "./spinner.ts";
 
-const FAMILY_TITLES: Record<FormatFamily, string> = {
-  gguf: "llama.cpp (GGUF) blocks",
-  int: "integers (round to nearest)",
-  bnb: "bitsandbytes",
-  cast: "casts",
-};
+/** The columns of the results table, with the explanation each header links to. */
+const COLUMNS = [
+  { key: "format", topic: undefined },
+  { key: "bpw", topic: "metric:bpw" },
+  { key: "bytes", topic: "metric:bytes" },
+  { key: "saved", topic: "metric:saved" },
+  { key: "mse", topic: "metric:mse" },
+  { key: "rmse", topic: "metric:rmse" },
+  { key: "maxErr", topic: "metric:max-err" },
+  { key: "snr", topic: "metric:snr" },
+  { key: "cosine", topic: "metric:cosine" },
+  { key: "ranOn", topic: undefined },
+] as const;
+
+type ColumnKey = (typeof COLUMNS)[number]["key"];
+
+const TEXT = localized(
+  {
+    families: {
+      gguf: "llama.cpp (GGUF) blocks",
+      int: "integers (round to nearest)",
+      bnb: "bitsandbytes",
+      cast: "casts",
+    } as Record<FormatFamily, string>,
+    title: "Quantize",
+    pickTensor: "Select a tensor to quantize it in the formats you pick.",
+    loading: "Loading the formats…",
+    formatCount: (n: number) => `${n} formats`,
+    picked: (ids: string) => ` · picked: ${ids}`,
+    run: (n: number) => `Quantize ${n} format${n === 1 ? "" : "s"}`,
+    all: "pick all",
+    none: "none",
+    startingOn: (tensor: string) => `starting on ${tensor}…`,
+    cancel: "Cancel",
+    cancelled: "Cancelled.",
+    formatTitle: (id: string, description: string) => description,
+    thisTensor: (reason: string) => `This tensor: ${reason}`,
+    noGpu: "no GPU: ",
+    columns: {
+      format: "format",
+      bpw: "bits/weight",
+      bytes: "bytes after",
+      saved: "saved",
+      mse: "MSE",
+      rmse: "RMSE",
+      maxErr: "max |err|",
+      snr: "SNR dB",
+      cosine: "cosine",
+      ranOn: "ran on",
+    } as Record<ColumnKey, string>,
+    useInstead: [" — use ", " instead"] as [string, string],
+    nonFinite: (n: string) => `${n} decode to ±Inf: left out of the figures`,
+    at: (row: number, col: number) => `at row ${row}, column ${col}`,
+    firstAt: (row: number, col: number) => `the first at row ${row}, column ${col}`,
+    bytesFrom: (after: string, before: string) => `${after} bytes (from ${before})`,
+  },
+  {
+    families: {
+      gguf: "llama.cpp（GGUF）分块格式",
+      int: "整数（就近舍入）",
+      bnb: "bitsandbytes",
+      cast: "浮点类型转换",
+    },
+    title: "量化",
+    pickTensor: "选择一个张量，用你勾选的格式对它进行量化。",
+    loading: "正在加载格式…",
+    formatCount: (n: number) => `${n} 种格式`,
+    picked: (ids: string) => ` · 已选：${ids}`,
+    run: (n: number) => `量化 ${n} 种格式`,
+    all: "全选",
+    none: "全不选",
+    startingOn: (tensor: string) => `正在开始量化 ${tensor}…`,
+    cancel: "取消",
+    cancelled: "已取消。",
+    formatTitle: (id: string, description: string) => explanation(id, "zh-CN")?.body.join("\n") ?? description,
+    thisTensor: (reason: string) => `此张量：${reason}`,
+    noGpu: "无 GPU：",
+    columns: {
+      format: "格式",
+      bpw: "每权重比特数",
+      bytes: "量化后大小",
+      saved: "节省",
+      mse: "MSE",
+      rmse: "RMSE",
+      maxErr: "最大 |误差|",
+      snr: "信噪比 dB",
+      cosine: "余弦相似度",
+      ranOn: "运行于",
+    },
+    useInstead: ["——请改用 ", ""],
+    nonFinite: (n: string) => `${n} 个值解码为 ±Inf：未计入统计`,
+    at: (row: number, col: number) => `位于第 ${row} 行、第 ${col} 列`,
+    firstAt: (row: number, col: number) => `第一个位于第 ${row} 行、第 ${col} 列`,
+    bytesFrom: (after: string, before: string) => `${after} 字节（原为 ${before}）`,
+  },
+);
 
 /** Families with many members start folded (the plain integers: 4 widths x 2 zero points x 5 scale groupings). */
 const COLLAPSED_FAMILIES: ReadonlySet<FormatFamily> = new Set(["int"]);
@@ -58,6 +151,7 @@ export class QuantizePanel extends LitElement {
 
   /** The tensor `choices` were asked for (rows are new objects for every model), so a late answer is dropped. */
   private choicesFor: TensorRow | undefined;
+  private readonly langController = new LangController(this);
 
   constructor() {
     super();
@@ -261,7 +355,7 @@ export class QuantizePanel extends LitElement {
       this.renderRoot.querySelector("[data-testid=quantize-report]")?.scrollIntoView({ block: "nearest" });
     } catch (e) {
       if (this.running?.jobId !== job.jobId) return;
-      this.error = e instanceof CancelledError ? "Cancelled." : errorText(e);
+      this.error = e instanceof CancelledError ? TEXT().cancelled : errorText(e);
     } finally {
       if (this.running?.jobId === job.jobId) this.running = undefined;
     }
@@ -283,21 +377,23 @@ export class QuantizePanel extends LitElement {
 
   override render() {
     const t = this.tensor;
+    const text = TEXT();
     return html`<div class="head">
-        <h2>Quantize</h2>
+        <h2>${text.title}</h2>
         ${t
           ? html`<span class="tensor" data-testid="quantize-tensor">${t.name}</span>
               <span class="hint">${formatShape(t.shape)} · ${t.dtype}</span>`
           : nothing}
       </div>
-      ${t ? this.renderPicker() : html`<p class="hint">Select a tensor to quantize it in the formats you pick.</p>`}
+      ${t ? this.renderPicker() : html`<p class="hint">${text.pickTensor}</p>`}
       ${this.error ? html`<p class="error" role="alert" data-testid="quantize-error">${this.error}</p>` : nothing}
       ${this.report ? this.renderReport(this.report) : nothing}`;
   }
 
   private renderPicker() {
     const choices = this.choices;
-    if (!choices) return html`<p class="hint"><ql-spinner></ql-spinner> Loading the formats…</p>`;
+    const t = TEXT();
+    if (!choices) return html`<p class="hint"><ql-spinner></ql-spinner> ${t.loading}</p>`;
     const families = [...new Set(choices.map((c) => c.family))];
     const running = this.running;
     const progress = running?.progress;
@@ -307,8 +403,9 @@ export class QuantizePanel extends LitElement {
           const picked = members.filter((c) => this.picked.has(c.id)).map((c) => c.id);
           return html`<details data-family=${family} ?open=${!COLLAPSED_FAMILIES.has(family)}>
             <summary data-testid="family-toggle">
-              <span class="family">${FAMILY_TITLES[family]}</span>
-              <span class="hint">${members.length} formats${picked.length > 0 ? ` · picked: ${picked.join(", ")}` : ""}</span>
+              <span class="family">${t.families[family]}</span>
+              <ql-explain topic=${familyTopic(family)}></ql-explain>
+              <span class="hint">${t.formatCount(members.length)}${picked.length > 0 ? t.picked(picked.join(", ")) : ""}</span>
             </summary>
             <fieldset>${members.map((c) => this.renderChoice(c))}</fieldset>
           </details>`;
@@ -321,20 +418,20 @@ export class QuantizePanel extends LitElement {
           ?disabled=${this.picked.size === 0 || running !== undefined}
           @click=${() => this.run()}
         >
-          Quantize ${this.picked.size} format${this.picked.size === 1 ? "" : "s"}
+          ${t.run(this.picked.size)}
         </button>
         <button class="link" data-testid="formats-all" @click=${() => (this.picked = new Set(choices.map((c) => c.id)))}>
-          pick all
+          ${t.all}
         </button>
-        <button class="link" data-testid="formats-none" @click=${() => (this.picked = new Set())}>none</button>
+        <button class="link" data-testid="formats-none" @click=${() => (this.picked = new Set())}>${t.none}</button>
         ${running
           ? html`<span class="progress" data-testid="quantize-progress" role="status">
               <progress max=${progress?.totalBytes ?? 1} value=${progress?.doneBytes ?? 0}></progress>
               ${progress
                 ? html`${progress.format} · ${formatShare(progress.doneBytes / progress.totalBytes)}`
-                : html`starting on ${running.tensor}…`}
+                : t.startingOn(running.tensor)}
               <button data-testid="quantize-cancel" ?disabled=${running.cancelling === true} @click=${() => this.cancel()}>
-                Cancel
+                ${t.cancel}
               </button>
             </span>`
           : nothing}
@@ -344,7 +441,9 @@ export class QuantizePanel extends LitElement {
   private renderChoice(c: FormatChoice) {
     const on = this.picked.has(c.id);
     const misfit = c.rowLengthProblem;
-    const title = misfit ? `${c.description}\n\nThis tensor: ${misfit.reason}` : c.description;
+    const t = TEXT();
+    const description = t.formatTitle(c.id, c.description);
+    const title = misfit ? `${description}\n\n${t.thisTensor(misfit.reason)}` : description;
     return html`<label class="format ${on ? "on" : ""} ${misfit ? "misfit" : ""}" title=${title} data-format=${c.id}>
       <input
         type="checkbox"
@@ -352,34 +451,31 @@ export class QuantizePanel extends LitElement {
         .checked=${on}
         @change=${(e: Event) => this.toggle(c.id, (e.target as HTMLInputElement).checked)}
       />${c.id} <span class="bpw" data-testid="choice-bpw">${formatMeasure(c.bitsPerWeight)}</span>
+      <ql-explain topic=${c.id}></ql-explain>
     </label>`;
   }
 
   private renderReport(report: QuantizeReport) {
     const device = report.device;
+    const t = TEXT();
     return html`<div data-testid="quantize-report" data-tensor=${report.tensor}>
       <p class="hint">
         ${report.tensor} (${formatShape([report.shape.rows, report.shape.cols])}, ${report.dtype}) ·
         <span data-testid="quantize-device"
           >${device.kind === "gpu"
-            ? `WebGPU: ${device.info.vendor} ${device.info.architecture}`
-            : `no GPU: ${device.reason}`}</span
+            ? html`WebGPU: <span translate="no">${device.info.vendor} ${device.info.architecture}</span>`
+            : html`${t.noGpu}<span translate="no">${device.reason}</span>`}</span
         >
       </p>
       <div class="table">
         <table data-testid="quantize-results">
           <thead>
             <tr>
-              <th>format</th>
-              <th>bits/weight</th>
-              <th>bytes after</th>
-              <th>saved</th>
-              <th>MSE</th>
-              <th>RMSE</th>
-              <th>max |err|</th>
-              <th>SNR dB</th>
-              <th>cosine</th>
-              <th class="where">ran on</th>
+              ${COLUMNS.map(
+                (c) => html`<th class=${c.key === "ranOn" ? "where" : ""}>
+                  ${t.columns[c.key]}${c.topic ? html` <ql-explain topic=${c.topic}></ql-explain>` : nothing}
+                </th>`,
+              )}
             </tr>
           </thead>
           <tbody>
@@ -391,13 +487,14 @@ export class QuantizePanel extends LitElement {
   }
 
   private renderResult(r: FormatResult) {
+    const t = TEXT();
     if (!r.ok) {
       const { error } = r;
       return html`<tr class="failed" data-testid="quantize-result" data-format=${r.format} data-problem=${error.problem}>
         <td>${r.format}</td>
         <td class="message" colspan="9" data-testid="result-error">
-          ${error.message}${error.fallback
-            ? html` — use <span class="fallback" data-testid="result-fallback">${error.fallback}</span> instead`
+          <span translate="no">${error.message}</span>${error.fallback
+            ? html`${t.useInstead[0]}<span class="fallback" data-testid="result-fallback">${error.fallback}</span>${t.useInstead[1]}`
             : nothing}
         </td>
       </tr>`;
@@ -410,14 +507,14 @@ export class QuantizePanel extends LitElement {
           ? html`<div
               class="warn"
               data-testid="result-non-finite"
-              title=${m.firstNonFinite ? `the first at row ${m.firstNonFinite.row}, column ${m.firstNonFinite.col}` : ""}
+              title=${m.firstNonFinite ? t.firstAt(m.firstNonFinite.row, m.firstNonFinite.col) : ""}
             >
-              ${formatCount(m.nonFinite)} decode to ±Inf: left out of the figures
+              ${t.nonFinite(formatCount(m.nonFinite))}
             </div>`
           : nothing}
       </td>
       <td data-testid="result-bpw" data-value=${size.bitsPerWeight}>${formatMeasure(size.bitsPerWeight)}</td>
-      <td data-testid="result-bytes" title=${`${formatCount(size.bytesAfter)} bytes (from ${formatCount(size.bytesBefore)})`}>
+      <td data-testid="result-bytes" title=${t.bytesFrom(formatCount(size.bytesAfter), formatCount(size.bytesBefore))}>
         ${formatBytes(size.bytesAfter)}
       </td>
       <td data-testid="result-saved">${formatShare(size.shareSaved)}</td>
@@ -426,7 +523,7 @@ export class QuantizePanel extends LitElement {
       <td
         data-testid="result-max-err"
         data-value=${m.maxAbsErr}
-        title=${m.maxAbsErrAt ? `at row ${m.maxAbsErrAt.row}, column ${m.maxAbsErrAt.col}` : ""}
+        title=${m.maxAbsErrAt ? t.at(m.maxAbsErrAt.row, m.maxAbsErrAt.col) : ""}
       >
         ${formatMeasure(m.maxAbsErr)}
       </td>
@@ -434,7 +531,7 @@ export class QuantizePanel extends LitElement {
       <td data-testid="result-cosine" data-value=${m.cosine}>${formatMeasure(m.cosine, 7)}</td>
       <td class="where" data-testid="result-ran-on">
         <span class=${r.ranOn}>${r.ranOn.toUpperCase()}</span>
-        ${r.why ? html`<span class="why" data-testid="result-why">${r.why}</span>` : nothing}
+        ${r.why ? html`<span class="why" data-testid="result-why" translate="no">${r.why}</span>` : nothing}
       </td>
     </tr>`;
   }

@@ -3,7 +3,51 @@ import { panelStyles } from "./styles.ts";
 import { LitElement, css, html, nothing } from "lit";
 import type { TensorStatsResult } from "../../workers/model-worker-api.ts";
 import { formatBytes, formatCount, formatShape, formatValue } from "../common/format.ts";
+import { LangController, localized } from "./i18n.ts";
 import "./spinner.ts";
+
+const TEXT = localized(
+  {
+    title: "Tensor",
+    streaming: "Streaming the tensor…",
+    hint: "Click a tensor in the table to stream it and see its statistics.",
+    dtype: "dtype",
+    shape: "shape",
+    file: "file",
+    offset: "offset",
+    bytes: "bytes",
+    bytesExact: (n: string) => `${n} bytes`,
+    values: "values",
+    min: "min",
+    max: "max",
+    mean: "mean",
+    std: "std",
+    zeros: "zeros",
+    computedOnGpu: "computed on the GPU (WebGPU, shaders/stats.wgsl)",
+    computedOnCpu: "computed on the CPU (reference)",
+    first: (n: number) => `first ${n} values`,
+  },
+  {
+    title: "张量",
+    streaming: "正在流式读取张量…",
+    hint: "在表格中点击一个张量，流式读取它并查看统计信息。",
+    dtype: "数据类型",
+    shape: "形状",
+    file: "文件",
+    offset: "偏移",
+    bytes: "字节数",
+    bytesExact: (n: string) => `${n} 字节`,
+    values: "数值个数",
+    min: "最小值",
+    max: "最大值",
+    mean: "均值",
+    std: "标准差",
+    zeros: "零值个数",
+    computedOnGpu: "在 GPU 上计算（WebGPU，shaders/stats.wgsl）",
+    computedOnCpu: "在 CPU 上计算（参考实现）",
+    first: (n: number) => `前 ${n} 个数值`,
+  },
+);
 
 export class StatsPanel extends LitElement {
   static override properties = {
@@ -16,6 +60,8 @@ export class StatsPanel extends LitElement {
   /** Name of the tensor being read, while the worker works. */
   declare loading: string | undefined;
   declare error: string | undefined;
+
+  private readonly langController = new LangController(this);
 
   static override styles = [
     panelStyles,
@@ -78,45 +124,46 @@ export class StatsPanel extends LitElement {
   ];
 
   override render() {
-    return html`<h2>Tensor</h2>
+    return html`<h2>${TEXT().title}</h2>
       ${this.renderBody()}`;
   }
 
   private renderBody() {
+    const text = TEXT();
     if (this.loading) {
       return html`<div class="name">${this.loading}</div>
-        <div class="loading" data-testid="stats-loading" role="status"><ql-spinner></ql-spinner> Streaming the tensor…</div>`;
+        <div class="loading" data-testid="stats-loading" role="status"><ql-spinner></ql-spinner> ${text.streaming}</div>`;
     }
-    if (this.error) return html`<div class="error" role="alert" data-testid="stats-error">${this.error}</div>`;
+    if (this.error) return html`<div class="error" role="alert" data-testid="stats-error" translate="no">${this.error}</div>`;
     const result = this.result;
-    if (!result) return html`<p class="hint">Click a tensor in the table to stream it and see its statistics.</p>`;
+    if (!result) return html`<p class="hint">${text.hint}</p>`;
     const { tensor: t, stats: s, computedOn } = result;
     return html`<div data-testid="stats-panel" data-name=${t.name}>
       <div class="name">${t.name}</div>
       <dl>
-        <dt>dtype</dt>
+        <dt>${text.dtype}</dt>
         <dd>${t.dtype}</dd>
-        <dt>shape</dt>
+        <dt>${text.shape}</dt>
         <dd>${formatShape(t.shape)}</dd>
-        <dt>file</dt>
+        <dt>${text.file}</dt>
         <dd>${t.file}</dd>
-        <dt>offset</dt>
-        <dd title=${`${formatCount(t.offset)} bytes`}>${formatCount(t.offset)}</dd>
-        <dt>bytes</dt>
-        <dd title=${`${formatCount(t.bytes)} bytes`}>${formatBytes(t.bytes)}</dd>
+        <dt>${text.offset}</dt>
+        <dd title=${text.bytesExact(formatCount(t.offset))}>${formatCount(t.offset)}</dd>
+        <dt>${text.bytes}</dt>
+        <dd title=${text.bytesExact(formatCount(t.bytes))}>${formatBytes(t.bytes)}</dd>
       </dl>
       <dl>
-        <dt>values</dt>
+        <dt>${text.values}</dt>
         <dd data-testid="stat-count">${formatCount(s.count)}</dd>
-        <dt>min</dt>
+        <dt>${text.min}</dt>
         <dd data-testid="stat-min">${formatValue(s.min)}</dd>
-        <dt>max</dt>
+        <dt>${text.max}</dt>
         <dd data-testid="stat-max">${formatValue(s.max)}</dd>
-        <dt>mean</dt>
+        <dt>${text.mean}</dt>
         <dd data-testid="stat-mean">${formatValue(s.mean)}</dd>
-        <dt>std</dt>
+        <dt>${text.std}</dt>
         <dd data-testid="stat-std">${formatValue(s.std)}</dd>
-        <dt>zeros</dt>
+        <dt>${text.zeros}</dt>
         <dd data-testid="stat-zeros">${formatCount(s.zeros)}</dd>
         <dt>NaN</dt>
         <dd data-testid="stat-nan" class=${s.nan > 0 ? "warn" : ""}>${formatCount(s.nan)}</dd>
@@ -124,10 +171,10 @@ export class StatsPanel extends LitElement {
         <dd data-testid="stat-inf" class=${s.inf > 0 ? "warn" : ""}>${formatCount(s.inf)}</dd>
       </dl>
       <div class="hint device" data-testid="stats-device">
-        computed on the ${computedOn === "gpu" ? "GPU (WebGPU, shaders/stats.wgsl)" : "CPU (reference)"}
+        ${computedOn === "gpu" ? text.computedOnGpu : text.computedOnCpu}
       </div>
       ${s.first.length > 0
-        ? html`<div class="hint">first ${s.first.length} values</div>
+        ? html`<div class="hint">${text.first(s.first.length)}</div>
             <p class="first" data-testid="stat-first">${s.first.map((v) => html`<span>${formatValue(v)} </span>`)}</p>`
         : nothing}
     </div>`;

@@ -6,26 +6,55 @@
  */
 import { LitElement, css, html, nothing } from "lit";
 import { repeat } from "lit/directives/repeat.js";
-import { filterRows, groupRows, sortRows, type TensorRow, type Totals } from "../formats/catalog.ts";
+import { filterRows, groupRows, OUTSIDE_LAYERS_GROUP, sortRows, type TensorRow, type Totals } from "../formats/catalog.ts";
 import { formatBytes, formatCount, formatShape, formatShare } from "../common/format.ts";
+import { LangController, localized } from "./i18n.ts";
 
 type SortKey = "name" | "dtype" | "shape" | "params" | "bytes" | "share";
 type SortDir = "asc" | "desc";
 
 interface Column {
   key: SortKey;
-  label: string;
   numeric: boolean;
 }
 
 const COLUMNS: Column[] = [
-  { key: "name", label: "Name", numeric: false },
-  { key: "dtype", label: "DType", numeric: false },
-  { key: "shape", label: "Shape", numeric: false },
-  { key: "params", label: "Parameters", numeric: true },
-  { key: "bytes", label: "Bytes", numeric: true },
-  { key: "share", label: "Share", numeric: true },
+  { key: "name", numeric: false },
+  { key: "dtype", numeric: false },
+  { key: "shape", numeric: false },
+  { key: "params", numeric: true },
+  { key: "bytes", numeric: true },
+  { key: "share", numeric: true },
 ];
+
+const TEXT = localized(
+  {
+    columns: { name: "Name", dtype: "DType", shape: "Shape", params: "Parameters", bytes: "Bytes", share: "Share" } as Record<SortKey, string>,
+    filterPlaceholder: "Filter: text, or /regex/",
+    filterLabel: "Filter tensors by text or /regex/",
+    groupByLayer: "Group by layer",
+    outsideLayers: OUTSIDE_LAYERS_GROUP,
+    tensors: (n: number) => `${formatCount(n)} ${n === 1 ? "tensor" : "tensors"}`,
+    shownOf: (shown: number, total: number) => `${formatCount(shown)} of ${formatCount(total)} tensors`,
+    noMatch: "No tensor matches this filter.",
+    total: "Total:",
+    tensorsUnit: "tensors",
+    bytesExact: (n: number) => `${formatCount(n)} bytes`,
+  },
+  {
+    columns: { name: "名称", dtype: "数据类型", shape: "形状", params: "参数量", bytes: "字节数", share: "占比" },
+    filterPlaceholder: "筛选：文本或 /正则/",
+    filterLabel: "按文本或 /正则/ 筛选张量",
+    groupByLayer: "按层分组",
+    outsideLayers: "嵌入层与输出头",
+    tensors: (n: number) => `${formatCount(n)} 个张量`,
+    shownOf: (shown: number, total: number) => `${formatCount(shown)} / ${formatCount(total)} 个张量`,
+    noMatch: "没有张量匹配此筛选条件。",
+    total: "合计：",
+    tensorsUnit: "个张量",
+    bytesExact: (n: number) => `${formatCount(n)} 字节`,
+  },
+);
 
 /** Above this many tensors, groups start collapsed so the first render stays quick. */
 const COLLAPSE_GROUPS_ABOVE = 2000;
@@ -49,6 +78,8 @@ export class TensorTable extends LitElement {
   declare sortDir: SortDir;
   declare grouped: boolean;
   declare collapsed: ReadonlySet<string>;
+
+  private readonly langController = new LangController(this);
 
   constructor() {
     super();
@@ -218,12 +249,13 @@ export class TensorTable extends LitElement {
   override render() {
     const filtered = filterRows(this.rows, this.query);
     const shown = this.sortKey ? sortRows(filtered.rows, this.sortKey, this.sortDir) : filtered.rows;
+    const t = TEXT();
     return html`
       <div class="toolbar">
         <input
           type="search"
-          placeholder="Filter: text, or /regex/"
-          aria-label="Filter tensors by text or /regex/"
+          placeholder=${t.filterPlaceholder}
+          aria-label=${t.filterLabel}
           aria-invalid=${filtered.error ? "true" : "false"}
           data-testid="filter"
           .value=${this.query}
@@ -236,12 +268,12 @@ export class TensorTable extends LitElement {
             .checked=${this.grouped}
             @change=${(e: Event) => (this.grouped = (e.target as HTMLInputElement).checked)}
           />
-          Group by layer
+          ${t.groupByLayer}
         </label>
         <span class="count" data-testid="shown-count">
           ${shown.length === this.rows.length
-            ? `${formatCount(this.rows.length)} tensors`
-            : `${formatCount(shown.length)} of ${formatCount(this.rows.length)} tensors`}
+            ? t.tensors(this.rows.length)
+            : t.shownOf(shown.length, this.rows.length)}
         </span>
       </div>
       ${filtered.error ? html`<p class="filter-error" role="alert" data-testid="filter-error">${filtered.error}</p>` : nothing}
@@ -257,7 +289,7 @@ export class TensorTable extends LitElement {
           </tbody>
           ${this.renderTotals()}
         </table>
-        ${shown.length === 0 && this.rows.length > 0 ? html`<div class="empty">No tensor matches this filter.</div>` : nothing}
+        ${shown.length === 0 && this.rows.length > 0 ? html`<div class="empty">${t.noMatch}</div>` : nothing}
       </div>
     `;
   }
@@ -267,7 +299,7 @@ export class TensorTable extends LitElement {
     const ariaSort = active ? (this.sortDir === "asc" ? "ascending" : "descending") : "none";
     return html`<th class=${c.numeric ? "num" : ""} aria-sort=${ariaSort} data-testid=${`sort-${c.key}`} scope="col">
       <button type="button" @click=${() => this.sortBy(c)}>
-        ${c.label}<span class="arrow" aria-hidden="true">${active ? (this.sortDir === "asc" ? "▲" : "▼") : ""}</span>
+        ${TEXT().columns[c.key]}<span class="arrow" aria-hidden="true">${active ? (this.sortDir === "asc" ? "▲" : "▼") : ""}</span>
       </button>
     </th>`;
   }
@@ -283,20 +315,21 @@ export class TensorTable extends LitElement {
   }
 
   private renderGrouped(rows: TensorRow[]) {
+    const t = TEXT();
     return groupRows(rows).map((g) => {
       const open = !this.collapsed.has(g.group);
       return html`
         <tr class="group" data-testid="group-row" data-group=${g.group}>
           <td>
             <button type="button" aria-expanded=${open ? "true" : "false"} @click=${() => this.toggleGroup(g.group)}>
-              <span class="caret" aria-hidden="true">${open ? "▾" : "▸"}</span>${g.group}
+              <span class="caret" aria-hidden="true">${open ? "▾" : "▸"}</span>${g.group === OUTSIDE_LAYERS_GROUP ? t.outsideLayers : g.group}
             </button>
-            <span class="members">${formatCount(g.rows.length)} ${g.rows.length === 1 ? "tensor" : "tensors"}</span>
+            <span class="members">${t.tensors(g.rows.length)}</span>
           </td>
           <td></td>
           <td></td>
           <td class="num">${formatCount(g.params)}</td>
-          <td class="num" title=${`${formatCount(g.bytes)} bytes`}>${formatBytes(g.bytes)}</td>
+          <td class="num" title=${t.bytesExact(g.bytes)}>${formatBytes(g.bytes)}</td>
           <td class="num">${formatShare(g.share)}</td>
         </tr>
         ${open ? this.renderRows(g.rows, true) : nothing}
@@ -305,6 +338,7 @@ export class TensorTable extends LitElement {
   }
 
   private renderRows(rows: TensorRow[], inGroup: boolean) {
+    const t = TEXT();
     return repeat(
       rows,
       (r) => r.name,
@@ -326,7 +360,7 @@ export class TensorTable extends LitElement {
         <td><span class="dtype" data-testid="dtype">${r.dtype}</span></td>
         <td>${formatShape(r.shape)}</td>
         <td class="num">${formatCount(r.params)}</td>
-        <td class="num" title=${`${formatCount(r.bytes)} bytes`}>${formatBytes(r.bytes)}</td>
+        <td class="num" title=${t.bytesExact(r.bytes)}>${formatBytes(r.bytes)}</td>
         <td class="num">${formatShare(r.share)}</td>
       </tr>`,
     );
@@ -335,13 +369,14 @@ export class TensorTable extends LitElement {
   private renderTotals() {
     const t = this.totals;
     if (!t) return nothing;
+    const text = TEXT();
     return html`<tfoot>
       <tr data-testid="totals">
-        <td>Total: <span data-testid="total-tensors">${formatCount(t.tensors)}</span> tensors</td>
+        <td>${text.total} <span data-testid="total-tensors">${formatCount(t.tensors)}</span> ${text.tensorsUnit}</td>
         <td></td>
         <td></td>
         <td class="num" data-testid="total-params">${formatCount(t.params)}</td>
-        <td class="num" data-testid="total-bytes" title=${`${formatCount(t.bytes)} bytes`}>${formatBytes(t.bytes)}</td>
+        <td class="num" data-testid="total-bytes" title=${text.bytesExact(t.bytes)}>${formatBytes(t.bytes)}</td>
         <td class="num">${formatShare(t.share)}</td>
       </tr>
     </tfoot>`;

@@ -11,7 +11,7 @@ describe("page URL state", () => {
       show: "rel" as const,
       pool: "mean" as const,
       view: { row0: 10, col0: 0, rows: 20, cols: 256 },
-      lang: "zh-CN",
+      lang: "zh-CN" as const,
     };
     const hash = formatUrlState(state);
     expect(hash).toContain("formats=int8-channel,int4-g128,q4_K");
@@ -20,7 +20,7 @@ describe("page URL state", () => {
   });
 
   it("drops what does not parse instead of failing the link", () => {
-    expect(parseUrlState("#tab=nope&show=loud&pool=sum&view=1,2,0,4&formats=&tensor=w")).toEqual({ tensor: "w" });
+    expect(parseUrlState("#tab=nope&show=loud&pool=sum&view=1,2,0,4&formats=&lang=fr&tensor=w")).toEqual({ tensor: "w" });
     expect(parseUrlState("#view=1,2,3")).toEqual({});
     expect(parseUrlState("")).toEqual({});
   });

@@ -7,6 +7,7 @@
  *    &show=abs&pool=max&view=0,0,256,256&lang=zh-CN
  */
 import type { HeatmapPooling, HeatmapQuantity, HeatmapView } from "../quant/heatmap.ts";
+import { isLang, type Lang } from "./i18n.ts";
 
 export type LabTab = "quantize" | "heatmaps" | "results";
 
@@ -19,7 +20,7 @@ export interface LabUrlState {
   show?: HeatmapQuantity;
   pool?: HeatmapPooling;
   view?: HeatmapView;
-  lang?: string;
+  lang?: Lang;
 }
 
 const QUANTITIES: readonly HeatmapQuantity[] = ["weights", "abs", "rel", "signed", "scale"];
@@ -46,8 +47,8 @@ export function parseUrlState(hash: string): LabUrlState {
   if (view && view.length === 4 && view.every((v) => Number.isInteger(v) && v >= 0) && view[2]! > 0 && view[3]! > 0) {
     out.view = { row0: view[0]!, col0: view[1]!, rows: view[2]!, cols: view[3]! };
   }
-  const lang = p.get("lang");
-  if (lang) out.lang = lang;
+  const lang = p.get("lang") ?? undefined;
+  if (isLang(lang)) out.lang = lang;
   return out;
 }
 
