@@ -162,7 +162,15 @@ test("the whole lab in Simplified Chinese: no English label left; explanations i
   await screenshot(page, testInfo, "zh-heatmaps");
   await page.keyboard.press("Escape");
   const heatmapTexts = await expectNoEnglish(page, "the Workshop heatmaps");
-  testInfo.annotations.push({ type: "texts checked", description: `${quantizeTexts} on the Quantize view, ${heatmapTexts} on the heatmaps` });
+  // The Whole model tab, before a run: the format picker, the metric choice and the run button.
+  await page.getByTestId("tab-results").click();
+  await expect(page.getByTestId("tab-results")).toHaveText("整个模型");
+  await expect(page.getByTestId("results-run")).toContainText("在整个模型上运行", { timeout: 30_000 });
+  const resultsTexts = await expectNoEnglish(page, "the Whole model tab");
+  testInfo.annotations.push({
+    type: "texts checked",
+    description: `${quantizeTexts} on the Quantize view, ${heatmapTexts} on the heatmaps, ${resultsTexts} on the Whole model tab`,
+  });
 
   // A reload of the shared link comes back in Chinese.
   await page.reload();

@@ -547,3 +547,11 @@ export function familyTopic(family: FormatFamily): string {
 export function allTopics(): string[] {
   return [...new Set([...Object.keys(STATIC_TOPICS), ...FORMATS.map((f) => f.id)])];
 }
+
+/**
+ * A format's tooltip in the current language: the registry's one-line description in English (engine text),
+ * its explanation in Chinese.
+ */
+export function formatTooltip(id: string, description: string): string {
+  return currentLang() === "zh-CN" ? (explanation(id, "zh-CN")?.body.join("\n") ?? description) : description;
+}

@@ -11,7 +11,7 @@ import type { FormatChoice, FormatResult, QuantizeProgressEvent, QuantizeReport 
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
-import { explanation, familyTopic } from "./explain.ts";
+import { familyTopic, formatTooltip } from "./explain.ts";
 import { LangController, localized } from "./i18n.ts";
 import "./explain-button.ts";
 import "./spinner.ts";
@@ -51,7 +51,6 @@ const TEXT = localized(
     startingOn: (tensor: string) => `starting on ${tensor}…`,
     cancel: "Cancel",
     cancelled: "Cancelled.",
-    formatTitle: (id: string, description: string) => description,
     thisTensor: (reason: string) => `This tensor: ${reason}`,
     noGpu: "no GPU: ",
     columns: {
@@ -90,7 +89,6 @@ const TEXT = localized(
     startingOn: (tensor: string) => `正在开始量化 ${tensor}…`,
     cancel: "取消",
     cancelled: "已取消。",
-    formatTitle: (id: string, description: string) => explanation(id, "zh-CN")?.body.join("\n") ?? description,
     thisTensor: (reason: string) => `此张量：${reason}`,
     noGpu: "无 GPU：",
     columns: {
@@ -442,7 +440,7 @@ export class QuantizePanel extends LitElement {
     const on = this.picked.has(c.id);
     const misfit = c.rowLengthProblem;
     const t = TEXT();
-    const description = t.formatTitle(c.id, c.description);
+    const description = formatTooltip(c.id, c.description);
     const title = misfit ? `${description}\n\n${t.thisTensor(misfit.reason)}` : description;
     return html`<label class="format ${on ? "on" : ""} ${misfit ? "misfit" : ""}" title=${title} data-format=${c.id}>
       <input

@@ -34,9 +34,12 @@ import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
 import "./spinner.ts";
+import { LangController, localized } from "./i18n.ts";
+import { formatTooltip } from "./explain.ts";
 
 /** Every string the component shows (a later task translates them). */
-export const RESULTS_STRINGS = {
+export const RESULTS_STRINGS = localized(
+{
   title: "Whole model",
   intro: "Every floating-point tensor of the model through the formats you pick, one tensor after the other.",
   formats: "Formats",
@@ -75,9 +78,47 @@ export const RESULTS_STRINGS = {
   rank: (rank: number) => `#${rank}`,
   unmeasured: (n: number) => `${n} not measured`,
   sortBy: (what: string) => `Sort by ${what}`,
-} as const;
-
-const S = RESULTS_STRINGS;
+},
+{
+  title: "整个模型",
+  intro: "把模型的每个浮点张量依次用你选择的格式量化。",
+  formats: "格式",
+  families: { gguf: "llama.cpp（GGUF）", int: "整数", bnb: "bitsandbytes", cast: "浮点类型转换" },
+  picked: (n: number) => `已选 ${n} 种`,
+  show_metric: "单元格显示",
+  metrics: { snr: "信噪比 dB", rmse: "RMSE", bpw: "每权重比特数" },
+  reuse: "复用缓存的结果",
+  run: (formats: number) => `在整个模型上运行（${formats} 种格式）`,
+  cancelled: "已取消。已完成的张量保存在缓存中：再次运行会从那里继续。",
+  fromCache: (rows: number, total: number) =>
+    rows === total ? "此文件的缓存结果（来自之前的一次运行）。" : `此文件的缓存结果：${total} 个张量中的 ${rows} 个（上次运行被中止）。`,
+  ran: (computed: number, cached: number) => `完成：计算了 ${formatCount(computed)} 个单元格，${formatCount(cached)} 个来自缓存。`,
+  cacheProblem: (why: string) => `结果未能保存：${why}`,
+  loadingFormats: "正在加载格式…",
+  noModel: "请先打开一个模型。",
+  tensor: "张量",
+  shape: "形状",
+  params: "参数量",
+  failedTitle: (message: string, stored: string) => `${message}\n总计中按${stored}计算。`,
+  storedAs: (as: string, kind: string) => (kind === "fallback" ? ` ${as}（llama.cpp 的回退格式）` : kind === "unmeasured" ? ` ${as} 的大小（误差未测量）` : `原存储格式（${as}）`),
+  cannot: "不支持",
+  totals: "模型总计",
+  bytesBefore: "量化前大小",
+  bytesAfter: "量化后大小",
+  saved: "节省",
+  modelBpw: "每权重比特数",
+  modelSnr: "信噪比 dB（整个模型）",
+  modelRmse: "RMSE（整个模型）",
+  substitutions: (format: string, n: number, as: string) => `${format}：${n} 个张量按${as}计算`,
+  totalsNote: "量化后大小按各格式实际会存储的字节计算：某格式无法处理的张量按 llama.cpp 的回退格式计算（没有回退格式时按原存储格式）。",
+  sensitivity: "各层敏感度",
+  sensitivityNote: "对每种格式，按每层所有张量计算信噪比；#1 是在该格式下损失最大的层。",
+  layer: "层",
+  rank: (rank: number) => `#${rank}`,
+  unmeasured: (n: number) => `${n} 个未测量`,
+  sortBy: (what: string) => `按${what}排序`,
+},
+);
 
 /** Picked the first time: int8 and int4 of the plain integers and of llama.cpp. */
 const DEFAULT_PICK = ["int8-channel", "int4-g128", "q8_0", "q4_0"];
@@ -123,6 +164,7 @@ export class ResultsTable extends LitElement {
    * worker opens the model, a header read), and at once when it is shown again after another model opened.
    */
   declare active: boolean;
+  private readonly langController = new LangController(this);
   declare choices: FormatChoice[] | undefined;
   declare picked: ReadonlySet<string>;
   declare metric: CellMetric;
@@ -347,7 +389,7 @@ export class ResultsTable extends LitElement {
       this.rows = cached.rows;
       this.picked = new Set(cached.formats);
       this.source = "cache";
-      this.status = S.fromCache(cached.rows.length, cached.tensors);
+      this.status = RESULTS_STRINGS().fromCache(cached.rows.length, cached.tensors);
     } catch (e) {
       // No cached results to show; a run still works.
       console.warn("Could not read the cached results:", e);
@@ -392,7 +434,7 @@ export class ResultsTable extends LitElement {
     } catch (e) {
       if (this.running?.jobId !== job.jobId || generation !== this.generation) return;
       this.flush();
-      if (e instanceof CancelledError) this.status = S.cancelled;
+      if (e instanceof CancelledError) this.status = RESULTS_STRINGS().cancelled;
       else this.error = errorText(e);
       end = e instanceof CancelledError ? "cancelled" : "error";
     } finally {
@@ -432,8 +474,8 @@ export class ResultsTable extends LitElement {
   }
 
   private describeReport(report: ModelRunReport): string {
-    const done = S.ran(report.computedCells, report.cachedCells);
-    return report.cacheProblem ? `${done} ${S.cacheProblem(report.cacheProblem)}` : done;
+    const done = RESULTS_STRINGS().ran(report.computedCells, report.cachedCells);
+    return report.cacheProblem ? `${done} ${RESULTS_STRINGS().cacheProblem(report.cacheProblem)}` : done;
   }
 
   private toggle(id: string, on: boolean): void {
@@ -450,14 +492,14 @@ export class ResultsTable extends LitElement {
 
   override render() {
     return html`<div class="head">
-        <h2>${S.title}</h2>
-        <span class="hint">${S.intro}</span>
+        <h2>${RESULTS_STRINGS().title}</h2>
+        <span class="hint">${RESULTS_STRINGS().intro}</span>
       </div>
       ${this.renderBody()}`;
   }
 
   private renderBody() {
-    if (!this.model) return html`<p class="hint">${S.noModel}</p>`;
+    if (!this.model) return html`<p class="hint">${RESULTS_STRINGS().noModel}</p>`;
     return html`${this.renderPicker()} ${this.renderControls()}
       ${this.error ? html`<p class="error" role="alert" data-testid="results-error">${this.error}</p>` : nothing}
       ${this.status ? html`<p class="status" data-testid="results-status" data-source=${this.source ?? ""}>${this.status}</p>` : nothing}
@@ -466,19 +508,19 @@ export class ResultsTable extends LitElement {
 
   private renderPicker() {
     const choices = this.choices;
-    if (!choices) return html`<p class="hint"><ql-spinner></ql-spinner> ${S.loadingFormats}</p>`;
+    if (!choices) return html`<p class="hint"><ql-spinner></ql-spinner> ${RESULTS_STRINGS().loadingFormats}</p>`;
     const families = [...new Set(choices.map((c) => c.family))];
     // Folded once there are results, so the table has the room.
     return html`<details class="formats" data-testid="results-formats" ?open=${this.rows.length === 0}>
-      <summary>${S.formats}: ${choices.filter((c) => this.picked.has(c.id)).map((c) => c.id).join(", ") || "—"}</summary>
+      <summary>${RESULTS_STRINGS().formats}: ${choices.filter((c) => this.picked.has(c.id)).map((c) => c.id).join(", ") || "—"}</summary>
       ${families.map((family) => {
         const members = choices.filter((c) => c.family === family);
         const picked = members.filter((c) => this.picked.has(c.id)).length;
         return html`<details class="family" data-family=${family} ?open=${picked > 0}>
-          <summary>${S.families[family]} <span class="hint">${S.picked(picked)}</span></summary>
+          <summary>${RESULTS_STRINGS().families[family]} <span class="hint">${RESULTS_STRINGS().picked(picked)}</span></summary>
           <div class="chips">
             ${members.map(
-              (c) => html`<label class=${this.picked.has(c.id) ? "on" : ""} title=${c.description} data-format=${c.id}
+              (c) => html`<label class=${this.picked.has(c.id) ? "on" : ""} title=${formatTooltip(c.id, c.description)} data-format=${c.id}
                 ><input
                   type="checkbox"
                   .checked=${this.picked.has(c.id)}
@@ -501,15 +543,15 @@ export class ResultsTable extends LitElement {
         ?disabled=${this.picked.size === 0 || running !== undefined || !this.choices}
         @click=${() => this.run()}
       >
-        ${S.run(this.picked.size)}
+        ${RESULTS_STRINGS().run(this.picked.size)}
       </button>
       <label><input type="checkbox" .checked=${this.reuseCached} @change=${(e: Event) => (this.reuseCached = (e.target as HTMLInputElement).checked)} />
-        ${S.reuse}</label
+        ${RESULTS_STRINGS().reuse}</label
       >
       <label
-        >${S.show_metric}
+        >${RESULTS_STRINGS().show_metric}
         <select data-testid="results-metric" @change=${(e: Event) => (this.metric = (e.target as HTMLSelectElement).value as CellMetric)}>
-          ${CELL_METRICS.map((m) => html`<option value=${m} ?selected=${m === this.metric}>${S.metrics[m]}</option>`)}
+          ${CELL_METRICS.map((m) => html`<option value=${m} ?selected=${m === this.metric}>${RESULTS_STRINGS().metrics[m]}</option>`)}
         </select></label
       >
       ${running
@@ -536,9 +578,9 @@ export class ResultsTable extends LitElement {
     return html`<table data-testid="results-table" data-metric=${this.metric} data-rows=${this.rows.length}>
         <thead>
           <tr>
-            ${this.sortHeader(S.tensor, { by: "tensor" }, "name")}
-            <th>${S.shape}</th>
-            ${this.sortHeader(S.params, { by: "params" })}
+            ${this.sortHeader(RESULTS_STRINGS().tensor, { by: "tensor" }, "name")}
+            <th>${RESULTS_STRINGS().shape}</th>
+            ${this.sortHeader(RESULTS_STRINGS().params, { by: "params" })}
             ${formats.map((f) => this.sortHeader(f, { by: "format", format: f, metric: this.metric }))}
           </tr>
         </thead>
@@ -550,7 +592,7 @@ export class ResultsTable extends LitElement {
         </tfoot>
       </table>
       <div class="notes">
-        <p>${S.totalsNote}</p>
+        <p>${RESULTS_STRINGS().totalsNote}</p>
         ${totals.flatMap((t) => this.substitutionNotes(t))}
       </div>
       ${this.renderSensitivity(layers)}`;
@@ -564,7 +606,7 @@ export class ResultsTable extends LitElement {
       data-testid="results-sort"
       data-key=${key.by === "format" ? key.format : key.by}
     >
-      <button title=${S.sortBy(label)} @click=${() => this.sortBy(key)}>${label}</button>
+      <button title=${RESULTS_STRINGS().sortBy(label)} @click=${() => this.sortBy(key)}>${label}</button>
     </th>`;
   }
 
@@ -578,7 +620,7 @@ export class ResultsTable extends LitElement {
   }
 
   private renderCell(cell: ModelCell, scale: ColourScale) {
-    const stored = S.storedAs(cell.stored.as, cell.stored.kind);
+    const stored = RESULTS_STRINGS().storedAs(cell.stored.as, cell.stored.kind);
     if (!cell.ok) {
       return html`<td
         class="failed"
@@ -587,15 +629,15 @@ export class ResultsTable extends LitElement {
         data-problem=${cell.error.problem}
         data-stored-bytes=${cell.stored.bytes}
         data-stored-as=${cell.stored.as}
-        title=${S.failedTitle(cell.error.message, stored)}
+        title=${RESULTS_STRINGS().failedTitle(cell.error.message, stored)}
       >
-        ${S.cannot} → <span class="as">${cell.stored.as}</span>
+        ${RESULTS_STRINGS().cannot} → <span class="as">${cell.stored.as}</span>
       </td>`;
     }
     const value = cellValue(cell, this.metric);
     const bucket = colourBucket(value, scale);
     const m = cell.metrics;
-    const title = `${S.metrics.snr} ${formatMeasure(m.snrDb)} · ${S.metrics.rmse} ${formatMeasure(m.rmse)} · ${S.metrics.bpw} ${formatMeasure(cell.bitsPerWeight)} · ${formatBytes(cell.stored.bytes)} · ${cell.ranOn.toUpperCase()}${cell.why ? ` (${cell.why})` : ""}`;
+    const title = `${RESULTS_STRINGS().metrics.snr} ${formatMeasure(m.snrDb)} · ${RESULTS_STRINGS().metrics.rmse} ${formatMeasure(m.rmse)} · ${RESULTS_STRINGS().metrics.bpw} ${formatMeasure(cell.bitsPerWeight)} · ${formatBytes(cell.stored.bytes)} · ${cell.ranOn.toUpperCase()}${cell.why ? ` (${cell.why})` : ""}`;
     return html`<td
       class=${bucket === undefined ? "" : `b${bucket}`}
       data-testid="results-cell"
@@ -619,35 +661,35 @@ export class ResultsTable extends LitElement {
         ${totals.map((t) => html`<td data-format=${t.format} data-value=${value(t)}>${cell(t)}</td>`)}
       </tr>`;
     return html`${line(
-        S.bytesBefore,
+        RESULTS_STRINGS().bytesBefore,
         "total-bytes-before",
         (t) => html`<span title=${formatCount(t.bytesBefore)}>${formatBytes(t.bytesBefore)}</span>`,
         (t) => t.bytesBefore,
         html`<span data-testid="total-before" data-value=${before} title=${formatCount(before)}>${formatBytes(before)}</span>`,
       )}
-      ${line(S.bytesAfter, "total-bytes-after", (t) => html`<span title=${formatCount(t.bytesAfter)}>${formatBytes(t.bytesAfter)}</span>`, (t) => t.bytesAfter)}
-      ${line(S.saved, "total-saved", (t) => formatShare(t.shareSaved), (t) => t.shareSaved)}
-      ${line(S.modelBpw, "total-bpw", (t) => formatMeasure(t.bitsPerWeight), (t) => t.bitsPerWeight)}
-      ${line(S.modelSnr, "total-snr", (t) => formatMeasure(t.snrDb), (t) => t.snrDb)}
-      ${line(S.modelRmse, "total-rmse", (t) => formatMeasure(t.rmse), (t) => t.rmse)}`;
+      ${line(RESULTS_STRINGS().bytesAfter, "total-bytes-after", (t) => html`<span title=${formatCount(t.bytesAfter)}>${formatBytes(t.bytesAfter)}</span>`, (t) => t.bytesAfter)}
+      ${line(RESULTS_STRINGS().saved, "total-saved", (t) => formatShare(t.shareSaved), (t) => t.shareSaved)}
+      ${line(RESULTS_STRINGS().modelBpw, "total-bpw", (t) => formatMeasure(t.bitsPerWeight), (t) => t.bitsPerWeight)}
+      ${line(RESULTS_STRINGS().modelSnr, "total-snr", (t) => formatMeasure(t.snrDb), (t) => t.snrDb)}
+      ${line(RESULTS_STRINGS().modelRmse, "total-rmse", (t) => formatMeasure(t.rmse), (t) => t.rmse)}`;
   }
 
   private substitutionNotes(t: FormatTotals) {
     return substitutionGroups(t).map(
       (g) => html`<p data-testid="total-substitution" data-format=${t.format} data-as=${g.stored.as} data-tensors=${g.tensors}>
-        ${S.substitutions(t.format, g.tensors, S.storedAs(g.stored.as, g.stored.kind))}
+        ${RESULTS_STRINGS().substitutions(t.format, g.tensors, RESULTS_STRINGS().storedAs(g.stored.as, g.stored.kind))}
       </p>`,
     );
   }
 
   private renderSensitivity(layers: LayerSensitivity[]) {
     const formats = this.formats;
-    return html`<h3>${S.sensitivity}</h3>
-      <p class="notes">${S.sensitivityNote}</p>
+    return html`<h3>${RESULTS_STRINGS().sensitivity}</h3>
+      <p class="notes">${RESULTS_STRINGS().sensitivityNote}</p>
       <table data-testid="sensitivity-table">
         <thead>
           <tr>
-            <th class="name">${S.layer}</th>
+            <th class="name">${RESULTS_STRINGS().layer}</th>
             ${formats.map((f) => html`<th>${f}</th>`)}
           </tr>
         </thead>
@@ -661,11 +703,11 @@ export class ResultsTable extends LitElement {
                   data-format=${formats[i]}
                   data-rank=${loss.rank ?? ""}
                   data-value=${loss.snrDb}
-                  title=${loss.unmeasured > 0 ? S.unmeasured(loss.unmeasured) : ""}
+                  title=${loss.unmeasured > 0 ? RESULTS_STRINGS().unmeasured(loss.unmeasured) : ""}
                 >
                   ${loss.rank === undefined
-                    ? S.unmeasured(loss.unmeasured)
-                    : html`${formatMeasure(loss.snrDb)}<span class="rank">${S.rank(loss.rank)}</span
+                    ? RESULTS_STRINGS().unmeasured(loss.unmeasured)
+                    : html`${formatMeasure(loss.snrDb)}<span class="rank">${RESULTS_STRINGS().rank(loss.rank)}</span
                         ><span class="bar" style="width: ${(loss.barShare * 3).toFixed(2)}rem"></span>`}
                 </td>`,
               )}
