@@ -167,6 +167,9 @@ test("the whole lab in Simplified Chinese: no English label left; explanations i
   await expect(page.getByTestId("tab-results")).toHaveText("整个模型");
   await expect(page.getByTestId("results-run")).toContainText("在整个模型上运行", { timeout: 30_000 });
   const resultsTexts = await expectNoEnglish(page, "the Whole model tab");
+  await page.getByTestId("tab-export").click();
+  await expect(page.getByTestId("export-run")).toHaveText("导出 GGUF");
+  await expectNoEnglish(page, "the Export tab");
   testInfo.annotations.push({
     type: "texts checked",
     description: `${quantizeTexts} on the Quantize view, ${heatmapTexts} on the heatmaps, ${resultsTexts} on the Whole model tab`,

@@ -133,6 +133,38 @@ export interface WeightRequest {
   col: number;
 }
 
+export interface GgufExportRequest {
+  /** The page's number for this job; cancel(jobId) stops it. */
+  jobId: number;
+  model: ModelRef;
+  /** A llama-quantize file type: F32, F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M, Q2_K, Q4_0... */
+  fileType: string;
+  /**
+   * Where to write: a file the user picked (File System Access API; written through a swap file, so a
+   * failed or cancelled export leaves the target untouched). Without one the file comes back as a Blob
+   * for a download.
+   */
+  target?: FileSystemFileHandle;
+}
+
+export interface GgufExportReport {
+  jobId: number;
+  fileType: string;
+  bytes: number;
+  tensors: number;
+  /** Tensors the file type's rule could not take, and what they were written as. */
+  fallbacks: { tensor: string; wanted: string; written: string }[];
+  /** The file, when no target was given. */
+  blob?: Blob;
+}
+
+export interface GgufExportProgress {
+  jobId: number;
+  done: number;
+  total: number;
+  tensor: string;
+}
+
 export interface QuantWorkerApi {
   /** Every format of the registry, in registry order, with its bits per weight on this tensor's shape. */
   formats(tensor: { shape: number[]; params: number }): Promise<FormatChoice[]>;
@@ -158,6 +190,12 @@ export interface QuantWorkerApi {
   quantizeModel(request: ModelRunRequest, onEvent?: (event: ModelRunEvent) => void): Promise<ModelRunReport>;
   /** The cached results of the model's last run, or undefined when there are none. */
   cachedModelResults(model: ModelRef): Promise<CachedModelResults | undefined>;
+  /**
+   * Writes the opened model as a GGUF file (src/pipeline/export-gguf.ts): needs its config.json and
+   * tokenizer.json (picked with the shards, or next to the URL); a model GGUF cannot express fails before
+   * anything is written.
+   */
+  exportGguf(request: GgufExportRequest, onProgress?: (progress: GgufExportProgress) => void): Promise<GgufExportReport>;
   /** Stops a job (nothing happens when it has finished already). */
   cancel(jobId: number): Promise<void>;
   /** The WebGPU adapter the worker uses, or why it runs everything on the CPU. */

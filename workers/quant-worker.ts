@@ -18,6 +18,7 @@ import type { ModelProgress } from "../src/pipeline/quantize-model.ts";
 import { inputSources } from "./model-input.ts";
 import type { FormatChoice, ModelRef, ModelRunReport, QuantizeReport, QuantizeRequest, QuantWorkerApi, TensorRef } from "./quant-worker-api.ts";
 import { cachedResults, runModel } from "./model-run.ts";
+import { runGgufExport } from "./export-run.ts";
 import { toWireError } from "./wire-error.ts";
 import { workerDevice } from "./worker-device.ts";
 
@@ -221,6 +222,19 @@ const api: QuantWorkerApi = {
       return await inspectWeight(tensor, request.formats.map(getFormat), request.row, request.col, { signal });
     } catch (e) {
       throw toWireError(e);
+    }
+  },
+
+  async exportGguf(request, onProgress) {
+    const controller = startJob(request.jobId);
+    try {
+      const model = await modelOf(request.model, controller.signal);
+      return await runGgufExport(request, model, request.model.input, controller.signal, onProgress);
+    } catch (e) {
+      throw toWireError(e);
+    } finally {
+      endJob(request.jobId, controller);
+      void (onProgress as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
     }
   },
 

@@ -14,6 +14,7 @@ import { formatUrlState, type LabTab, type LabUrlState } from "./url-state.ts";
 import { currentLang, LangController, LANGUAGES, localized, setLang, type Lang } from "./i18n.ts";
 import "./gpu-panel.ts";
 import "./heatmap-workspace.ts";
+import "./export-panel.ts";
 import "./memory-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
@@ -30,7 +31,7 @@ const TEXT = localized(
     noWebGpu: (why: string) => `The worker could not query WebGPU (${why}): using the CPU reference.`,
     generatingDemo: "Generating the synthetic demo shard…",
     readingHeader: (what: string) => `Reading the header of ${what}…`,
-    tabs: { quantize: "Quantize", heatmaps: "Heatmaps", results: "Whole model" } as Record<LabTab, string>,
+    tabs: { quantize: "Quantize", heatmaps: "Heatmaps", results: "Whole model", export: "Export" } as Record<LabTab, string>,
     openModel: "Open a model to see its tensors.",
     couldNotOpen: "Could not open",
     keptPrevious: " — still showing the previous model.",
@@ -46,7 +47,7 @@ const TEXT = localized(
     noWebGpu: (why: string) => `工作线程无法查询 WebGPU（${why}）：改用 CPU 参考实现。`,
     generatingDemo: "正在生成合成演示分片…",
     readingHeader: (what: string) => `正在读取 ${what} 的文件头…`,
-    tabs: { quantize: "量化", heatmaps: "热力图", results: "整个模型" },
+    tabs: { quantize: "量化", heatmaps: "热力图", results: "整个模型", export: "导出" },
     openModel: "打开一个模型以查看其张量。",
     couldNotOpen: "无法打开",
     keptPrevious: "——仍显示之前的模型。",
@@ -280,6 +281,7 @@ export class LabApp extends LitElement {
       font-weight: 600;
     }
     ql-heatmap-workspace,
+    ql-export-panel,
     ql-quantize-panel {
       flex: 0 1 auto;
       max-height: 55%;
@@ -475,7 +477,7 @@ export class LabApp extends LitElement {
                 @tensor-select=${(e: CustomEvent<string>) => this.selectTensor(e.detail)}
               ></ql-tensor-table>
               <div class="tabs" role="tablist">
-                ${(["quantize", "heatmaps", "results"] as const).map(
+                ${(["quantize", "heatmaps", "results", "export"] as const).map(
                   (tab) => html`<button
                     type="button"
                     role="tab"
@@ -517,6 +519,13 @@ export class LabApp extends LitElement {
                 .client=${this.client}
                 .model=${this.model}
               ></ql-results-table>
+              <!-- Kept while hidden, so an export goes on. -->
+              <ql-export-panel
+                data-testid="export-panel"
+                ?hidden=${this.tab !== "export"}
+                .client=${this.client}
+                .modelName=${this.model.synthetic ? undefined : this.model.name}
+              ></ql-export-panel>
             </div>`
           : html`<div class="placeholder">${this.busy ? "" : t.openModel}</div>`}
         <aside>

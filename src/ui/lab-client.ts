@@ -14,6 +14,9 @@ import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../work
 import type {
   CachedModelResults,
   FormatChoice,
+  GgufExportProgress,
+  GgufExportReport,
+  GgufExportRequest,
   HeatmapRequest,
   ModelRunEvent,
   ModelRunReport,
@@ -118,6 +121,20 @@ export class LabClient {
     const current = this.current;
     if (!current) return Promise.resolve(undefined);
     return this.call(() => this.quantWorker().cachedModelResults(current) as Promise<CachedModelResults | undefined>);
+  }
+
+  /** Starts writing the current model as a GGUF file (into `target`, or as a Blob to download). */
+  exportGguf(
+    fileType: string,
+    target: FileSystemFileHandle | undefined,
+    onProgress?: (progress: GgufExportProgress) => void,
+  ): { jobId: number; report: Promise<GgufExportReport> } {
+    const jobId = ++this.jobs;
+    const current = this.current;
+    if (!current) return { jobId, report: Promise.reject(new Error("Open a model first.")) };
+    const request: GgufExportRequest = { jobId, model: current, fileType, ...(target ? { target } : {}) };
+    const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
+    return { jobId, report: this.call(() => this.quantWorker().exportGguf(request, progress) as Promise<GgufExportReport>) };
   }
 
   cancelQuantize(jobId: number): Promise<void> {

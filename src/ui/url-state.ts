@@ -9,7 +9,7 @@
 import type { HeatmapPooling, HeatmapQuantity, HeatmapView } from "../quant/heatmap.ts";
 import { isLang, type Lang } from "./i18n.ts";
 
-export type LabTab = "quantize" | "heatmaps" | "results";
+export type LabTab = "quantize" | "heatmaps" | "results" | "export";
 
 export interface LabUrlState {
   /** "demo", or the URL the model was opened from. */
@@ -25,7 +25,7 @@ export interface LabUrlState {
 
 const QUANTITIES: readonly HeatmapQuantity[] = ["weights", "abs", "rel", "signed", "scale"];
 const POOLINGS: readonly HeatmapPooling[] = ["max", "mean"];
-const TABS: readonly LabTab[] = ["quantize", "heatmaps", "results"];
+const TABS: readonly LabTab[] = ["quantize", "heatmaps", "results", "export"];
 
 /** The state in a URL fragment; fields that do not parse are left out (a hand-edited link still opens). */
 export function parseUrlState(hash: string): LabUrlState {
