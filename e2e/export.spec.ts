@@ -27,6 +27,8 @@ test("stories260K with its config and tokenizer exports as a GGUF identical to t
   await page.goto("/");
   await page.getByTestId("file-input").setInputFiles([storiesFile, ...SIDE_FILES]);
   await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
+  // The config that came with the model also drives the memory estimate.
+  await expect(page.getByTestId("memory-preset").locator("option:checked")).toHaveText("model.safetensors: config.json");
   await page.getByTestId("tab-export").click();
   const panel = page.getByTestId("export-panel");
   await panel.getByTestId("export-type").selectOption("Q4_K_M");

@@ -6,7 +6,8 @@
  */
 import type { OpenedModel } from "../src/formats/model.ts";
 import { exportGguf, planGgufExport, ExportError } from "../src/pipeline/export-gguf.ts";
-import { inputSidecar, type ModelInput } from "./model-input.ts";
+import type { ModelInput } from "./model-input.ts";
+import { inputSidecar } from "./side-files.ts";
 import type { GgufExportProgress, GgufExportReport, GgufExportRequest } from "./quant-worker-api.ts";
 
 export async function runGgufExport(

@@ -28,23 +28,3 @@ export async function inputSources(input: ModelInput, signal?: AbortSignal): Pro
   }
 }
 
-/**
- * A JSON file that belongs with the model (config.json, tokenizer.json): picked along with the shards, or
- * next to the URL; undefined when there is none (the demo has none). Malformed JSON is reported.
- */
-export async function inputSidecar(input: ModelInput, name: string, signal?: AbortSignal): Promise<unknown> {
-  let text: string | undefined;
-  if (input.kind === "files") {
-    const file = input.files.find((f) => f.name === name || f.webkitRelativePath.endsWith(`/${name}`));
-    text = file ? await file.text() : undefined;
-  } else if (input.kind === "url") {
-    const response = await fetch(new URL(name, input.url), { signal }).catch(() => undefined);
-    text = response?.ok ? await response.text() : undefined;
-  }
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`${name} is not valid JSON (${(e as Error).message})`);
-  }
-}

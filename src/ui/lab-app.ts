@@ -82,6 +82,7 @@ export class LabApp extends LitElement {
     statsError: { state: true },
     tab: { state: true },
     heatmapInitial: { state: true },
+    loadedConfig: { state: true },
   };
   declare client: LabClient | undefined;
   declare gpu: GpuStatus | undefined;
@@ -97,6 +98,8 @@ export class LabApp extends LitElement {
   declare tab: LabTab;
   /** Heatmap settings to apply when the workspace shows (from a shared link or the workshop preset). */
   declare heatmapInitial: HeatmapSettings | undefined;
+  /** The opened model's config.json, when it came with the model (for the memory panel). */
+  declare loadedConfig: { name: string; text: string } | undefined;
 
   /** Where the shown model came from, for the page URL ("demo" or a URL; undefined for local files). */
   private source: string | undefined;
@@ -403,6 +406,13 @@ export class LabApp extends LitElement {
       if (id !== this.openRequest) return false;
       this.model = model;
       this.source = source;
+      // The memory panel estimates the opened model when its config.json came with it.
+      void client.modelSideFile("config.json").then(
+        (text) => {
+          if (id === this.openRequest && text !== undefined) this.loadedConfig = { name: `${model.name}: config.json`, text };
+        },
+        () => {},
+      );
       this.problem = undefined;
       this.selected = undefined;
       this.stats = undefined;
@@ -535,7 +545,7 @@ export class LabApp extends LitElement {
             .error=${this.statsError}
           ></ql-stats-panel>
           <ql-gpu-panel data-testid="gpu-panel" .status=${this.gpu}></ql-gpu-panel>
-          <ql-memory-panel></ql-memory-panel>
+          <ql-memory-panel .loadedConfig=${this.loadedConfig}></ql-memory-panel>
         </aside>
       </div>
     `;

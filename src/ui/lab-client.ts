@@ -10,6 +10,7 @@
 import * as Comlink from "comlink";
 import type { GpuStatus } from "../gpu/device.ts";
 import type { ModelInput } from "../../workers/model-input.ts";
+import { inputSidecarText } from "../../workers/side-files.ts";
 import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../workers/model-worker-api.ts";
 import type {
   CachedModelResults,
@@ -135,6 +136,12 @@ export class LabClient {
     const request: GgufExportRequest = { jobId, model: current, fileType, ...(target ? { target } : {}) };
     const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
     return { jobId, report: this.call(() => this.quantWorker().exportGguf(request, progress) as Promise<GgufExportReport>) };
+  }
+
+  /** The text of a file that came with the current model (its config.json...), or undefined. */
+  async modelSideFile(name: string): Promise<string | undefined> {
+    const current = this.current;
+    return current ? inputSidecarText(current.input, name) : undefined;
   }
 
   cancelQuantize(jobId: number): Promise<void> {

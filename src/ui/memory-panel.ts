@@ -95,6 +95,7 @@ const CONTEXTS = [0, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072];
 
 export class MemoryPanel extends LitElement {
   static override properties = {
+    loadedConfig: { attribute: false },
     config: { state: true },
     precision: { state: true },
     framework: { state: true },
@@ -104,6 +105,8 @@ export class MemoryPanel extends LitElement {
     gpuLayers: { state: true },
     error: { state: true },
   };
+  /** The opened model's config.json (picked with its shards, or next to its URL), used when it changes. */
+  declare loadedConfig: { name: string; text: string } | undefined;
   declare config: ModelConfig;
   declare precision: string;
   declare framework: Framework;
@@ -265,6 +268,19 @@ export class MemoryPanel extends LitElement {
     } catch (err) {
       // The previous model stays.
       this.error = isMemoryInputError(err) ? err.message : String(err);
+    }
+  }
+
+  override willUpdate(changed: Map<string, unknown>): void {
+    if (changed.has("loadedConfig") && this.loadedConfig) {
+      try {
+        this.config = parseConfigText(this.loadedConfig.text, this.loadedConfig.name);
+        this.gpuLayers = undefined;
+        this.error = undefined;
+      } catch (err) {
+        // The previous model stays.
+        this.error = isMemoryInputError(err) ? err.message : String(err);
+      }
     }
   }
 
