@@ -160,8 +160,38 @@ export function assertLayerInputs(weights: Float32Array, shape: MatrixShape, gra
   if (!(tokens > 0)) throw new QuantInputError("calibration", "no calibration tokens were given");
 }
 
-/** GPTQ of weights [rows, cols] (row-major float32) given the Gram matrix of the layer's inputs. */
-export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: GptqCalibration, options: GptqOptions): GptqResult {
+/**
+ * Everything before the factorization (steps 1-4 of the file comment), shared by the CPU reference and the
+ * WebGPU path: settings checked, H = 2/n X^T X with dead columns fixed and act-order applied, W column-major
+ * in processing order, and the quantizer parameters known up front (group -1, static groups).
+ */
+export interface GptqPlan {
+  rows: number;
+  cols: number;
+  bits: number;
+  group: number;
+  sym: boolean;
+  maxq: number;
+  nGroups: number;
+  blockSize: number;
+  staticGroups: boolean;
+  /** Act-order: perm[p] = the column quantized p-th. */
+  perm: Int32Array | undefined;
+  /** H in processing order, not damped yet. */
+  h: Float64Array;
+  meanDiag: number;
+  requestedDamp: number;
+  /** W in processing order, column-major (column p at p * rows). */
+  wt: Float64Array;
+  /** Per (row, group); filled here for group -1 and static groups, during the sweep otherwise. */
+  scales: Float32Array;
+  zeros: Float32Array;
+  gIdx: Int32Array;
+  deadColumns: number;
+  warnings: string[];
+}
+
+export function planGptq(weights: Float32Array, shape: MatrixShape, calib: GptqCalibration, options: GptqOptions): GptqPlan {
   const { rows, cols } = shape;
   const { bits, group } = options;
   const sym = options.sym ?? false;
@@ -183,19 +213,13 @@ export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: G
   let wt = new Float64Array(cols * rows);
   for (let o = 0; o < rows; o++) for (let c = 0; c < cols; c++) wt[c * rows + o] = weights[o * cols + c]!;
 
-  const curScale = new Float64Array(rows);
-  const curZero = new Float64Array(rows);
   const scales = new Float32Array(rows * nGroups);
   const zeros = new Float32Array(rows * nGroups);
-  const storeGroup = (k: number, scale: Float64Array, zero: Float64Array) => {
-    for (let o = 0; o < rows; o++) {
-      scales[o * nGroups + k] = scale[o]!;
-      zeros[o * nGroups + k] = zero[o]!;
-    }
-  };
+  const scale = new Float64Array(rows);
+  const zero = new Float64Array(rows);
   if (group === -1) {
-    findParams(wt, rows, 0, cols, maxq, sym, curScale, curZero);
-    storeGroup(0, curScale, curZero);
+    findParams(wt, rows, 0, cols, maxq, sym, scale, zero);
+    storeGroup(scales, zeros, nGroups, 0, scale, zero);
   }
 
   let deadColumns = 0;
@@ -206,16 +230,10 @@ export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: G
     wt.fill(0, j * rows, (j + 1) * rows);
   }
 
-  const staticScale: Float64Array[] = [];
-  const staticZero: Float64Array[] = [];
   if (staticGroups) {
     for (let k = 0; k < nGroups; k++) {
-      const s = new Float64Array(rows);
-      const z = new Float64Array(rows);
-      findParams(wt, rows, k * group, Math.min(cols, (k + 1) * group), maxq, sym, s, z);
-      staticScale.push(s);
-      staticZero.push(z);
-      storeGroup(k, s, z);
+      findParams(wt, rows, k * group, Math.min(cols, (k + 1) * group), maxq, sym, scale, zero);
+      storeGroup(scales, zeros, nGroups, k, scale, zero);
     }
   }
 
@@ -235,30 +253,64 @@ export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: G
   let meanDiag = 0;
   for (let j = 0; j < cols; j++) meanDiag += hp[j * cols + j]!;
   meanDiag /= cols;
-  let percDamp = requestedDamp;
-  let u: Float64Array | undefined;
-  let damp = 0;
-  for (let attempt = 0; ; attempt++) {
-    damp = percDamp * meanDiag;
-    const damped = hp.slice();
-    for (let j = 0; j < cols; j++) damped[j * cols + j] = damped[j * cols + j]! + damp;
-    u = upperCholeskyOfInverse(damped, cols);
-    if (u) break;
-    if (attempt === DAMP_RETRIES) {
-      throw new QuantInputError("calibration", `the Hessian is not positive definite even with dampening ${percDamp} (x mean diagonal): the activations are degenerate`);
-    }
-    const next = percDamp === 0 ? DEFAULT_PERC_DAMP : percDamp * 10;
-    warnings.push(`the Hessian is not positive definite with dampening ${percDamp}: retried with ${next}`);
-    percDamp = next;
-  }
 
-  const q = new Float32Array(rows * cols);
-  const codes = new Uint8Array(rows * cols);
   const gIdx = new Int32Array(cols);
   for (let p = 0; p < cols; p++) {
     const j = perm ? perm[p]! : p;
     gIdx[j] = group === -1 ? 0 : staticGroups ? Math.floor(j / group) : Math.floor(p / group);
   }
+  return { rows, cols, bits, group, sym, maxq, nGroups, blockSize, staticGroups, perm, h: hp, meanDiag, requestedDamp, wt, scales, zeros, gIdx, deadColumns, warnings };
+}
+
+function storeGroup(scales: Float32Array, zeros: Float32Array, nGroups: number, k: number, scale: Float64Array, zero: Float64Array): void {
+  for (let o = 0; o < scale.length; o++) {
+    scales[o * nGroups + k] = scale[o]!;
+    zeros[o * nGroups + k] = zero[o]!;
+  }
+}
+
+/** H + percDamp * mean(diag H) * I. */
+export function dampedHessian(plan: GptqPlan, percDamp: number): { damped: Float64Array; damp: number } {
+  const { cols } = plan;
+  const damp = percDamp * plan.meanDiag;
+  const damped = plan.h.slice();
+  for (let j = 0; j < cols; j++) damped[j * cols + j] = damped[j * cols + j]! + damp;
+  return { damped, damp };
+}
+
+/**
+ * The next dampening after a failed factorization (x10; 0.01 after 0), with the warning that says so, or the
+ * error when the retries are used up.
+ */
+export function nextDamping(plan: GptqPlan, percDamp: number, attempt: number): number {
+  if (attempt >= DAMP_RETRIES) {
+    throw new QuantInputError("calibration", `the Hessian is not positive definite even with dampening ${percDamp} (x mean diagonal): the activations are degenerate`);
+  }
+  const next = percDamp === 0 ? DEFAULT_PERC_DAMP : percDamp * 10;
+  plan.warnings.push(`the Hessian is not positive definite with dampening ${percDamp}: retried with ${next}`);
+  return next;
+}
+
+/** GPTQ of weights [rows, cols] (row-major float32) given the Gram matrix of the layer's inputs. */
+export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: GptqCalibration, options: GptqOptions): GptqResult {
+  const plan = planGptq(weights, shape, calib, options);
+  const { rows, cols, group, maxq, nGroups, blockSize, staticGroups, perm, wt, scales, zeros, gIdx } = plan;
+  let percDamp = plan.requestedDamp;
+  let u: Float64Array | undefined;
+  let damp = 0;
+  for (let attempt = 0; ; attempt++) {
+    const d = dampedHessian(plan, percDamp);
+    damp = d.damp;
+    u = upperCholeskyOfInverse(d.damped, cols);
+    if (u) break;
+    percDamp = nextDamping(plan, percDamp, attempt);
+  }
+
+  const curScale = new Float64Array(rows);
+  const curZero = new Float64Array(rows);
+  if (group === -1) for (let o = 0; o < rows; o++) [curScale[o], curZero[o]] = [scales[o]!, zeros[o]!];
+  const q = new Float32Array(rows * cols);
+  const codes = new Uint8Array(rows * cols);
 
   for (let i1 = 0; i1 < cols; i1 += blockSize) {
     const i2 = Math.min(cols, i1 + blockSize);
@@ -267,17 +319,16 @@ export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: G
     const err1 = new Float64Array(count * rows);
     for (let i = 0; i < count; i++) {
       const p = i1 + i;
-      let scale: Float64Array = curScale;
-      let zero: Float64Array = curZero;
       if (staticGroups) {
         const k = Math.floor((perm ? perm[p]! : p) / group);
-        scale = staticScale[k]!;
-        zero = staticZero[k]!;
+        for (let o = 0; o < rows; o++) [curScale[o], curZero[o]] = [scales[o * nGroups + k]!, zeros[o * nGroups + k]!];
       } else if (group !== -1 && p % group === 0) {
         // From W, not the block copy w1 (the reference's stale-weights behaviour).
-        findParams(wt, rows, p, Math.min(cols, p + group), maxq, sym, curScale, curZero);
-        storeGroup(p / group, curScale, curZero);
+        findParams(wt, rows, p, Math.min(cols, p + group), maxq, plan.sym, curScale, curZero);
+        storeGroup(scales, zeros, nGroups, p / group, curScale, curZero);
       }
+      const scale = curScale;
+      const zero = curZero;
       const d = u[p * cols + p]!;
       const col = i * rows;
       const j = perm ? perm[p]! : p;
@@ -309,7 +360,7 @@ export function gptqQuantize(weights: Float32Array, shape: MatrixShape, calib: G
       }
     }
   }
-  return { shape, bits, group, sym, nGroups, q, codes, scales, zeros, gIdx, perm, damp, percDamp, deadColumns, warnings };
+  return { shape, bits: plan.bits, group, sym: plan.sym, nGroups, q, codes, scales, zeros, gIdx, perm, damp, percDamp, deadColumns: plan.deadColumns, warnings: plan.warnings };
 }
 
 /** Q from the stored pieces: scales[o, g] * (codes[o, j] - zeros[o, g]) with g = gIdx[j], in float32. */
