@@ -86,14 +86,9 @@ export class HessianAccumulator {
     const len = t1 - t0;
     for (let t = t0; t < t1; t++) {
       const row = t * cols;
-      for (let c = 0; c < cols; c++) {
-        const v = x[row + c]!;
-        columns[c * CHUNK_TOKENS + (t - t0)] = v;
-        const a = Math.abs(v);
-        sumAbs[c] = sumAbs[c]! + a;
-        if (a > maxAbs[c]!) maxAbs[c] = a;
-      }
+      for (let c = 0; c < cols; c++) columns[c * CHUNK_TOKENS + (t - t0)] = x[row + c]!;
     }
+    addChannelStats(x.subarray(t0 * cols, t1 * cols), cols, sumAbs, maxAbs);
     gramUpdate(this.gram, columns, cols, 0, len, 1);
     const step = this.opts.clipSampleStep;
     if (this.sampleGram && step !== undefined) {
@@ -201,8 +196,19 @@ function mirrorUpper(g: Float64Array, n: number): void {
   for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) g[j * n + i] = g[i * n + j]!;
 }
 
+/** Adds sum |x| and max |x| per channel of whole tokens x to sumAbs and maxAbs. */
+export function addChannelStats(x: Float32Array, cols: number, sumAbs: Float64Array, maxAbs: Float64Array): void {
+  for (let at = 0; at < x.length; at += cols) {
+    for (let c = 0; c < cols; c++) {
+      const a = Math.abs(x[at + c]!);
+      sumAbs[c] = sumAbs[c]! + a;
+      if (a > maxAbs[c]!) maxAbs[c] = a;
+    }
+  }
+}
+
 /** Throws "calibration" naming the first NaN/±Inf activation by token and channel. */
-function assertFiniteActivations(x: Float32Array, cols: number, firstToken: number): void {
+export function assertFiniteActivations(x: Float32Array, cols: number, firstToken: number): void {
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;
     if (Math.abs(v) <= 3.4028234663852886e38) continue;
