@@ -164,6 +164,14 @@ function quantizeRows(w: Float32Array, shape: MatrixShape, size: number, bits: n
   for (let at = 0; at < shape.rows * shape.cols; at += size) awqQuantizeGroup(w, at, size, bits, zeroPoint, out, undefined);
 }
 
+/** Round-to-nearest with AWQ's quantizer (no scales, no clipping): the baseline AWQ is measured against. */
+export function awqRtn(weights: Float32Array, shape: MatrixShape, options: AwqOptions): Float32Array {
+  const o = resolveOptions(options, shape.cols);
+  const out = new Float32Array(shape.rows * shape.cols);
+  quantizeRows(weights, shape, o.size, o.bits, o.zeroPoint, out);
+  return out;
+}
+
 /** The scale search and the clip search (no final quantization). */
 export function awqSearch(weights: Float32Array, shape: MatrixShape, calib: AwqCalibration, options: AwqOptions): AwqSearch {
   const { rows, cols } = shape;
