@@ -69,7 +69,7 @@ export async function gptqBench(opts: { n?: number; tokens?: number; awqMax?: nu
   try {
     // Warm-up on a small layer: pipeline compilation is not part of the figures.
     {
-      const m = 64;
+      const m = 256;
       const ws = gaussian(m * m, 0.02, 1);
       const warm = await GpuHessian.create(dev, m);
       warm.add(gaussian(256 * m, 1, 2));
