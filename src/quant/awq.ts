@@ -172,18 +172,29 @@ export function awqRtn(weights: Float32Array, shape: MatrixShape, options: AwqOp
   return out;
 }
 
-/** The scale search and the clip search (no final quantization). */
-export function awqSearch(weights: Float32Array, shape: MatrixShape, calib: AwqCalibration, options: AwqOptions): AwqSearch {
+/**
+ * What the searches ask of whoever measures output errors (the CPU reference below in float64, or the GPU
+ * with its matmul kernel, src/gpu/awq.ts): one search algorithm, two executors.
+ *  - "total": sum over rows of d_r^T G d_r, D [rows, cols], G the Gram matrix of the calibration tokens;
+ *  - "groups": per (row, group), d^T G'_k d over the group's columns, G' the clip sample's Gram matrix of X/s.
+ */
+export type AwqMeasure = { kind: "total"; d: Float64Array } | { kind: "groups"; d: Float64Array; s: Float32Array; size: number };
+export type AwqMeasured = number | Float64Array;
+
+/**
+ * The scale search and then the clip search, as a generator that yields each measurement it needs and
+ * receives its result (a number for "total", per-(row, group) errors for "groups").
+ */
+export function* awqSearchSteps(weights: Float32Array, shape: MatrixShape, calib: AwqCalibration, options: AwqOptions): Generator<AwqMeasure, AwqSearch, AwqMeasured> {
   const { rows, cols } = shape;
   assertLayerInputs(weights, shape, calib.gram, calib.tokens);
   if (calib.meanAbs.length !== cols) throw new QuantInputError("calibration", `${calib.meanAbs.length} channel statistics for ${cols} input columns`);
   const o = resolveOptions(options, cols);
 
-  // Scale search: the error of W - Q where Q = quantize(W*s)/s, from the Gram matrix.
+  // Scale search: the error of W - Q where Q = quantize(W*s)/s.
   const ws = new Float32Array(rows * cols);
   const qs = new Float32Array(rows * cols);
-  const diff = new Float64Array(rows * cols);
-  const energy = sumGramQuadratic(calib.gram, Float64Array.from(weights), rows, cols);
+  const energy = (yield { kind: "total", d: Float64Array.from(weights) }) as number;
   const alphaErrors: number[] = [];
   let best = Infinity;
   let bestRatio = 0;
@@ -193,8 +204,9 @@ export function awqSearch(weights: Float32Array, shape: MatrixShape, calib: AwqC
     const s = awqScalesForRatio(calib.meanAbs, ratio);
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ws[r * cols + c] = fr(weights[r * cols + c]! * s[c]!);
     quantizeRows(ws, shape, o.size, o.bits, o.zeroPoint, qs);
+    const diff = new Float64Array(rows * cols);
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) diff[r * cols + c] = weights[r * cols + c]! - fr(qs[r * cols + c]! / s[c]!);
-    const loss = sumGramQuadratic(calib.gram, diff, rows, cols);
+    const loss = (yield { kind: "total", d: diff }) as number;
     alphaErrors.push(loss / energy);
     if (loss < best) {
       best = loss;
@@ -203,56 +215,77 @@ export function awqSearch(weights: Float32Array, shape: MatrixShape, calib: AwqC
     }
   }
   const scales = bestScales;
-  const clipMax = o.clip ? awqClipSearch(weights, shape, scales, calib, o) : undefined;
+  if (!o.clip) return { alpha: bestRatio, alphaErrors, scales, clipMax: undefined };
+
+  // Clip search, on W*s: per (row, group) the shrink of max |w| with the lowest error (strict <, in step order).
+  const size = o.size;
+  const nGroups = cols / size;
+  const steps = Math.round(o.gridSize * o.maxShrink);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ws[r * cols + c] = fr(weights[r * cols + c]! * scales[c]!);
+  const orgMax = new Float32Array(rows * nGroups);
+  for (let g = 0; g < rows * nGroups; g++) {
+    let m = 0;
+    for (let i = g * size; i < (g + 1) * size; i++) m = Math.max(m, Math.abs(ws[i]!));
+    orgMax[g] = m;
+  }
+  const clipMax = orgMax.slice();
+  const bestErr = new Float64Array(rows * nGroups).fill(Infinity);
+  const cur = new Float32Array(rows * cols);
+  for (let step = 0; step < steps; step++) {
+    const factor = fr(1 - step / o.gridSize);
+    for (let g = 0; g < rows * nGroups; g++) {
+      const maxVal = fr(orgMax[g]! * factor);
+      for (let i = g * size; i < (g + 1) * size; i++) cur[i] = Math.min(Math.max(ws[i]!, -maxVal), maxVal);
+    }
+    quantizeRows(cur, shape, size, o.bits, o.zeroPoint, qs);
+    const d = new Float64Array(rows * cols);
+    for (let i = 0; i < d.length; i++) d[i] = qs[i]! - ws[i]!;
+    const errs = (yield { kind: "groups", d, s: scales, size }) as Float64Array;
+    for (let g = 0; g < rows * nGroups; g++) {
+      if (errs[g]! < bestErr[g]!) {
+        bestErr[g] = errs[g]!;
+        clipMax[g] = fr(orgMax[g]! * factor);
+      }
+    }
+  }
   return { alpha: bestRatio, alphaErrors, scales, clipMax };
 }
 
 /**
- * Per (row, group) of W*s, the max |w| (shrunk by 1 - i/20, i = 0..9) whose quantization has the lowest
- * output error on the clip sample of X/s.
+ * The Gram matrix of the clip sample of X/s over group k's columns (size x size): G'_ij = G_ij / (s_i s_j).
+ * Without a clip sample (statistics gathered without one), all tokens stand in for it.
  */
-function awqClipSearch(weights: Float32Array, shape: MatrixShape, s: Float32Array, calib: AwqCalibration, o: ReturnType<typeof resolveOptions>): Float32Array {
-  const { rows, cols } = shape;
-  const size = o.size;
-  const nGroups = cols / size;
-  // Without a clip sample (stats gathered without one), all tokens stand in for it.
+export function clipGroupGram(calib: AwqCalibration, cols: number, s: Float32Array, size: number, k: number): Float64Array {
   const sample = calib.clipSample?.gram ?? calib.gram;
-  const steps = Math.round(o.gridSize * o.maxShrink);
-  const clipMax = new Float32Array(rows * nGroups);
+  const c0 = k * size;
   const block = new Float64Array(size * size);
-  const w = new Float32Array(size);
-  const cur = new Float32Array(size);
-  const q = new Float32Array(size);
-  const d = new Float64Array(size);
-  for (let k = 0; k < nGroups; k++) {
-    const c0 = k * size;
-    // The Gram matrix of the scaled inputs X/s over this group's columns.
-    for (let i = 0; i < size; i++) {
-      for (let j = 0; j < size; j++) block[i * size + j] = sample[(c0 + i) * cols + c0 + j]! / (s[c0 + i]! * s[c0 + j]!);
-    }
-    for (let r = 0; r < rows; r++) {
-      let orgMax = 0;
-      for (let i = 0; i < size; i++) {
-        w[i] = fr(weights[r * cols + c0 + i]! * s[c0 + i]!);
-        orgMax = Math.max(orgMax, Math.abs(w[i]!));
-      }
-      let bestErr = Infinity;
-      let bestMax = orgMax;
-      for (let step = 0; step < steps; step++) {
-        const maxVal = fr(orgMax * fr(1 - step / o.gridSize));
-        for (let i = 0; i < size; i++) cur[i] = Math.min(Math.max(w[i]!, -maxVal), maxVal);
-        awqQuantizeGroup(cur, 0, size, o.bits, o.zeroPoint, q, undefined);
-        for (let i = 0; i < size; i++) d[i] = q[i]! - w[i]!;
-        const err = gramQuadratic(block, d, size);
-        if (err < bestErr) {
-          bestErr = err;
-          bestMax = maxVal;
-        }
-      }
-      clipMax[r * nGroups + k] = bestMax;
-    }
+  for (let i = 0; i < size; i++) {
+    for (let j = 0; j < size; j++) block[i * size + j] = sample[(c0 + i) * cols + c0 + j]! / (s[c0 + i]! * s[c0 + j]!);
   }
-  return clipMax;
+  return block;
+}
+
+/** The scale search and the clip search (no final quantization), measured on the CPU in float64. */
+export function awqSearch(weights: Float32Array, shape: MatrixShape, calib: AwqCalibration, options: AwqOptions): AwqSearch {
+  const { rows, cols } = shape;
+  const steps = awqSearchSteps(weights, shape, calib, options);
+  let blocks: Float64Array[] | undefined;
+  let next = steps.next();
+  while (!next.done) {
+    const m = next.value;
+    if (m.kind === "total") {
+      next = steps.next(sumGramQuadratic(calib.gram, m.d, rows, cols));
+      continue;
+    }
+    const nGroups = cols / m.size;
+    blocks ??= Array.from({ length: nGroups }, (_, k) => clipGroupGram(calib, cols, m.s, m.size, k));
+    const errs = new Float64Array(rows * nGroups);
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < nGroups; k++) errs[r * nGroups + k] = gramQuadratic(blocks[k]!, m.d.subarray(r * cols + k * m.size, r * cols + (k + 1) * m.size), m.size);
+    }
+    next = steps.next(errs);
+  }
+  return next.value;
 }
 
 /** AWQ of weights [rows, cols] (row-major float32) given the layer's calibration statistics. */
