@@ -290,7 +290,11 @@ export function awqSearch(weights: Float32Array, shape: MatrixShape, calib: AwqC
 
 /** AWQ of weights [rows, cols] (row-major float32) given the layer's calibration statistics. */
 export function awqQuantize(weights: Float32Array, shape: MatrixShape, calib: AwqCalibration, options: AwqOptions): AwqResult {
-  const search = awqSearch(weights, shape, calib, options);
+  return awqFinish(weights, shape, calib, options, awqSearch(weights, shape, calib, options));
+}
+
+/** The final quantization of the (clipped) W*s once the searches have chosen (cheap: O(rows x cols)). */
+export function awqFinish(weights: Float32Array, shape: MatrixShape, calib: Pick<AwqCalibration, "tokens">, options: AwqOptions, search: AwqSearch): AwqResult {
   const o = resolveOptions(options, shape.cols);
   const { rows, cols } = shape;
   const nGroups = cols / o.size;
