@@ -12,6 +12,9 @@
  *  (d) formats: bench/formats.ts (WGSL kernels against a copy kernel and llama.cpp's C reference, the
  *      TypeScript references against C), printed as its own table.
  *  (e) heatmap pooling: bench/heatmap.ts (the pooling kernel against the copy kernel and its CPU reference).
+ *  (f) GPTQ / AWQ: bench/gptq.ts (Hessian, factorization and GPTQ on WebGPU and on the TypeScript
+ *      reference, AWQ's searches, next to the reference implementations' times; a 4096 x 4096 layer with
+ *      2048 tokens, or QUANTLAB_BENCH_GPTQ_N x QUANTLAB_BENCH_GPTQ_N)
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
  * and would measure the disk, not the reader): the file is read once to warm the page cache, then both
@@ -29,6 +32,7 @@ import { DEFAULT_CHUNK_BYTES, openModel, readTensorRows } from "../src/formats/m
 import { NodeFileSource } from "../src/node/file-source.ts";
 import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
 import { heatmapBench, heatmapBenchTable } from "./heatmap.ts";
+import { gptqBench, gptqBenchTable } from "./gptq.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -327,6 +331,16 @@ try {
 } catch (e) {
   console.log(`\n(e) heatmap benchmark not run: ${(e as Error).message}`);
   heatmapFailed = true;
+}
+
+// (f) GPTQ / AWQ: reported, not judged (the GPU here is SwiftShader, a CPU).
+try {
+  const n = Number(process.env.QUANTLAB_BENCH_GPTQ_N ?? 4096);
+  const tokens = Math.min(2048, 2 * n);
+  const gptq = await gptqBench({ n, tokens, log: (line) => process.stderr.write(`  ${line}\n`) });
+  console.log("\n" + gptqBenchTable(gptq, n, tokens));
+} catch (e) {
+  console.log(`\n(f) GPTQ benchmark not run: ${(e as Error).message}`);
 }
 
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);

@@ -2,6 +2,7 @@
  * The `quantlab` command line: a table of commands, `--help` on each, and one exit-code policy
  * (0 done, 1 unexpected failure, 2 bad input or bad usage) so scripts can branch on it.
  */
+import { awqCommand, gptqCommand } from "./calibrated.ts";
 import { decodeCommand } from "./decode.ts";
 import { encodeCommand } from "./encode.ts";
 import { exportCommand } from "./export.ts";
@@ -29,7 +30,7 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, exportCommand, helpCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, exportCommand, gptqCommand, awqCommand, helpCommand];
 
 export function overview(): string {
   return [

@@ -8,7 +8,9 @@ export type QuantInputProblem =
   | "non-finite" // NaN or ±Inf among the weights: ggml would spread them into whole blocks
   | "row-length" // the format's block does not divide the row length
   | "shape" // the buffer does not hold rows x cols values, or the encoded bytes do not fit the shape
-  | "imatrix"; // the importance vector has the wrong length or a non-positive / non-finite entry
+  | "imatrix" // the importance vector has the wrong length or a non-positive / non-finite entry
+  | "calibration" // calibration activations that cannot be used (wrong width, none at all, NaN/±Inf)
+  | "settings"; // a method's settings it cannot run with (bits, group size)
 
 export interface QuantInputDetails {
   /** Tensor name, when the caller knows it (EncodeOptions.tensorName). */

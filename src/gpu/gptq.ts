@@ -1,0 +1,426 @@
+/**
+ * GPTQ on WebGPU: the heavy parts as WGSL kernels, the bookkeeping shared with the CPU reference
+ * (src/quant/gptq.ts planGptq: settings, dead columns, static groups, act-order, dampening and its retries).
+ *
+ *  - GpuHessian: the calibration Gram matrix X^T X accumulated on the GPU chunk by chunk of tokens
+ *    (shaders/matmul.wgsl with A = X read transposed; only the upper triangle's tiles), the clip sample's
+ *    Gram matrix likewise (a token stride), and the per-channel mean/max |x| and the NaN check on the CPU in
+ *    the same pass over each chunk.
+ *  - gpuUpperCholeskyOfInverse: U with H^-1 = U^T U (shaders/cholesky.wgsl): the reversed Cholesky factor R
+ *    column by column, then U = R^-1 row by row, one dispatch each, all in one compute pass.
+ *  - gpuGptqQuantize: per block of 128 columns, the sweep (shaders/gptq.wgsl, one thread per row) and the lazy
+ *    batch update W[:, i2:] -= Err1 U[i1:i2, i2:] (shaders/matmul.wgsl).
+ * Everything is f32 on the GPU, as in the reference. A 4096 x 4096 layer needs n^2 * 4 = 64 MiB per matrix
+ * (H, R, U, W, Q, codes): each within the default 128 MiB binding limit.
+ */
+import matmulShader from "../../shaders/matmul.wgsl?raw";
+import choleskyShader from "../../shaders/cholesky.wgsl?raw";
+import gptqShader from "../../shaders/gptq.wgsl?raw";
+import type { LabDevice } from "./device.ts";
+import { computePipeline, outputStorage, readBack, uploadStorage } from "./buffers.ts";
+import { addChannelStats, assertFiniteActivations, type CalibrationStats } from "../quant/hessian.ts";
+import { dampedHessian, nextDamping, planGptq, type GptqCalibration, type GptqOptions, type GptqResult } from "../quant/gptq.ts";
+import { QuantInputError } from "../quant/errors.ts";
+import type { MatrixShape } from "../quant/format.ts";
+
+const MATMUL_TILE = 64;
+/** The sweep kernel keeps a block in registers: at most this many columns. */
+export const GPU_GPTQ_BLOCK = 128;
+const SWEEP_WORKGROUP = 64;
+const FACTOR_WORKGROUP = 64;
+/** Dynamic uniform offsets must be multiples of 256 bytes. */
+const STEP_STRIDE = 256;
+
+// ---------------------------------------------------------------------------------------------------------
+// Matrix multiply
+
+/** One C = beta C + alpha A B over sub-blocks addressed by (offset, row stride, column stride), in f32 words. */
+export interface MatmulCall {
+  m: number;
+  n: number;
+  k: number;
+  a: GPUBuffer;
+  b: GPUBuffer;
+  c: GPUBuffer;
+  aOff?: number;
+  aRow: number;
+  aCol: number;
+  bOff?: number;
+  bRow: number;
+  bCol: number;
+  cOff?: number;
+  cRow: number;
+  alpha?: number;
+  beta?: number;
+  /** Skip the tiles wholly below the diagonal (symmetric results). */
+  upperOnly?: boolean;
+}
+
+export function matmulPipeline(device: GPUDevice): Promise<GPUComputePipeline> {
+  return computePipeline(device, matmulShader, "matmul", "matmul.wgsl");
+}
+
+/** Records one matmul dispatch in `pass`; returns its uniform buffer (the caller destroys it after submit). */
+export function encodeMatmul(device: GPUDevice, pass: GPUComputePassEncoder, pipeline: GPUComputePipeline, call: MatmulCall): GPUBuffer {
+  const words = new ArrayBuffer(16 * 4);
+  const u32 = new Uint32Array(words);
+  const f32 = new Float32Array(words);
+  u32.set([call.m, call.n, call.k, call.upperOnly ? 1 : 0, call.aOff ?? 0, call.aRow, call.aCol, call.bOff ?? 0, call.bRow, call.bCol, call.cOff ?? 0, call.cRow]);
+  f32[12] = call.alpha ?? 1;
+  f32[13] = call.beta ?? 0;
+  const params = uploadUniform(device, words, "matmul params");
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      label: "matmul",
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [call.a, call.b, call.c, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(call.n / MATMUL_TILE), Math.ceil(call.m / MATMUL_TILE));
+  return params;
+}
+
+function uploadUniform(device: GPUDevice, data: ArrayBuffer, label: string): GPUBuffer {
+  const buffer = device.createBuffer({ label, size: Math.ceil(data.byteLength / 16) * 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(buffer, 0, data);
+  return buffer;
+}
+
+/** C = A B on the GPU for row-major A [m, k], B [k, n] held on the CPU (tests and benchmarks). */
+export async function gpuMatmul(dev: LabDevice, a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array> {
+  const { device } = dev;
+  const pipeline = await matmulPipeline(device);
+  const ab = uploadStorage(device, a, "matmul a");
+  const bb = uploadStorage(device, b, "matmul b");
+  const cb = outputStorage(device, m * n * 4, "matmul c");
+  const encoder = device.createCommandEncoder({ label: "matmul" });
+  const pass = encoder.beginComputePass();
+  const params = encodeMatmul(device, pass, pipeline, { m, n, k, a: ab, b: bb, c: cb, aRow: k, aCol: 1, bRow: n, bCol: 1, cRow: n });
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  try {
+    return new Float32Array((await readBack(device, cb, m * n * 4)).buffer);
+  } finally {
+    for (const buffer of [ab, bb, cb, params]) buffer.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Calibration statistics
+
+/** The streaming calibration pass with the Gram matrices on the GPU (see HessianAccumulator for the CPU one). */
+export class GpuHessian {
+  private readonly sumAbs: Float64Array;
+  private readonly maxAbs: Float64Array;
+  private tokens = 0;
+  private sampleTokens = 0;
+  private readonly pending: GPUBuffer[] = [];
+
+  private constructor(
+    private readonly dev: LabDevice,
+    private readonly pipeline: GPUComputePipeline,
+    readonly cols: number,
+    private readonly gram: GPUBuffer,
+    private readonly sampleGram: GPUBuffer | undefined,
+    private readonly sampleStep: number | undefined,
+  ) {
+    this.sumAbs = new Float64Array(cols);
+    this.maxAbs = new Float64Array(cols);
+  }
+
+  static async create(dev: LabDevice, cols: number, opts: { clipSampleStep?: number } = {}): Promise<GpuHessian> {
+    if (!Number.isInteger(cols) || cols < 1) throw new QuantInputError("calibration", `a layer needs at least one input column, not ${cols}`);
+    assertFits(dev, cols * cols * 4, `the ${cols} x ${cols} Gram matrix`);
+    const pipeline = await matmulPipeline(dev.device);
+    const gram = outputStorage(dev.device, cols * cols * 4, "gram");
+    const sample = opts.clipSampleStep === undefined ? undefined : outputStorage(dev.device, cols * cols * 4, "clip sample gram");
+    return new GpuHessian(dev, pipeline, cols, gram, sample, opts.clipSampleStep);
+  }
+
+  /** The next whole tokens (float32, token-major); split into uploads that fit the binding limit. */
+  add(x: Float32Array): void {
+    const { cols } = this;
+    if (x.length % cols !== 0) {
+      throw new QuantInputError("calibration", `${x.length} activation values are not whole tokens of ${cols} values (the layer's input width)`);
+    }
+    assertFiniteActivations(x, cols, this.tokens);
+    addChannelStats(x, cols, this.sumAbs, this.maxAbs);
+    const limits = this.dev.info.limits;
+    const perChunk = Math.max(1, Math.floor(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) / (cols * 4)));
+    const n = x.length / cols;
+    for (let t0 = 0; t0 < n; t0 += perChunk) this.addChunk(x.subarray(t0 * cols, Math.min(n, t0 + perChunk) * cols));
+  }
+
+  private addChunk(x: Float32Array): void {
+    const { device } = this.dev;
+    const { cols } = this;
+    const n = x.length / cols;
+    const xb = uploadStorage(device, x, "calibration tokens");
+    const encoder = device.createCommandEncoder({ label: "gram" });
+    const pass = encoder.beginComputePass({ label: "gram" });
+    const uniforms = [
+      encodeMatmul(device, pass, this.pipeline, { m: cols, n: cols, k: n, a: xb, b: xb, c: this.gram, aRow: 1, aCol: cols, bRow: cols, bCol: 1, cRow: cols, beta: 1, upperOnly: true }),
+    ];
+    if (this.sampleGram && this.sampleStep !== undefined) {
+      const step = this.sampleStep;
+      const first = (step - (this.tokens % step)) % step;
+      const k = first < n ? Math.ceil((n - first) / step) : 0;
+      if (k > 0) {
+        const common = { m: cols, n: cols, k, a: xb, b: xb, aOff: first * cols, bOff: first * cols, cRow: cols, beta: 1, upperOnly: true };
+        uniforms.push(encodeMatmul(device, pass, this.pipeline, { ...common, c: this.sampleGram, aRow: 1, aCol: step * cols, bRow: step * cols, bCol: 1 }));
+        this.sampleTokens += k;
+      }
+    }
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    this.tokens += n;
+    this.pending.push(xb, ...uniforms);
+  }
+
+  get tokenCount(): number {
+    return this.tokens;
+  }
+
+  /** The statistics (Gram matrices read back, mirrored, widened to float64). */
+  async result(): Promise<CalibrationStats> {
+    if (this.tokens === 0) throw new QuantInputError("calibration", "no calibration tokens were given");
+    const { cols } = this;
+    const read = async (b: GPUBuffer) => mirrored(new Float32Array((await readBack(this.dev.device, b, cols * cols * 4)).buffer), cols);
+    const gram = await read(this.gram);
+    for (const b of this.pending.splice(0)) b.destroy();
+    const stats: CalibrationStats = { cols, tokens: this.tokens, gram, meanAbs: this.sumAbs.map((s) => s / this.tokens), maxAbs: this.maxAbs.slice() };
+    if (this.sampleGram && this.sampleStep !== undefined) stats.clipSample = { step: this.sampleStep, tokens: this.sampleTokens, gram: await read(this.sampleGram) };
+    return stats;
+  }
+
+  destroy(): void {
+    for (const b of this.pending.splice(0)) b.destroy();
+    this.gram.destroy();
+    this.sampleGram?.destroy();
+  }
+}
+
+/** The upper triangle of an f32 matrix as a full symmetric float64 one. */
+function mirrored(upper: Float32Array, n: number): Float64Array {
+  const out = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i; j < n; j++) {
+      const v = upper[i * n + j]!;
+      out[i * n + j] = v;
+      out[j * n + i] = v;
+    }
+  }
+  return out;
+}
+
+function assertFits(dev: LabDevice, bytes: number, what: string): void {
+  const limits = dev.info.limits;
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  if (bytes > limit) throw new QuantInputError("shape", `${what} takes ${bytes} bytes, more than this GPU binds at once (${limit})`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Factorization
+
+interface FactorPipelines {
+  layout: GPUBindGroupLayout;
+  column: GPUComputePipeline;
+  row: GPUComputePipeline;
+}
+
+const factorPipelines = new WeakMap<GPUDevice, Promise<FactorPipelines>>();
+
+/** The two factorization pipelines, with an explicit layout: the step index is a dynamic uniform offset. */
+function factorizationPipelines(device: GPUDevice): Promise<FactorPipelines> {
+  let p = factorPipelines.get(device);
+  if (!p) {
+    p = (async () => {
+      const module = device.createShaderModule({ label: "cholesky.wgsl", code: choleskyShader });
+      const info = await module.getCompilationInfo();
+      const errors = info.messages.filter((m) => m.type === "error");
+      if (errors.length > 0) throw new Error(`cholesky.wgsl: WGSL does not compile:\n${errors.map((m) => `  line ${m.lineNum}: ${m.message}`).join("\n")}`);
+      const layout = device.createBindGroupLayout({
+        label: "cholesky",
+        entries: [
+          { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
+          { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
+          { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
+          { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: 8 } },
+        ],
+      });
+      const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout] });
+      const [column, row] = await Promise.all(
+        ["reversedCholeskyColumn", "invertUpperRow"].map((entryPoint) => device.createComputePipelineAsync({ label: entryPoint, layout: pipelineLayout, compute: { module, entryPoint } })),
+      );
+      return { layout, column: column!, row: row! };
+    })();
+    factorPipelines.set(device, p);
+  }
+  return p;
+}
+
+/**
+ * U (a GPU buffer, n x n row-major f32) with H^-1 = U^T U, or undefined when H is not positive definite. The
+ * caller destroys U.
+ */
+export async function gpuUpperCholeskyOfInverse(dev: LabDevice, h: Float32Array, n: number): Promise<GPUBuffer | undefined> {
+  const { device } = dev;
+  assertFits(dev, n * n * 4, `the ${n} x ${n} Hessian`);
+  const { layout, column, row } = await factorizationPipelines(device);
+  const hb = uploadStorage(device, h, "hessian");
+  const rb = outputStorage(device, n * n * 4, "reversed cholesky");
+  const ub = outputStorage(device, n * n * 4, "upper cholesky of inverse");
+  const status = outputStorage(device, 4, "factorization status");
+  const steps = new Uint32Array((n * STEP_STRIDE) / 4);
+  for (let i = 0; i < n; i++) steps.set([n, i], (i * STEP_STRIDE) / 4);
+  const stepBuffer = device.createBuffer({ label: "factorization steps", size: steps.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(stepBuffer, 0, steps);
+  const bind = (src: GPUBuffer, dst: GPUBuffer) =>
+    device.createBindGroup({
+      layout,
+      entries: [
+        { binding: 0, resource: { buffer: src } },
+        { binding: 1, resource: { buffer: dst } },
+        { binding: 2, resource: { buffer: status } },
+        { binding: 3, resource: { buffer: stepBuffer, size: 8 } },
+      ],
+    });
+  const encoder = device.createCommandEncoder({ label: "factorization" });
+  const pass = encoder.beginComputePass({ label: "factorization" });
+  pass.setPipeline(column);
+  const cholesky = bind(hb, rb);
+  for (let j = n - 1; j >= 0; j--) {
+    pass.setBindGroup(0, cholesky, [j * STEP_STRIDE]);
+    pass.dispatchWorkgroups(Math.max(1, Math.ceil(j / FACTOR_WORKGROUP)));
+  }
+  pass.setPipeline(row);
+  const inverse = bind(rb, ub);
+  for (let i = n - 1; i >= 0; i--) {
+    pass.setBindGroup(0, inverse, [i * STEP_STRIDE]);
+    pass.dispatchWorkgroups(Math.ceil((n - i) / FACTOR_WORKGROUP));
+  }
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  try {
+    const failed = new Uint32Array((await readBack(device, status, 4)).buffer)[0] !== 0;
+    if (failed) {
+      ub.destroy();
+      return undefined;
+    }
+    return ub;
+  } finally {
+    for (const b of [hb, rb, status, stepBuffer]) b.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// GPTQ
+
+/** GPTQ with the factorization, the sweep and the block updates on the GPU; same result type as gptqQuantize. */
+export async function gpuGptqQuantize(dev: LabDevice, weights: Float32Array, shape: MatrixShape, calib: GptqCalibration, options: GptqOptions): Promise<GptqResult> {
+  const plan = planGptq(weights, shape, calib, options);
+  const { rows, cols: n, group, nGroups, blockSize, perm } = plan;
+  if (blockSize > GPU_GPTQ_BLOCK) throw new QuantInputError("settings", `GPTQ on the GPU takes blocks of at most ${GPU_GPTQ_BLOCK} columns, not ${blockSize}`);
+  assertFits(dev, rows * n * 4, `the ${rows} x ${n} weight matrix`);
+  const { device } = dev;
+
+  let percDamp = plan.requestedDamp;
+  let damp = 0;
+  let u: GPUBuffer | undefined;
+  for (let attempt = 0; ; attempt++) {
+    const d = dampedHessian(plan, percDamp);
+    damp = d.damp;
+    u = await gpuUpperCholeskyOfInverse(dev, Float32Array.from(d.damped), n);
+    if (u) break;
+    percDamp = nextDamping(plan, percDamp, attempt);
+  }
+
+  // W in processing order, row-major.
+  const w = new Float32Array(rows * n);
+  for (let p = 0; p < n; p++) for (let o = 0; o < rows; o++) w[o * n + p] = plan.wt[p * rows + o]!;
+  const order = new Uint32Array(n);
+  for (let p = 0; p < n; p++) order[p] = perm ? perm[p]! : p;
+  const wb = uploadStorage(device, w, "gptq weights");
+  const errb = outputStorage(device, rows * GPU_GPTQ_BLOCK * 4, "gptq block errors");
+  const qb = outputStorage(device, rows * n * 4, "gptq q");
+  const codesb = outputStorage(device, rows * n * 4, "gptq codes");
+  const scalesb = uploadStorage(device, plan.scales, "gptq scales");
+  const zerosb = uploadStorage(device, plan.zeros, "gptq zeros");
+  const permb = uploadStorage(device, order, "gptq perm");
+  const [sweep, matmul] = await Promise.all([computePipeline(device, gptqShader, "sweep", "gptq.wgsl"), matmulPipeline(device)]);
+  const mode = group === -1 ? 0 : plan.staticGroups ? 2 : 1;
+  const uniforms: GPUBuffer[] = [];
+  const encoder = device.createCommandEncoder({ label: "gptq sweep" });
+  const pass = encoder.beginComputePass({ label: "gptq sweep" });
+  const sweepGroups = Math.ceil(rows / SWEEP_WORKGROUP);
+  const maxX = device.limits.maxComputeWorkgroupsPerDimension;
+  for (let i1 = 0; i1 < n; i1 += blockSize) {
+    const count = Math.min(blockSize, n - i1);
+    const i2 = i1 + count;
+    const params = uploadUniform(device, Uint32Array.from([rows, n, i1, count, group === -1 ? n : group, nGroups, mode, plan.maxq, plan.sym ? 1 : 0]).buffer, "gptq sweep params");
+    uniforms.push(params);
+    pass.setPipeline(sweep);
+    pass.setBindGroup(
+      0,
+      device.createBindGroup({
+        label: "gptq sweep",
+        layout: sweep.getBindGroupLayout(0),
+        entries: [wb, u, errb, qb, codesb, scalesb, zerosb, permb, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      }),
+    );
+    pass.dispatchWorkgroups(Math.min(sweepGroups, maxX), Math.ceil(sweepGroups / maxX));
+    if (i2 < n) {
+      // W[:, i2:] -= Err1 U[i1:i2, i2:]
+      uniforms.push(
+        encodeMatmul(device, pass, matmul, {
+          m: rows,
+          n: n - i2,
+          k: count,
+          a: errb,
+          aRow: GPU_GPTQ_BLOCK,
+          aCol: 1,
+          b: u,
+          bOff: i1 * n + i2,
+          bRow: n,
+          bCol: 1,
+          c: wb,
+          cOff: i2,
+          cRow: n,
+          alpha: -1,
+          beta: 1,
+        }),
+      );
+    }
+  }
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  try {
+    const [qBytes, codeBytes, scaleBytes, zeroBytes] = await Promise.all([
+      readBack(device, qb, rows * n * 4),
+      readBack(device, codesb, rows * n * 4),
+      readBack(device, scalesb, rows * nGroups * 4),
+      readBack(device, zerosb, rows * nGroups * 4),
+    ]);
+    return {
+      shape,
+      bits: plan.bits,
+      group,
+      sym: plan.sym,
+      nGroups,
+      q: new Float32Array(qBytes.buffer),
+      codes: Uint8Array.from(new Uint32Array(codeBytes.buffer)),
+      scales: new Float32Array(scaleBytes.buffer),
+      zeros: new Float32Array(zeroBytes.buffer),
+      gIdx: plan.gIdx,
+      perm,
+      damp,
+      percDamp,
+      deadColumns: plan.deadColumns,
+      warnings: plan.warnings,
+    };
+  } finally {
+    for (const b of [wb, u, errb, qb, codesb, scalesb, zerosb, permb, ...uniforms]) b.destroy();
+  }
+}
