@@ -4,6 +4,7 @@
  */
 import { decodeCommand } from "./decode.ts";
 import { encodeCommand } from "./encode.ts";
+import { evalCommand, generateCommand } from "./eval.ts";
 import { exportCommand } from "./export.ts";
 import { formatsCommand } from "./formats.ts";
 import { inspectCommand } from "./inspect.ts";
@@ -29,7 +30,18 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, exportCommand, helpCommand];
+const COMMANDS: readonly Command[] = [
+  inspectCommand,
+  formatsCommand,
+  quantizeCommand,
+  encodeCommand,
+  decodeCommand,
+  memoryCommand,
+  exportCommand,
+  evalCommand,
+  generateCommand,
+  helpCommand,
+];
 
 export function overview(): string {
   return [
