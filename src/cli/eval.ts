@@ -10,7 +10,7 @@ import { isFormatError } from "../formats/errors.ts";
 import { isModelInputError, ModelInputError } from "../model/architecture.ts";
 import { evaluatePrecisions, openPrecision, type EvaluationReport } from "../model/evaluate.ts";
 import type { LoadedDecoder } from "../model/load.ts";
-import { precisionFormat } from "../model/precision.ts";
+import { fallbackSummary, precisionFormat } from "../model/precision.ts";
 import { tokenPicker, type Sampling } from "../model/sampling.ts";
 import type { OrtModule } from "../model/session.ts";
 import { loadModelDir } from "../node/model-dir.ts";
@@ -75,13 +75,6 @@ export function evalTable(report: EvaluationReport): string {
     fallbackSummary(p.fallbacks),
   ]);
   return [`${report.tokens} tokens, ${report.executionProvider} provider; KL divergence and agreement against f32`, "", ...table(header, rows, 1), ""].join("\n");
-}
-
-/** "12 → f16, 5 → q5_0": how many tensors went to which fallback. */
-function fallbackSummary(fallbacks: readonly { to: string }[]): string {
-  const counts = new Map<string, number>();
-  for (const f of fallbacks) counts.set(f.to, (counts.get(f.to) ?? 0) + 1);
-  return [...counts].map(([to, n]) => `${n} → ${to}`).join(", ") || "—";
 }
 
 function failure(command: string, io: CliIO, e: unknown): number {

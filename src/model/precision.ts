@@ -177,3 +177,10 @@ export function matMulNBitsWeight(formatId: string, encoded: Uint8Array, rows: n
   if (zeroPoints) weight.zeroPoints = zeroPoints;
   return weight;
 }
+
+/** "31 → q5_0, 5 → f16": how many tensors went to which fallback ("—" for none). */
+export function fallbackSummary(fallbacks: readonly { to: string }[]): string {
+  const counts = new Map<string, number>();
+  for (const f of fallbacks) counts.set(f.to, (counts.get(f.to) ?? 0) + 1);
+  return [...counts].map(([to, n]) => `${n} → ${to}`).join(", ") || "—";
+}

@@ -15,6 +15,7 @@ import { currentLang, LangController, LANGUAGES, localized, setLang, type Lang }
 import "./gpu-panel.ts";
 import "./heatmap-workspace.ts";
 import "./memory-panel.ts";
+import "./model-run-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
 import "./results-table.ts";
@@ -527,6 +528,7 @@ export class LabApp extends LitElement {
           ></ql-stats-panel>
           <ql-gpu-panel data-testid="gpu-panel" .status=${this.gpu}></ql-gpu-panel>
           <ql-memory-panel></ql-memory-panel>
+          <ql-model-run-panel data-testid="model-run-panel"></ql-model-run-panel>
         </aside>
       </div>
     `;
