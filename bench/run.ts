@@ -12,6 +12,7 @@
  *  (d) formats: bench/formats.ts (WGSL kernels against a copy kernel and llama.cpp's C reference, the
  *      TypeScript references against C), printed as its own table.
  *  (e) heatmap pooling: bench/heatmap.ts (the pooling kernel against the copy kernel and its CPU reference).
+ *  (f) the model run: bench/model.ts (stories260K's evaluation tokens/s per precision in onnxruntime-web).
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
  * and would measure the disk, not the reader): the file is read once to warm the page cache, then both
@@ -29,6 +30,7 @@ import { DEFAULT_CHUNK_BYTES, openModel, readTensorRows } from "../src/formats/m
 import { NodeFileSource } from "../src/node/file-source.ts";
 import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
 import { heatmapBench, heatmapBenchTable } from "./heatmap.ts";
+import { modelBench, modelBenchTable } from "./model.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -327,6 +329,13 @@ try {
 } catch (e) {
   console.log(`\n(e) heatmap benchmark not run: ${(e as Error).message}`);
   heatmapFailed = true;
+}
+
+// (f) the model run in onnxruntime-web.
+try {
+  console.log("\n" + modelBenchTable(await modelBench()));
+} catch (e) {
+  console.log(`\n(f) model benchmark not run: ${(e as Error).message}`);
 }
 
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);
