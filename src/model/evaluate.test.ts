@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { evalIds, loadStories, ort } from "../../test/model-fixtures.ts";
+import { REPO_ROOT } from "../../test/shared-data.ts";
 import { getFormat } from "../quant/registry.ts";
-import { evaluatePrecisions, generateAcrossPrecisions } from "./evaluate.ts";
+import { collectCalibration, evaluatePrecisions, generateAcrossPrecisions } from "./evaluate.ts";
 import { prepareWeights } from "./precision.ts";
 
 describe("precisions of stories260K against f32", () => {
@@ -49,5 +51,22 @@ describe("precisions of stories260K against f32", () => {
     expect(getFormat("q8_K").checkRowLength(64).ok).toBe(false);
     expect(() => prepareWeights(model.weights, "q8_K")).toThrow(/tensor "model\.embed_tokens\.weight": .*no fallback/);
     expect(() => prepareWeights(model.weights, "q9_Z")).toThrow(/unknown precision "q9_Z"/);
+  });
+});
+
+describe("calibration activations", () => {
+  it("gives every linear layer its input on the bundled calibration text, which is not the evaluation text", async () => {
+    const model = await loadStories();
+    const text = readFileSync(`${REPO_ROOT}/public/models/stories260K/calibration.txt`, "utf8");
+    const evalText = readFileSync(`${REPO_ROOT}/public/models/stories260K/eval.txt`, "utf8");
+    expect(text).not.toBe(evalText);
+    const ids = model.tokenizer!.encode(text);
+    const calibration = await collectCalibration(model, ids, { ort, executionProvider: "wasm" });
+    const linears = [...model.weights.values()].filter((t) => t.shape.length === 2 && t.name.includes(".layers."));
+    expect([...calibration.keys()].sort()).toEqual(linears.map((t) => t.name).sort());
+    for (const t of linears) expect(calibration.get(t.name)!.length, t.name).toBe(ids.length * t.shape[1]!);
+    // q, k and v read one input; down_proj reads SwiGLU's 172-wide product.
+    expect(calibration.get("model.layers.2.self_attn.q_proj.weight")).toBe(calibration.get("model.layers.2.self_attn.v_proj.weight"));
+    expect(calibration.get("model.layers.2.mlp.down_proj.weight")!.some((v) => v !== 0)).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
  * prompt continued at each precision with the first token where each departs from f32. Sessions are
  * released as soon as their numbers are taken.
  */
-import { buildDecoderGraph, type DecoderGraphOptions } from "./decoder-graph.ts";
+import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName, type DecoderGraphOptions } from "./decoder-graph.ts";
 import type { DecoderArchitecture } from "./architecture.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
 import { FULL_PRECISION, prepareWeights, type PreparedWeights, type TensorFallback } from "./precision.ts";
@@ -114,4 +114,33 @@ export async function generateAcrossPrecisions(
   }
   settings.onProgress?.(names.length, names.length, "");
   return out;
+}
+
+/** Which linear layers read each calibration output (the q/k/v projections share their input, as do gate/up). */
+const CALIBRATION_CONSUMERS: Record<(typeof CALIBRATION_POINTS)[number], string[]> = {
+  attn_in: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+  o_proj_in: ["self_attn.o_proj"],
+  mlp_in: ["mlp.gate_proj", "mlp.up_proj"],
+  down_proj_in: ["mlp.down_proj"],
+};
+
+/**
+ * The inputs every linear layer sees on `ids` ([tokens, in_features] float32, keyed by the layer's weight
+ * name), from one f32 pass: what GPTQ and AWQ calibrate on. Use a text other than the evaluation text.
+ */
+export async function collectCalibration(model: DecoderModel, ids: readonly number[], settings: Pick<RunSettings, "ort" | "executionProvider">): Promise<Map<string, Float32Array>> {
+  const { session } = await openPrecision(model, FULL_PRECISION, settings, { calibrationOutputs: true });
+  try {
+    const { calibration } = await session.forward(ids);
+    const out = new Map<string, Float32Array>();
+    for (let l = 0; l < model.arch.numLayers; l++) {
+      for (const point of CALIBRATION_POINTS) {
+        const values = calibration.get(calibrationOutputName(l, point))!;
+        for (const linear of CALIBRATION_CONSUMERS[point]) out.set(`model.layers.${l}.${linear}.weight`, values);
+      }
+    }
+    return out;
+  } finally {
+    await session.release();
+  }
 }
