@@ -110,6 +110,10 @@ export class ModelRunPanel extends LitElement {
         font: inherit;
         font-size: 0.8rem;
       }
+      .table-wrap {
+        overflow-x: auto;
+        max-width: 100%;
+      }
       table {
         border-collapse: collapse;
         font-size: 0.78rem;
@@ -301,6 +305,7 @@ export class ModelRunPanel extends LitElement {
     return html`<p class="muted" data-testid="model-run-summary">
         ${s.ranOn(r.executionProvider, r.tokens)} ${r.fallbackReason ? s.fellBack(r.fallbackReason) : nothing}
       </p>
+      <div class="table-wrap">
       <table data-testid="model-run-table">
         <thead>
           <tr>
@@ -324,6 +329,7 @@ export class ModelRunPanel extends LitElement {
           )}
         </tbody>
       </table>
+      </div>
       <h2>${s.chartTitle}</h2>
       <div class="bars" data-testid="model-run-chart">
         ${r.precisions.map(
