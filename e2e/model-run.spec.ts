@@ -1,8 +1,12 @@
 /**
  * The model-run panel as a person uses it: load the bundled stories260K, evaluate f32 against a few
  * precisions on the wasm provider (WebGPU on SwiftShader takes minutes a session), generate side by side
- * with the first departure marked, and see a chat rendered with ChatML.
+ * with the first departure marked, and see a chat rendered with ChatML; then open a model folder whose
+ * config disagrees with its weights.
  */
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { expect, test } from "@playwright/test";
 
 test("model run: perplexity table, generations and the chat template", async ({ page }) => {
@@ -37,4 +41,29 @@ test("model run: perplexity table, generations and the chat template", async ({ 
   await expect(panel.getByTestId("model-run-chat")).toHaveText(
     "<|im_start|>system\nYou are a storyteller.<|im_end|>\n<|im_start|>user\nTell me a story about a cat.<|im_end|>\n<|im_start|>assistant\n",
   );
+});
+
+test("model run: a model folder with a bad config is refused by name and the loaded model stays", async ({ page }) => {
+  test.setTimeout(120_000);
+  const stories = path.resolve("../shared/models/stories260K");
+  const folder = await mkdtemp(path.join(os.tmpdir(), "quantlab-model-"));
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]) await cp(path.join(stories, f), path.join(folder, f));
+  const config = JSON.parse(await readFile(path.join(folder, "config.json"), "utf8")) as Record<string, unknown>;
+
+  await page.goto("/");
+  const panel = page.getByTestId("model-run-panel");
+  await panel.getByTestId("model-run-load").click();
+  await expect(panel.getByTestId("model-run-name")).toHaveText("Model: stories260K", { timeout: 30_000 });
+
+  await writeFile(path.join(folder, "config.json"), JSON.stringify({ ...config, intermediate_size: 256 }));
+  await panel.getByTestId("model-run-folder").setInputFiles(folder);
+  await expect(panel.getByTestId("model-run-error")).toContainText('"model.layers.0.mlp.gate_proj.weight" has shape [172, 64] but config.json implies [256, 64]');
+  await expect(panel.getByTestId("model-run-error")).toContainText("still using the model loaded before");
+  await expect(panel.getByTestId("model-run-name")).toHaveText("Model: stories260K");
+
+  await writeFile(path.join(folder, "config.json"), JSON.stringify(config));
+  await panel.getByTestId("model-run-folder").setInputFiles(folder);
+  await expect(panel.getByTestId("model-run-name")).toHaveText("Model: model.safetensors");
+  await expect(panel.getByTestId("model-run-error")).toHaveCount(0);
+  await rm(folder, { recursive: true, force: true });
 });

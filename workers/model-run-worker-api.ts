@@ -41,6 +41,12 @@ export interface GenerationResult {
 export interface ModelRunWorkerApi {
   /** Loads the bundled stories260K (public/models/stories260K); returns its name and evaluation text. */
   loadBundled(): Promise<{ name: string; evalText: string; calibrationText: string }>;
+  /**
+   * Loads a model from the files of its folder (config.json, the safetensors or shards with their index,
+   * tokenizer.json, tokenizer_config.json, generation_config.json). On bad input the error names what is wrong
+   * and the model loaded before stays.
+   */
+  loadFiles(files: File[]): Promise<{ name: string }>;
   evaluate(text: string, options: RunOptions, onProgress?: (p: RunProgress) => void): Promise<EvaluationResult>;
   generate(prompt: string, tokens: number, sampling: Sampling, options: RunOptions, onProgress?: (p: RunProgress) => void): Promise<GenerationResult>;
   /** The chat rendered with the model's template (ChatML when it has none), as the model receives it. */

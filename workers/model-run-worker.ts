@@ -9,7 +9,8 @@ import { BlobSource } from "../src/formats/source.ts";
 import { openModel } from "../src/formats/model.ts";
 import { renderChat } from "../src/model/chat-template.ts";
 import { evaluatePrecisions, generateAcrossPrecisions } from "../src/model/evaluate.ts";
-import { loadDecoder, type LoadedDecoder } from "../src/model/load.ts";
+import { ModelInputError } from "../src/model/architecture.ts";
+import { loadDecoder, type LoadedDecoder, type ModelTextFiles } from "../src/model/load.ts";
 import type { ExecutionProvider } from "../src/model/session.ts";
 import type { ModelRunWorkerApi, RunOptions, RunProgress } from "./model-run-worker-api.ts";
 import { toWireError } from "./wire-error.ts";
@@ -76,6 +77,27 @@ const api: ModelRunWorkerApi = {
       // Replaced only once the new model is complete: a failure keeps what was loaded.
       model = await loadDecoder({ config, tokenizer, tokenizerConfig, generationConfig }, opened);
       return { name: "stories260K", evalText, calibrationText };
+    } catch (e) {
+      throw toWireError(e);
+    }
+  },
+
+  async loadFiles(files) {
+    try {
+      const byName = (name: string) => files.find((f) => f.name === name);
+      const config = byName("config.json");
+      if (!config) throw new ModelInputError("no config.json among the files: pick the model's whole folder");
+      const tokenizer = byName("tokenizer.json");
+      if (!tokenizer) throw new ModelInputError("no tokenizer.json among the files: the model's text cannot be tokenized without it");
+      const text = async (name: string) => byName(name)?.text();
+      const texts: ModelTextFiles = { config: await config.text(), tokenizer: await tokenizer.text() };
+      const tokenizerConfig = await text("tokenizer_config.json");
+      const generationConfig = await text("generation_config.json");
+      if (tokenizerConfig !== undefined) texts.tokenizerConfig = tokenizerConfig;
+      if (generationConfig !== undefined) texts.generationConfig = generationConfig;
+      const opened = await openModel(files.map((f) => new BlobSource(f)));
+      model = await loadDecoder(texts, opened);
+      return { name: opened.name };
     } catch (e) {
       throw toWireError(e);
     }

@@ -21,6 +21,9 @@ export const MODEL_RUN_STRINGS = {
   title: "Run the model",
   intro: "stories260K (bundled, MIT) built as an ONNX graph at each precision and run in onnxruntime-web.",
   load: "Load stories260K",
+  openFolder: "Or open a model folder…",
+  modelName: (name: string) => `Model: ${name}`,
+  keptPrevious: "still using the model loaded before.",
   loading: "Loading the model…",
   precisions: "Precisions (f32 always runs as the reference)",
   provider: "Execution provider",
@@ -55,6 +58,7 @@ const DEFAULT_CHOSEN = ["f16", "int8", "int4-g32", "q8_0", "q4_K", "q2_K", "nf4"
 export class ModelRunPanel extends LitElement {
   static override properties = {
     loaded: { state: true },
+    modelName: { state: true },
     busy: { state: true },
     progress: { state: true },
     error: { state: true },
@@ -67,6 +71,7 @@ export class ModelRunPanel extends LitElement {
     rendered: { state: true },
   };
   declare loaded: boolean;
+  declare modelName: string | undefined;
   declare busy: string | undefined;
   declare progress: RunProgress | undefined;
   declare error: string | undefined;
@@ -200,7 +205,24 @@ export class ModelRunPanel extends LitElement {
     return this.task(MODEL_RUN_STRINGS.loading, async (api) => {
       const info = await api.loadBundled();
       this.text ||= info.evalText;
+      this.modelName = info.name;
       this.loaded = true;
+    });
+  }
+
+  private openFolder(input: HTMLInputElement) {
+    const files = [...(input.files ?? [])];
+    input.value = "";
+    if (files.length === 0) return;
+    return this.task(MODEL_RUN_STRINGS.loading, async (api) => {
+      try {
+        const info = await api.loadFiles(files);
+        this.modelName = info.name;
+        this.loaded = true;
+      } catch (e) {
+        const err = fromWireError(e);
+        throw new Error(this.loaded ? `${err.message} — ${MODEL_RUN_STRINGS.keptPrevious}` : err.message);
+      }
     });
   }
 
@@ -242,9 +264,16 @@ export class ModelRunPanel extends LitElement {
     const s = MODEL_RUN_STRINGS;
     return html`<h2>${s.title}</h2>
       <p class="muted">${s.intro}</p>
-      ${this.loaded
-        ? this.renderControls()
-        : html`<button type="button" data-testid="model-run-load" ?disabled=${this.busy !== undefined} @click=${() => this.load()}>${s.load}</button>`}
+      <div class="row">
+        ${this.loaded
+          ? html`<span data-testid="model-run-name">${s.modelName(this.modelName ?? "")}</span>`
+          : html`<button type="button" data-testid="model-run-load" ?disabled=${this.busy !== undefined} @click=${() => this.load()}>${s.load}</button>`}
+        <label
+          >${s.openFolder}
+          <input type="file" multiple webkitdirectory data-testid="model-run-folder" @change=${(e: Event) => this.openFolder(e.target as HTMLInputElement)}
+        /></label>
+      </div>
+      ${this.loaded ? this.renderControls() : nothing}
       ${this.busy
         ? html`<p class="muted" data-testid="model-run-busy">
             ${this.progress ? s.running(this.progress) : this.busy}
