@@ -4,6 +4,7 @@
  * each precision; generate prints one precision's continuation of a prompt.
  */
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { formatBytes, formatMeasure, formatShare } from "../common/format.ts";
 import { isFormatError } from "../formats/errors.ts";
@@ -18,6 +19,8 @@ import { EXIT, type CliIO, type Command } from "./command.ts";
 import { table } from "./quantize.ts";
 
 export const DEFAULT_PRECISIONS = "f32,f16,int8,int4-g32,q8_0,q4_K,nf4";
+/** The evaluation text the lab bundles (stories260K's reference text). */
+const BUNDLED_TEXT = fileURLToPath(new URL("../../public/models/stories260K/eval.txt", import.meta.url));
 
 async function nodeOrt(): Promise<OrtModule> {
   const ort = await import("onnxruntime-web");
@@ -113,7 +116,7 @@ export const evalCommand: Command = {
     "Options:",
     `  --precisions LIST  comma-separated: f32 and registry format ids (see \`quantlab formats\`); default ${DEFAULT_PRECISIONS}`,
     "                     f32 always runs first as the reference. Rows a format cannot take get llama.cpp's fallback.",
-    "  --text FILE        the evaluation text (UTF-8); default MODEL_DIR/reference/eval.txt",
+    "  --text FILE        the evaluation text (UTF-8); default the lab's bundled story (public/models/stories260K/eval.txt)",
     "  --tokens N         evaluate only the first N tokens (the text must fit the model's context)",
     "  --json             {tokens, precisions:[{name, ppl, delta_ppl, kld_mean, kld_median, kld_p99, kld_max,",
     "                     top1_agree, weights_bytes, fallbacks}]}",
@@ -137,7 +140,7 @@ export const evalCommand: Command = {
       const precisions = (parsed.values.precisions ?? DEFAULT_PRECISIONS).split(",").map((p) => p.trim()).filter(Boolean);
       precisions.forEach(precisionFormat); // unknown names fail before the model is read
       const limit = positiveInt(parsed.values.tokens, "--tokens");
-      const textFile = parsed.values.text ?? `${dir}/reference/eval.txt`;
+      const textFile = parsed.values.text ?? BUNDLED_TEXT;
       const model = await loadModelDir(dir);
       const text = await readFile(textFile, "utf8").catch((e: Error) => {
         throw new ModelInputError(`${textFile}: ${e.message}`);
