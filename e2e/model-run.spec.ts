@@ -53,17 +53,17 @@ test("model run: a model folder with a bad config is refused by name and the loa
   await page.goto("/");
   const panel = page.getByTestId("model-run-panel");
   await panel.getByTestId("model-run-load").click();
-  await expect(panel.getByTestId("model-run-name")).toHaveText("Model: stories260K", { timeout: 30_000 });
+  await expect(panel.getByTestId("model-run-name")).toHaveText("stories260K", { timeout: 30_000 });
 
   await writeFile(path.join(folder, "config.json"), JSON.stringify({ ...config, intermediate_size: 256 }));
   await panel.getByTestId("model-run-folder").setInputFiles(folder);
   await expect(panel.getByTestId("model-run-error")).toContainText('"model.layers.0.mlp.gate_proj.weight" has shape [172, 64] but config.json implies [256, 64]');
   await expect(panel.getByTestId("model-run-error")).toContainText("still using the model loaded before");
-  await expect(panel.getByTestId("model-run-name")).toHaveText("Model: stories260K");
+  await expect(panel.getByTestId("model-run-name")).toHaveText("stories260K");
 
   await writeFile(path.join(folder, "config.json"), JSON.stringify(config));
   await panel.getByTestId("model-run-folder").setInputFiles(folder);
-  await expect(panel.getByTestId("model-run-name")).toHaveText("Model: model.safetensors");
+  await expect(panel.getByTestId("model-run-name")).toHaveText("model.safetensors");
   await expect(panel.getByTestId("model-run-error")).toHaveCount(0);
   await rm(folder, { recursive: true, force: true });
 });

@@ -14,43 +14,80 @@ import { fallbackSummary } from "../model/precision.ts";
 import type { ExecutionProvider } from "../model/session.ts";
 import type { EvaluationResult, GenerationResult, ModelRunWorkerApi, RunProgress } from "../../workers/model-run-worker-api.ts";
 import { CancelledError, fromWireError } from "../../workers/wire-error.ts";
+import { LangController, localized } from "./i18n.ts";
 import { panelStyles } from "./styles.ts";
 
-/** Every string the panel shows, in one place (to be translated). */
-export const MODEL_RUN_STRINGS = {
-  title: "Run the model",
-  intro: "stories260K (bundled, MIT) built as an ONNX graph at each precision and run in onnxruntime-web.",
-  load: "Load stories260K",
-  openFolder: "Or open a model folder…",
-  modelName: (name: string) => `Model: ${name}`,
-  keptPrevious: "still using the model loaded before.",
-  loading: "Loading the model…",
-  precisions: "Precisions (f32 always runs as the reference)",
-  provider: "Execution provider",
-  providers: { webgpu: "WebGPU (wasm if unavailable)", wasm: "wasm" } as Record<ExecutionProvider, string>,
-  evalText: "Evaluation text",
-  evaluate: "Evaluate",
-  cancel: "Cancel",
-  cancelled: "Cancelled.",
-  running: (p: RunProgress) => (p.precision ? `Running ${p.precision} (${p.done + 1} of ${p.total})…` : "Finishing…"),
-  ranOn: (ep: string, tokens: number) => `${tokens} tokens on the ${ep} provider; KL divergence and agreement against f32.`,
-  fellBack: (why: string) => `WebGPU was not used: ${why}.`,
-  columns: ["precision", "weights", "ppl", "Δppl", "KLD mean", "median", "p99", "max", "top-1 = f32", "fallbacks"],
-  chartTitle: "Weight memory (bar) and mean KL divergence from f32",
-  prompt: "Prompt",
-  tokens: "New tokens",
-  greedy: "Greedy",
-  sampled: "Sampled",
-  temperature: "Temperature",
-  seed: "Seed",
-  generate: "Generate",
-  departs: (i: number) => (i < 0 ? "same as f32" : `departs at token ${i + 1}`),
-  chat: "Chat template (what a chat model receives)",
-  system: "System",
-  user: "User",
-  render: "Render",
-  error: "Could not run the model",
-};
+/** Every string the panel shows, in both languages (src/ui/i18n.ts). */
+export const MODEL_RUN_STRINGS = localized(
+  {
+    title: "Run the model",
+    intro: "stories260K (bundled, MIT) built as an ONNX graph at each precision and run in onnxruntime-web.",
+    load: "Load stories260K",
+    openFolder: "Or open a model folder…",
+    modelName: "Model:",
+    keptPrevious: "still using the model loaded before.",
+    loading: "Loading the model…",
+    precisions: "Precisions (f32 always runs as the reference)",
+    provider: "Execution provider",
+    providers: { webgpu: "WebGPU (wasm if unavailable)", wasm: "wasm" } as Record<ExecutionProvider, string>,
+    evalText: "Evaluation text",
+    evaluate: "Evaluate",
+    cancel: "Cancel",
+    cancelled: "Cancelled.",
+    running: (p: RunProgress) => (p.precision ? `Running ${p.precision} (${p.done + 1} of ${p.total})…` : "Finishing…"),
+    ranOn: (ep: string, tokens: number) => `${tokens} tokens on the ${ep} provider; KL divergence and agreement against f32.`,
+    fellBack: (why: string) => `WebGPU was not used: ${why}.`,
+    columns: ["precision", "weights", "ppl", "Δppl", "KLD mean", "median", "p99", "max", "top-1 = f32", "fallbacks"],
+    chartTitle: "Weight memory (bar) and mean KL divergence from f32",
+    prompt: "Prompt",
+    tokens: "New tokens",
+    greedy: "Greedy",
+    sampled: "Sampled",
+    temperature: "Temperature",
+    seed: "Seed",
+    generate: "Generate",
+    departs: (i: number) => (i < 0 ? "same as f32" : `departs at token ${i + 1}`),
+    chat: "Chat template (what a chat model receives)",
+    system: "System",
+    user: "User",
+    render: "Render",
+    error: "Could not run the model:",
+  },
+  {
+    title: "运行模型",
+    intro: "stories260K（内置，MIT 许可）在每种精度下构建为 ONNX 图，并在 onnxruntime-web 中运行。",
+    load: "加载 stories260K",
+    openFolder: "或打开一个模型文件夹…",
+    modelName: "模型：",
+    keptPrevious: "仍在使用之前加载的模型。",
+    loading: "正在加载模型…",
+    precisions: "精度（f32 总是作为参照运行）",
+    provider: "执行后端",
+    providers: { webgpu: "WebGPU（不可用时用 wasm）", wasm: "wasm" } as Record<ExecutionProvider, string>,
+    evalText: "评测文本",
+    evaluate: "评测",
+    cancel: "取消",
+    cancelled: "已取消。",
+    running: (p: RunProgress) => (p.precision ? `正在运行 ${p.precision}（第 ${p.done + 1} 个，共 ${p.total} 个）…` : "即将完成…"),
+    ranOn: (ep: string, tokens: number) => `${tokens} 个词元，后端 ${ep}；KL 散度与一致率均相对于 f32。`,
+    fellBack: (why: string) => `未使用 WebGPU：${why}。`,
+    columns: ["精度", "权重", "困惑度", "Δ困惑度", "KL 均值", "中位数", "p99", "最大值", "top-1 与 f32 一致", "回退"],
+    chartTitle: "权重内存（条形）与相对 f32 的平均 KL 散度",
+    prompt: "提示词",
+    tokens: "新词元数",
+    greedy: "贪心",
+    sampled: "采样",
+    temperature: "温度",
+    seed: "种子",
+    generate: "生成",
+    departs: (i: number) => (i < 0 ? "与 f32 相同" : `在第 ${i + 1} 个词元处偏离`),
+    chat: "对话模板（对话模型实际收到的内容）",
+    system: "系统",
+    user: "用户",
+    render: "渲染",
+    error: "无法运行模型：",
+  },
+);
 
 const PRECISION_CHOICES = ["f16", "bf16", "int8", "int8-g32", "int4-g32", "int4-asym-g32", "int4-g128", "q8_0", "q6_K", "q5_K", "q4_K", "q3_K", "q2_K", "q4_0", "nf4", "fp4", "fp8-e4m3"];
 const DEFAULT_CHOSEN = ["f16", "int8", "int4-g32", "q8_0", "q4_K", "q2_K", "nf4"];
@@ -74,7 +111,8 @@ export class ModelRunPanel extends LitElement {
   declare modelName: string | undefined;
   declare busy: string | undefined;
   declare progress: RunProgress | undefined;
-  declare error: string | undefined;
+  /** An engine message (data, shown untranslated), or the run was cancelled; kept: a previous model stays. */
+  declare error: { message?: string; cancelled?: boolean; kept?: boolean } | undefined;
   declare chosen: string[];
   declare provider: ExecutionProvider;
   declare text: string;
@@ -83,6 +121,7 @@ export class ModelRunPanel extends LitElement {
   declare sampled: boolean;
   declare rendered: string | undefined;
 
+  private readonly langController = new LangController(this);
   private worker: Worker | undefined;
   private api: Comlink.Remote<ModelRunWorkerApi> | undefined;
 
@@ -159,6 +198,20 @@ export class ModelRunPanel extends LitElement {
         background: var(--ql-code-bg, #f4f4f6);
         padding: 0.4rem;
       }
+      label.file {
+        cursor: pointer;
+        color: var(--ql-accent);
+      }
+      label.file:focus-within {
+        outline: 2px solid var(--ql-accent);
+      }
+      /* The browser's own file button speaks the browser's language, not the lab's: the label is the button. */
+      input[type="file"] {
+        position: absolute;
+        width: 1px;
+        height: 1px;
+        opacity: 0;
+      }
       .error {
         color: #b00020;
       }
@@ -194,7 +247,7 @@ export class ModelRunPanel extends LitElement {
       await body(this.remote());
     } catch (e) {
       const err = fromWireError(e);
-      this.error = err instanceof CancelledError ? MODEL_RUN_STRINGS.cancelled : `${MODEL_RUN_STRINGS.error}: ${err.message}`;
+      this.error = err instanceof CancelledError ? { cancelled: true } : { message: err.message, kept: (e as { kept?: boolean }).kept === true };
     } finally {
       this.busy = undefined;
       this.progress = undefined;
@@ -202,7 +255,7 @@ export class ModelRunPanel extends LitElement {
   }
 
   private load() {
-    return this.task(MODEL_RUN_STRINGS.loading, async (api) => {
+    return this.task(MODEL_RUN_STRINGS().loading, async (api) => {
       const info = await api.loadBundled();
       this.text ||= info.evalText;
       this.modelName = info.name;
@@ -214,14 +267,14 @@ export class ModelRunPanel extends LitElement {
     const files = [...(input.files ?? [])];
     input.value = "";
     if (files.length === 0) return;
-    return this.task(MODEL_RUN_STRINGS.loading, async (api) => {
+    return this.task(MODEL_RUN_STRINGS().loading, async (api) => {
       try {
         const info = await api.loadFiles(files);
         this.modelName = info.name;
         this.loaded = true;
       } catch (e) {
-        const err = fromWireError(e);
-        throw new Error(this.loaded ? `${err.message} — ${MODEL_RUN_STRINGS.keptPrevious}` : err.message);
+        // The worker kept the model it had: say so next to the error.
+        throw Object.assign(fromWireError(e), { kept: this.loaded });
       }
     });
   }
@@ -231,7 +284,7 @@ export class ModelRunPanel extends LitElement {
   });
 
   private evaluate() {
-    return this.task(MODEL_RUN_STRINGS.evaluate, async (api) => {
+    return this.task(MODEL_RUN_STRINGS().evaluate, async (api) => {
       this.evaluation = await api.evaluate(this.text, { precisions: this.chosen, executionProvider: this.provider }, this.onProgress);
     });
   }
@@ -239,7 +292,7 @@ export class ModelRunPanel extends LitElement {
   private generate() {
     const root = this.renderRoot;
     const value = (id: string) => (root.querySelector(`#${id}`) as HTMLInputElement).value;
-    return this.task(MODEL_RUN_STRINGS.generate, async (api) => {
+    return this.task(MODEL_RUN_STRINGS().generate, async (api) => {
       const sampling = this.sampled ? { kind: "sample" as const, temperature: Number(value("temperature")), seed: Number(value("seed")) } : { kind: "greedy" as const };
       this.generation = await api.generate(value("prompt"), Number(value("tokens")), sampling, { precisions: this.chosen, executionProvider: this.provider }, this.onProgress);
     });
@@ -251,7 +304,7 @@ export class ModelRunPanel extends LitElement {
       { role: "system", content: (root.querySelector("#system") as HTMLInputElement).value },
       { role: "user", content: (root.querySelector("#user") as HTMLInputElement).value },
     ];
-    return this.task(MODEL_RUN_STRINGS.render, async (api) => {
+    return this.task(MODEL_RUN_STRINGS().render, async (api) => {
       this.rendered = await api.renderChat(messages);
     });
   }
@@ -261,14 +314,14 @@ export class ModelRunPanel extends LitElement {
   }
 
   override render() {
-    const s = MODEL_RUN_STRINGS;
+    const s = MODEL_RUN_STRINGS();
     return html`<h2>${s.title}</h2>
       <p class="muted">${s.intro}</p>
       <div class="row">
         ${this.loaded
-          ? html`<span data-testid="model-run-name">${s.modelName(this.modelName ?? "")}</span>`
+          ? html`<span>${s.modelName} <span data-testid="model-run-name" translate="no">${this.modelName}</span></span>`
           : html`<button type="button" data-testid="model-run-load" ?disabled=${this.busy !== undefined} @click=${() => this.load()}>${s.load}</button>`}
-        <label
+        <label class="file"
           >${s.openFolder}
           <input type="file" multiple webkitdirectory data-testid="model-run-folder" @change=${(e: Event) => this.openFolder(e.target as HTMLInputElement)}
         /></label>
@@ -280,12 +333,16 @@ export class ModelRunPanel extends LitElement {
             <button type="button" data-testid="model-run-cancel" @click=${() => this.api?.cancel()}>${s.cancel}</button>
           </p>`
         : nothing}
-      ${this.error ? html`<p class="error" role="alert" data-testid="model-run-error">${this.error}</p>` : nothing} ${this.renderEvaluation()}
+      ${this.error
+        ? html`<p class="error" role="alert" data-testid="model-run-error">
+            ${this.error.cancelled ? s.cancelled : html`${s.error} <span translate="no">${this.error.message}</span>${this.error.kept ? html` — ${s.keptPrevious}` : nothing}`}
+          </p>`
+        : nothing} ${this.renderEvaluation()}
       ${this.renderGeneration()}`;
   }
 
   private renderControls() {
-    const s = MODEL_RUN_STRINGS;
+    const s = MODEL_RUN_STRINGS();
     const idle = this.busy === undefined;
     return html`<div class="row choices" aria-label=${s.precisions}>
         ${PRECISION_CHOICES.map(
@@ -322,14 +379,14 @@ export class ModelRunPanel extends LitElement {
           <label>${s.user} <input id="user" value="Tell me a story about a cat." /></label>
           <button type="button" data-testid="model-run-render" @click=${() => this.renderTemplate()}>${s.render}</button>
         </div>
-        ${this.rendered !== undefined ? html`<pre data-testid="model-run-chat">${this.rendered}</pre>` : nothing}
+        ${this.rendered !== undefined ? html`<pre data-testid="model-run-chat" translate="no">${this.rendered}</pre>` : nothing}
       </details>`;
   }
 
   private renderEvaluation() {
     const r = this.evaluation;
     if (!r) return nothing;
-    const s = MODEL_RUN_STRINGS;
+    const s = MODEL_RUN_STRINGS();
     const maxBytes = Math.max(...r.precisions.map((p) => p.weightsBytes));
     return html`<p class="muted" data-testid="model-run-summary">
         ${s.ranOn(r.executionProvider, r.tokens)} ${r.fallbackReason ? s.fellBack(r.fallbackReason) : nothing}
@@ -374,8 +431,8 @@ export class ModelRunPanel extends LitElement {
     if (!g) return nothing;
     return html`<div data-testid="model-run-generations">
       ${g.rows.map(
-        (row) => html`<div class="gen" data-precision=${row.name}>
-          <strong>${row.name}</strong> <span class="muted">(${MODEL_RUN_STRINGS.departs(row.departsAt)})</span><br />
+        (row) => html`<div class="gen" data-precision=${row.name} translate="no">
+          <strong>${row.name}</strong> <span class="muted">(${MODEL_RUN_STRINGS().departs(row.departsAt)})</span><br />
           ${row.pieces.map((piece, i) => {
             const text = piece.replaceAll("▁", " ");
             return i === row.departsAt ? html`<mark data-testid="departure">${text}</mark>` : text;
