@@ -6,6 +6,7 @@
  * Browser tests read ../shared through Vite's /@fs/ route; its absolute path is handed to them with
  * `provide` (read it with `inject("sharedDir")`).
  */
+import { realpathSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
@@ -14,6 +15,8 @@ import { BrowserNotFoundError, CHROMIUM_ARGS, findChromium } from "./src/node/fi
 
 const repoRoot = path.dirname(fileURLToPath(import.meta.url));
 const sharedDir = path.resolve(repoRoot, "../shared");
+// onnxruntime-web fetches its .wasm from node_modules, which may be a symlink out of the repo (a git worktree's).
+const nodeModulesDir = realpathSync(path.join(repoRoot, "node_modules"));
 
 /** True when this run includes the browser project (no --project filter, or one naming "browser"). */
 function runsBrowserProject(argv: string[]): boolean {
@@ -65,7 +68,7 @@ export default defineConfig({
       },
       {
         extends: true,
-        server: { fs: { allow: [repoRoot, sharedDir] } },
+        server: { fs: { allow: [repoRoot, sharedDir, nodeModulesDir] } },
         test: {
           name: "browser",
           include: ["src/**/*.browser.test.ts"],

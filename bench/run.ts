@@ -15,6 +15,7 @@
  *  (f) GPTQ / AWQ: bench/gptq.ts (Hessian, factorization and GPTQ on WebGPU and on the TypeScript
  *      reference, AWQ's searches, next to the reference implementations' times; a 4096 x 4096 layer with
  *      2048 tokens, or QUANTLAB_BENCH_GPTQ_N x QUANTLAB_BENCH_GPTQ_N)
+ *  (g) the model run: bench/model.ts (stories260K's evaluation tokens/s per precision in onnxruntime-web).
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
  * and would measure the disk, not the reader): the file is read once to warm the page cache, then both
@@ -33,6 +34,7 @@ import { NodeFileSource } from "../src/node/file-source.ts";
 import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
 import { heatmapBench, heatmapBenchTable } from "./heatmap.ts";
 import { gptqBench, gptqBenchTable } from "./gptq.ts";
+import { modelBench, modelBenchTable } from "./model.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -341,6 +343,13 @@ try {
   console.log("\n" + gptqBenchTable(gptq, n, tokens));
 } catch (e) {
   console.log(`\n(f) GPTQ benchmark not run: ${(e as Error).message}`);
+}
+
+// (g) the model run in onnxruntime-web.
+try {
+  console.log("\n" + modelBenchTable(await modelBench()));
+} catch (e) {
+  console.log(`\n(g) model benchmark not run: ${(e as Error).message}`);
 }
 
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);

@@ -28,7 +28,7 @@ const ALLOWED: RegExp[] = [
   // words holding a digit: format and dtype names (nf4, bf16, F32, fp16), e4m3
   /\b[A-Za-z]*\d[A-Za-z0-9]*\b/g,
   // names of products, file formats, libraries, frameworks and methods, acronyms, units, colour maps
-  /\b(?:WebGPU|GPU|CPU|RTX|safetensors|GGUF|bitsandbytes|transformers|vllm|vLLM|ollama|lightllm|fastllm|GPTQ|AWQ|QLoRA|NormalFloat|IEEE|PNG|CSV|JSON|URL|MSE|RMSE|SNR|KV|dB|B|KiB|MiB|GiB|TiB|NaN|Inf|viridis|inferno|cividis)\b/g,
+  /\b(?:WebGPU|GPU|CPU|RTX|safetensors|GGUF|bitsandbytes|transformers|vllm|vLLM|ollama|lightllm|fastllm|GPTQ|AWQ|QLoRA|NormalFloat|IEEE|PNG|CSV|JSON|URL|MSE|RMSE|SNR|KV|dB|B|KiB|MiB|GiB|TiB|NaN|Inf|viridis|inferno|cividis|ONNX|wasm|MIT|KL|ChatML)\b/g,
 ];
 /** Whole texts allowed as they are: the brand and the language's own name on the switch. */
 const EXACT = new Set(["quant", "lab", "English"]);

@@ -1,16 +1,8 @@
 /** Seeded random data for tests (pure: runs in Node and in the browser tests), so any failure replays. */
 
-/** mulberry32: a small seeded generator of uniform numbers in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../src/common/random.ts";
+
+export { rng };
 
 /** One standard normal sample (Box-Muller) from a uniform generator. */
 export function normal(random: () => number): number {

@@ -5,6 +5,7 @@
 import { awqCommand, gptqCommand } from "./calibrated.ts";
 import { decodeCommand } from "./decode.ts";
 import { encodeCommand } from "./encode.ts";
+import { evalCommand, generateCommand } from "./eval.ts";
 import { exportCommand } from "./export.ts";
 import { formatsCommand } from "./formats.ts";
 import { inspectCommand } from "./inspect.ts";
@@ -30,7 +31,20 @@ const helpCommand: Command = {
   },
 };
 
-const COMMANDS: readonly Command[] = [inspectCommand, formatsCommand, quantizeCommand, encodeCommand, decodeCommand, memoryCommand, exportCommand, gptqCommand, awqCommand, helpCommand];
+const COMMANDS: readonly Command[] = [
+  inspectCommand,
+  formatsCommand,
+  quantizeCommand,
+  encodeCommand,
+  decodeCommand,
+  memoryCommand,
+  exportCommand,
+  gptqCommand,
+  awqCommand,
+  evalCommand,
+  generateCommand,
+  helpCommand,
+];
 
 export function overview(): string {
   return [

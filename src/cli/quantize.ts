@@ -193,7 +193,8 @@ async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabD
   return { results, totals };
 }
 
-function table(header: string[], rows: string[][], leftColumns: number): string[] {
+/** Columns padded to their widest cell: the first `leftColumns` left-aligned, the rest right-aligned. */
+export function table(header: string[], rows: string[][], leftColumns: number): string[] {
   const all = [header, ...rows];
   const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? "").length)));
   const line = (cells: string[]) =>

@@ -10,6 +10,7 @@ import { tensorStats, type TensorStatistics } from "../quant/stats.ts";
 import { BlobSource } from "../formats/source.ts";
 import { readSafetensors, writeSafetensors, type TensorInfo } from "../formats/safetensors.ts";
 import { openModel, readTensorRows } from "../formats/model.ts";
+import { normal, rng } from "../../test/random.ts";
 
 const TILE = WORKGROUP_SIZE * PER_THREAD;
 
@@ -23,21 +24,6 @@ beforeAll(async () => {
 
 afterAll(() => dev?.device.destroy());
 
-/** mulberry32: a small seeded generator, so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function normal(random: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-}
 
 /** Gaussian values with a sprinkling of NaN (two payloads), +/-Inf, +/-0, subnormals and outliers. */
 function messyValues(n: number, seed: number, opts: { mean?: number; std?: number } = {}): Float32Array {

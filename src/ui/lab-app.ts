@@ -16,6 +16,7 @@ import "./gpu-panel.ts";
 import "./heatmap-workspace.ts";
 import "./export-panel.ts";
 import "./memory-panel.ts";
+import "./model-run-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
 import "./results-table.ts";
@@ -546,6 +547,7 @@ export class LabApp extends LitElement {
           ></ql-stats-panel>
           <ql-gpu-panel data-testid="gpu-panel" .status=${this.gpu}></ql-gpu-panel>
           <ql-memory-panel .loadedConfig=${this.loadedConfig}></ql-memory-panel>
+          <ql-model-run-panel data-testid="model-run-panel"></ql-model-run-panel>
         </aside>
       </div>
     `;

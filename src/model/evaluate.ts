@@ -1,0 +1,146 @@
+/**
+ * The comparisons the lab and `quantlab eval` show: one session per precision on the same ids, each
+ * against the f32 run (perplexity, KL divergence, top-1 agreement, weight memory, fallbacks), and the same
+ * prompt continued at each precision with the first token where each departs from f32. Sessions are
+ * released as soon as their numbers are taken.
+ */
+import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName, type DecoderGraphOptions } from "./decoder-graph.ts";
+import type { DecoderArchitecture } from "./architecture.ts";
+import { encodeOnnxModel } from "./onnx-proto.ts";
+import { FULL_PRECISION, prepareWeights, type PreparedWeights, type TensorFallback } from "./precision.ts";
+import { compareLogits, firstDeparture, type Comparison } from "./quality.ts";
+import { tokenPicker, type Sampling } from "./sampling.ts";
+import { DecoderSession, type ExecutionProvider, type OrtModule } from "./session.ts";
+import type { DecoderWeights } from "./weights.ts";
+
+export interface DecoderModel {
+  arch: DecoderArchitecture;
+  weights: DecoderWeights;
+}
+
+export interface RunSettings {
+  ort: OrtModule;
+  executionProvider: ExecutionProvider;
+  signal?: AbortSignal;
+  /** Called before each precision starts: done of total, and its name. */
+  onProgress?: (done: number, total: number, precision: string) => void;
+}
+
+/** A session of `model` at `precision`, with what the precision did to the weights. */
+export async function openPrecision(
+  model: DecoderModel,
+  precision: string,
+  settings: Pick<RunSettings, "ort" | "executionProvider">,
+  graph: DecoderGraphOptions = {},
+): Promise<{ session: DecoderSession; prepared: PreparedWeights }> {
+  const prepared = prepareWeights(model.weights, precision);
+  const bytes = encodeOnnxModel(buildDecoderGraph(model.arch, prepared, graph));
+  const session = await DecoderSession.create(settings.ort, bytes, model.arch, settings.executionProvider);
+  return { session, prepared };
+}
+
+export interface PrecisionEvaluation extends Comparison {
+  name: string;
+  weightsBytes: number;
+  fallbacks: TensorFallback[];
+}
+
+export interface EvaluationReport {
+  /** Ids evaluated (the first is only context). */
+  tokens: number;
+  executionProvider: ExecutionProvider;
+  /** f32 first, then the others in the order asked. */
+  precisions: PrecisionEvaluation[];
+}
+
+/** The precisions to run: f32 first (the reference), each name once. */
+export function withReference(precisions: readonly string[]): string[] {
+  const rest = precisions.filter((p) => p !== FULL_PRECISION && p !== "fp32");
+  return [FULL_PRECISION, ...new Set(rest)];
+}
+
+/** Evaluates `ids` in one causal pass at each precision (they must fit the model's context). */
+export async function evaluatePrecisions(model: DecoderModel, ids: readonly number[], precisions: readonly string[], settings: RunSettings): Promise<EvaluationReport> {
+  if (ids.length < 2) throw new RangeError("the evaluation text needs at least two tokens");
+  const names = withReference(precisions);
+  const V = model.arch.vocabSize;
+  let reference: Float32Array | undefined;
+  const out: PrecisionEvaluation[] = [];
+  for (const [i, name] of names.entries()) {
+    settings.signal?.throwIfAborted();
+    settings.onProgress?.(i, names.length, name);
+    const { session, prepared } = await openPrecision(model, name, settings);
+    try {
+      const { logits } = await session.forward(ids);
+      reference ??= logits;
+      out.push({ name: prepared.precision, weightsBytes: prepared.weightBytes, fallbacks: prepared.fallbacks, ...compareLogits(reference, logits, V, ids) });
+    } finally {
+      await session.release();
+    }
+  }
+  settings.onProgress?.(names.length, names.length, "");
+  return { tokens: ids.length, executionProvider: settings.executionProvider, precisions: out };
+}
+
+export interface PrecisionGeneration {
+  name: string;
+  ids: number[];
+  /** Index (into ids) of the first token that differs from f32's, or -1. */
+  departsAt: number;
+}
+
+/** The same prompt continued at each precision (f32 first), with each one's first departure from f32. */
+export async function generateAcrossPrecisions(
+  model: DecoderModel,
+  prompt: readonly number[],
+  count: number,
+  sampling: Sampling,
+  precisions: readonly string[],
+  settings: RunSettings & { stopIds?: readonly number[] },
+): Promise<PrecisionGeneration[]> {
+  const names = withReference(precisions);
+  const out: PrecisionGeneration[] = [];
+  for (const [i, name] of names.entries()) {
+    settings.signal?.throwIfAborted();
+    settings.onProgress?.(i, names.length, name);
+    const { session, prepared } = await openPrecision(model, name, settings);
+    try {
+      // A fresh picker per precision: sampled runs share the seed, so they differ only where the model does.
+      const ids = await session.generate(prompt, count, tokenPicker(sampling), settings.stopIds);
+      out.push({ name: prepared.precision, ids, departsAt: out.length === 0 ? -1 : firstDeparture(out[0]!.ids, ids) });
+    } finally {
+      await session.release();
+    }
+  }
+  settings.onProgress?.(names.length, names.length, "");
+  return out;
+}
+
+/** Which linear layers read each calibration output (the q/k/v projections share their input, as do gate/up). */
+const CALIBRATION_CONSUMERS: Record<(typeof CALIBRATION_POINTS)[number], string[]> = {
+  attn_in: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+  o_proj_in: ["self_attn.o_proj"],
+  mlp_in: ["mlp.gate_proj", "mlp.up_proj"],
+  down_proj_in: ["mlp.down_proj"],
+};
+
+/**
+ * The inputs every linear layer sees on `ids` ([tokens, in_features] float32, keyed by the layer's weight
+ * name), from one f32 pass: what GPTQ and AWQ calibrate on. Use a text other than the evaluation text.
+ */
+export async function collectCalibration(model: DecoderModel, ids: readonly number[], settings: Pick<RunSettings, "ort" | "executionProvider">): Promise<Map<string, Float32Array>> {
+  const { session } = await openPrecision(model, FULL_PRECISION, settings, { calibrationOutputs: true });
+  try {
+    const { calibration } = await session.forward(ids);
+    const out = new Map<string, Float32Array>();
+    for (let l = 0; l < model.arch.numLayers; l++) {
+      for (const point of CALIBRATION_POINTS) {
+        const values = calibration.get(calibrationOutputName(l, point))!;
+        for (const linear of CALIBRATION_CONSUMERS[point]) out.set(`model.layers.${l}.${linear}.weight`, values);
+      }
+    }
+    return out;
+  } finally {
+    await session.release();
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The decoder's tensors as float32, read from an opened safetensors model (any dtype the readers decode)
+ * and checked against the shapes config.json implies, so a mismatch is reported by name before any graph
+ * is built.
+ */
+import { decodeToF32 } from "../formats/dtypes.ts";
+import { readTensorBytes, type OpenedModel } from "../formats/model.ts";
+import { expectedTensors, ModelInputError, type DecoderArchitecture } from "./architecture.ts";
+
+export interface NamedTensor {
+  name: string;
+  shape: number[];
+  values: Float32Array;
+}
+
+export type DecoderWeights = Map<string, NamedTensor>;
+
+export async function loadDecoderWeights(model: OpenedModel, arch: DecoderArchitecture, signal?: AbortSignal): Promise<DecoderWeights> {
+  const byName = new Map(model.tensors.map((t) => [t.name, t]));
+  const out: DecoderWeights = new Map();
+  for (const [name, shape] of expectedTensors(arch)) {
+    const t = byName.get(name);
+    if (!t) throw new ModelInputError(`${model.name}: tensor "${name}" is missing (config.json ${arch.name} implies it)`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelInputError(
+        `${model.name}: tensor "${name}" has shape [${t.shape.join(", ")}] but ${arch.name} implies [${shape.join(", ")}]`,
+      );
+    }
+    const values = decodeToF32(t.dtype, await readTensorBytes(t, signal));
+    out.set(name, { name, shape, values });
+  }
+  return out;
+}

@@ -1,0 +1,56 @@
+/**
+ * What the model-run worker offers the page (both sides import this file). Plain data only; errors cross as
+ * WireErrors (workers/wire-error.ts).
+ */
+import type { ChatMessage } from "../src/model/chat-template.ts";
+import type { EvaluationReport, PrecisionGeneration } from "../src/model/evaluate.ts";
+import type { Sampling } from "../src/model/sampling.ts";
+import type { ExecutionProvider } from "../src/model/session.ts";
+
+export interface RunProgress {
+  done: number;
+  total: number;
+  precision: string;
+}
+
+export interface RunOptions {
+  precisions: string[];
+  /** The provider asked for; WebGPU falls back to wasm when the browser has no adapter. */
+  executionProvider: ExecutionProvider;
+}
+
+export interface EvaluationResult extends EvaluationReport {
+  /** The text evaluated, for showing. */
+  text: string;
+  /** Set when WebGPU was asked for but wasm ran instead, and why. */
+  fallbackReason?: string;
+}
+
+export interface GenerationRow extends PrecisionGeneration {
+  /** Each generated id's piece, for showing where the run departs. */
+  pieces: string[];
+  text: string;
+}
+
+export interface GenerationResult {
+  executionProvider: ExecutionProvider;
+  rows: GenerationRow[];
+  fallbackReason?: string;
+}
+
+export interface ModelRunWorkerApi {
+  /** Loads the bundled stories260K (public/models/stories260K); returns its name and evaluation text. */
+  loadBundled(): Promise<{ name: string; evalText: string; calibrationText: string }>;
+  /**
+   * Loads a model from the files of its folder (config.json, the safetensors or shards with their index,
+   * tokenizer.json, tokenizer_config.json, generation_config.json). On bad input the error names what is wrong
+   * and the model loaded before stays.
+   */
+  loadFiles(files: File[]): Promise<{ name: string }>;
+  evaluate(text: string, options: RunOptions, onProgress?: (p: RunProgress) => void): Promise<EvaluationResult>;
+  generate(prompt: string, tokens: number, sampling: Sampling, options: RunOptions, onProgress?: (p: RunProgress) => void): Promise<GenerationResult>;
+  /** The chat rendered with the model's template (ChatML when it has none), as the model receives it. */
+  renderChat(messages: ChatMessage[]): Promise<string>;
+  /** Stops the run in flight (between precisions); its sessions are released. */
+  cancel(): Promise<void>;
+}
