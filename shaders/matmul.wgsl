@@ -46,17 +46,27 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     return; // uniform across the workgroup: no barrier is skipped by some threads only
   }
   let t = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
+  // Four rows of four accumulators as vectors (no dynamically indexed arrays: some drivers spill those).
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
   for (var k0 = 0u; k0 < p.k; k0 += TK) {
     for (var s = 0u; s < 4u; s++) {
       let idx = t + s * 256u;
-      let ar = idx / TK;
-      let ak = idx % TK;
+      // Neighbouring threads read neighbouring addresses: along k when A's rows are contiguous, along m
+      // when its columns are (X read transposed for X^T X).
+      var ar = idx / TK;
+      var ak = idx % TK;
+      if (p.aRow < p.aCol) {
+        ar = idx % TILE;
+        ak = idx / TILE;
+      }
       var av = 0.0;
       if (m0 + ar < p.m && k0 + ak < p.k) {
         av = a[p.aOff + (m0 + ar) * p.aRow + (k0 + ak) * p.aCol];
       }
-      tileA[idx] = av;
+      tileA[ar * TK + ak] = av;
       let bk = idx / TILE;
       let bn = idx % TILE;
       var bv = 0.0;
@@ -66,36 +76,38 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
       tileB[idx] = bv;
     }
     workgroupBarrier();
+    let aBase = lid.y * 4u * TK;
+    let bBase = lid.x * 4u;
     for (var kk = 0u; kk < TK; kk++) {
-      var bv: array<f32, 4>;
-      for (var j = 0u; j < 4u; j++) {
-        bv[j] = tileB[kk * TILE + lid.x * 4u + j];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        let av = tileA[(lid.y * 4u + i) * TK + kk];
-        for (var j = 0u; j < 4u; j++) {
-          acc[i * 4u + j] = fma(av, bv[j], acc[i * 4u + j]);
-        }
-      }
+      let b4 = vec4<f32>(tileB[kk * TILE + bBase], tileB[kk * TILE + bBase + 1u], tileB[kk * TILE + bBase + 2u], tileB[kk * TILE + bBase + 3u]);
+      acc0 = fma(vec4<f32>(tileA[aBase + kk]), b4, acc0);
+      acc1 = fma(vec4<f32>(tileA[aBase + TK + kk]), b4, acc1);
+      acc2 = fma(vec4<f32>(tileA[aBase + 2u * TK + kk]), b4, acc2);
+      acc3 = fma(vec4<f32>(tileA[aBase + 3u * TK + kk]), b4, acc3);
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y * 4u + i;
-    if (m >= p.m) {
-      continue;
+  store(m0 + lid.y * 4u, n0 + lid.x * 4u, acc0);
+  store(m0 + lid.y * 4u + 1u, n0 + lid.x * 4u, acc1);
+  store(m0 + lid.y * 4u + 2u, n0 + lid.x * 4u, acc2);
+  store(m0 + lid.y * 4u + 3u, n0 + lid.x * 4u, acc3);
+}
+
+// C[m, n0 .. n0+3] = beta * C + alpha * v, inside the matrix only.
+fn store(m: u32, n0: u32, v: vec4<f32>) {
+  if (m >= p.m) {
+    return;
+  }
+  for (var j = 0u; j < 4u; j++) {
+    let n = n0 + j;
+    if (n >= p.n) {
+      return;
     }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + lid.x * 4u + j;
-      if (n >= p.n) {
-        continue;
-      }
-      let at = p.cOff + m * p.cRow + n;
-      var old = 0.0;
-      if (p.beta != 0.0) {
-        old = p.beta * c[at];
-      }
-      c[at] = old + p.alpha * acc[i * 4u + j];
+    let at = p.cOff + m * p.cRow + n;
+    var old = 0.0;
+    if (p.beta != 0.0) {
+      old = p.beta * c[at];
     }
+    c[at] = old + p.alpha * v[j];
   }
 }
