@@ -178,17 +178,35 @@ export function orderKey(bits: number): number {
  * on the way; if any has bit 30 set (|x| >= 2, inf or NaN) the block is scanned again with lessMask.
  */
 export function minMaxBits(xBits: Int32Array, xo: number, n: number, range: Int32Array): boolean {
+  // Two lanes (even and odd i), as in signedAbsMax: each update waits on the previous one.
   let minKey = 0x3fffffff;
   let maxKey = -0x40000000;
+  let minKey1 = 0x3fffffff;
+  let maxKey1 = -0x40000000;
   let all = 0;
-  for (let i = xo; i < xo + n; i++) {
+  const end = xo + n - 1;
+  for (let i = xo; i < end; i += 2) {
     const bits = xBits[i]!;
-    all |= bits;
+    const bits1 = xBits[i + 1]!;
+    all |= bits | bits1;
     const key = bits ^ ((bits >> 31) & 0x7fffffff); // orderKey, inlined
+    const key1 = bits1 ^ ((bits1 >> 31) & 0x7fffffff);
+    minKey ^= (minKey ^ key) & ((key - minKey) >> 31);
+    maxKey ^= (maxKey ^ key) & ((maxKey - key) >> 31);
+    minKey1 ^= (minKey1 ^ key1) & ((key1 - minKey1) >> 31);
+    maxKey1 ^= (maxKey1 ^ key1) & ((maxKey1 - key1) >> 31);
+  }
+  if (n & 1) {
+    const bits = xBits[end]!;
+    all |= bits;
+    const key = bits ^ ((bits >> 31) & 0x7fffffff);
     minKey ^= (minKey ^ key) & ((key - minKey) >> 31);
     maxKey ^= (maxKey ^ key) & ((maxKey - key) >> 31);
   }
   if (all & 0x40000000) return minMaxBitsAnyRange(xBits, xo, n, range);
+  // Equal keys from the two lanes are equal floats (zeros are resolved below), so either may win a tie.
+  minKey ^= (minKey ^ minKey1) & ((minKey1 - minKey) >> 31);
+  maxKey ^= (maxKey ^ maxKey1) & ((maxKey - maxKey1) >> 31);
   range[0] = minKey === 0 || minKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(minKey);
   range[1] = maxKey === 0 || maxKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(maxKey);
   return true;

@@ -26,8 +26,8 @@ export class KQuantScratch {
   /** make_qkx*_quants: one candidate's levels, and x - min of the sub-block. */
   readonly Laux = new Uint8Array(32);
   readonly xm = new Float32Array(32);
-  /** make_qx_quants: one candidate's levels, and w*x of the group. */
-  readonly levels = new Int8Array(16);
+  /** make_qx_quants: two candidates' levels, and w*x of the group. */
+  readonly levels = new Int8Array(32);
   readonly wx = new Float32Array(16);
   /** Weights of one sub-block. */
   readonly weights = new Float32Array(32);

@@ -33,12 +33,16 @@ function groupMax(xBits: Int32Array, xo: number, n: number, L: Int8Array, lo: nu
 /**
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
  * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
- * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..n) and
+ * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..2n) and
  * wx[0..n) are scratch. Returns the scale.
  *
  * Tries iscale = -(nmax + 0.1*is)/max for is = -9..9. A step whose levels equal the previous step's has
  * the same sums: if that step won, winning again would store the same L, scale and best; if it lost, best
  * has not moved and it loses again. So it is skipped, with the same result as ggml's loop.
+ *
+ * The steps go two at a time (A, B): their levels first, then the sums of those that changed in one loop.
+ * Each float32 sum is a chain of dependent add-and-round steps, bound by latency; two steps' four chains
+ * run side by side (1.6x). The winner test then runs for A, then B, as in ggml's order.
  */
 export function makeQxQuants(
   n: number,
@@ -58,6 +62,8 @@ export function makeQxQuants(
   if (max === 0) return 0;
   const lmin = -nmax;
   const lmax = nmax - 1;
+  // levels[0..n): step A's levels; levels[n..2n): step B's, which the next pair's A compares with.
+  const lb = n;
   // |iscale * x| <= nmax + 1 for every candidate below, well inside nearest_int's range.
   let iscale = fr(-nmax / max);
   let sumlx = 0;
@@ -66,7 +72,7 @@ export function makeQxQuants(
     const xi = x[xo + i]!;
     let l = nearestIntInRange(fr(iscale * xi));
     l = l < lmin ? lmin : l > lmax ? lmax : l;
-    levels[i] = l;
+    levels[lb + i] = l;
     L[lo + i] = l + nmax;
     const wi = w[wo + i]!;
     const wxi = fr(wi * xi);
@@ -76,28 +82,68 @@ export function makeQxQuants(
   }
   let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
   let best = fr(scale * sumlx);
-  for (let is = -9; is <= 9; is++) {
-    if (is === 0) continue;
-    iscale = fr(-fr(nmax + fr(fr(0.1) * is)) / max);
-    let changed = 0;
+  const tenth = fr(0.1);
+  for (let is = -9; is <= 9; is += 2) {
+    // The pairs (-9,-8) .. (-3,-2), (-1,1), (2,3) .. (8,9): is = 0 is not a step.
+    const isA = is;
+    const isB = is === -1 ? 1 : is + 1;
+    if (is === -1) is = 0;
+    const iscaleA = fr(-fr(nmax + fr(tenth * isA)) / max);
+    const iscaleB = fr(-fr(nmax + fr(tenth * isB)) / max);
+    let changedA = 0;
+    let changedB = 0;
     for (let i = 0; i < n; i++) {
-      let l = nearestIntInRange(fr(iscale * x[xo + i]!));
-      l = l < lmin ? lmin : l > lmax ? lmax : l;
-      changed |= l ^ levels[i]!;
-      levels[i] = l;
+      const xi = x[xo + i]!;
+      let la = nearestIntInRange(fr(iscaleA * xi));
+      la = la < lmin ? lmin : la > lmax ? lmax : la;
+      let lbv = nearestIntInRange(fr(iscaleB * xi));
+      lbv = lbv < lmin ? lmin : lbv > lmax ? lmax : lbv;
+      changedA |= la ^ levels[lb + i]!;
+      changedB |= lbv ^ la;
+      levels[i] = la;
+      levels[lb + i] = lbv;
     }
-    if (changed === 0) continue;
-    sumlx = 0;
-    suml2 = 0;
-    for (let i = 0; i < n; i++) {
-      const l = levels[i]!;
-      sumlx = fr(sumlx + fr(wx[i]! * l));
-      suml2 = fr(suml2 + fr(fr(w[wo + i]! * l) * l));
+    let sumlxA = 0;
+    let suml2A = 0;
+    let sumlxB = 0;
+    let suml2B = 0;
+    if (changedA !== 0 && changedB !== 0) {
+      for (let i = 0; i < n; i++) {
+        const wi = w[wo + i]!;
+        const wxi = wx[i]!;
+        const la = levels[i]!;
+        const lbv = levels[lb + i]!;
+        sumlxA = fr(sumlxA + fr(wxi * la));
+        suml2A = fr(suml2A + fr(fr(wi * la) * la));
+        sumlxB = fr(sumlxB + fr(wxi * lbv));
+        suml2B = fr(suml2B + fr(fr(wi * lbv) * lbv));
+      }
+    } else if (changedA !== 0 || changedB !== 0) {
+      const from = changedA !== 0 ? 0 : lb;
+      let sx = 0;
+      let s2 = 0;
+      for (let i = 0; i < n; i++) {
+        const l = levels[from + i]!;
+        sx = fr(sx + fr(wx[i]! * l));
+        s2 = fr(s2 + fr(fr(w[wo + i]! * l) * l));
+      }
+      if (changedA !== 0) {
+        sumlxA = sx;
+        suml2A = s2;
+      } else {
+        sumlxB = sx;
+        suml2B = s2;
+      }
     }
-    if (suml2 > 0 && fr(sumlx * sumlx) > fr(best * suml2)) {
+    if (changedA !== 0 && suml2A > 0 && fr(sumlxA * sumlxA) > fr(best * suml2A)) {
       for (let i = 0; i < n; i++) L[lo + i] = levels[i]! + nmax;
-      scale = fr(sumlx / suml2);
-      best = fr(scale * sumlx);
+      scale = fr(sumlxA / suml2A);
+      best = fr(scale * sumlxA);
+    }
+    if (changedB !== 0 && suml2B > 0 && fr(sumlxB * sumlxB) > fr(best * suml2B)) {
+      for (let i = 0; i < n; i++) L[lo + i] = levels[lb + i]! + nmax;
+      scale = fr(sumlxB / suml2B);
+      best = fr(scale * sumlxB);
     }
   }
   return scale;
