@@ -18,6 +18,8 @@ import { toWireError } from "./wire-error.ts";
 const BUNDLED = new URL("models/stories260K/", new URL(import.meta.env.BASE_URL, self.location.origin));
 
 let model: LoadedDecoder | undefined;
+/** The bundled second text, which gptq/awq precisions calibrate on (the evaluation text never is). */
+let calibrationText: Promise<string> | undefined;
 let running: AbortController | undefined;
 
 async function fetchText(url: URL): Promise<string> {
@@ -45,7 +47,10 @@ async function run<T>(options: RunOptions, onProgress: ((p: RunProgress) => void
   running = controller;
   try {
     const { ep, fallbackReason } = await provider(options.executionProvider);
+    calibrationText ??= fetchText(new URL("calibration.txt", BUNDLED));
+    const m = current();
     const settings = {
+      calibrationIds: m.tokenizer!.encode(await calibrationText).slice(0, m.arch.maxPositionEmbeddings),
       ort,
       executionProvider: ep,
       signal: controller.signal,

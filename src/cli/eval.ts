@@ -11,7 +11,7 @@ import { isFormatError } from "../formats/errors.ts";
 import { isModelInputError, ModelInputError } from "../model/architecture.ts";
 import { evaluatePrecisions, openPrecision, type EvaluationReport } from "../model/evaluate.ts";
 import type { LoadedDecoder } from "../model/load.ts";
-import { fallbackSummary, precisionFormat } from "../model/precision.ts";
+import { checkPrecision, fallbackSummary } from "../model/precision.ts";
 import { tokenPicker, type Sampling } from "../model/sampling.ts";
 import type { OrtModule } from "../model/session.ts";
 import { loadModelDir } from "../node/model-dir.ts";
@@ -21,6 +21,14 @@ import { table } from "./quantize.ts";
 export const DEFAULT_PRECISIONS = "f32,f16,int8,int4-g32,q8_0,q4_K,nf4";
 /** The evaluation text the lab bundles (stories260K's reference text). */
 const BUNDLED_TEXT = fileURLToPath(new URL("../../public/models/stories260K/eval.txt", import.meta.url));
+/** The second bundled text, for GPTQ/AWQ calibration (never the evaluation text). */
+const BUNDLED_CALIBRATION = fileURLToPath(new URL("../../public/models/stories260K/calibration.txt", import.meta.url));
+
+async function readText(file: string): Promise<string> {
+  return readFile(file, "utf8").catch((e: Error) => {
+    throw new ModelInputError(`${file}: ${e.message}`);
+  });
+}
 
 async function nodeOrt(): Promise<OrtModule> {
   const ort = await import("onnxruntime-web");
@@ -109,14 +117,16 @@ function needTokenizer(model: LoadedDecoder, dir: string) {
 export const evalCommand: Command = {
   name: "eval",
   summary: "Perplexity and KL divergence from f32 of a model at several precisions (onnxruntime-web, wasm).",
-  usage: "quantlab eval MODEL_DIR [--precisions LIST] [--text FILE] [--tokens N] [--json]",
+  usage: "quantlab eval MODEL_DIR [--precisions LIST] [--text FILE] [--calibration FILE] [--tokens N] [--json]",
   details: [
     "MODEL_DIR holds config.json, the safetensors (one file or shards with their index) and tokenizer.json.",
     "",
     "Options:",
     `  --precisions LIST  comma-separated: f32 and registry format ids (see \`quantlab formats\`); default ${DEFAULT_PRECISIONS}`,
     "                     f32 always runs first as the reference. Rows a format cannot take get llama.cpp's fallback.",
+    "                     gptq4, awq4 (and gptq{2..8}[-g32|-g64|-g128], awq...) calibrate on --calibration's text.",
     "  --text FILE        the evaluation text (UTF-8); default the lab's bundled story (public/models/stories260K/eval.txt)",
+    "  --calibration FILE the text GPTQ/AWQ calibrate on; default the lab's second bundled story",
     "  --tokens N         evaluate only the first N tokens (the text must fit the model's context)",
     "  --json             {tokens, precisions:[{name, ppl, delta_ppl, kld_mean, kld_median, kld_p99, kld_max,",
     "                     top1_agree, weights_bytes, fallbacks}]}",
@@ -129,7 +139,7 @@ export const evalCommand: Command = {
       parsed = parseArgs({
         args,
         allowPositionals: true,
-        options: { precisions: { type: "string" }, text: { type: "string" }, tokens: { type: "string" }, json: { type: "boolean" } },
+        options: { precisions: { type: "string" }, text: { type: "string" }, calibration: { type: "string" }, tokens: { type: "string" }, json: { type: "boolean" } },
       });
     } catch (e) {
       return usageError(evalCommand, io, (e as Error).message);
@@ -138,13 +148,12 @@ export const evalCommand: Command = {
     if (!dir || extra.length > 0) return usageError(evalCommand, io, dir ? `unexpected argument "${extra[0]}"` : "give a MODEL_DIR");
     try {
       const precisions = (parsed.values.precisions ?? DEFAULT_PRECISIONS).split(",").map((p) => p.trim()).filter(Boolean);
-      precisions.forEach(precisionFormat); // unknown names fail before the model is read
+      precisions.forEach(checkPrecision); // unknown names fail before the model is read
       const limit = positiveInt(parsed.values.tokens, "--tokens");
       const textFile = parsed.values.text ?? BUNDLED_TEXT;
       const model = await loadModelDir(dir);
-      const text = await readFile(textFile, "utf8").catch((e: Error) => {
-        throw new ModelInputError(`${textFile}: ${e.message}`);
-      });
+      const text = await readText(textFile);
+      const calibrationIds = needTokenizer(model, dir).encode(await readText(parsed.values.calibration ?? BUNDLED_CALIBRATION));
       let ids = needTokenizer(model, dir).encode(text);
       if (limit !== undefined) ids = ids.slice(0, limit);
       const context = model.arch.maxPositionEmbeddings;
@@ -152,7 +161,7 @@ export const evalCommand: Command = {
         throw new ModelInputError(`${textFile} is ${ids.length} tokens, more than the model's context of ${context}; pass --tokens ${context}`);
       }
       if (ids.length < 2) throw new ModelInputError(`${textFile}: the text needs at least two tokens`);
-      const report = await evaluatePrecisions(model, ids, precisions, { ort: await nodeOrt(), executionProvider: "wasm" });
+      const report = await evaluatePrecisions(model, ids, precisions, { ort: await nodeOrt(), executionProvider: "wasm", calibrationIds: calibrationIds.slice(0, model.arch.maxPositionEmbeddings) });
       io.out(parsed.values.json ? `${JSON.stringify(evalJson(report), null, 2)}\n` : evalTable(report));
       return EXIT.ok;
     } catch (e) {
@@ -198,7 +207,7 @@ export const generateCommand: Command = {
     if (values.greedy && values.temperature !== undefined) return usageError(generateCommand, io, "--greedy and --temperature exclude each other");
     try {
       const precision = values.precision ?? "f32";
-      precisionFormat(precision);
+      checkPrecision(precision);
       const count = positiveInt(values.tokens, "--tokens") ?? 64;
       let sampling: Sampling = { kind: "greedy" };
       if (values.temperature !== undefined) {

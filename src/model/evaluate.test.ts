@@ -70,3 +70,19 @@ describe("calibration activations", () => {
     expect(calibration.get("model.layers.2.mlp.down_proj.weight")!.some((v) => v !== 0)).toBe(true);
   });
 });
+
+describe("GPTQ and AWQ precisions", () => {
+  it("calibrate on the second bundled text and come closer to f32 than round-to-nearest at the same grouping", async () => {
+    const model = await loadStories();
+    const calibrationIds = model.tokenizer!.encode(readFileSync(`${REPO_ROOT}/public/models/stories260K/calibration.txt`, "utf8"));
+    await expect(evaluatePrecisions(model, evalIds(), ["gptq4-g32"], { ort, executionProvider: "wasm" })).rejects.toThrow(/gptq4-g32 need a calibration text/);
+    const report = await evaluatePrecisions(model, evalIds(), ["int4-asym-g32", "gptq4-g32", "awq4-g32"], { ort, executionProvider: "wasm", calibrationIds });
+    const [, rtn, gptq, awq] = report.precisions;
+    console.table(report.precisions.map((p) => ({ name: p.name, ppl: p.ppl, kldMean: p.kldMean, top1Agree: p.top1Agree, bytes: p.weightsBytes })));
+    expect(gptq!.kldMean).toBeLessThan(rtn!.kldMean);
+    expect(awq!.kldMean).toBeLessThan(rtn!.kldMean);
+    // down_proj's rows of 172 are quantized per channel; the tied embedding stays f16.
+    expect(gptq!.fallbacks.map((f) => f.to).sort()).toEqual(["f16", ...Array(5).fill("gptq4-channel")]);
+    expect(awq!.fallbacks.find((f) => f.tensor === "model.embed_tokens.weight")!.to).toBe("f16");
+  });
+});

@@ -5,9 +5,9 @@
  * released as soon as their numbers are taken.
  */
 import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName, type DecoderGraphOptions } from "./decoder-graph.ts";
-import type { DecoderArchitecture } from "./architecture.ts";
+import { ModelInputError, type DecoderArchitecture } from "./architecture.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
-import { FULL_PRECISION, prepareWeights, type PreparedWeights, type TensorFallback } from "./precision.ts";
+import { calibratedMethod, FULL_PRECISION, prepareWeights, type PreparedWeights, type TensorFallback } from "./precision.ts";
 import { compareLogits, firstDeparture, type Comparison } from "./quality.ts";
 import { tokenPicker, type Sampling } from "./sampling.ts";
 import { DecoderSession, type ExecutionProvider, type OrtModule } from "./session.ts";
@@ -22,6 +22,8 @@ export interface RunSettings {
   ort: OrtModule;
   executionProvider: ExecutionProvider;
   signal?: AbortSignal;
+  /** A calibration text's ids, for gptq/awq precisions (never the evaluation text, or their scores are flattered). */
+  calibrationIds?: readonly number[];
   /** Called before each precision starts: done of total, and its name. */
   onProgress?: (done: number, total: number, precision: string) => void;
 }
@@ -32,8 +34,9 @@ export async function openPrecision(
   precision: string,
   settings: Pick<RunSettings, "ort" | "executionProvider">,
   graph: DecoderGraphOptions = {},
+  calibration?: Map<string, Float32Array>,
 ): Promise<{ session: DecoderSession; prepared: PreparedWeights }> {
-  const prepared = prepareWeights(model.weights, precision);
+  const prepared = prepareWeights(model.weights, precision, calibration ? { calibration } : {});
   const bytes = encodeOnnxModel(buildDecoderGraph(model.arch, prepared, graph));
   const session = await DecoderSession.create(settings.ort, bytes, model.arch, settings.executionProvider);
   return { session, prepared };
@@ -59,17 +62,26 @@ export function withReference(precisions: readonly string[]): string[] {
   return [FULL_PRECISION, ...new Set(rest)];
 }
 
+/** The linear layers' inputs on settings.calibrationIds when a precision needs them (gptq/awq), else undefined. */
+async function calibrationIfNeeded(model: DecoderModel, names: readonly string[], settings: RunSettings): Promise<Map<string, Float32Array> | undefined> {
+  const needing = names.filter((n) => calibratedMethod(n));
+  if (needing.length === 0) return undefined;
+  if (!settings.calibrationIds || settings.calibrationIds.length < 2) throw new ModelInputError(`${needing.join(", ")} need a calibration text`);
+  return collectCalibration(model, settings.calibrationIds, settings);
+}
+
 /** Evaluates `ids` in one causal pass at each precision (they must fit the model's context). */
 export async function evaluatePrecisions(model: DecoderModel, ids: readonly number[], precisions: readonly string[], settings: RunSettings): Promise<EvaluationReport> {
   if (ids.length < 2) throw new RangeError("the evaluation text needs at least two tokens");
   const names = withReference(precisions);
   const V = model.arch.vocabSize;
+  const calibration = await calibrationIfNeeded(model, names, settings);
   let reference: Float32Array | undefined;
   const out: PrecisionEvaluation[] = [];
   for (const [i, name] of names.entries()) {
     settings.signal?.throwIfAborted();
     settings.onProgress?.(i, names.length, name);
-    const { session, prepared } = await openPrecision(model, name, settings);
+    const { session, prepared } = await openPrecision(model, name, settings, {}, calibration);
     try {
       const { logits } = await session.forward(ids);
       reference ??= logits;
@@ -99,11 +111,12 @@ export async function generateAcrossPrecisions(
   settings: RunSettings & { stopIds?: readonly number[] },
 ): Promise<PrecisionGeneration[]> {
   const names = withReference(precisions);
+  const calibration = await calibrationIfNeeded(model, names, settings);
   const out: PrecisionGeneration[] = [];
   for (const [i, name] of names.entries()) {
     settings.signal?.throwIfAborted();
     settings.onProgress?.(i, names.length, name);
-    const { session, prepared } = await openPrecision(model, name, settings);
+    const { session, prepared } = await openPrecision(model, name, settings, {}, calibration);
     try {
       // A fresh picker per precision: sampled runs share the seed, so they differ only where the model does.
       const ids = await session.generate(prompt, count, tokenPicker(sampling), settings.stopIds);

@@ -17,7 +17,10 @@ import { f16BitsToF32 } from "../formats/float-bits.ts";
 import { isQuantInputError } from "../quant/errors.ts";
 import type { QuantFormat } from "../quant/format.ts";
 import { packCode, unpackCode } from "../quant/intq.ts";
-import { getFormat } from "../quant/registry.ts";
+import { awqQuantize } from "../quant/awq.ts";
+import { gptqQuantize } from "../quant/gptq.ts";
+import { calibrationStats } from "../quant/hessian.ts";
+import { findFormat, getFormat } from "../quant/registry.ts";
 import { isQuantizable, ModelInputError } from "./architecture.ts";
 import type { DecoderWeights, NamedTensor } from "./weights.ts";
 
@@ -70,6 +73,26 @@ export interface PreparedWeights {
   fallbacks: TensorFallback[];
 }
 
+/** GPTQ or AWQ at `bits` with groups of `group` columns (128 by default): calibrated, not a registry format. */
+export interface CalibratedMethod {
+  method: "gptq" | "awq";
+  bits: number;
+  group: number;
+}
+
+const CALIBRATED_ID = /^(gptq|awq)([2-8])(?:-g(32|64|128))?$/;
+
+/** "gptq4", "awq4-g32", ... parsed; undefined for other names. */
+export function calibratedMethod(precision: string): CalibratedMethod | undefined {
+  const m = CALIBRATED_ID.exec(precision);
+  return m ? { method: m[1] as "gptq" | "awq", bits: Number(m[2]), group: Number(m[3] ?? 128) } : undefined;
+}
+
+/** Throws ModelInputError unless `precision` is f32, a registry format or a calibrated method (gptq4, awq4-g32...). */
+export function checkPrecision(precision: string): void {
+  if (!calibratedMethod(precision)) precisionFormat(precision);
+}
+
 /** The registry format for a precision name, or undefined for f32; unknown names throw ModelInputError. */
 export function precisionFormat(precision: string): QuantFormat | undefined {
   if (precision === FULL_PRECISION || precision === "fp32") return undefined;
@@ -84,10 +107,14 @@ export interface PrepareOptions {
   /** Carry int4/int8 group and per-channel formats as MatMulNBits (default true); false puts their decoded
    *  values into the graph like every other format (the same numbers, for checking the repacking). */
   matMulNBits?: boolean;
+  /** Each linear layer's input on a calibration text (collectCalibration), for gptq/awq precisions. */
+  calibration?: Map<string, Float32Array>;
 }
 
 /** Encodes every tensor of `weights` at `precision` (see the module comment). */
 export function prepareWeights(weights: DecoderWeights, precision: string, options: PrepareOptions = {}): PreparedWeights {
+  const calibrated = calibratedMethod(precision);
+  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration);
   const nbits = options.matMulNBits ?? true;
   const requested = precisionFormat(precision);
   const tensors = new Map<string, PreparedTensor>();
@@ -183,4 +210,50 @@ export function fallbackSummary(fallbacks: readonly { to: string }[]): string {
   const counts = new Map<string, number>();
   for (const f of fallbacks) counts.set(f.to, (counts.get(f.to) ?? 0) + 1);
   return [...counts].map(([to, n]) => `${n} → ${to}`).join(", ") || "—";
+}
+
+/**
+ * GPTQ or AWQ (src/quant/gptq.ts, awq.ts) on every linear layer of the decoder, from its inputs on a
+ * calibration text, asymmetric with a zero point as their checkpoints store it; their dequantized weights go
+ * into the graph. AWQ's result is q = (quantized W*s) / s, the same function as folding s into the operation
+ * before the layer (x W^T = (x / s)(W s)^T), up to float rounding. Rows the group does not divide are quantized
+ * per channel; the embedding (and the tied head), which these methods leave alone, is kept in f16. Memory is
+ * counted as the lab's int{bits}-asym format of the same grouping.
+ */
+function prepareCalibrated(weights: DecoderWeights, precision: string, m: CalibratedMethod, calibration: Map<string, Float32Array> | undefined): PreparedWeights {
+  if (!calibration) throw new ModelInputError(`${precision} needs calibration activations (the inputs of every linear layer on a calibration text)`);
+  const tensors = new Map<string, PreparedTensor>();
+  const fallbacks: TensorFallback[] = [];
+  let weightBytes = 0;
+  const channelId = `${m.method}${m.bits}-channel`;
+  for (const t of weights.values()) {
+    let prepared: PreparedTensor;
+    const activations = calibration.get(t.name);
+    if (!isQuantizable(t.shape)) prepared = floatTensor(t);
+    else if (!activations) {
+      const reason = `${m.method.toUpperCase()} quantizes the decoder's linear layers only`;
+      prepared = { ...encodeTensor(t, getFormat("f16"), [], false), fallbackReason: reason };
+      fallbacks.push({ tensor: t.name, from: precision, to: "f16", reason });
+    } else {
+      const [rows, cols] = t.shape as [number, number];
+      const shape = { rows, cols };
+      const fits = cols % m.group === 0;
+      const group = fits ? m.group : -1;
+      if (!fits) fallbacks.push({ tensor: t.name, from: precision, to: channelId, reason: `rows of ${cols} weights are not a multiple of the group size ${m.group}` });
+      const stats = calibrationStats(activations, cols, { clipSample: m.method === "awq" });
+      let q: Float32Array;
+      try {
+        q = m.method === "gptq" ? gptqQuantize(t.values, shape, stats, { bits: m.bits, group, sym: false }).q : awqQuantize(t.values, shape, stats, { bits: m.bits, group, zeroPoint: true }).q;
+      } catch (e) {
+        if (isQuantInputError(e)) throw new ModelInputError(`tensor "${t.name}": ${e.message}`);
+        throw e;
+      }
+      const storage = findFormat(`int${m.bits}-asym-${fits ? `g${m.group}` : "channel"}`);
+      const bytes = storage ? storage.encodedBytes(shape) : Math.ceil((rows * cols * m.bits) / 8) + rows * Math.ceil(cols / (fits ? m.group : cols)) * 3;
+      prepared = { name: t.name, shape: t.shape, format: fits ? precision : channelId, bytes, weight: { kind: "float", values: q }, decoded: q };
+    }
+    tensors.set(t.name, prepared);
+    weightBytes += prepared.bytes;
+  }
+  return { precision, tensors, weightBytes, fallbacks };
 }

@@ -89,7 +89,7 @@ export const MODEL_RUN_STRINGS = localized(
   },
 );
 
-const PRECISION_CHOICES = ["f16", "bf16", "int8", "int8-g32", "int4-g32", "int4-asym-g32", "int4-g128", "q8_0", "q6_K", "q5_K", "q4_K", "q3_K", "q2_K", "q4_0", "nf4", "fp4", "fp8-e4m3"];
+const PRECISION_CHOICES = ["f16", "bf16", "int8", "int8-g32", "int4-g32", "int4-asym-g32", "int4-g128", "q8_0", "q6_K", "q5_K", "q4_K", "q3_K", "q2_K", "q4_0", "nf4", "fp4", "fp8-e4m3", "gptq4-g32", "awq4-g32", "gptq4", "awq4"];
 const DEFAULT_CHOSEN = ["f16", "int8", "int4-g32", "q8_0", "q4_K", "q2_K", "nf4"];
 
 export class ModelRunPanel extends LitElement {
