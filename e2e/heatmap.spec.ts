@@ -130,7 +130,8 @@ test("the workshop preset opens the side-by-side view in one click, and its link
   const workspace = page.getByTestId("heatmap-workspace");
   await expect(workspace.getByTestId("heatmap-canvas")).toHaveCount(5, { timeout: 60_000 });
   const formats = await workspace.getByTestId("heatmap-panel").evaluateAll((els) => els.map((e) => e.getAttribute("data-format")));
-  expect(formats).toEqual(["weights", "int8-channel", "int4-g128", "q4_K", "nf4"]);
+  expect(formats).toEqual(["weights", "int8-channel", "int4-g128", "q4_K", "gptq4-g128"]);
+  await expect(workspace.getByTestId("synthetic-calibration")).toHaveCount(1);
 
   // Zoom in once: the link follows.
   const box = (await workspace.getByTestId("heatmap-canvas").nth(1).boundingBox())!;
@@ -139,7 +140,7 @@ test("the workshop preset opens the side-by-side view in one click, and its link
   await expect(page).toHaveURL(/view=\d+,\d+,205,205/, { timeout: 10_000 });
   const link = page.url();
   expect(link).toContain("tensor=model.layers.0.self_attn.q_proj.weight");
-  expect(link).toContain("formats=int8-channel,int4-g128,q4_K,nf4");
+  expect(link).toContain("formats=int8-channel,int4-g128,q4_K,gptq4-g128");
 
   // A second tab opened on the link shows the same tensor, formats and zoom.
   const other = await context.newPage();

@@ -13,6 +13,7 @@ import { FORMATS, getFormat } from "../src/quant/registry.ts";
 import { quantizeTensor, type QuantizeProgress } from "../src/pipeline/quantize-tensor.ts";
 import { heatmapTensor } from "../src/pipeline/heatmap-tensor.ts";
 import { inspectWeight } from "../src/pipeline/inspect-weight.ts";
+import { calibratedMethod } from "../src/pipeline/calibrated-tensor.ts";
 import type { TensorInfo } from "../src/formats/safetensors.ts";
 import type { ModelProgress } from "../src/pipeline/quantize-model.ts";
 import { inputSources } from "./model-input.ts";
@@ -61,6 +62,11 @@ function throttled<P extends { doneBytes: number; totalBytes: number }>(send: ((
     // Not awaited: the page's answer does not matter, and waiting would slow the job.
     void Promise.resolve(send(p)).catch(() => {});
   };
+}
+
+/** A registry format, or a GPTQ/AWQ setting kept by name ("gptq4-g128"). */
+function formatOrCalibrated(id: string) {
+  return calibratedMethod(id) ? id : getFormat(id);
 }
 
 /** Registers a job under its id (a job with the same id is stopped first). */
@@ -187,7 +193,7 @@ const api: QuantWorkerApi = {
     const controller = startJob(request.jobId);
     const { signal } = controller;
     try {
-      const formats = request.formats.map(getFormat);
+      const formats = request.formats.map(formatOrCalibrated);
       const tensor = await tensorOf(request.tensor, signal);
       const gpu = await workerDevice();
       signal.throwIfAborted();
@@ -219,7 +225,7 @@ const api: QuantWorkerApi = {
     try {
       const signal = new AbortController().signal;
       const tensor = await tensorOf(request.tensor, signal);
-      return await inspectWeight(tensor, request.formats.map(getFormat), request.row, request.col, { signal });
+      return await inspectWeight(tensor, request.formats.map(formatOrCalibrated), request.row, request.col, { signal });
     } catch (e) {
       throw toWireError(e);
     }

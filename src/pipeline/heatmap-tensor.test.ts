@@ -16,6 +16,8 @@ import { getFormat } from "../quant/registry.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
 import { gaussian } from "../../test/random.ts";
 import { heatmapTensor } from "./heatmap-tensor.ts";
+import { calibratedTensor } from "./calibrated-tensor.ts";
+import { inspectWeight } from "./inspect-weight.ts";
 import { quantizeTensor } from "./quantize-tensor.ts";
 
 let source: NodeFileSource;
@@ -133,5 +135,33 @@ describe("heatmapTensor histograms and block scales", () => {
       expect(scales[i * 40 + j]).toBe(Math.abs(weightBlock(q40, q, { rows: 172, cols: 64 }, 30 + i, 8 + j)!.scale));
     }
     expect(heatmapValues(f16!.cells, "scale", "max").every((v) => Number.isNaN(v))).toBe(true);
+  });
+});
+
+describe("heatmapTensor with GPTQ / AWQ (synthetic calibration)", () => {
+  it("pools GPTQ's dequantized weights, says the calibration is synthetic, and the hover reads the same values", async () => {
+    const t = tensorOf("model.layers.1.mlp.gate_proj.weight"); // 172 x 64
+    const view = { row0: 0, col0: 0, rows: 172, cols: 64 };
+    const map = await heatmapTensor(t, ["gptq4-g32", getFormat("int4-asym-g32")], view, { cols: 64, rows: 172 });
+    const [, gptq, rtn] = map.panels;
+    if (!gptq!.ok || !rtn!.ok) throw new Error("a panel failed");
+    expect(gptq!.format).toBe("gptq4-g32");
+    expect(gptq!.why).toMatch(/synthetic calibration/);
+    const result = await calibratedTensor(t, "gptq4-g32");
+    const bytes = await source.read(t.offset, t.bytes);
+    const x = new Float32Array(bytes.slice().buffer);
+    const signed = heatmapValues(gptq!.cells, "signed", "mean");
+    expect(signed[5 * 64 + 7]).toBe(Math.fround(result.q[5 * 64 + 7]! - x[5 * 64 + 7]!));
+    // GPTQ's per-group grid: every weight is scale * (code - zero) of its group.
+    const scales = heatmapValues(gptq!.cells, "scale", "max");
+    expect(scales[5 * 64 + 7]).toBe(Math.abs(result.scales[5 * 2 + 0]!));
+    const hover = await inspectWeight(t, ["gptq4-g32"], 5, 7);
+    const h = hover.formats[0]!;
+    if (!h.ok) throw new Error(h.error.message);
+    expect(h.value).toBe(result.q[5 * 64 + 7]);
+    expect(h.block).toMatchObject({ index: 10, size: 32 });
+    // A one-row tensor is no layer to calibrate.
+    const norm = await heatmapTensor(tensorOf("model.norm.weight"), ["gptq4-g32"], { row0: 0, col0: 0, rows: 1, cols: 64 }, { cols: 64, rows: 8 });
+    expect(norm.panels[1]!.ok).toBe(false);
   });
 });

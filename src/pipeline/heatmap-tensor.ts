@@ -30,6 +30,7 @@ import {
   type PiecePartials,
 } from "../quant/heatmap.ts";
 import { weightBlock } from "../quant/block-params.ts";
+import { calibratedTensor } from "./calibrated-tensor.ts";
 import {
   DEFAULT_MAX_WHOLE_TENSOR_BYTES,
   encodesRowsIndependently,
@@ -76,7 +77,9 @@ const DEFAULT_PIECE_BYTES = 8 * 1024 * 1024;
 const MiB = 1024 * 1024;
 
 interface PanelRun {
-  format: QuantFormat | undefined; // undefined: the weights
+  format: QuantFormat | undefined; // undefined: the weights, or a GPTQ/AWQ setting
+  /** A GPTQ/AWQ setting ("gptq4-g128"). */
+  calibratedId?: string;
   acc: HeatmapAccumulator;
   histogram: Float64Array;
   /** Block scales, for formats with blocks. */
@@ -94,7 +97,8 @@ function describeError(e: unknown): string {
 /** Pools the view of `tensor` for the weights and each format; see the module comment. */
 export async function heatmapTensor(
   tensor: TensorInfo,
-  formats: readonly QuantFormat[],
+  /** Registry formats, or GPTQ/AWQ settings by name ("gptq4-g128": src/pipeline/calibrated-tensor.ts). */
+  formats: readonly (QuantFormat | string)[],
   view: HeatmapView,
   canvas: { cols: number; rows: number },
   opts: HeatmapOptions = {},
@@ -104,7 +108,7 @@ export async function heatmapTensor(
   const shape = { rows, cols };
   const grid = heatmapGrid(shape, view, canvas.cols, canvas.rows);
   const maxWhole = opts.maxWholeTensorBytes ?? DEFAULT_MAX_WHOLE_TENSOR_BYTES;
-  const ggmlOnCpu = device && formats.some((f) => f.family === "gguf") ? await whyNotGgmlOnGpu(device) : undefined;
+  const ggmlOnCpu = device && formats.some((f) => typeof f !== "string" && f.family === "gguf") ? await whyNotGgmlOnGpu(device) : undefined;
   let pooler: GpuHeatmapPooler | undefined;
   if (device) {
     try {
@@ -121,7 +125,15 @@ export async function heatmapTensor(
     return run;
   };
   const runs: PanelRun[] = [newRun(undefined)];
+  const calibrated: PanelRun[] = [];
   for (const format of formats) {
+    if (typeof format === "string") {
+      const run: PanelRun = { format: undefined, calibratedId: format, acc: new HeatmapAccumulator(grid), histogram: new Float64Array(HISTOGRAM_BINS), rowsOnGpu: 0 };
+      run.scales = new ScaleAccumulator(run.acc.cells);
+      runs.push(run);
+      calibrated.push(run);
+      continue;
+    }
     const run = newRun(format);
     const check = format.checkRowLength(cols);
     if (!check.ok) {
@@ -155,7 +167,7 @@ export async function heatmapTensor(
   const pieceRows = Math.max(1, Math.floor((opts.pieceBytes ?? DEFAULT_PIECE_BYTES) / (cols * 4)));
   const rowWise = runs.filter((r) => r.format && !r.failure && encodesRowsIndependently(r.format));
   const whole = runs.filter((r) => r.format && !r.failure && !encodesRowsIndependently(r.format));
-  const totalWork = view.rows * (1 + rowWise.length) + rows * whole.length;
+  const totalWork = view.rows * (1 + rowWise.length) + rows * (whole.length + calibrated.length);
   let done = 0;
   const progress = (work: number) => {
     done += work;
@@ -185,14 +197,19 @@ export async function heatmapTensor(
         progress(rows);
       }
     }
+    // GPTQ / AWQ: the whole tensor, with synthetic calibration.
+    for (const run of calibrated) {
+      await calibratedPanel(run, tensor, cols, view, pool, signal);
+      progress(rows);
+    }
   } finally {
     for (const run of runs) run.gpu?.destroy();
   }
 
   const panels = runs.map((run): HeatmapPanel => {
-    const format = run.format?.id ?? "weights";
+    const format = run.format?.id ?? run.calibratedId ?? "weights";
     if (run.failure) return { format, ok: false, error: run.failure };
-    const onGpu = run.format ? run.rowsOnGpu > 0 && !run.why : pooler !== undefined;
+    const onGpu = run.format || run.calibratedId ? run.rowsOnGpu > 0 && !run.why : pooler !== undefined;
     const panel: HeatmapPanel = { format, ok: true, ranOn: onGpu ? "gpu" : "cpu", cells: run.acc.cells, histogram: run.histogram };
     if (!onGpu && run.why) panel.why = run.why;
     return panel;
@@ -252,6 +269,36 @@ async function encodePiece(
       run.scales.addRow(r, along, (c) => weightBlock(format, bytes, shape, r - chunk.firstRow, c)!.scale);
     }
   }
+}
+
+/** A GPTQ/AWQ panel: the method on the whole tensor (CPU reference, synthetic calibration), pooled against the weights. */
+async function calibratedPanel(
+  run: PanelRun,
+  tensor: TensorInfo,
+  cols: number,
+  view: HeatmapView,
+  pool: (x: Float32Array, y: Float32Array, firstRow: number, n: number) => Promise<PiecePartials | undefined>,
+  signal?: AbortSignal,
+): Promise<void> {
+  let result;
+  try {
+    result = await calibratedTensor(tensor, run.calibratedId!, signal);
+  } catch (e) {
+    if (!isQuantInputError(e)) throw e;
+    run.failure = { problem: e.problem, message: e.withTensor(tensor.name).message };
+    return;
+  }
+  const rows = result.q.length / cols;
+  const x = new Float32Array(rows * cols);
+  for await (const c of readTensorRows(tensor, { signal })) x.set(c.values, c.firstRow * cols);
+  const partials = await pool(x, result.q, 0, rows);
+  if (partials) run.acc.add(partials);
+  forViewRows(view, 0, rows, cols, (at, n) => addToHistogram(run.histogram, x.subarray(at, at + n), result.q.subarray(at, at + n)));
+  const size = result.group > 0 ? result.group : cols;
+  for (let r = view.row0; r < view.row0 + view.rows; r++) {
+    run.scales!.addRow(r, size, (c) => result.scales[r * result.nGroups + Math.floor(c / size)]!);
+  }
+  run.why = `${result.method.method.toUpperCase()} ran on the CPU reference with synthetic calibration (${result.calibration.tokens} tokens of random activations with outlier channels, not the model's)`;
 }
 
 /** Calls fn(offset, length) for each row of a piece inside the view: the view's columns of that row. */

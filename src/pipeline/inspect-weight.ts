@@ -10,6 +10,7 @@ import type { TensorInfo } from "../formats/safetensors.ts";
 import { weightBlock, type WeightBlock } from "../quant/block-params.ts";
 import { assertFinite, isQuantInputError } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
+import { calibratedTensor } from "./calibrated-tensor.ts";
 import { DEFAULT_MAX_WHOLE_TENSOR_BYTES, encodesRowsIndependently, type FormatFailure } from "./quantize-tensor.ts";
 
 export type WeightUnderFormat =
@@ -42,7 +43,8 @@ async function readRows(t: TensorInfo, cols: number, firstRow: number, rowCount:
 /** The weight at (row, col) of `tensor` and what each format makes of it. */
 export async function inspectWeight(
   tensor: TensorInfo,
-  formats: readonly QuantFormat[],
+  /** Registry formats, or GPTQ/AWQ settings by name (src/pipeline/calibrated-tensor.ts). */
+  formats: readonly (QuantFormat | string)[],
   row: number,
   col: number,
   opts: { signal?: AbortSignal; imatrix?: Float32Array; maxWholeTensorBytes?: number } = {},
@@ -55,6 +57,10 @@ export async function inspectWeight(
   const value = x[col]!;
   const out: WeightUnderFormat[] = [];
   for (const format of formats) {
+    if (typeof format === "string") {
+      out.push(await underCalibrated(tensor, format, row, col, cols, value, opts.signal));
+      continue;
+    }
     const check = format.checkRowLength(cols);
     if (!check.ok) {
       out.push({ format: format.id, ok: false, error: { problem: "row-length", message: `tensor "${tensor.name}": ${check.reason}`, fallback: check.fallback } });
@@ -72,6 +78,27 @@ export async function inspectWeight(
     }
   }
   return { tensor: tensor.name, row, col, value, formats: out };
+}
+
+async function underCalibrated(tensor: TensorInfo, id: string, row: number, col: number, cols: number, x: number, signal?: AbortSignal): Promise<WeightUnderFormat> {
+  try {
+    const r = await calibratedTensor(tensor, id, signal);
+    const y = r.q[row * cols + col]!;
+    const size = r.group > 0 ? r.group : cols;
+    const g = Math.floor(col / size);
+    const scale = r.scales[row * r.nGroups + g]!;
+    const block: WeightBlock = {
+      index: row * r.nGroups + g,
+      size,
+      scale,
+      min: Math.fround(-r.zeros[row * r.nGroups + g]! * scale),
+      scaleName: r.method.method === "awq" ? "group scale of W·s (AWQ)" : "group scale",
+    };
+    return { format: id, ok: true, value: y, error: Math.fround(y - x), block };
+  } catch (e) {
+    if (!isQuantInputError(e)) throw e;
+    return { format: id, ok: false, error: { problem: e.problem, message: e.withTensor(tensor.name).message } };
+  }
 }
 
 function underRowFormat(format: QuantFormat, x: Float32Array, row: number, col: number, cols: number, tensorName: string, imatrix?: Float32Array): WeightUnderFormat {

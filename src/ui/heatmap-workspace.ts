@@ -22,6 +22,7 @@ import {
 } from "../quant/heatmap.ts";
 import type { FormatChoice, HeatmapPanel, TensorHeatmap, WeightInspection } from "../../workers/quant-worker-api.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
+import { CALIBRATED_CHOICES, calibratedMethod } from "../pipeline/calibrated-tensor.ts";
 import { colourTable, cssGradient, NON_FINITE_RGB, type ColourMapName } from "./heatmap-colors.ts";
 import type { LabClient } from "./lab-client.ts";
 import { panelStyles } from "./styles.ts";
@@ -46,6 +47,8 @@ const ZH_SCALE_NAMES: Record<string, string> = {
   "SCB (row absmax; y = q·SCB/127)": "SCB（行绝对值最大值；y = q·SCB/127）",
   "absmax of the 64-block": "64 权重块的绝对值最大值",
   "absmax of the 64-block (double-quantized)": "64 权重块的绝对值最大值（双重量化）",
+  "group scale": "分组缩放因子",
+  "group scale of W·s (AWQ)": "W·s 的分组缩放因子（AWQ）",
 };
 
 const TEXT = localized(
@@ -68,6 +71,9 @@ const TEXT = localized(
     nonFinite: (n: number) => `${n} non-finite cell${n === 1 ? "" : "s"}`,
     ranOnCpu: "CPU reference",
     ranOnGpu: "GPU",
+    calibratedGroup: "GPTQ / AWQ (synthetic calibration)",
+    synthetic: "synthetic calibration",
+    syntheticWhy: "Calibrated on synthetic activations (random, with a few high-variance channels), not on the model's own layer inputs: run the model for real ones.",
     cannot: "Cannot quantize this tensor:",
     fallback: (f: string) => `llama.cpp would use ${f} instead.`,
     hoverRow: "row",
@@ -110,6 +116,9 @@ const TEXT = localized(
     nonFinite: (n: number) => `${n} 个非有限值单元格`,
     ranOnCpu: "CPU 参考实现",
     ranOnGpu: "GPU",
+    calibratedGroup: "GPTQ / AWQ（合成校准数据）",
+    synthetic: "合成校准数据",
+    syntheticWhy: "使用合成激活值（随机生成，含少数高方差通道）校准，而不是模型本身的层输入：运行模型可获得真实激活值。",
     cannot: "无法量化此张量：",
     fallback: (f: string) => `llama.cpp 会改用 ${f}。`,
     hoverRow: "行",
@@ -297,6 +306,14 @@ export class HeatmapWorkspace extends LitElement {
       .tooltip td:first-child {
         text-align: left;
       }
+      .synthetic {
+        font-size: 0.7rem;
+        font-weight: 700;
+        padding: 0 0.4rem;
+        border-radius: 999px;
+        background: var(--ql-warn-bg);
+        color: var(--ql-warn);
+      }
       .plot {
         position: relative;
         width: 320px;
@@ -377,7 +394,7 @@ export class HeatmapWorkspace extends LitElement {
       if (tensor !== this.tensor) return;
       this.choices = choices;
       const fits = (id: string) => choices.some((c) => c.id === id && !c.rowLengthProblem);
-      const known = (f: string) => choices.some((c) => c.id === f);
+      const known = (f: string) => choices.some((c) => c.id === f) || calibratedMethod(f) !== undefined;
       const initial = this.initial !== this.appliedInitial ? this.initial : undefined;
       this.appliedInitial = this.initial;
       const keep = (initial?.formats ?? this.formats).filter(known).slice(0, MAX_FORMATS);
@@ -636,6 +653,9 @@ export class HeatmapWorkspace extends LitElement {
           >
             <option value="" ?selected=${current === ""}>${t.none}</option>
             ${choices.map((c) => html`<option value=${c.id} ?selected=${c.id === current}>${c.id}${c.rowLengthProblem ? " ⚠" : ""}</option>`)}
+            <optgroup label=${t.calibratedGroup}>
+              ${CALIBRATED_CHOICES.map((id) => html`<option value=${id} ?selected=${id === current}>${id}</option>`)}
+            </optgroup>
           </select>
           ${current ? html`<ql-explain topic=${current}></ql-explain>` : nothing}</span
         >`,
@@ -709,7 +729,8 @@ export class HeatmapWorkspace extends LitElement {
     return html`<figure data-testid="heatmap-panel" data-format=${panel.format}>
       <figcaption>
         <strong>${title} ${i > 0 ? html`<ql-explain topic=${panel.format}></ql-explain>` : nothing}</strong>
-        <span title=${panel.why ?? ""}>${panel.ranOn === "gpu" ? t.ranOnGpu : t.ranOnCpu}</span>
+        <span title=${panel.why ?? ""} translate="no">${panel.ranOn === "gpu" ? t.ranOnGpu : t.ranOnCpu}</span>
+        ${calibratedMethod(panel.format) ? html`<span class="synthetic" data-testid="synthetic-calibration" title=${t.syntheticWhy}>${t.synthetic}</span>` : nothing}
         <span class="export">
           <button type="button" title=${t.exportTitle(t.exportPng)} @click=${() => this.exportPng(i)}>${t.exportPng}</button>
           <button type="button" title=${t.exportTitle(t.exportCsv)} @click=${() => this.exportNumbers(i, "csv")}>${t.exportCsv}</button>

@@ -370,7 +370,7 @@ export class LabApp extends LitElement {
 
   /**
    * The workshop preset: the demo shard (rows of 256, so the K-quants take it), one attention projection, int8
-   * next to int4, Q4_K and NF4 in the heatmap view, so a presenter starts in seconds.
+   * next to int4, Q4_K and GPTQ (synthetic calibration) in the heatmap view, so a presenter starts in seconds.
    */
   async workshop(): Promise<void> {
     if (!(await this.openDemo())) return;
@@ -615,7 +615,7 @@ export class LabApp extends LitElement {
 }
 
 const WORKSHOP_TENSOR = "model.layers.0.self_attn.q_proj.weight";
-const WORKSHOP_FORMATS = ["int8-channel", "int4-g128", "q4_K", "nf4"];
+const WORKSHOP_FORMATS = ["int8-channel", "int4-g128", "q4_K", "gptq4-g128"];
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

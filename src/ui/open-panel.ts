@@ -15,7 +15,7 @@ const TEXT = localized(
     openUrl: "Open URL",
     demo: "Demo",
     workshop: "Workshop",
-    workshopTitle: "Opens the demo, one layer, and int8 / int4 / Q4_K / NF4 side by side in the heatmaps",
+    workshopTitle: "Opens the demo, one layer, and int8 / int4 / Q4_K / GPTQ side by side in the heatmaps",
   },
   {
     chooseFiles: "选择文件…",
@@ -25,7 +25,7 @@ const TEXT = localized(
     openUrl: "打开 URL",
     demo: "演示",
     workshop: "工作坊",
-    workshopTitle: "打开演示模型的一层，并在热力图中并排比较 int8 / int4 / Q4_K / NF4",
+    workshopTitle: "打开演示模型的一层，并在热力图中并排比较 int8 / int4 / Q4_K / GPTQ",
   },
 );
 
