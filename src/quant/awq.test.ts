@@ -5,24 +5,16 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { awqGptqQuantize, awqQuantize } from "./awq.ts";
-import { calibrationStats, type CalibrationStats } from "./hessian.ts";
+import { calibrationStats } from "./hessian.ts";
 import { relOutputErrorGram } from "./output-error.ts";
-import { ERR_CALIB_RATIO_BAR, goldenF32, goldenGptqAwqManifest, goldenLayer, type GoldenLayer } from "../../test/gptq-awq-golden.ts";
-import { readGoldenFile } from "../../test/gptq-awq-golden-node.ts";
+import { ERR_CALIB_RATIO_BAR, goldenF32 } from "../../test/gptq-awq-golden.ts";
+import { goldenLayerWithStats, goldenManifestNode, readGoldenFile } from "../../test/gptq-awq-golden-node.ts";
 import { expectThrowsQuant } from "../../test/quant-errors.ts";
 import { gaussian } from "../../test/random.ts";
 
 const fr = Math.fround;
-const manifest = await goldenGptqAwqManifest(readGoldenFile);
-const layers = new Map<string, Promise<{ layer: GoldenLayer; stats: CalibrationStats }>>();
-function layerOf(name: string) {
-  let p = layers.get(name);
-  if (!p) {
-    p = goldenLayer(readGoldenFile, manifest, name).then((layer) => ({ layer, stats: calibrationStats(layer.x, layer.c.in_features) }));
-    layers.set(name, p);
-  }
-  return p;
-}
+const manifest = await goldenManifestNode;
+const layerOf = goldenLayerWithStats;
 
 const table: string[] = [];
 afterAll(() =>

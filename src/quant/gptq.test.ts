@@ -5,23 +5,15 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { dequantizeGrouped, gptqQuantize, gptqRtn } from "./gptq.ts";
-import { calibrationStats, type CalibrationStats } from "./hessian.ts";
+import { calibrationStats } from "./hessian.ts";
 import { relOutputError, relOutputErrorGram } from "./output-error.ts";
-import { ERR_CALIB_RATIO_BAR, goldenArray, goldenGptqAwqManifest, goldenLayer, type GoldenLayer } from "../../test/gptq-awq-golden.ts";
-import { readGoldenFile } from "../../test/gptq-awq-golden-node.ts";
+import { ERR_CALIB_RATIO_BAR, goldenArray } from "../../test/gptq-awq-golden.ts";
+import { goldenLayerWithStats, goldenManifestNode, readGoldenFile } from "../../test/gptq-awq-golden-node.ts";
 import { expectThrowsQuant } from "../../test/quant-errors.ts";
 import { gaussian } from "../../test/random.ts";
 
-const manifest = await goldenGptqAwqManifest(readGoldenFile);
-const layers = new Map<string, Promise<{ layer: GoldenLayer; stats: CalibrationStats }>>();
-function layerOf(name: string) {
-  let p = layers.get(name);
-  if (!p) {
-    p = goldenLayer(readGoldenFile, manifest, name).then((layer) => ({ layer, stats: calibrationStats(layer.x, layer.c.in_features) }));
-    layers.set(name, p);
-  }
-  return p;
-}
+const manifest = await goldenManifestNode;
+const layerOf = goldenLayerWithStats;
 
 const table: string[] = [];
 afterAll(() => console.log(["GPTQ err_calib: ours vs reference", "case / id                                      ours         reference    ratio", ...table].join("\n")));
