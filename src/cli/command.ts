@@ -1,4 +1,7 @@
 /** What every CLI command provides, and the exit codes they share. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig["options"]>;
 
 export const EXIT = {
   ok: 0,
@@ -24,4 +27,29 @@ export interface Command {
   details: string;
   /** `args` are the words after the command name; `--help` never reaches here. */
   run(args: string[], io: CliIO): Promise<number>;
+}
+
+/** Prints a usage error for `command` (one line, then its usage) and gives the exit code. */
+export function usageError(command: Pick<Command, "name" | "usage">, io: CliIO, message: string): number {
+  io.err(`quantlab ${command.name}: ${message.replace(/\s*\n\s*/g, " ")}\nUsage: ${command.usage}\n`);
+  return EXIT.usage;
+}
+
+/**
+ * The command line of `command` parsed strictly (node:util parseArgs); on a usage error prints it (usageError)
+ * and gives undefined.
+ */
+export function parseCommandArgs<const O extends ParseArgsOptionsConfig>(
+  command: Pick<Command, "name" | "usage">,
+  args: string[],
+  options: O,
+  io: CliIO,
+  allowPositionals = true,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (e) {
+    usageError(command, io, (e as Error).message);
+    return undefined;
+  }
 }

@@ -5,7 +5,6 @@
  */
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { formatBytes, formatMeasure, formatShare } from "../common/format.ts";
 import { isFormatError } from "../formats/errors.ts";
 import { isModelInputError, ModelInputError } from "../model/architecture.ts";
@@ -15,7 +14,7 @@ import { checkPrecision, fallbackSummary } from "../model/precision.ts";
 import { tokenPicker, type Sampling } from "../model/sampling.ts";
 import type { OrtModule } from "../model/session.ts";
 import { loadModelDir } from "../node/model-dir.ts";
-import { EXIT, type CliIO, type Command } from "./command.ts";
+import { EXIT, parseCommandArgs, usageError, type CliIO, type Command } from "./command.ts";
 import { table } from "./quantize.ts";
 
 export const DEFAULT_PRECISIONS = "f32,f16,int8,int4-g32,q8_0,q4_K,nf4";
@@ -97,10 +96,6 @@ function failure(command: string, io: CliIO, e: unknown): number {
   return EXIT.failure;
 }
 
-function usageError(command: Command, io: CliIO, message: string): number {
-  io.err(`quantlab ${command.name}: ${message}\nUsage: ${command.usage}\n`);
-  return EXIT.usage;
-}
 
 function positiveInt(value: string | undefined, option: string): number | undefined {
   if (value === undefined) return undefined;
@@ -134,16 +129,13 @@ export const evalCommand: Command = {
     "Example: quantlab eval ../shared/models/stories260K --precisions f32,q8_0,q4_K,q2_K",
   ].join("\n"),
   async run(args, io) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: { precisions: { type: "string" }, text: { type: "string" }, calibration: { type: "string" }, tokens: { type: "string" }, json: { type: "boolean" } },
-      });
-    } catch (e) {
-      return usageError(evalCommand, io, (e as Error).message);
-    }
+    const parsed = parseCommandArgs(
+      evalCommand,
+      args,
+      { precisions: { type: "string" }, text: { type: "string" }, calibration: { type: "string" }, tokens: { type: "string" }, json: { type: "boolean" } },
+      io,
+    );
+    if (!parsed) return EXIT.usage;
     const [dir, ...extra] = parsed.positionals;
     if (!dir || extra.length > 0) return usageError(evalCommand, io, dir ? `unexpected argument "${extra[0]}"` : "give a MODEL_DIR");
     try {
@@ -183,23 +175,20 @@ export const generateCommand: Command = {
     "  --temperature T    sample at temperature T instead, seeded with --seed S (default 0)",
   ].join("\n"),
   async run(args, io) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
-          precision: { type: "string" },
+    const parsed = parseCommandArgs(
+      generateCommand,
+      args,
+      {
+        precision: { type: "string" },
           prompt: { type: "string" },
           tokens: { type: "string" },
           greedy: { type: "boolean" },
           temperature: { type: "string" },
           seed: { type: "string" },
-        },
-      });
-    } catch (e) {
-      return usageError(generateCommand, io, (e as Error).message);
-    }
+      },
+      io,
+    );
+    if (!parsed) return EXIT.usage;
     const [dir] = parsed.positionals;
     const { values } = parsed;
     if (!dir) return usageError(generateCommand, io, "give a MODEL_DIR");

@@ -5,14 +5,13 @@
  */
 import { open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { isFormatError } from "../formats/errors.ts";
 import { openModel } from "../formats/model.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import { exportGguf, isExportError, planGgufExport } from "../pipeline/export-gguf.ts";
 import { parseImatrix } from "../formats/imatrix.ts";
 import { formatBytes } from "../common/format.ts";
-import { EXIT, type Command } from "./command.ts";
+import { EXIT, parseCommandArgs, type Command } from "./command.ts";
 
 async function readJson(file: string, required: boolean): Promise<unknown> {
   let text: string;
@@ -55,18 +54,13 @@ export const exportCommand: Command = {
     "  npx quantlab export ../shared/models/stories260K --to gguf --type Q4_K_M --out stories.gguf",
   ].join("\n"),
   async run(args, io) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        options: { to: { type: "string" }, type: { type: "string" }, out: { type: "string" }, imatrix: { type: "string" } },
-        allowPositionals: true,
-        strict: true,
-      });
-    } catch (e) {
-      io.err(`quantlab export: ${(e as Error).message}\nUsage: ${exportCommand.usage}\n`);
-      return EXIT.usage;
-    }
+    const parsed = parseCommandArgs(
+      exportCommand,
+      args,
+      { to: { type: "string" }, type: { type: "string" }, out: { type: "string" }, imatrix: { type: "string" } },
+      io,
+    );
+    if (!parsed) return EXIT.usage;
     const { to, type, out, imatrix: imatrixFile } = parsed.values;
     const dir = parsed.positionals[0];
     if (!dir || !type || !out || parsed.positionals.length > 1) {

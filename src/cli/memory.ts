@@ -4,7 +4,6 @@
  * answer out as text or JSON.
  */
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { formatBytes, formatCount } from "../common/format.ts";
 import { isMemoryInputError, MemoryInputError, parseConfigText, type ModelConfig } from "../memory/config.ts";
 import {
@@ -25,7 +24,7 @@ import { DEFAULT_GPU, resolveGpu } from "../memory/gpus.ts";
 import { PRESETS, findPreset, presetConfig } from "../memory/presets.ts";
 import { resolvePrecision } from "../memory/precision.ts";
 import { modelTensors } from "../memory/tensors.ts";
-import { EXIT, type CliIO, type Command } from "./command.ts";
+import { EXIT, parseCommandArgs, type CliIO, type Command } from "./command.ts";
 
 /** The models and types of the GGUF size table (issue 7). */
 export const GGUF_TABLE_MODELS = ["qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b"];
@@ -166,34 +165,30 @@ export const memoryCommand: Command = {
     "  npx quantlab memory --config ../shared/models/stories260K/config.json --precision fp16 --train adamw --seq 512",
   ].join("\n"),
   async run(args, io) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          config: { type: "string" },
-          precision: { type: "string" },
-          context: { type: "string" },
-          batch: { type: "string" },
-          framework: { type: "string" },
-          "gpu-layers": { type: "string" },
-          "kv-cache": { type: "string" },
-          "gpu-memory-utilization": { type: "string" },
-          gpu: { type: "string" },
-          train: { type: "string" },
-          seq: { type: "string" },
-          recompute: { type: "string" },
-          "lora-rank": { type: "string" },
-          json: { type: "boolean" },
-          "gguf-table": { type: "boolean" },
-        },
-        allowPositionals: false,
-        strict: true,
-      });
-    } catch (e) {
-      io.err(`quantlab memory: ${(e as Error).message.replace(/\s*\n\s*/g, " ")}\nUsage: ${memoryCommand.usage}\n`);
-      return EXIT.usage;
-    }
+    const parsed = parseCommandArgs(
+      memoryCommand,
+      args,
+      {
+        config: { type: "string" },
+        precision: { type: "string" },
+        context: { type: "string" },
+        batch: { type: "string" },
+        framework: { type: "string" },
+        "gpu-layers": { type: "string" },
+        "kv-cache": { type: "string" },
+        "gpu-memory-utilization": { type: "string" },
+        gpu: { type: "string" },
+        train: { type: "string" },
+        seq: { type: "string" },
+        recompute: { type: "string" },
+        "lora-rank": { type: "string" },
+        json: { type: "boolean" },
+        "gguf-table": { type: "boolean" },
+      },
+      io,
+      false,
+    );
+    if (!parsed) return EXIT.usage;
     const v = parsed.values;
     try {
       if (v["gguf-table"]) {
