@@ -123,9 +123,12 @@ test("the whole lab in Simplified Chinese: no English label left; explanations i
   await expect(page).toHaveURL(/lang=zh-CN/);
   await expect(page.getByTestId("tab-quantize")).toHaveText("量化");
 
-  // The same explanation, now in Chinese.
-  await q4K.getByTestId("explain-button").click();
-  await expect(q4KPopover).toBeVisible();
+  // The same explanation, now in Chinese. (The panel re-renders after the switch and a click that lands
+  // during it can be lost with the old button: click again until the popover shows.)
+  await expect(async () => {
+    if (!(await q4KPopover.isVisible())) await q4K.getByTestId("explain-button").click();
+    await expect(q4KPopover).toBeVisible({ timeout: 2_000 });
+  }).toPass({ timeout: 15_000 });
   await expect(q4KPopover).toContainText("超级块包含 256 个权重");
   await expect(q4KPopover).toContainText("每权重比特数 4.5");
   await screenshot(page, testInfo, "explain-zh");

@@ -83,3 +83,12 @@ export async function goldenLayer(read: ReadGolden, manifest: GoldenGptqAwq, nam
 
 /** The issue's bar: ours at most 1.02x the reference's err_calib. */
 export const ERR_CALIB_RATIO_BAR = 1.02;
+
+/** Reads the golden files through the browser-mode test server (vitest serves ../shared under /@fs). */
+export function fetchGoldenFile(sharedDir: string): ReadGolden {
+  return async (relative) => {
+    const response = await fetch(`/@fs${sharedDir}/${GPTQ_AWQ_GOLDEN}/${relative}`);
+    if (!response.ok) throw new Error(`fetching ${GPTQ_AWQ_GOLDEN}/${relative}: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  };
+}

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { useLabDevice } from "../../test/gpu-device.ts";
 import { gaussian } from "../../test/random.ts";
-import { ERR_CALIB_RATIO_BAR, goldenGptqAwqManifest, goldenLayer, GPTQ_AWQ_GOLDEN, type ReadGolden } from "../../test/gptq-awq-golden.ts";
+import { ERR_CALIB_RATIO_BAR, fetchGoldenFile, goldenGptqAwqManifest, goldenLayer } from "../../test/gptq-awq-golden.ts";
 import { gpuGptqQuantize, gpuMatmul, gpuUpperCholeskyOfInverse, GpuHessian } from "./gptq.ts";
 import { readBack } from "./buffers.ts";
 import { calibrationStats, clipSampleStep, hessian } from "../quant/hessian.ts";
@@ -15,12 +15,7 @@ import { upperCholeskyOfInverse } from "../quant/cholesky.ts";
 import { relOutputErrorGram } from "../quant/output-error.ts";
 
 const gpu = useLabDevice();
-const sharedDir = inject("sharedDir");
-const read: ReadGolden = async (relative) => {
-  const response = await fetch(`/@fs${sharedDir}/${GPTQ_AWQ_GOLDEN}/${relative}`);
-  if (!response.ok) throw new Error(`fetching ${GPTQ_AWQ_GOLDEN}/${relative}: HTTP ${response.status}`);
-  return response.arrayBuffer();
-};
+const read = fetchGoldenFile(inject("sharedDir"));
 const manifest = await goldenGptqAwqManifest(read);
 
 function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -12,7 +12,7 @@ import { GPUS, resolveGpu } from "../memory/gpus.ts";
 import { compareMeasurements, LONG_TEXT_TOKENS, MEASURED_VLLM_UTILIZATION } from "../memory/measurements.ts";
 import { PRESETS, presetConfig } from "../memory/presets.ts";
 import { resolvePrecision } from "../memory/precision.ts";
-import { panelStyles } from "./styles.ts";
+import { filePickerStyles, panelStyles } from "./styles.ts";
 import { LangController, localized } from "./i18n.ts";
 
 /** Every string the panel shows, in one place. */
@@ -133,6 +133,7 @@ export class MemoryPanel extends LitElement {
 
   static override styles = [
     panelStyles,
+    filePickerStyles,
     css`
       label {
         display: flex;
@@ -143,19 +144,7 @@ export class MemoryPanel extends LitElement {
         align-items: center;
       }
       label.file {
-        cursor: pointer;
-        color: var(--ql-accent);
         justify-content: flex-start;
-      }
-      label.file:focus-within {
-        outline: 2px solid var(--ql-accent);
-      }
-      /* The browser's own file button speaks the browser's language, not the lab's: the label is the button. */
-      input[type="file"] {
-        position: absolute;
-        width: 1px;
-        height: 1px;
-        opacity: 0;
       }
       select,
       input[type="range"] {

@@ -15,7 +15,7 @@ import type { ExecutionProvider } from "../model/session.ts";
 import type { EvaluationResult, GenerationResult, ModelRunWorkerApi, RunProgress } from "../../workers/model-run-worker-api.ts";
 import { CancelledError, fromWireError } from "../../workers/wire-error.ts";
 import { LangController, localized } from "./i18n.ts";
-import { panelStyles } from "./styles.ts";
+import { filePickerStyles, panelStyles } from "./styles.ts";
 
 /** Every string the panel shows, in both languages (src/ui/i18n.ts). */
 export const MODEL_RUN_STRINGS = localized(
@@ -136,6 +136,7 @@ export class ModelRunPanel extends LitElement {
 
   static override styles = [
     panelStyles,
+    filePickerStyles,
     css`
       .row {
         display: flex;
@@ -197,20 +198,6 @@ export class ModelRunPanel extends LitElement {
         white-space: pre-wrap;
         background: var(--ql-code-bg, #f4f4f6);
         padding: 0.4rem;
-      }
-      label.file {
-        cursor: pointer;
-        color: var(--ql-accent);
-      }
-      label.file:focus-within {
-        outline: 2px solid var(--ql-accent);
-      }
-      /* The browser's own file button speaks the browser's language, not the lab's: the label is the button. */
-      input[type="file"] {
-        position: absolute;
-        width: 1px;
-        height: 1px;
-        opacity: 0;
       }
       .error {
         color: #b00020;

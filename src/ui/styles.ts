@@ -61,3 +61,23 @@ export const figureTableStyles = css`
     font-family: var(--ql-mono);
   }
 `;
+
+/**
+ * A file picker drawn as its label (`<label class="file">text<input type="file"></label>`): the browser's own
+ * file button speaks the browser's language, not the lab's.
+ */
+export const filePickerStyles = css`
+  label.file {
+    cursor: pointer;
+    color: var(--ql-accent);
+  }
+  label.file:focus-within {
+    outline: 2px solid var(--ql-accent);
+  }
+  input[type="file"] {
+    position: absolute;
+    width: 1px;
+    height: 1px;
+    opacity: 0;
+  }
+`;
