@@ -109,12 +109,14 @@ export interface PrepareOptions {
   matMulNBits?: boolean;
   /** Each linear layer's input on a calibration text (collectCalibration), for gptq/awq precisions. */
   calibration?: Map<string, Float32Array>;
+  /** gptq/awq precisions: tensors kept float32 as given (what an export leaves unconverted), by name. */
+  keepFloat?: ReadonlySet<string>;
 }
 
 /** Encodes every tensor of `weights` at `precision` (see the module comment). */
 export function prepareWeights(weights: DecoderWeights, precision: string, options: PrepareOptions = {}): PreparedWeights {
   const calibrated = calibratedMethod(precision);
-  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration);
+  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration, options.keepFloat);
   const nbits = options.matMulNBits ?? true;
   const requested = precisionFormat(precision);
   const tensors = new Map<string, PreparedTensor>();
@@ -212,6 +214,11 @@ export function fallbackSummary(fallbacks: readonly { to: string }[]): string {
   return [...counts].map(([to, n]) => `${n} → ${to}`).join(", ") || "—";
 }
 
+/** The group a calibrated method uses on rows of `cols` weights: the requested one where it divides them, else -1 (per channel). */
+export function calibratedGroup(cols: number, group: number): number {
+  return group !== -1 && cols % group === 0 ? group : -1;
+}
+
 /**
  * GPTQ or AWQ (src/quant/gptq.ts, awq.ts) on every linear layer of the decoder, from its inputs on a
  * calibration text, asymmetric with a zero point as their checkpoints store it; their dequantized weights go
@@ -220,7 +227,13 @@ export function fallbackSummary(fallbacks: readonly { to: string }[]): string {
  * per channel; the embedding (and the tied head), which these methods leave alone, is kept in f16. Memory is
  * counted as the lab's int{bits}-asym format of the same grouping.
  */
-function prepareCalibrated(weights: DecoderWeights, precision: string, m: CalibratedMethod, calibration: Map<string, Float32Array> | undefined): PreparedWeights {
+function prepareCalibrated(
+  weights: DecoderWeights,
+  precision: string,
+  m: CalibratedMethod,
+  calibration: Map<string, Float32Array> | undefined,
+  keepFloat: ReadonlySet<string> = new Set(),
+): PreparedWeights {
   if (!calibration) throw new ModelInputError(`${precision} needs calibration activations (the inputs of every linear layer on a calibration text)`);
   const tensors = new Map<string, PreparedTensor>();
   const fallbacks: TensorFallback[] = [];
@@ -229,7 +242,7 @@ function prepareCalibrated(weights: DecoderWeights, precision: string, m: Calibr
   for (const t of weights.values()) {
     let prepared: PreparedTensor;
     const activations = calibration.get(t.name);
-    if (!isQuantizable(t.shape)) prepared = floatTensor(t);
+    if (!isQuantizable(t.shape) || keepFloat.has(t.name)) prepared = floatTensor(t);
     else if (!activations) {
       const reason = `${m.method.toUpperCase()} quantizes the decoder's linear layers only`;
       prepared = { ...encodeTensor(t, getFormat("f16"), [], false), fallbackReason: reason };
@@ -237,8 +250,8 @@ function prepareCalibrated(weights: DecoderWeights, precision: string, m: Calibr
     } else {
       const [rows, cols] = t.shape as [number, number];
       const shape = { rows, cols };
-      const fits = cols % m.group === 0;
-      const group = fits ? m.group : -1;
+      const group = calibratedGroup(cols, m.group);
+      const fits = group !== -1;
       if (!fits) fallbacks.push({ tensor: t.name, from: precision, to: channelId, reason: `rows of ${cols} weights are not a multiple of the group size ${m.group}` });
       const stats = calibrationStats(activations, cols, { clipSample: m.method === "awq" });
       let q: Float32Array;

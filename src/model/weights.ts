@@ -3,7 +3,7 @@
  * and checked against the shapes config.json implies, so a mismatch is reported by name before any graph
  * is built.
  */
-import { decodeToF32 } from "../formats/dtypes.ts";
+import { decodeToF32, type DType } from "../formats/dtypes.ts";
 import { readTensorBytes, type OpenedModel } from "../formats/model.ts";
 import { expectedTensors, ModelInputError, type DecoderArchitecture } from "./architecture.ts";
 
@@ -11,6 +11,8 @@ export interface NamedTensor {
   name: string;
   shape: number[];
   values: Float32Array;
+  /** The dtype the checkpoint stores it in (exports write unquantized tensors back in it). */
+  sourceDtype?: DType;
 }
 
 export type DecoderWeights = Map<string, NamedTensor>;
@@ -27,7 +29,7 @@ export async function loadDecoderWeights(model: OpenedModel, arch: DecoderArchit
       );
     }
     const values = decodeToF32(t.dtype, await readTensorBytes(t, signal));
-    out.set(name, { name, shape, values });
+    out.set(name, { name, shape, values, sourceDtype: t.dtype });
   }
   return out;
 }

@@ -1,0 +1,316 @@
+/**
+ * A decoder quantized with GPTQ or AWQ as the checkpoint the ecosystem loads: the tensors of model.safetensors
+ * (packed as src/formats/gptq-awq-pack.ts describes), config.json with its quantization_config and, for GPTQ,
+ * AutoGPTQ's quantize_config.json. The caller gives the linear layers' inputs on a calibration text (the model
+ * run's calibration outputs, as the lab's gptq/awq precisions use them) and writes the files.
+ *
+ * GPTQ: every linear layer alone, with the lab's settings (src/model/precision.ts calibratedGroup): rows the
+ * group does not divide are quantized per channel, stored as groups that repeat the row's scale and zero.
+ *
+ * AWQ, as AutoAWQ does for llama-like decoders: one scale vector s per set of layers sharing an input, folded
+ * into the operation before them so the checkpoint computes the same function:
+ *   input_layernorm -> q, k, v      (norm weight / s)
+ *   v_proj -> o_proj                (v rows / s; only when v's outputs are o's inputs, i.e. no grouped KV heads)
+ *   post_attention_layernorm -> gate, up
+ *   up_proj -> down_proj            (up rows / s)
+ * The scale search of a set runs on its layers' rows together (their summed output error on the shared input;
+ * AutoAWQ measures the block's output instead). A set whose layers the layout cannot all take gets s = 1.
+ *
+ * Layers the layout cannot take (shapes, see gptqShapeProblem / awqShapeProblem) stay unquantized in their
+ * dtype and are listed in modules_to_not_convert, with the reason.
+ */
+import { encodeFromF32, type DType } from "../formats/dtypes.ts";
+import { f16BitsToF32 } from "../formats/float-bits.ts";
+import {
+  awqShapeProblem,
+  gptqShapeProblem,
+  gptqZeroProblem,
+  packAwq,
+  packGptq,
+  type QuantizedLinear,
+} from "../formats/gptq-awq-pack.ts";
+import type { TensorToWrite } from "../formats/safetensors.ts";
+import { awqFinish, awqSearch, type AwqSearch } from "../quant/awq.ts";
+import { gptqQuantize } from "../quant/gptq.ts";
+import { calibrationStats, type CalibrationStats } from "../quant/hessian.ts";
+import type { DecoderArchitecture } from "../model/architecture.ts";
+import { calibratedGroup } from "../model/precision.ts";
+import type { DecoderWeights, NamedTensor } from "../model/weights.ts";
+
+export interface QuantizedExportSettings {
+  method: "gptq" | "awq";
+  bits: number;
+  /** Columns per group, or -1 (GPTQ: one group per row). */
+  group: number;
+  sym?: boolean;
+  /** GPTQ act-order (desc_act). */
+  actOrder?: boolean;
+  /** GPTQ dampening (damp_percent), 0.01 by default. */
+  damp?: number;
+}
+
+export interface QuantizedExportInput {
+  arch: DecoderArchitecture;
+  weights: DecoderWeights;
+  /** config.json as parsed (copied with quantization_config added). */
+  config: Record<string, unknown>;
+  /** Each linear layer's input on the calibration text, by weight name ([tokens, in] float32). */
+  calibration: Map<string, Float32Array>;
+}
+
+/** One packed layer, with what our quantizer produced (for checking the packing). */
+export interface ExportedLayer {
+  /** Module name, e.g. model.layers.0.self_attn.q_proj. */
+  module: string;
+  quantized: QuantizedLinear;
+  /** The dequantized weights the quantizer gave ([out, in], float32 scales); for AWQ of W*s (the stored domain). */
+  dequantized: Float32Array;
+}
+
+export interface QuantizedExport {
+  tensors: TensorToWrite[];
+  /** Named file -> JSON content: config.json, and quantize_config.json for GPTQ. */
+  jsonFiles: Map<string, unknown>;
+  layers: ExportedLayer[];
+  unconverted: { module: string; reason: string }[];
+  /** AWQ: the scales folded into each operation (by that operation's weight name). */
+  awqScales: Map<string, Float32Array>;
+  warnings: string[];
+}
+
+const LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+
+/** The checkpoint of `input` quantized with `settings` (module comment); throws RangeError on impossible settings. */
+export function quantizeForExport(input: QuantizedExportInput, settings: QuantizedExportSettings): QuantizedExport {
+  const { arch } = input;
+  if (settings.method === "gptq" && ![2, 4, 8].includes(settings.bits)) throw new RangeError(`the GPTQ export packs 2, 4 or 8 bits, not ${settings.bits}`);
+  if (settings.method === "awq" && settings.bits !== 4) throw new RangeError(`the AWQ (GEMM) export packs 4 bits only, not ${settings.bits}`);
+  if (settings.method === "awq" && settings.group === -1) throw new RangeError("the AWQ export needs a group size (32, 64 or 128)");
+  const out: QuantizedExport = { tensors: [], jsonFiles: new Map(), layers: [], unconverted: [], awqScales: new Map(), warnings: [] };
+  // Weights as they will be written: AWQ rescales some (folded scales) before the layers are quantized.
+  const final = new Map<string, Float32Array>([...input.weights].map(([k, t]) => [k, t.values]));
+  const packed = new Map<string, TensorToWrite[]>();
+  const statsCache = new Map<Float32Array, CalibrationStats>();
+  const statsOf = (weightName: string, cols: number) => {
+    const x = input.calibration.get(weightName);
+    if (!x) throw new RangeError(`no calibration activations for ${weightName}`);
+    let s = statsCache.get(x);
+    if (!s) statsCache.set(x, (s = calibrationStats(x, cols, { clipSample: settings.method === "awq" })));
+    return s;
+  };
+
+  if (settings.method === "gptq") {
+    for (let l = 0; l < arch.numLayers; l++) {
+      for (const linear of LINEARS) {
+        const module = `model.layers.${l}.${linear}`;
+        const t = input.weights.get(`${module}.weight`)!;
+        const [rows, cols] = t.shape as [number, number];
+        const problem = gptqShapeProblem(rows, cols, settings.bits);
+        if (problem) {
+          out.unconverted.push({ module, reason: problem });
+          continue;
+        }
+        const group = calibratedGroup(cols, settings.group);
+        const r = gptqQuantize(t.values, { rows, cols }, statsOf(t.name, cols), {
+          bits: settings.bits,
+          group,
+          sym: settings.sym ?? false,
+          actOrder: settings.actOrder ?? false,
+          percDamp: settings.damp ?? 0.01,
+        });
+        out.warnings.push(...r.warnings.map((w) => `${module}: ${w}`));
+        const q = checkpointGroups({ rows, cols, bits: settings.bits, codes: r.codes, scales: r.scales, zeros: r.zeros, gIdx: r.gIdx }, settings.group);
+        const zeroProblem = gptqZeroProblem(q.zeros);
+        if (zeroProblem) {
+          out.unconverted.push({ module, reason: zeroProblem });
+          continue;
+        }
+        const p = packGptq(q);
+        out.layers.push({ module, quantized: q, dequantized: r.q });
+        packed.set(`${module}.weight`, [
+          { name: `${module}.qweight`, dtype: "I32", shape: [cols / (32 / settings.bits), rows], data: bytesOf(p.qweight) },
+          { name: `${module}.qzeros`, dtype: "I32", shape: [p.groups, rows / (32 / settings.bits)], data: bytesOf(p.qzeros) },
+          { name: `${module}.scales`, dtype: "F16", shape: [p.groups, rows], data: p.scales },
+          { name: `${module}.g_idx`, dtype: "I32", shape: [cols], data: bytesOf(p.gIdx) },
+        ]);
+      }
+    }
+  } else {
+    exportAwq(input, settings, final, packed, out, statsOf);
+  }
+
+  // model.safetensors: every tensor in the model's order; packed layers in place of their weight.
+  for (const t of input.weights.values()) {
+    const replaced = packed.get(t.name);
+    if (replaced) out.tensors.push(...replaced);
+    else out.tensors.push(floatTensor(t, final.get(t.name)!));
+  }
+  const notConverted = out.unconverted.map((u) => u.module);
+  const quantizationConfig: Record<string, unknown> =
+    settings.method === "gptq"
+      ? {
+          quant_method: "gptq",
+          bits: settings.bits,
+          group_size: settings.group,
+          desc_act: settings.actOrder ?? false,
+          sym: settings.sym ?? false,
+          damp_percent: settings.damp ?? 0.01,
+          static_groups: false,
+          true_sequential: false,
+          checkpoint_format: "gptq",
+        }
+      : { quant_method: "awq", bits: 4, group_size: settings.group, zero_point: true, version: "gemm" };
+  if (notConverted.length > 0) {
+    quantizationConfig["modules_to_not_convert"] = notConverted;
+    if (settings.method === "gptq") {
+      // optimum/transformers read this list of the block's quantized modules (the same in every block here).
+      const inBlock = [...new Set(out.layers.map((q) => q.module.replace(/^model\.layers\.\d+\./, "")))];
+      quantizationConfig["modules_in_block_to_quantize"] = [inBlock];
+    }
+  }
+  out.jsonFiles.set("config.json", { ...input.config, quantization_config: quantizationConfig });
+  if (settings.method === "gptq") {
+    const { quant_method, bits, group_size, desc_act, sym, damp_percent, static_groups, true_sequential, checkpoint_format } = quantizationConfig;
+    out.jsonFiles.set("quantize_config.json", { bits, group_size, damp_percent, desc_act, static_groups, sym, true_sequential, model_file_base_name: "model", quant_method, checkpoint_format });
+  }
+  return out;
+}
+
+/**
+ * GPTQ's groups as the checkpoint's group size expects them: a layer quantized per channel (its rows not a
+ * multiple of the group) gets ceil(in / group) groups that repeat its scale and zero, with g_idx = i / group.
+ */
+function checkpointGroups(q: QuantizedLinear, group: number): QuantizedLinear {
+  const labGroups = q.scales.length / q.rows;
+  const groups = group === -1 ? 1 : Math.ceil(q.cols / group);
+  if (labGroups === groups) return q;
+  const scales = new Float32Array(q.rows * groups);
+  const zeros = new Float32Array(q.rows * groups);
+  for (let o = 0; o < q.rows; o++) {
+    scales.fill(q.scales[o]!, o * groups, (o + 1) * groups);
+    zeros.fill(q.zeros[o]!, o * groups, (o + 1) * groups);
+  }
+  return { ...q, scales, zeros, gIdx: Int32Array.from({ length: q.cols }, (_, i) => Math.floor(i / group)) };
+}
+
+interface ScaleSet {
+  /** The operation s is folded into: a norm weight, or a linear layer's weight (its rows). */
+  prev: string;
+  prevKind: "norm" | "linear";
+  /** Weight names of the layers reading the same input. */
+  linears: string[];
+}
+
+function awqScaleSets(arch: DecoderArchitecture, l: number): ScaleSet[] {
+  const p = `model.layers.${l}.`;
+  const sets: ScaleSet[] = [
+    { prev: `${p}input_layernorm.weight`, prevKind: "norm", linears: ["q_proj", "k_proj", "v_proj"].map((n) => `${p}self_attn.${n}.weight`) },
+    { prev: `${p}post_attention_layernorm.weight`, prevKind: "norm", linears: [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`] },
+    { prev: `${p}mlp.up_proj.weight`, prevKind: "linear", linears: [`${p}mlp.down_proj.weight`] },
+  ];
+  // v's outputs are o's inputs only without grouped KV heads (AutoAWQ's shape check).
+  if (arch.numKvHeads === arch.numHeads) sets.splice(1, 0, { prev: `${p}self_attn.v_proj.weight`, prevKind: "linear", linears: [`${p}self_attn.o_proj.weight`] });
+  return sets;
+}
+
+function exportAwq(
+  input: QuantizedExportInput,
+  settings: QuantizedExportSettings,
+  final: Map<string, Float32Array>,
+  packed: Map<string, TensorToWrite[]>,
+  out: QuantizedExport,
+  statsOf: (weightName: string, cols: number) => CalibrationStats,
+): void {
+  const { arch, weights } = input;
+  const opts = { bits: 4, group: settings.group, zeroPoint: !(settings.sym ?? false) };
+  for (let l = 0; l < arch.numLayers; l++) {
+    // 1. Searches, each on the original weights (as AutoAWQ searches every set before applying any).
+    const searches = new Map<string, { search: AwqSearch; rowOffset: number; rows: number }>();
+    const colScale = new Map<string, Float32Array>();
+    const rowScale = new Map<string, Float32Array>();
+    for (const set of awqScaleSets(arch, l)) {
+      const members = set.linears.map((n) => weights.get(n)!);
+      const cols = members[0]!.shape[1]!;
+      const problems = members.map((t) => awqShapeProblem(t.shape[0]!, cols, 4, settings.group));
+      const fits = problems.every((p) => p === undefined);
+      const rows = members.reduce((s, t) => s + t.shape[0]!, 0);
+      const stacked = new Float32Array(rows * cols);
+      let at = 0;
+      for (const t of members) {
+        stacked.set(t.values, at * cols);
+        at += t.shape[0]!;
+      }
+      // A set the layout cannot take whole keeps s = 1 (one ratio, 0): its fitting layers are still clipped and quantized.
+      const search = problems.some((p) => p === undefined)
+        ? awqSearch(stacked, { rows, cols }, statsOf(set.linears[0]!, cols), { ...opts, ...(fits ? {} : { gridSize: 1 }) })
+        : undefined;
+      at = 0;
+      for (const t of members) {
+        if (search) searches.set(t.name, { search, rowOffset: at, rows: t.shape[0]! });
+        at += t.shape[0]!;
+      }
+      if (!search || !fits) continue;
+      out.awqScales.set(set.prev, search.scales);
+      for (const n of set.linears) colScale.set(n, search.scales);
+      if (set.prevKind === "linear") rowScale.set(set.prev, search.scales);
+      else final.set(set.prev, Float32Array.from(weights.get(set.prev)!.values, (v, c) => Math.fround(v / search.scales[c]!)));
+    }
+    // 2. Each layer: rows divided by the next set's s (folded into it), columns times its own set's s, quantized.
+    for (const linear of LINEARS) {
+      const module = `model.layers.${l}.${linear}`;
+      const t = weights.get(`${module}.weight`)!;
+      const [rows, cols] = t.shape as [number, number];
+      const rs = rowScale.get(t.name);
+      const cs = colScale.get(t.name);
+      const rowScaled = rs ? t.values.map((v, i) => Math.fround(v / rs[Math.floor(i / cols)]!)) : t.values;
+      const biasName = `${module}.bias`;
+      const bias = weights.get(biasName);
+      if (rs && bias) final.set(biasName, bias.values.map((v, r) => Math.fround(v / rs[r]!)));
+      const problem = awqShapeProblem(rows, cols, 4, settings.group);
+      const found = searches.get(t.name);
+      if (problem || !found) {
+        out.unconverted.push({ module, reason: problem ?? "not searched" });
+        final.set(t.name, cs ? rowScaled.map((v, i) => Math.fround(v * cs[i % cols]!)) : rowScaled);
+        continue;
+      }
+      const nGroups = cols / settings.group;
+      const clip = found.search.clipMax?.slice(found.rowOffset * nGroups, (found.rowOffset + rows) * nGroups);
+      if (clip && rs) for (let g = 0; g < clip.length; g++) clip[g] = Math.fround(clip[g]! / rs[Math.floor(g / nGroups)]!);
+      const search: AwqSearch = { ...found.search, clipMax: clip };
+      const r = awqFinish(rowScaled, { rows, cols }, statsOf(t.name, cols), opts, search);
+      const q: QuantizedLinear = {
+        rows,
+        cols,
+        bits: 4,
+        codes: r.codes,
+        scales: r.qscales,
+        zeros: r.qzeros,
+        gIdx: Int32Array.from({ length: cols }, (_, i) => Math.floor(i / settings.group)),
+      };
+      const p = packAwq(q);
+      out.layers.push({ module, quantized: q, dequantized: r.qScaled });
+      out.warnings.push(...r.warnings.map((w) => `${module}: ${w}`));
+      packed.set(t.name, [
+        { name: `${module}.qweight`, dtype: "I32", shape: [cols, rows / 8], data: bytesOf(p.qweight) },
+        { name: `${module}.qzeros`, dtype: "I32", shape: [p.groups, rows / 8], data: bytesOf(p.qzeros) },
+        { name: `${module}.scales`, dtype: "F16", shape: [p.groups, rows], data: p.scales },
+      ]);
+    }
+  }
+}
+
+function bytesOf(a: Int32Array): Uint8Array {
+  return encodeFromF32("I32", a);
+}
+
+/** An unquantized tensor in the dtype the checkpoint had (float32 when unknown). */
+function floatTensor(t: NamedTensor, values: Float32Array): TensorToWrite {
+  const dtype: DType = t.sourceDtype ?? "F32";
+  return { name: t.name, dtype, shape: t.shape, data: encodeFromF32(dtype, values) };
+}
+
+/** Float16-rounded, as the checkpoint stores scales. */
+export function roundToF16(values: Float32Array): Float32Array {
+  const bits = new Uint16Array(encodeFromF32("F16", values).buffer);
+  return Float32Array.from(bits, f16BitsToF32);
+}
