@@ -19,17 +19,18 @@ import { table } from "./quantize.ts";
 
 export const DEFAULT_PRECISIONS = "f32,f16,int8,int4-g32,q8_0,q4_K,nf4";
 /** The evaluation text the lab bundles (stories260K's reference text). */
-const BUNDLED_TEXT = fileURLToPath(new URL("../../public/models/stories260K/eval.txt", import.meta.url));
+export const BUNDLED_TEXT = fileURLToPath(new URL("../../public/models/stories260K/eval.txt", import.meta.url));
 /** The second bundled text, for GPTQ/AWQ calibration (never the evaluation text). */
-const BUNDLED_CALIBRATION = fileURLToPath(new URL("../../public/models/stories260K/calibration.txt", import.meta.url));
+export const BUNDLED_CALIBRATION = fileURLToPath(new URL("../../public/models/stories260K/calibration.txt", import.meta.url));
 
-async function readText(file: string): Promise<string> {
+export async function readText(file: string): Promise<string> {
   return readFile(file, "utf8").catch((e: Error) => {
     throw new ModelInputError(`${file}: ${e.message}`);
   });
 }
 
-async function nodeOrt(): Promise<OrtModule> {
+/** onnxruntime-web in Node: one wasm thread, errors only. */
+export async function nodeOrt(): Promise<OrtModule> {
   const ort = await import("onnxruntime-web");
   ort.env.wasm.numThreads = 1;
   ort.env.logLevel = "error";

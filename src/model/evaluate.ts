@@ -6,8 +6,9 @@
  */
 import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName, type DecoderGraphOptions } from "./decoder-graph.ts";
 import { ModelInputError, type DecoderArchitecture } from "./architecture.ts";
+import { formatBytes } from "../common/format.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
-import { calibratedMethod, FULL_PRECISION, prepareWeights, type PreparedWeights, type TensorFallback } from "./precision.ts";
+import { calibratedMethod, FULL_PRECISION, prepareWeights, type PrepareOptions, type PreparedWeights, type TensorFallback } from "./precision.ts";
 import { compareLogits, firstDeparture, type Comparison } from "./quality.ts";
 import { tokenPicker, type Sampling } from "./sampling.ts";
 import { DecoderSession, type ExecutionProvider, type OrtModule } from "./session.ts";
@@ -28,6 +29,27 @@ export interface RunSettings {
   onProgress?: (done: number, total: number, precision: string) => void;
 }
 
+/** The ONNX model (bytes) the lab runs for `model` at `precision`: what openPrecision loads and the ONNX export writes. */
+export function precisionModel(
+  model: DecoderModel,
+  precision: string,
+  graph: DecoderGraphOptions = {},
+  options: PrepareOptions = {},
+): { prepared: PreparedWeights; bytes: Uint8Array } {
+  const prepared = prepareWeights(model.weights, precision, options);
+  const onnx = buildDecoderGraph(model.arch, prepared, graph);
+  const weightBytes = onnx.graph.initializers.reduce((sum, t) => sum + t.raw.length, 0);
+  if (weightBytes >= ONNX_PROTOBUF_LIMIT) {
+    throw new ModelInputError(
+      `at ${precision} the graph holds ${formatBytes(weightBytes)} of weights, above the 2 GB a single ONNX protobuf can hold (weights as external data are not written yet)`,
+    );
+  }
+  return { prepared, bytes: encodeOnnxModel(onnx) };
+}
+
+/** Protobuf messages are limited to 2 GiB: a model with inline weights must stay below it. */
+const ONNX_PROTOBUF_LIMIT = 2 ** 31 - 1;
+
 /** A session of `model` at `precision`, with what the precision did to the weights. */
 export async function openPrecision(
   model: DecoderModel,
@@ -36,8 +58,7 @@ export async function openPrecision(
   graph: DecoderGraphOptions = {},
   calibration?: Map<string, Float32Array>,
 ): Promise<{ session: DecoderSession; prepared: PreparedWeights }> {
-  const prepared = prepareWeights(model.weights, precision, calibration ? { calibration } : {});
-  const bytes = encodeOnnxModel(buildDecoderGraph(model.arch, prepared, graph));
+  const { prepared, bytes } = precisionModel(model, precision, graph, calibration ? { calibration } : {});
   const session = await DecoderSession.create(settings.ort, bytes, model.arch, settings.executionProvider);
   return { session, prepared };
 }

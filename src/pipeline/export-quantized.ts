@@ -194,23 +194,22 @@ function checkpointGroups(q: QuantizedLinear, group: number): QuantizedLinear {
 }
 
 interface ScaleSet {
-  /** The operation s is folded into: a norm weight, or a linear layer's weight (its rows). */
+  /** The operation s is folded into: a norm weight, or a linear layer's weight (its rows); none keeps s = 1. */
   prev: string;
-  prevKind: "norm" | "linear";
+  prevKind: "norm" | "linear" | "none";
   /** Weight names of the layers reading the same input. */
   linears: string[];
 }
 
 function awqScaleSets(arch: DecoderArchitecture, l: number): ScaleSet[] {
   const p = `model.layers.${l}.`;
-  const sets: ScaleSet[] = [
+  return [
     { prev: `${p}input_layernorm.weight`, prevKind: "norm", linears: ["q_proj", "k_proj", "v_proj"].map((n) => `${p}self_attn.${n}.weight`) },
+    // v's outputs are o's inputs only without grouped KV heads (AutoAWQ's shape check); else o keeps s = 1.
+    { prev: `${p}self_attn.v_proj.weight`, prevKind: arch.numKvHeads === arch.numHeads ? "linear" : "none", linears: [`${p}self_attn.o_proj.weight`] },
     { prev: `${p}post_attention_layernorm.weight`, prevKind: "norm", linears: [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`] },
     { prev: `${p}mlp.up_proj.weight`, prevKind: "linear", linears: [`${p}mlp.down_proj.weight`] },
   ];
-  // v's outputs are o's inputs only without grouped KV heads (AutoAWQ's shape check).
-  if (arch.numKvHeads === arch.numHeads) sets.splice(1, 0, { prev: `${p}self_attn.v_proj.weight`, prevKind: "linear", linears: [`${p}self_attn.o_proj.weight`] });
-  return sets;
 }
 
 function exportAwq(
@@ -232,7 +231,7 @@ function exportAwq(
       const members = set.linears.map((n) => weights.get(n)!);
       const cols = members[0]!.shape[1]!;
       const problems = members.map((t) => awqShapeProblem(t.shape[0]!, cols, 4, settings.group));
-      const fits = problems.every((p) => p === undefined);
+      const fits = problems.every((p) => p === undefined) && set.prevKind !== "none";
       const rows = members.reduce((s, t) => s + t.shape[0]!, 0);
       const stacked = new Float32Array(rows * cols);
       let at = 0;
@@ -240,7 +239,7 @@ function exportAwq(
         stacked.set(t.values, at * cols);
         at += t.shape[0]!;
       }
-      // A set the layout cannot take whole keeps s = 1 (one ratio, 0): its fitting layers are still clipped and quantized.
+      // A set the layout cannot take whole (or with nothing to fold into) keeps s = 1 (one ratio, 0): its fitting layers are still clipped and quantized.
       const search = problems.some((p) => p === undefined)
         ? awqSearch(stacked, { rows, cols }, statsOf(set.linears[0]!, cols), { ...opts, ...(fits ? {} : { gridSize: 1 }) })
         : undefined;
