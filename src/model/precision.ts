@@ -130,6 +130,24 @@ export function prepareWeights(weights: DecoderWeights, precision: string, optio
   return { precision: requested?.id ?? FULL_PRECISION, tensors, weightBytes, fallbacks };
 }
 
+/**
+ * Every matrix in its own format, as a mixed file stores them (a GGUF export plan's per-tensor types, fallbacks
+ * already chosen): `formats` maps tensor names to registry ids or "f32"; 1-D tensors and unlisted ones stay
+ * float32. `label` names the mix (e.g. "Q4_K_M").
+ */
+export function prepareMixedWeights(weights: DecoderWeights, formats: ReadonlyMap<string, string>, label: string, options: Pick<PrepareOptions, "matMulNBits"> = {}): PreparedWeights {
+  const tensors = new Map<string, PreparedTensor>();
+  const fallbacks: TensorFallback[] = [];
+  let weightBytes = 0;
+  for (const t of weights.values()) {
+    const id = formats.get(t.name);
+    const prepared = id && id !== FULL_PRECISION && isQuantizable(t.shape) ? encodeTensor(t, getFormat(id), fallbacks, options.matMulNBits ?? true) : floatTensor(t);
+    tensors.set(t.name, prepared);
+    weightBytes += prepared.bytes;
+  }
+  return { precision: label, tensors, weightBytes, fallbacks };
+}
+
 function floatTensor(t: NamedTensor): PreparedTensor {
   return { name: t.name, shape: t.shape, format: FULL_PRECISION, bytes: t.values.length * 4, weight: { kind: "float", values: t.values }, decoded: t.values };
 }

@@ -262,6 +262,11 @@ export function permuteRotaryRows(x: Float32Array, rows: number, cols: number, h
   return out;
 }
 
+/** The registry format (or "f32") each checkpoint tensor gets in the plan, by its Hugging Face name: the mix the lab can run. */
+export function planFormats(plan: GgufExportPlan): Map<string, string> {
+  return new Map(plan.tensors.map((t) => [t.source.name, t.format]));
+}
+
 /** Rows per encoded piece: about 16 MiB of float32, whole rows. */
 const PIECE_BYTES = 16 * 1024 * 1024;
 
