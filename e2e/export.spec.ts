@@ -2,7 +2,8 @@
  * The Export tab end to end: stories260K picked with its config.json and tokenizer files is written as a
  * GGUF by the built app (the download path: the File System Access picker is removed, as in browsers without
  * it), and the file is the very bytes `quantlab export` writes; without config.json the tab says what is
- * missing and nothing is downloaded.
+ * missing and nothing is downloaded. The ONNX and GPTQ targets download the same bytes as the CLI too (GPTQ
+ * calibrated in the browser's own model run).
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
@@ -19,6 +20,7 @@ test.beforeEach(async ({ page }) => {
   // As in a browser without the File System Access API: the export comes back as a download.
   await page.addInitScript(() => {
     delete (window as { showSaveFilePicker?: unknown }).showSaveFilePicker;
+    delete (window as { showDirectoryPicker?: unknown }).showDirectoryPicker;
   });
 });
 
@@ -74,4 +76,51 @@ test("without config.json the export says what is missing and writes nothing", a
   await panel.getByTestId("export-run").click();
   await expect(panel.getByTestId("export-error")).toContainText("no config.json came with the model", { timeout: 30_000 });
   expect(downloads).toBe(0);
+});
+
+test("ONNX and GPTQ exports download the very bytes `quantlab export` writes", async ({ page }, testInfo) => {
+  test.setTimeout(240_000);
+  await page.goto("/");
+  await page.getByTestId("file-input").setInputFiles([storiesFile, ...SIDE_FILES]);
+  await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
+  await page.getByTestId("tab-export").click();
+  const panel = page.getByTestId("export-panel");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "quantlab-e2e-export-"));
+  try {
+    // ONNX at int4-g32: one file, the graph the lab runs.
+    await panel.getByTestId("export-target").selectOption("onnx");
+    await panel.getByTestId("export-precision").selectOption("int4-g32");
+    const onnxDownload = page.waitForEvent("download");
+    await panel.getByTestId("export-run").click();
+    const onnx = await onnxDownload;
+    expect(onnx.suggestedFilename()).toBe("model-int4-g32.onnx");
+    const onnxFile = testInfo.outputPath("model-int4-g32.onnx");
+    await onnx.saveAs(onnxFile);
+    await expect(panel.getByTestId("export-done")).toBeVisible({ timeout: 60_000 });
+    const cliOnnx = path.join(dir, "cli.onnx");
+    const cli = await quantlab("export", storiesDir, "--to", "onnx", "--precision", "int4-g32", "--out", cliOnnx);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(Buffer.compare(await readFile(onnxFile), await readFile(cliOnnx))).toBe(0);
+
+    // GPTQ 4-bit g128: one download per file (no directory picker here); calibrated in the browser's model run.
+    await panel.getByTestId("export-target").selectOption("gptq");
+    const files = new Map<string, string>();
+    page.on("download", (d) => {
+      const to = testInfo.outputPath(`gptq-${d.suggestedFilename()}`);
+      files.set(d.suggestedFilename(), to);
+      void d.saveAs(to);
+    });
+    await panel.getByTestId("export-run").click();
+    await expect(panel.getByTestId("export-done")).toContainText("20 layers packed, 15 kept unquantized", { timeout: 120_000 });
+    await expect(panel.getByTestId("export-unconverted")).toContainText("model.layers.0.mlp.down_proj");
+    await expect.poll(() => files.size).toBe(5);
+    const cliDir = path.join(dir, "gptq");
+    const cliGptq = await quantlab("export", storiesDir, "--to", "gptq", "--out", cliDir);
+    expect(cliGptq.code, cliGptq.stderr).toBe(0);
+    for (const name of ["model.safetensors", "config.json", "quantize_config.json", "tokenizer.json"]) {
+      await expect.poll(async () => Buffer.compare(await readFile(files.get(name)!).catch(() => Buffer.alloc(0)), await readFile(path.join(cliDir, name))), name).toBe(0);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

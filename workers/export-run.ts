@@ -10,6 +10,15 @@ import type { ModelInput } from "./model-input.ts";
 import { inputSidecar } from "./side-files.ts";
 import type { GgufExportProgress, GgufExportReport, GgufExportRequest } from "./quant-worker-api.ts";
 
+/** What every export says when the model came without its config.json. */
+export function noConfigError(input: ModelInput): ExportError {
+  return new ExportError(
+    input.kind === "demo"
+      ? "the synthetic demo has no config.json or tokenizer: open a real model (its safetensors with config.json and tokenizer.json) to export it"
+      : "no config.json came with the model: pick it (and tokenizer.json) together with the safetensors",
+  );
+}
+
 export async function runGgufExport(
   request: GgufExportRequest,
   model: OpenedModel,
@@ -20,13 +29,7 @@ export async function runGgufExport(
   const [config, tokenizer, tokenizerConfig] = await Promise.all(
     ["config.json", "tokenizer.json", "tokenizer_config.json"].map((n) => inputSidecar(input, n, signal)),
   );
-  if (config === undefined) {
-    throw new ExportError(
-      input.kind === "demo"
-        ? "the synthetic demo has no config.json or tokenizer: open a real model (its safetensors with config.json and tokenizer.json) to export it"
-        : "no config.json came with the model: pick it (and tokenizer.json) together with the safetensors",
-    );
-  }
+  if (config === undefined) throw noConfigError(input);
   const plan = planGgufExport({ model, config, tokenizer, tokenizerConfig, name: model.name.replace(/\.safetensors$/, "") }, request.fileType);
   const fallbacks = plan.tensors.flatMap((t) => (t.fallbackFrom ? [{ tensor: t.entry.name, wanted: t.fallbackFrom, written: t.entry.type.name }] : []));
   const progress = { onTensor: (done: number, total: number, tensor: string) => onProgress?.({ jobId: request.jobId, done, total, tensor }) };

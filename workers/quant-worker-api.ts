@@ -165,6 +165,29 @@ export interface GgufExportProgress {
   tensor: string;
 }
 
+/** What a checkpoint export writes: GPTQ / AWQ safetensors folders, or the lab's ONNX graph at a precision. */
+export type CheckpointTarget =
+  | { kind: "gptq" | "awq"; bits: number; group: number; sym: boolean; actOrder: boolean }
+  | { kind: "onnx"; precision: string };
+
+export interface CheckpointExportRequest {
+  jobId: number;
+  model: ModelRef;
+  target: CheckpointTarget;
+}
+
+export interface CheckpointExportReport {
+  jobId: number;
+  /** The files, in the order to write them (a folder's contents, or the one .onnx file). */
+  files: { name: string; blob: Blob }[];
+  bytes: number;
+  /** GPTQ/AWQ: layers packed, and those kept unquantized with the reason. */
+  packed: number;
+  unconverted: { module: string; reason: string }[];
+  /** ONNX: tensors that took a fallback format. */
+  fallbacks: { tensor: string; to: string }[];
+}
+
 export interface QuantWorkerApi {
   /** Every format of the registry, in registry order, with its bits per weight on this tensor's shape. */
   formats(tensor: { shape: number[]; params: number }): Promise<FormatChoice[]>;
@@ -196,6 +219,12 @@ export interface QuantWorkerApi {
    * anything is written.
    */
   exportGguf(request: GgufExportRequest, onProgress?: (progress: GgufExportProgress) => void): Promise<GgufExportReport>;
+  /**
+   * GPTQ / AWQ checkpoint files or the ONNX graph of the current model (with its config.json and tokenizer),
+   * calibrated where needed on the model's own run (onnxruntime-web, wasm) over the bundled calibration text.
+   * `onStage` hears "calibrating", "quantizing", "packing".
+   */
+  exportCheckpoint(request: CheckpointExportRequest, onStage?: (stage: string) => void): Promise<CheckpointExportReport>;
   /** Stops a job (nothing happens when it has finished already). */
   cancel(jobId: number): Promise<void>;
   /** The WebGPU adapter the worker uses, or why it runs everything on the CPU. */

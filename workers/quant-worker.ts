@@ -20,6 +20,7 @@ import { inputSources } from "./model-input.ts";
 import type { FormatChoice, ModelRef, ModelRunReport, QuantizeReport, QuantizeRequest, QuantWorkerApi, TensorRef } from "./quant-worker-api.ts";
 import { cachedResults, runModel } from "./model-run.ts";
 import { runGgufExport } from "./export-run.ts";
+import { runCheckpointExport } from "./export-checkpoint.ts";
 import { toWireError } from "./wire-error.ts";
 import { workerDevice } from "./worker-device.ts";
 
@@ -241,6 +242,19 @@ const api: QuantWorkerApi = {
     } finally {
       endJob(request.jobId, controller);
       void (onProgress as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
+    }
+  },
+
+  async exportCheckpoint(request, onStage) {
+    const controller = startJob(request.jobId);
+    try {
+      const model = await modelOf(request.model, controller.signal);
+      return await runCheckpointExport(request, model, request.model.input, controller.signal, onStage);
+    } catch (e) {
+      throw toWireError(e);
+    } finally {
+      endJob(request.jobId, controller);
+      void (onStage as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
     }
   },
 

@@ -30,3 +30,13 @@ export async function inputSidecarText(input: ModelInput, name: string, signal?:
   }
   return undefined;
 }
+
+/** The bytes of a file that belongs with the model (binary ones such as tokenizer.model), or undefined. */
+export async function inputSidecarBlob(input: ModelInput, name: string, signal?: AbortSignal): Promise<Blob | undefined> {
+  if (input.kind === "files") return input.files.find((f) => f.name === name || f.webkitRelativePath.endsWith(`/${name}`));
+  if (input.kind === "url") {
+    const response = await fetch(new URL(name, input.url), { signal }).catch(() => undefined);
+    return response?.ok ? await response.blob() : undefined;
+  }
+  return undefined;
+}

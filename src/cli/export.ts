@@ -17,12 +17,11 @@ import { exportGguf, isExportError, planGgufExport } from "../pipeline/export-gg
 import { parseImatrix } from "../formats/imatrix.ts";
 import { formatBytes } from "../common/format.ts";
 import { EXIT, parseCommandArgs, type CliIO, type Command } from "./command.ts";
-import { safetensorsHeader } from "../formats/safetensors.ts";
 import { isModelInputError, ModelInputError } from "../model/architecture.ts";
 import { collectCalibration, precisionModel } from "../model/evaluate.ts";
 import { calibratedMethod, checkPrecision, fallbackSummary } from "../model/precision.ts";
 import { loadModelDir } from "../node/model-dir.ts";
-import { quantizeForExport, type QuantizedExportSettings } from "../pipeline/export-quantized.ts";
+import { checkpointFiles, quantizeForExport, TOKENIZER_FILES, type QuantizedExportSettings } from "../pipeline/export-quantized.ts";
 import { BUNDLED_CALIBRATION, nodeOrt, readText } from "./eval.ts";
 
 async function readJson(file: string, required: boolean): Promise<unknown> {
@@ -41,8 +40,6 @@ async function readJson(file: string, required: boolean): Promise<unknown> {
 }
 
 class UsageError extends Error {}
-
-const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"];
 
 export const exportCommand: Command = {
   name: "export",
@@ -260,21 +257,18 @@ async function exportQuantizedDir(dir: string, settings: QuantizedExportSettings
   await mkdir(partial).catch((e: NodeJS.ErrnoException) => {
     throw new UsageError(`cannot write ${partial}: ${e.code ?? e.message}`);
   });
-  const header = safetensorsHeader(
-    result.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.data.byteLength })),
-    { format: "pt", quantized_by: "quantlab" },
-  );
-  const file = await open(path.join(partial, "model.safetensors"), "w");
-  try {
-    let position = 0;
-    for (const part of [header, ...result.tensors.map((t) => t.data)]) {
-      await file.write(part, 0, part.length, position);
-      position += part.length;
+  for (const f of checkpointFiles(result)) {
+    const file = await open(path.join(partial, f.name), "w");
+    try {
+      let position = 0;
+      for (const part of f.parts) {
+        await file.write(part, 0, part.length, position);
+        position += part.length;
+      }
+    } finally {
+      await file.close();
     }
-  } finally {
-    await file.close();
   }
-  for (const [name, json] of result.jsonFiles) await writeFile(path.join(partial, name), `${JSON.stringify(json, null, 2)}\n`);
   for (const name of TOKENIZER_FILES) {
     // Contents only (not the source's permissions: a read-only model folder gives writable copies).
     const bytes = await readFile(path.join(dir, name)).catch((e: NodeJS.ErrnoException) => {

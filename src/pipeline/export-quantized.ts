@@ -29,7 +29,7 @@ import {
   packGptq,
   type QuantizedLinear,
 } from "../formats/gptq-awq-pack.ts";
-import type { TensorToWrite } from "../formats/safetensors.ts";
+import { safetensorsHeader, type TensorToWrite } from "../formats/safetensors.ts";
 import { awqFinish, awqSearch, type AwqSearch } from "../quant/awq.ts";
 import { gptqQuantize } from "../quant/gptq.ts";
 import { calibrationStats, type CalibrationStats } from "../quant/hessian.ts";
@@ -174,6 +174,25 @@ export function quantizeForExport(input: QuantizedExportInput, settings: Quantiz
     out.jsonFiles.set("quantize_config.json", { bits, group_size, damp_percent, desc_act, static_groups, sym, true_sequential, model_file_base_name: "model", quant_method, checkpoint_format });
   }
   return out;
+}
+
+/** The files a tokenizer brings along; exports copy the ones the model has. */
+export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"];
+
+/** One file of an export: its name in the folder and its bytes in order. */
+export interface ExportFile {
+  name: string;
+  parts: Uint8Array[];
+}
+
+/** model.safetensors (header, then each tensor's bytes) and the JSON files of a quantized export. */
+export function checkpointFiles(result: QuantizedExport): ExportFile[] {
+  const header = safetensorsHeader(
+    result.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.data.byteLength })),
+    { format: "pt", quantized_by: "quantlab" },
+  );
+  const json = [...result.jsonFiles].map(([name, value]) => ({ name, parts: [new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`)] }));
+  return [{ name: "model.safetensors", parts: [header, ...result.tensors.map((t) => t.data)] }, ...json];
 }
 
 /**

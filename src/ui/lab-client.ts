@@ -17,6 +17,9 @@ import type {
   FormatChoice,
   GgufExportProgress,
   GgufExportReport,
+  CheckpointExportReport,
+  CheckpointExportRequest,
+  CheckpointTarget,
   GgufExportRequest,
   HeatmapRequest,
   ModelRunEvent,
@@ -136,6 +139,16 @@ export class LabClient {
     const request: GgufExportRequest = { jobId, model: current, fileType, ...(target ? { target } : {}) };
     const progress = onProgress ? Comlink.proxy(onProgress) : undefined;
     return { jobId, report: this.call(() => this.quantWorker().exportGguf(request, progress) as Promise<GgufExportReport>) };
+  }
+
+  /** Starts a GPTQ / AWQ / ONNX export of the current model; the files come back as Blobs. */
+  exportCheckpoint(target: CheckpointTarget, onStage?: (stage: string) => void): { jobId: number; report: Promise<CheckpointExportReport> } {
+    const jobId = ++this.jobs;
+    const current = this.current;
+    if (!current) return { jobId, report: Promise.reject(new Error("Open a model first.")) };
+    const request: CheckpointExportRequest = { jobId, model: current, target };
+    const stage = onStage ? Comlink.proxy(onStage) : undefined;
+    return { jobId, report: this.call(() => this.quantWorker().exportCheckpoint(request, stage) as Promise<CheckpointExportReport>) };
   }
 
   /** The text of a file that came with the current model (its config.json...), or undefined. */
