@@ -147,6 +147,24 @@ describe("quantlab export --to gptq", () => {
     expect(Math.abs(exportPpl - labPpl) / labPpl).toBeLessThan(1e-4);
   }, 180_000);
 
+  it("act-order, symmetric, group 32: the act-order g_idx and the zero point 8 come back exactly", async () => {
+    const out = path.join(dir, "gptq-act");
+    const run = await quantlabInProcess("export", STORIES_DIR, "--to", "gptq", "--group", "32", "--act-order", "--sym", "--out", out);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(await readFile(path.join(out, "quantize_config.json"), "utf8"))).toMatchObject({ group_size: 32, desc_act: true, sym: true });
+    const ours = quantizeForExport({ arch: model.arch, weights: model.weights, config, calibration }, { method: "gptq", bits: 4, group: 32, actOrder: true, sym: true });
+    const { tensor } = await readCheckpoint(out);
+    let shuffled = 0;
+    for (const { module, quantized } of ours.layers) {
+      const gIdx = i32(await tensor(`${module}.g_idx`));
+      if (gIdx.some((g, i) => g !== Math.floor(i / 32))) shuffled++;
+      expect([...new Set(i32(await tensor(`${module}.qzeros`)))].map((w) => w >>> 0), module).toEqual([0x77777777]); // 8 - 1 in every nibble
+      const w = unpackGptqV1(i32(await tensor(`${module}.qweight`)), i32(await tensor(`${module}.qzeros`)), await tensor(`${module}.scales`), gIdx, 4, quantized.rows, quantized.cols);
+      expect(w, module).toEqual(expectedWeights(ours, module));
+    }
+    expect(shuffled).toBe(ours.layers.length); // act-order regrouped every layer's columns
+  }, 120_000);
+
   it("bad settings or a target in the way: exit 2, one line, nothing written", async () => {
     const out = path.join(dir, "bad");
     const cases: [string[], RegExp][] = [
