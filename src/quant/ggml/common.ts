@@ -13,6 +13,7 @@
  * module-level bindings are reloaded and re-checked on every loop iteration by TurboFan.
  */
 import { bitsToF32, f16BitsToF32, f32Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
+import { LITTLE_ENDIAN_HOST } from "../../formats/dtypes.ts";
 
 export const fr = Math.fround;
 
@@ -102,6 +103,16 @@ export function writeU32(out: Uint8Array, off: number, v: number): void {
   out[off + 3] = v >>> 24;
 }
 
+/**
+ * out's bytes as int32 words (little-endian fields written a word at a time), when out[oo] starts a word:
+ * word (out.byteOffset + oo) >> 2 of the view holds out[oo..oo+4). undefined on a big-endian host or an
+ * unaligned offset.
+ */
+export function wordView(out: Uint8Array, oo: number): Int32Array | undefined {
+  if (!LITTLE_ENDIAN_HOST || (out.byteOffset + oo) % 4 !== 0) return undefined;
+  return new Int32Array(out.buffer, 0, (out.byteOffset + out.length) >> 2);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Loops the encoders share
 
@@ -176,35 +187,47 @@ export function orderKey(bits: number): number {
  * Weights are almost always below 2 in magnitude; their keys then lie in [-2^30, 2^30), where a - b cannot
  * overflow and (a - b) >> 31 is the comparison (lessMask costs three times as much). The loop ORs the bits
  * on the way; if any has bit 30 set (|x| >= 2, inf or NaN) the block is scanned again with lessMask.
+ *
+ * Four values a step, sorted in pairs first: one comparison orders a pair, its smaller key then only meets
+ * the running min and its larger only the running max (three comparisons per pair instead of four), and
+ * the two pairs feed two (min, max) lanes, since each update waits on the previous one.
  */
 export function minMaxBits(xBits: Int32Array, xo: number, n: number, range: Int32Array): boolean {
-  // Two lanes (even and odd i), as in signedAbsMax: each update waits on the previous one.
   let minKey = 0x3fffffff;
   let maxKey = -0x40000000;
   let minKey1 = 0x3fffffff;
   let maxKey1 = -0x40000000;
   let all = 0;
-  const end = xo + n - 1;
-  for (let i = xo; i < end; i += 2) {
-    const bits = xBits[i]!;
+  const end = xo + n;
+  let i = xo;
+  for (; i + 3 < end; i += 4) {
+    const bits0 = xBits[i]!;
     const bits1 = xBits[i + 1]!;
-    all |= bits | bits1;
-    const key = bits ^ ((bits >> 31) & 0x7fffffff); // orderKey, inlined
+    const bits2 = xBits[i + 2]!;
+    const bits3 = xBits[i + 3]!;
+    all |= bits0 | bits1 | bits2 | bits3;
+    const key0 = bits0 ^ ((bits0 >> 31) & 0x7fffffff); // orderKey, inlined
     const key1 = bits1 ^ ((bits1 >> 31) & 0x7fffffff);
-    minKey ^= (minKey ^ key) & ((key - minKey) >> 31);
-    maxKey ^= (maxKey ^ key) & ((maxKey - key) >> 31);
-    minKey1 ^= (minKey1 ^ key1) & ((key1 - minKey1) >> 31);
-    maxKey1 ^= (maxKey1 ^ key1) & ((maxKey1 - key1) >> 31);
+    const key2 = bits2 ^ ((bits2 >> 31) & 0x7fffffff);
+    const key3 = bits3 ^ ((bits3 >> 31) & 0x7fffffff);
+    const low01 = key1 ^ ((key0 ^ key1) & ((key0 - key1) >> 31));
+    const high01 = key0 ^ key1 ^ low01;
+    const low23 = key3 ^ ((key2 ^ key3) & ((key2 - key3) >> 31));
+    const high23 = key2 ^ key3 ^ low23;
+    minKey ^= (minKey ^ low01) & ((low01 - minKey) >> 31);
+    maxKey ^= (maxKey ^ high01) & ((maxKey - high01) >> 31);
+    minKey1 ^= (minKey1 ^ low23) & ((low23 - minKey1) >> 31);
+    maxKey1 ^= (maxKey1 ^ high23) & ((maxKey1 - high23) >> 31);
   }
-  if (n & 1) {
-    const bits = xBits[end]!;
+  for (; i < end; i++) {
+    const bits = xBits[i]!;
     all |= bits;
     const key = bits ^ ((bits >> 31) & 0x7fffffff);
     minKey ^= (minKey ^ key) & ((key - minKey) >> 31);
     maxKey ^= (maxKey ^ key) & ((maxKey - key) >> 31);
   }
   if (all & 0x40000000) return minMaxBitsAnyRange(xBits, xo, n, range);
-  // Equal keys from the two lanes are equal floats (zeros are resolved below), so either may win a tie.
+  // Equal keys are equal floats (zeros are resolved below), so either lane or pair member may win a tie.
   minKey ^= (minKey ^ minKey1) & ((minKey1 - minKey) >> 31);
   maxKey ^= (maxKey ^ maxKey1) & ((maxKey - maxKey1) >> 31);
   range[0] = minKey === 0 || minKey === -1 ? firstZeroBits(xBits, xo, n) : orderKey(minKey);

@@ -26,7 +26,7 @@
  */
 import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
-import { bitsToF32, f32Bits } from "../../formats/float-bits.ts";
+import { bitsToF32, f32Bits, f32BitsToF16Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
 import {
   type BlocksDecoder,
   decodeInSpans,
@@ -45,6 +45,7 @@ import {
   truncToInt,
   writeF16,
   writeU32,
+  wordView,
 } from "./common.ts";
 import { makeQkxQuants, makeQxQuants, QKX3_IMATRIX } from "./kquant-search.ts";
 
@@ -121,24 +122,33 @@ function levelFromMin(x: Float32Array, p: number, min: number, id: number): numb
   return (fr(fr(x[p]! - min) * id) + HALF_UP) | 0;
 }
 
-/** q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)). */
+/**
+ * q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)).
+ * The block's 20 bytes are 5 aligned little-endian u32 stores (d | m << 16, then 8 nibbles each): a fifth of
+ * the bounds-checked byte stores, 1.25x. Outputs at an offset that is not 4-aligned go through a copy.
+ */
 export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const words = wordView(out, oo);
+  if (!words) return encodeThroughAlignedCopy(encodeQ4_1, 20, x, xo, out, oo, blocks);
   const fr = Math.fround;
   const xBits = bitsView(x);
-  for (let b = 0; b < blocks; b++, xo += QK, oo += 20) {
+  for (let b = 0, w = (out.byteOffset + oo) >> 2; b < blocks; b++, xo += QK, w += 5) {
     if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
     const min = range[0]!;
     const d = fr(fr(range[1]! - min) / 15);
     const id = d !== 0 ? fr(1 / d) : 0;
-    writeF16(out, oo, d);
-    writeF16(out, oo + 2, min);
+    words[w] = f32ToF16Bits(d) | (f32BitsToF16Bits(rangeBits[0]!) << 16);
     for (let j = 0; j < QK / 2; j += 4) {
       const p = xo + j;
-      const o = oo + 4 + j;
-      out[o] = levelFromMin(x, p, min, id) | (levelFromMin(x, p + 16, min, id) << 4);
-      out[o + 1] = levelFromMin(x, p + 1, min, id) | (levelFromMin(x, p + 17, min, id) << 4);
-      out[o + 2] = levelFromMin(x, p + 2, min, id) | (levelFromMin(x, p + 18, min, id) << 4);
-      out[o + 3] = levelFromMin(x, p + 3, min, id) | (levelFromMin(x, p + 19, min, id) << 4);
+      words[w + 1 + (j >> 2)] =
+        levelFromMin(x, p, min, id) |
+        (levelFromMin(x, p + 16, min, id) << 4) |
+        (levelFromMin(x, p + 1, min, id) << 8) |
+        (levelFromMin(x, p + 17, min, id) << 12) |
+        (levelFromMin(x, p + 2, min, id) << 16) |
+        (levelFromMin(x, p + 18, min, id) << 20) |
+        (levelFromMin(x, p + 3, min, id) << 24) |
+        (levelFromMin(x, p + 19, min, id) << 28);
     }
   }
   return true;
@@ -416,6 +426,22 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 
 /** Encodes or decodes `blocks` consecutive blocks (the functions above). */
 type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => boolean;
+
+/** Runs a word-storing encoder on an aligned copy of out's bytes and copies them back (unaligned outputs). */
+function encodeThroughAlignedCopy(
+  encode: BlocksEncoder,
+  blockBytes: number,
+  x: Float32Array,
+  xo: number,
+  out: Uint8Array,
+  oo: number,
+  blocks: number,
+): boolean {
+  const aligned = new Uint8Array(blocks * blockBytes);
+  const ok = encode(x, xo, aligned, 0, blocks);
+  out.set(aligned, oo);
+  return ok;
+}
 type WeightedBlockEncoder = (x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number) => void;
 
 interface LegacySpec {
