@@ -104,13 +104,13 @@ export function writeU32(out: Uint8Array, off: number, v: number): void {
 }
 
 /**
- * out's bytes as int32 words (little-endian fields written a word at a time), when out[oo] starts a word:
- * word (out.byteOffset + oo) >> 2 of the view holds out[oo..oo+4). undefined on a big-endian host or an
- * unaligned offset.
+ * The bytes of `bytes` as int32 words, for little-endian fields read or written a word at a time (fewer
+ * bounds-checked accesses): word i of the view holds bytes[4i..4i+4). undefined on a big-endian host or
+ * when the view would not start a word (byteOffset) or `offset` is not a multiple of 4.
  */
-export function wordView(out: Uint8Array, oo: number): Int32Array | undefined {
-  if (!LITTLE_ENDIAN_HOST || (out.byteOffset + oo) % 4 !== 0) return undefined;
-  return new Int32Array(out.buffer, 0, (out.byteOffset + out.length) >> 2);
+export function wordView(bytes: Uint8Array, offset: number): Int32Array | undefined {
+  if (!LITTLE_ENDIAN_HOST || bytes.byteOffset % 4 !== 0 || offset % 4 !== 0) return undefined;
+  return new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2);
 }
 
 // ---------------------------------------------------------------------------------------------------------

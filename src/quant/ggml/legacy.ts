@@ -132,7 +132,7 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
   if (!words) return encodeThroughAlignedCopy(encodeQ4_1, 20, x, xo, out, oo, blocks);
   const fr = Math.fround;
   const xBits = bitsView(x);
-  for (let b = 0, w = (out.byteOffset + oo) >> 2; b < blocks; b++, xo += QK, w += 5) {
+  for (let b = 0, w = oo >> 2; b < blocks; b++, xo += QK, w += 5) {
     if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
     const min = range[0]!;
     const d = fr(fr(range[1]! - min) / 15);
