@@ -34,7 +34,8 @@ function groupMax(xBits: Int32Array, xo: number, n: number, L: Int8Array, lo: nu
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
  * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
  * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..2n) and
- * wx[0..n) are scratch. Returns the scale.
+ * scratch[0..3n) are scratch: the group's x, w and w*x as doubles (exact, being float32 values), so the 19
+ * steps' loops load them without a float32 conversion each (1.14x). Returns the scale.
  *
  * Tries iscale = -(nmax + 0.1*is)/max for is = -9..9. A step whose levels equal the previous step's has
  * the same sums: if that step won, winning again would store the same L, scale and best; if it lost, best
@@ -55,8 +56,9 @@ export function makeQxQuants(
   w: Float32Array,
   wo: number,
   levels: Int8Array,
-  wx: Float32Array,
+  scratch: Float64Array,
 ): number {
+  const f = scratch;
   const fr = Math.fround;
   const max = groupMax(xBits, xo, n, L, lo);
   if (max === 0) return 0;
@@ -76,7 +78,9 @@ export function makeQxQuants(
     L[lo + i] = l + nmax;
     const wi = w[wo + i]!;
     const wxi = fr(wi * xi);
-    wx[i] = wxi;
+    f[i] = xi;
+    f[n + i] = wi;
+    f[2 * n + i] = wxi;
     sumlx = fr(sumlx + fr(wxi * l));
     suml2 = fr(suml2 + fr(fr(wi * l) * l));
   }
@@ -93,7 +97,7 @@ export function makeQxQuants(
     let changedA = 0;
     let changedB = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i]!;
+      const xi = f[i]!;
       let la = nearestIntInRange(fr(iscaleA * xi));
       la = la < lmin ? lmin : la > lmax ? lmax : la;
       let lbv = nearestIntInRange(fr(iscaleB * xi));
@@ -109,8 +113,8 @@ export function makeQxQuants(
     let suml2B = 0;
     if (changedA !== 0 && changedB !== 0) {
       for (let i = 0; i < n; i++) {
-        const wi = w[wo + i]!;
-        const wxi = wx[i]!;
+        const wi = f[n + i]!;
+        const wxi = f[2 * n + i]!;
         const la = levels[i]!;
         const lbv = levels[lb + i]!;
         sumlxA = fr(sumlxA + fr(wxi * la));
@@ -124,8 +128,8 @@ export function makeQxQuants(
       let s2 = 0;
       for (let i = 0; i < n; i++) {
         const l = levels[from + i]!;
-        sx = fr(sx + fr(wx[i]! * l));
-        s2 = fr(s2 + fr(fr(w[wo + i]! * l) * l));
+        sx = fr(sx + fr(f[2 * n + i]! * l));
+        s2 = fr(s2 + fr(fr(f[n + i]! * l) * l));
       }
       if (changedA !== 0) {
         sumlxA = sx;

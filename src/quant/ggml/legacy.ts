@@ -273,7 +273,7 @@ export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: num
 /** Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port). */
 const levels = new Int8Array(QK);
 const searchLevels = new Int8Array(2 * QK);
-const weightedX = new Float32Array(QK);
+const searchScratch = new Float64Array(3 * QK);
 const levelsAux = new Uint8Array(QK);
 const levelsU8 = new Uint8Array(QK);
 const shiftedX = new Float32Array(QK);
@@ -283,7 +283,7 @@ const minusMin = new Float32Array(1);
 
 /** q4_0 with weights: levels 0..15 from make_qx_quants(nmax 8); d is the fitted scale. */
 export function encodeBlockQ4_0Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
-  const d = makeQxQuants(QK, 8, x, xBits, xo, levels, 0, w, 0, searchLevels, weightedX);
+  const d = makeQxQuants(QK, 8, x, xBits, xo, levels, 0, w, 0, searchLevels, searchScratch);
   writeF16(out, oo, d);
   for (let j = 0; j < 16; j++) out[oo + 2 + j] = levels[j]! | (levels[j + 16]! << 4);
 }
@@ -311,7 +311,7 @@ function packFiveBit(L: ArrayLike<number>, out: Uint8Array, qhAt: number, qs: nu
 
 /** q5_0 with weights: levels 0..31 from make_qx_quants(nmax 16). */
 export function encodeBlockQ5_0Weighted(x: Float32Array, xBits: Int32Array, xo: number, w: Float32Array, out: Uint8Array, oo: number): void {
-  const d = makeQxQuants(QK, 16, x, xBits, xo, levels, 0, w, 0, searchLevels, weightedX);
+  const d = makeQxQuants(QK, 16, x, xBits, xo, levels, 0, w, 0, searchLevels, searchScratch);
   writeF16(out, oo, d);
   packFiveBit(levels, out, oo + 2, oo + 6);
 }
