@@ -103,9 +103,10 @@ export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
   return true;
 }
 
-/** A block's min and max (minMaxBits), as bits and as floats. */
-const range = new Float32Array(2);
-const rangeBits = bitsView(range);
+/** Blocks whose min and max one minMaxBits call finds (q4_1, q5_1; a power of 2): block b's at 2b, 2b + 1. */
+const RANGE_BATCH = 128;
+const rangeBits = new Int32Array(2 * RANGE_BATCH);
+const range = new Float32Array(rangeBits.buffer);
 
 /**
  * 0.5 + 2^-25. For a float32 v in [0, 2^23), C's (int)(v + 0.5f) (the sum rounded to float32) equals
@@ -133,11 +134,12 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
   const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0, w = oo >> 2; b < blocks; b++, xo += QK, w += 5) {
-    if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
-    const min = range[0]!;
-    const d = fr(fr(range[1]! - min) / 15);
+    const r = 2 * (b & (RANGE_BATCH - 1));
+    if (r === 0 && !minMaxBits(xBits, xo, QK, rangeBits, 0, Math.min(RANGE_BATCH, blocks - b))) return false;
+    const min = range[r]!;
+    const d = fr(fr(range[r + 1]! - min) / 15);
     const id = d !== 0 ? fr(1 / d) : 0;
-    words[w] = f32ToF16Bits(d) | (f32BitsToF16Bits(rangeBits[0]!) << 16);
+    words[w] = f32ToF16Bits(d) | (f32BitsToF16Bits(rangeBits[r]!) << 16);
     for (let j = 0; j < QK / 2; j += 4) {
       const p = xo + j;
       words[w + 1 + (j >> 2)] =
@@ -192,9 +194,10 @@ export function encodeQ5_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
   const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 24) {
-    if (!minMaxBits(xBits, xo, QK, rangeBits)) return false;
-    const min = range[0]!;
-    const d = fr(fr(range[1]! - min) / 31);
+    const r = 2 * (b & (RANGE_BATCH - 1));
+    if (r === 0 && !minMaxBits(xBits, xo, QK, rangeBits, 0, Math.min(RANGE_BATCH, blocks - b))) return false;
+    const min = range[r]!;
+    const d = fr(fr(range[r + 1]! - min) / 31);
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
     writeF16(out, oo + 2, min);
