@@ -27,7 +27,7 @@ export class KQuantScratch {
   readonly Laux = new Uint8Array(32);
   readonly xm = new Float32Array(32);
   /** make_qx_quants: two candidates' levels, and x, w and w*x of the group as doubles. */
-  readonly levels = new Int8Array(32);
+  readonly levels = new Float64Array(32);
   readonly xw = new Float64Array(3 * 16);
   /** Weights of one sub-block. */
   readonly weights = new Float32Array(32);

@@ -34,8 +34,9 @@ function groupMax(xBits: Int32Array, xo: number, n: number, L: Int8Array, lo: nu
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
  * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
  * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..2n) and
- * scratch[0..3n) are scratch: the group's x, w and w*x as doubles (exact, being float32 values), so the 19
- * steps' loops load them without a float32 conversion each (1.14x). Returns the scale.
+ * scratch[0..3n) are scratch: the group's x, w and w*x as doubles (exact, being float32 values), and the
+ * steps' levels as integral doubles, so the 19 steps' loops load them without a conversion each (x, w, w*x:
+ * 1.07-1.14x; levels: 1.03-1.09x more). Returns the scale.
  *
  * Tries iscale = -(nmax + 0.1*is)/max for is = -9..9. A step whose levels equal the previous step's has
  * the same sums: if that step won, winning again would store the same L, scale and best; if it lost, best
@@ -55,10 +56,11 @@ export function makeQxQuants(
   lo: number,
   w: Float32Array,
   wo: number,
-  levels: Int8Array,
+  levels: Float64Array,
   scratch: Float64Array,
 ): number {
   const f = scratch;
+  const magic = 6755399441055744; // nearestIntInRange's 1.5 * 2^52, kept in a double
   const fr = Math.fround;
   const max = groupMax(xBits, xo, n, L, lo);
   if (max === 0) return 0;
@@ -94,16 +96,20 @@ export function makeQxQuants(
     if (is === -1) is = 0;
     const iscaleA = fr(-fr(nmax + fr(tenth * isA)) / max);
     const iscaleB = fr(-fr(nmax + fr(tenth * isB)) / max);
+    // Levels as doubles (integral), so the sums below load them without an int conversion; whether a
+    // step's levels changed is a sum of squared differences.
     let changedA = 0;
     let changedB = 0;
     for (let i = 0; i < n; i++) {
       const xi = f[i]!;
-      let la = nearestIntInRange(fr(iscaleA * xi));
+      let la = fr(iscaleA * xi) + magic - magic;
       la = la < lmin ? lmin : la > lmax ? lmax : la;
-      let lbv = nearestIntInRange(fr(iscaleB * xi));
+      let lbv = fr(iscaleB * xi) + magic - magic;
       lbv = lbv < lmin ? lmin : lbv > lmax ? lmax : lbv;
-      changedA |= la ^ levels[lb + i]!;
-      changedB |= lbv ^ la;
+      const da = la - levels[lb + i]!;
+      const db = lbv - la;
+      changedA += da * da;
+      changedB += db * db;
       levels[i] = la;
       levels[lb + i] = lbv;
     }

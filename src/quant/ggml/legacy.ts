@@ -275,7 +275,7 @@ export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: num
 
 /** Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port). */
 const levels = new Int8Array(QK);
-const searchLevels = new Int8Array(2 * QK);
+const searchLevels = new Float64Array(2 * QK);
 const searchScratch = new Float64Array(3 * QK);
 const levelsAux = new Uint8Array(QK);
 const levelsU8 = new Uint8Array(QK);
