@@ -233,13 +233,30 @@ export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
   return true;
 }
 
+/** q8_K's 16 levels nearest_int(iscale * x) from x[p..p+16) as 4 words at words[w..w+4); returns their sum. */
+function q8KWords(x: Float32Array, p: number, iscale: number, words: Int32Array, w: number): number {
+  const fr = Math.fround;
+  const magic = 6755399441055744; // nearestIntInRange's rounding constant, in a local (see common.ts)
+  let sum = 0;
+  for (let k = 0; k < 16; k += 4, p += 4) {
+    const q0 = (fr(iscale * x[p]!) + magic - magic) | 0;
+    const q1 = (fr(iscale * x[p + 1]!) + magic - magic) | 0;
+    const q2 = (fr(iscale * x[p + 2]!) + magic - magic) | 0;
+    const q3 = (fr(iscale * x[p + 3]!) + magic - magic) | 0;
+    words[w + (k >> 2)] = (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | (q3 << 24);
+    sum += q0 + q1 + q2 + q3;
+  }
+  return sum;
+}
+
 /**
  * q8_K: d = (signed value of largest |x|) / -127 kept as f32; q = min(127, nearest_int(x * -127/max)).
  * An all-zero block gets d = 0 and q = 0; ggml leaves its bsums unwritten, we write their true value, 0.
  */
 export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
+  const words = wordView(out, oo);
+  if (!words) return encodeThroughAlignedCopy(encodeQ8_K, 292, x, xo, out, oo, blocks);
   const xBits = bitsView(x);
-  const qs = int8View(out);
   for (let b = 0; b < blocks; b++, xo += QK_K, oo += 292) {
     const max = signedAbsMax(xBits, xo, QK_K);
     if (!(Math.abs(max) <= FLT_MAX)) return false;
@@ -251,17 +268,14 @@ export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: num
       if (max !== 0) writeU32(out, oo, f32Bits(fr(1 / iscale)));
       continue;
     }
-    for (let g = 0; g < QK_K / 16; g++) {
-      let sum = 0;
-      for (let j = 16 * g; j < 16 * g + 16; j++) {
-        // |iscale*x| <= |iscale*max| <= 127.00002: nearest_int is in range, and ggml's MIN(127, ...) and the
-        // int8_t store change nothing. bsums add the stored values.
-        const q = nearestIntInRange(fr(iscale * x[xo + j]!));
-        qs[oo + 4 + j] = q;
-        sum += q;
-      }
-      out[oo + 260 + 2 * g] = sum & 0xff;
-      out[oo + 260 + 2 * g + 1] = (sum >> 8) & 0xff;
+    // |iscale*x| <= |iscale*max| <= 127.00002: nearest_int is in range, and ggml's MIN(127, ...) and the
+    // int8_t store change nothing. Four levels a word (qs starts at byte 4 of a 292-byte block, so words
+    // stay aligned: 1.55x); bsums add the stored values, two a word.
+    const qw = (oo >> 2) + 1;
+    for (let g = 0; g < QK_K / 16; g += 2) {
+      const sum0 = q8KWords(x, xo + 16 * g, iscale, words, qw + 4 * g);
+      const sum1 = q8KWords(x, xo + 16 * g + 16, iscale, words, qw + 4 * g + 4);
+      words[qw + 64 + (g >> 1)] = (sum0 & 0xffff) | (sum1 << 16);
     }
     writeU32(out, oo, f32Bits(fr(1 / iscale)));
   }
