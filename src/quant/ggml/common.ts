@@ -24,7 +24,7 @@ export const GROUP_MAX_EPS = fr(1e-15);
 // C's float -> int conversions
 
 /** 1.5 * 2^52: adding and subtracting it rounds a double to an integer, ties to even. */
-const ROUND_MAGIC = 6755399441055744;
+export const ROUND_MAGIC = 6755399441055744;
 
 /**
  * ggml's nearest_int for a float32 v whose |v| <= 4194303 (the range ggml asserts): round to nearest, ties

@@ -17,7 +17,7 @@
  * typed copies of flag parameters in locals. Module-level bindings and untyped parameters are reloaded and
  * re-checked on every loop iteration by TurboFan, which costs 10-30% in these loops.
  */
-import { GROUP_MAX_EPS, nearestInt, nearestIntInRange, signedAbsMax } from "./common.ts";
+import { GROUP_MAX_EPS, nearestInt, nearestIntInRange, ROUND_MAGIC, signedAbsMax } from "./common.ts";
 
 /**
  * How make_qx_quants and make_q3_quants start: the signed value with the largest |x| in the group; or, when
@@ -60,7 +60,7 @@ export function makeQxQuants(
   scratch: Float64Array,
 ): number {
   const f = scratch;
-  const magic = 6755399441055744; // nearestIntInRange's 1.5 * 2^52, kept in a double
+  const magic = ROUND_MAGIC; // in a local: see the speed notes above
   const fr = Math.fround;
   const max = groupMax(xBits, xo, n, L, lo);
   if (max === 0) return 0;

@@ -236,13 +236,12 @@ export function encodeQ8_0(x: Float32Array, xo: number, out: Uint8Array, oo: num
 /** q8_K's 16 levels nearest_int(iscale * x) from x[p..p+16) as 4 words at words[w..w+4); returns their sum. */
 function q8KWords(x: Float32Array, p: number, iscale: number, words: Int32Array, w: number): number {
   const fr = Math.fround;
-  const magic = 6755399441055744; // nearestIntInRange's rounding constant, in a local (see common.ts)
   let sum = 0;
   for (let k = 0; k < 16; k += 4, p += 4) {
-    const q0 = (fr(iscale * x[p]!) + magic - magic) | 0;
-    const q1 = (fr(iscale * x[p + 1]!) + magic - magic) | 0;
-    const q2 = (fr(iscale * x[p + 2]!) + magic - magic) | 0;
-    const q3 = (fr(iscale * x[p + 3]!) + magic - magic) | 0;
+    const q0 = nearestIntInRange(fr(iscale * x[p]!));
+    const q1 = nearestIntInRange(fr(iscale * x[p + 1]!));
+    const q2 = nearestIntInRange(fr(iscale * x[p + 2]!));
+    const q3 = nearestIntInRange(fr(iscale * x[p + 3]!));
     words[w + (k >> 2)] = (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | (q3 << 24);
     sum += q0 + q1 + q2 + q3;
   }
