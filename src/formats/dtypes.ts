@@ -35,7 +35,8 @@ export function isDType(s: string): s is DType {
   return Object.hasOwn(DTYPE_BYTES, s);
 }
 
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Whether typed arrays on this host store their elements little-endian (as every file format here does). */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 let f16Table: Float32Array | undefined;
 let e4m3Table: Float32Array | undefined;

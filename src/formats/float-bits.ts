@@ -21,7 +21,11 @@ export function bitsToF32(bits: number): number {
 
 /** float32 -> binary16 bits, round to nearest even; NaN -> 0x7E00 with the sign kept (as ggml does). */
 export function f32ToF16Bits(x: number): number {
-  const b = f32Bits(x);
+  return f32BitsToF16Bits(f32Bits(x));
+}
+
+/** f32ToF16Bits from the float32's bit pattern (for callers that hold the bits already). */
+export function f32BitsToF16Bits(b: number): number {
   const sign = (b >>> 16) & 0x8000;
   const exp = (b >>> 23) & 0xff;
   const mant = b & 0x7fffff;

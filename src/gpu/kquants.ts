@@ -44,7 +44,7 @@ const DECODE_SLICE = 16;
  * Super-blocks one encoder invocation writes: 2 where a block does not end on a 4-byte boundary (q3_K's
  * 110, q6_K's 210 bytes), so that each invocation owns whole u32 words. Mirrors the entry points.
  */
-function blocksPerInvocation(format: QuantFormat): number {
+export function blocksPerInvocation(format: QuantFormat): number {
   return format.blockBytes % 4 === 0 ? 1 : 2;
 }
 

@@ -93,6 +93,17 @@ describe("ggml rounding helpers", () => {
       expect(Object.is(asFloat[0], min), `min of ${[...v].map((x) => Object.is(x, -0) ? "-0" : x)}`).toBe(true);
       expect(Object.is(asFloat[1], max), `max of ${[...v].map((x) => Object.is(x, -0) ? "-0" : x)}`).toBe(true);
     }
+    // Weight-like blocks (all |x| < 2, the fast path) of every length up to 40, some with repeated values.
+    for (let n = 1; n <= 40; n++) {
+      for (let seed = 1; seed <= 20; seed++) {
+        const v = gaussian(n, 0.5, 1000 * n + seed);
+        if (seed % 4 === 0) v[n - 1] = v[0]!;
+        const expectedMin = v.reduce((a, b) => (b < a ? b : a));
+        const expectedMax = v.reduce((a, b) => (b > a ? b : a));
+        expect(minMaxBits(bitsView(v), 0, n, range)).toBe(true);
+        expect([asFloat[0], asFloat[1]]).toEqual([expectedMin, expectedMax]);
+      }
+    }
     for (const bad of [NaN, -NaN, Infinity, -Infinity]) {
       const v = new Float32Array([1, -2, bad, 0.5]);
       expect(minMaxBits(bitsView(v), 0, 4, range)).toBe(false);

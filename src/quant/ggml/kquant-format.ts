@@ -26,9 +26,9 @@ export class KQuantScratch {
   /** make_qkx*_quants: one candidate's levels, and x - min of the sub-block. */
   readonly Laux = new Uint8Array(32);
   readonly xm = new Float32Array(32);
-  /** make_qx_quants: two candidates' levels, and w*x of the group. */
-  readonly levels = new Int8Array(32);
-  readonly wx = new Float32Array(16);
+  /** make_qx_quants: two candidates' levels, and x, w and w*x of the group as doubles. */
+  readonly levels = new Float64Array(32);
+  readonly xw = new Float64Array(3 * 16);
   /** Weights of one sub-block. */
   readonly weights = new Float32Array(32);
   /** Sub-block scales, mins and weight sums (16 sub-blocks of 16 or 8 of 32). */

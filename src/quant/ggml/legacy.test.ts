@@ -191,6 +191,18 @@ describe("edge cases", () => {
     }
   });
 
+  it("an output buffer at an odd byte offset gets the same bytes (word-storing encoders go through an aligned copy)", () => {
+    const shape = { rows: 3, cols: 512 };
+    const x = gaussian(shape.rows * shape.cols, 0.02, 777);
+    for (const f of GGML_LEGACY_FORMATS) {
+      const expected = f.encode(x, shape);
+      const backing = new Uint8Array(expected.length + 2).fill(0xa5);
+      f.encode(x, shape, { out: backing.subarray(1, 1 + expected.length) });
+      expect(backing.subarray(1, 1 + expected.length)).toEqual(expected);
+      expect([backing[0], backing[expected.length + 1]]).toEqual([0xa5, 0xa5]);
+    }
+  });
+
   it("blocks so small that 1/scale overflows give zero codes, never NaN (ggml's C is undefined there; x86 gives these)", () => {
     const shape = { rows: 1, cols: 256 };
     const x = new Float32Array(256);

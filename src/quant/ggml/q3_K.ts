@@ -85,10 +85,10 @@ export const encodeBlockQ3KImatrix: KBlockEncoder = (x, xo, qw, qwo, out, oo, s)
   const sigma2 = fr(fr(2 * sumOfSquares(x, xo, 256)) / 256);
   for (let j = 0; j < 16; j++) {
     sw[j] = importanceWeights(x, xo + 16 * j, qw, qwo + 16 * j, sigma2, 16, weights, 0);
-    scales[j] = makeQxQuants(16, 4, x, s.xBits, xo + 16 * j, L, 16 * j, weights, 0, s.levels, s.wx);
+    scales[j] = makeQxQuants(16, 4, x, s.xBits, xo + 16 * j, L, 16 * j, weights, 0, s.levels, s.xw);
   }
   for (let k = 0; k < 12; k++) out[oo + SCALES + k] = 0;
-  const dBlock = makeQxQuants(16, 32, scales, s.scalesBits, 0, Ls, 0, sw, 0, s.levels, s.wx);
+  const dBlock = makeQxQuants(16, 32, scales, s.scalesBits, 0, Ls, 0, sw, 0, s.levels, s.xw);
   for (let j = 0; j < 16; j++) putScale(out, oo + SCALES, j, Ls[j]!);
   writeF16(out, oo + D, dBlock);
   requantizeAndPack(x, xo, out, oo, L);

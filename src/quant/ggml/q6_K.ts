@@ -65,14 +65,14 @@ export const encodeBlockQ6KRef: KBlockEncoder = (x, xo, _qw, _qwo, out, oo, s) =
   const w = s.weights;
   for (let ib = 0; ib < 16; ib++) {
     for (let i = 0; i < 16; i++) w[i] = fr(x[xo + 16 * ib + i]! * x[xo + 16 * ib + i]!); // qw NULL: x^2
-    s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, w, 0, s.levels, s.wx);
+    s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, w, 0, s.levels, s.xw);
   }
   finishBlock(x, xo, out, oo, s);
 };
 
 /** quantize_row_q6_K_impl with quant_weights, one super-block: make_qx_quants weighted by the imatrix itself. */
 export const encodeBlockQ6KImatrix: KBlockEncoder = (x, xo, qw, qwo, out, oo, s) => {
-  for (let ib = 0; ib < 16; ib++) s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, qw, qwo + 16 * ib, s.levels, s.wx);
+  for (let ib = 0; ib < 16; ib++) s.scales[ib] = makeQxQuants(16, 32, x, s.xBits, xo + 16 * ib, s.L8, 16 * ib, qw, qwo + 16 * ib, s.levels, s.xw);
   finishBlock(x, xo, out, oo, s);
 };
 
