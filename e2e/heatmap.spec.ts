@@ -6,8 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { expect, test, type Locator, type Page, type TestInfo } from "@playwright/test";
-import { decodeToF32 } from "../src/formats/dtypes.ts";
-import { readTensorBytes, tensorRowLayout } from "../src/formats/model.ts";
+import { readTensorValues, tensorRowLayout } from "../src/formats/model.ts";
 import { readSafetensors } from "../src/formats/safetensors.ts";
 import { BlobSource } from "../src/formats/source.ts";
 import { getFormat } from "../src/quant/registry.ts";
@@ -40,7 +39,7 @@ async function cpuDecoded(format: string): Promise<{ x: Float32Array; y: Float32
   const file = await readSafetensors(new BlobSource(new Blob([await readFile(storiesFile)]), "model.safetensors"));
   const t = file.tensors.find((x) => x.name === TENSOR)!;
   const { rows, rowLength: cols } = tensorRowLayout(t);
-  const x = decodeToF32(t.dtype, await readTensorBytes(t));
+  const x = await readTensorValues(t);
   const f = getFormat(format);
   return { x, y: f.decode(f.encode(x, { rows, cols }), { rows, cols }), cols };
 }

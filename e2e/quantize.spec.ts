@@ -8,8 +8,7 @@
 import { expect, test, type Page, type TestInfo } from "@playwright/test";
 import { formatMeasure, formatShare } from "../src/common/format.ts";
 import { syntheticLlamaShard } from "../src/demo/synthetic.ts";
-import { decodeToF32 } from "../src/formats/dtypes.ts";
-import { readTensorBytes, tensorRowLayout } from "../src/formats/model.ts";
+import { readTensorValues, tensorRowLayout } from "../src/formats/model.ts";
 import { readSafetensors } from "../src/formats/safetensors.ts";
 import { BlobSource } from "../src/formats/source.ts";
 import { bitsPerWeight } from "../src/quant/format.ts";
@@ -57,11 +56,11 @@ async function demoExpectations(tensorName: string, formats: string[]): Promise<
   const tensor = file.tensors.find((t) => t.name === tensorName)!;
   const { rows, rowLength: cols } = tensorRowLayout(tensor);
   const shape = { rows, cols };
-  const x = decodeToF32(tensor.dtype, await readTensorBytes(tensor));
+  const x = await readTensorValues(tensor);
   return formats.map((id) => {
     const format = getFormat(id);
     const y = format.decode(format.encode(x, shape), shape);
-    return { metrics: errorMetrics(x, y, shape, metricsBlockSize(format)), size: sizeMetrics(format, shape, tensor.dtype) };
+    return { metrics: errorMetrics(x, y, shape, metricsBlockSize(format)), size: sizeMetrics(format, shape, tensor.bytes) };
   });
 }
 

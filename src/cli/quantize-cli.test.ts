@@ -7,9 +7,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORIES_DIR } from "../../test/shared-data.ts";
 import { quantlab } from "../../test/quantlab-cli.ts";
-import { openModel, readTensorBytes, tensorRowLayout } from "../formats/model.ts";
+import { openModel, readTensorValues, tensorRowLayout } from "../formats/model.ts";
 import type { OpenedModel } from "../formats/model.ts";
-import { decodeToF32 } from "../formats/dtypes.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import type { ByteSource } from "../formats/source.ts";
 import { errorMetrics } from "../quant/metrics.ts";
@@ -37,7 +36,7 @@ async function quantizeJson(...args: string[]): Promise<QuantizeJson> {
 async function tensorValues(name: string) {
   const t = model.tensors.find((x) => x.name === name)!;
   const { rows, rowLength } = tensorRowLayout(t);
-  return { t, x: decodeToF32(t.dtype, await readTensorBytes(t)), shape: { rows, cols: rowLength } };
+  return { t, x: await readTensorValues(t), shape: { rows, cols: rowLength } };
 }
 
 describe.concurrent("quantlab quantize", () => {

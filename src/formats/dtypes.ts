@@ -16,6 +16,13 @@ import { f32ToF8e4m3, f32ToF8e5m2, f8e4m3ToF32, f8e5m2ToF32 } from "./float8.ts"
 export const DTYPES = ["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "I64", "I32", "I16", "I8", "U8", "BOOL"] as const;
 export type DType = (typeof DTYPES)[number];
 
+/**
+ * What a tensor's bytes are: a safetensors DType, or the name of a ggml type (src/formats/gguf.ts
+ * GGML_TYPES: "Q4_K", "Q8_0", "IQ4_NL", ...) for a tensor of a GGUF file. GGUF's F32, F16, BF16, F64 and
+ * I8..I64 have the same names and bytes as the DTypes. src/formats/tensor-data.ts sizes and decodes both.
+ */
+export type TensorDType = DType | (string & {});
+
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
   F64: 8,
   F32: 4,

@@ -8,6 +8,7 @@ export type FormatErrorCode =
   | "bad-json" // header is not JSON, or not an object
   | "bad-header" // JSON parses but violates the safetensors schema (types, shapes, metadata)
   | "unknown-dtype"
+  | "undecodable" // a listed tensor whose values the lab cannot decode (GGUF IQ*/TQ* types...)
   | "bad-offsets" // data_offsets out of the data section, reversed, or overlapping
   | "size-mismatch" // byte size != product(shape) x dtype size
   | "duplicate-name"

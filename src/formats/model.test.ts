@@ -16,9 +16,9 @@ import {
   storiesFile,
   storiesTensorShapes,
 } from "../../test/formats-fixtures.ts";
-import { decodeToF32, encodeFromF32 } from "./dtypes.ts";
+import { encodeFromF32 } from "./dtypes.ts";
 import { isFormatError, type FormatError } from "./errors.ts";
-import { baseName, openModel, readTensorBytes, readTensorRows, tensorRowLayout, type OpenedModel } from "./model.ts";
+import { baseName, type OpenedModel, openModel, readTensorRows, readTensorValues, tensorRowLayout } from "./model.ts";
 import { writeSafetensors, type TensorInfo } from "./safetensors.ts";
 import type { ByteSource } from "./source.ts";
 
@@ -39,7 +39,7 @@ async function openFailure(sources: ByteSource[]): Promise<FormatError> {
 }
 
 async function allValues(t: TensorInfo): Promise<Float32Array> {
-  return decodeToF32(t.dtype, await readTensorBytes(t));
+  return await readTensorValues(t);
 }
 
 describe("the BF16 sharded copy through its index", () => {

@@ -1,28 +1,37 @@
 /**
  * One model from whatever the user picked: one .safetensors, several shards, or a
- * model.safetensors.index.json with its shards (from files, a folder, or URLs); and the streaming
- * reads of its tensors.
+ * model.safetensors.index.json with its shards (from files, a folder, or URLs); or a .gguf file (or the
+ * shards of a split GGUF); and the streaming reads of its tensors, decoded to float32 whatever they are
+ * stored as (safetensors dtypes, ggml blocks).
  *
- * Which sources count: an index (name ending in ".index.json") and files ending in ".safetensors".
- * Other files dropped along (config.json, tokenizer files, README) are ignored, unless nothing is
- * recognizable by name, in which case every source is read as safetensors (a URL or a renamed file
- * without the extension still opens, and anything else is reported as the format error it is).
+ * Which sources count: an index (name ending in ".index.json"), files ending in ".safetensors", and
+ * files ending in ".gguf". Other files dropped along (config.json, tokenizer files, README) are ignored,
+ * unless nothing is recognizable by name, in which case every source is read as what its first bytes say
+ * (GGUF's magic) or else as safetensors (a URL or a renamed file without the extension still opens, and
+ * anything else is reported as the format error it is).
  */
 import { naturalCompare } from "./catalog.ts";
-import { DTYPE_BYTES, decodeToF32, f32View } from "./dtypes.ts";
+import { f32View } from "./dtypes.ts";
 import { FormatError } from "./errors.ts";
+import { hasGgufMagic, readGguf } from "./gguf.ts";
 import { scanJsonKeys } from "./json-keys.ts";
-import { MAX_HEADER_BYTES, readSafetensors, type SafetensorsFile, type TensorInfo } from "./safetensors.ts";
+import { MAX_HEADER_BYTES, readSafetensors, type TensorInfo } from "./safetensors.ts";
 import { HttpRangeSource, type ByteSource, type HttpRangeOptions } from "./source.ts";
+import { decodeStored, storedBlock, storedBytes, undecodableError } from "./tensor-data.ts";
 
 export interface OpenedModel {
   /** For people: the index's or the single file's name, or "first + N more". */
   name: string;
-  /** The safetensors files holding the tensors (source names), in natural order. */
+  /** What the files are. */
+  format: "safetensors" | "gguf";
+  /** The files holding the tensors (source names), in natural order. */
   files: string[];
   /** The index file's name when the model came with one. */
   index?: string;
-  /** The shards' __metadata__ (the first file that sets a key wins), then the index's "metadata" over it. */
+  /**
+   * The shards' __metadata__ (the first file that sets a key wins), then the index's "metadata" over it;
+   * for GGUF, its key-values as text (gguf.ts readGguf).
+   */
   metadata: Record<string, string>;
   /** Shard by shard (natural order of file names), each in file order. catalog.ts sorts for display. */
   tensors: TensorInfo[];
@@ -42,6 +51,7 @@ export interface SafetensorsIndex {
 
 const INDEX_SUFFIX = ".index.json";
 const SAFETENSORS_SUFFIX = ".safetensors";
+const GGUF_SUFFIX = ".gguf";
 
 /** The file name part of a path or URL ("a/b/model.safetensors?download=true" -> "model.safetensors"). */
 export function baseName(name: string): string {
@@ -60,6 +70,17 @@ export function isIndexName(name: string): boolean {
 
 function isSafetensorsName(name: string): boolean {
   return baseName(name).toLowerCase().endsWith(SAFETENSORS_SUFFIX);
+}
+
+export function isGgufName(name: string): boolean {
+  return baseName(name).toLowerCase().endsWith(GGUF_SUFFIX);
+}
+
+/** A file read as part of a model: its tensors and metadata. */
+interface ModelFile {
+  name: string;
+  metadata: Record<string, string>;
+  tensors: TensorInfo[];
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -111,17 +132,24 @@ export async function readIndex(source: ByteSource, signal?: AbortSignal): Promi
 /** Opens the sources (see the module comment for which count) as one model. */
 export async function openModel(sources: ByteSource[], signal?: AbortSignal): Promise<OpenedModel> {
   signal?.throwIfAborted();
-  if (sources.length === 0) throw new FormatError("io", "(nothing)", "no file to open: pick a .safetensors file, or an index with its shards");
+  if (sources.length === 0) throw new FormatError("io", "(nothing)", "no file to open: pick a .safetensors or .gguf file, or an index with its shards");
   const indexes = sources.filter((s) => isIndexName(s.name));
   const named = sources.filter((s) => isSafetensorsName(s.name));
-  const candidates = named.length > 0 || indexes.length > 0 ? named : sources;
+  const gguf = sources.filter((s) => isGgufName(s.name));
+  const recognized = named.length > 0 || indexes.length > 0 || gguf.length > 0;
+  if (gguf.length > 0 && (named.length > 0 || indexes.length > 0)) {
+    throw new FormatError("io", gguf[0]!.name, "both GGUF and safetensors files were given; open one model at a time");
+  }
+  if (gguf.length > 0) return openGguf(gguf, signal);
+  if (!recognized && (await Promise.all(sources.map((s) => startsWithGgufMagic(s, signal)))).every(Boolean)) return openGguf(sources, signal);
+  const candidates = recognized ? named : sources;
   if (indexes.length > 1) {
     throw new FormatError("bad-index", indexes[0]!.name, `${indexes.length} index files were given (${indexes.map((s) => baseName(s.name)).join(", ")}); open one model at a time`);
   }
   const indexSource = indexes[0];
   const index = indexSource ? await readIndex(indexSource, signal) : undefined;
 
-  const shardSources = [...candidates].sort((a, b) => naturalCompare(baseName(a.name), baseName(b.name)) || naturalCompare(a.name, b.name));
+  const shardSources = sortByName(candidates);
   if (index) {
     const given = new Set(shardSources.map((s) => baseName(s.name)));
     const missing = index.shards.filter((s) => !given.has(baseName(s)));
@@ -138,8 +166,28 @@ export async function openModel(sources: ByteSource[], signal?: AbortSignal): Pr
   }
 
   const files = await Promise.all(shardSources.map((s) => readSafetensors(s, signal)));
-  const tensors = mergeTensors(files, index);
+  const model = assemble("safetensors", files, index);
+  if (index) model.index = index.name;
+  return model;
+}
 
+/** One GGUF, or the shards of a split GGUF (llama.cpp's "-00001-of-00003.gguf"): their tensors as one model. */
+async function openGguf(sources: ByteSource[], signal?: AbortSignal): Promise<OpenedModel> {
+  const files = await Promise.all(sortByName(sources).map((s) => readGguf(s, signal)));
+  return assemble("gguf", files, undefined);
+}
+
+async function startsWithGgufMagic(source: ByteSource, signal?: AbortSignal): Promise<boolean> {
+  return source.size >= 4 && hasGgufMagic(await source.read(0, 4, signal));
+}
+
+function sortByName(sources: readonly ByteSource[]): ByteSource[] {
+  return [...sources].sort((a, b) => naturalCompare(baseName(a.name), baseName(b.name)) || naturalCompare(a.name, b.name));
+}
+
+/** The files' tensors and metadata as one model (the first file that sets a metadata key wins, then the index's). */
+function assemble(format: OpenedModel["format"], files: ModelFile[], index: SafetensorsIndex | undefined): OpenedModel {
+  const tensors = mergeTensors(files, index);
   const meta = new Map<string, string>();
   for (const f of files) for (const [k, v] of Object.entries(f.metadata)) if (!meta.has(k)) meta.set(k, v);
   if (index) for (const [k, v] of Object.entries(index.metadata)) meta.set(k, v);
@@ -153,9 +201,7 @@ export async function openModel(sources: ByteSource[], signal?: AbortSignal): Pr
   }
   const first = files[0]!;
   const name = index ? baseName(index.name) : files.length === 1 ? baseName(first.name) : `${baseName(first.name)} + ${files.length - 1} more`;
-  const model: OpenedModel = { name, files: files.map((f) => f.name), metadata, tensors, totalParams, totalBytes };
-  if (index) model.index = index.name;
-  return model;
+  return { name, format, files: files.map((f) => f.name), metadata, tensors, totalParams, totalBytes };
 }
 
 /**
@@ -163,7 +209,7 @@ export async function openModel(sources: ByteSource[], signal?: AbortSignal): Pr
  * With an index, every weight_map entry must be found in the shard it names; tensors a shard holds
  * that the index does not list are kept (lenient: nothing the files hold is lost).
  */
-function mergeTensors(files: SafetensorsFile[], index: SafetensorsIndex | undefined): TensorInfo[] {
+function mergeTensors(files: ModelFile[], index: SafetensorsIndex | undefined): TensorInfo[] {
   const owner = new Map<string, TensorInfo>();
   for (const f of files) {
     for (const t of f.tensors) {
@@ -208,6 +254,13 @@ export async function readTensorBytes(t: TensorInfo, signal?: AbortSignal): Prom
   return t.source.read(t.offset, t.bytes, signal);
 }
 
+/** A tensor's values in one piece, decoded to float32 (small tensors; streaming code uses readTensorRows). */
+export async function readTensorValues(t: TensorInfo, signal?: AbortSignal): Promise<Float32Array<ArrayBuffer>> {
+  const undecodable = undecodableError(t);
+  if (undecodable) throw undecodable;
+  return decodeStored(t.dtype, await readTensorBytes(t, signal));
+}
+
 /**
  * A tensor seen as rows: the last dimension is the row (a 1-D tensor is one row, a 0-D one a row of 1);
  * an empty tensor has no rows.
@@ -216,6 +269,12 @@ export function tensorRowLayout(t: Pick<TensorInfo, "shape" | "params">): { rows
   const rowLength = t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;
   if (t.params === 0) return { rows: 0, rowLength };
   return { rows: t.params / rowLength, rowLength };
+}
+
+/** The layout of a flat read: rows of one value, or of one block for a ggml block type. */
+function flatLayout(t: Pick<TensorInfo, "dtype" | "params">): { rows: number; rowLength: number } {
+  const { blockWeights } = storedBlock(t.dtype);
+  return { rows: t.params / blockWeights, rowLength: blockWeights };
 }
 
 export interface TensorChunk {
@@ -242,8 +301,9 @@ export interface ReadRowsOptions {
    */
   reuseBuffers?: boolean;
   /**
-   * Ignore row boundaries: stream the tensor as `params` rows of one value, so a chunk is at most
-   * `chunkBytes` even for a huge 1-D tensor (statistics and element-wise work, which need no rows).
+   * Ignore row boundaries: stream the tensor as `params` rows of one value (of one block for a ggml
+   * block type: firstRow and rows then count blocks), so a chunk is at most `chunkBytes` even for a huge
+   * 1-D tensor (statistics and element-wise work, which need no rows).
    */
   flat?: boolean;
   /** Read only rows [firstRow, firstRow + rowCount) (default: all); chunk rows keep the tensor's numbering. */
@@ -260,14 +320,17 @@ export interface ReadRowsOptions {
  * two chunks are held. F32 data is not copied: the values are a view of the bytes read.
  */
 export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {}): AsyncGenerator<TensorChunk, void, undefined> {
-  const layout = opts.flat ? { rows: t.params, rowLength: 1 } : tensorRowLayout(t);
+  const undecodable = undecodableError(t);
+  if (undecodable) throw undecodable;
+  // Flat reads of a ggml-typed tensor go block by block: a block is the smallest piece that decodes alone.
+  const layout = opts.flat ? flatLayout(t) : tensorRowLayout(t);
   const { rowLength } = layout;
   const start = opts.firstRow ?? 0;
   const rows = opts.rowCount === undefined ? layout.rows : start + opts.rowCount;
   if (!(Number.isInteger(start) && start >= 0 && rows >= start && rows <= layout.rows)) {
     throw new RangeError(`rows ${start}..${rows} are not inside tensor "${t.name}" (${layout.rows} rows)`);
   }
-  const rowBytes = rowLength * DTYPE_BYTES[t.dtype];
+  const rowBytes = storedBytes(t.dtype, rowLength);
   const rowsPerChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / rowBytes));
   const { signal } = opts;
   const reuse = opts.reuseBuffers === true && rows > start;
@@ -278,7 +341,7 @@ export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {})
     const owned = reuseBuffer || (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
     const view = t.dtype === "F32" && owned && bytes.buffer instanceof ArrayBuffer ? f32View(bytes) : undefined;
     if (view) return view as Float32Array<ArrayBuffer>;
-    return decoded ? decodeToF32(t.dtype, bytes, decoded) : decodeToF32(t.dtype, bytes);
+    return decoded ? decodeStored(t.dtype, bytes, decoded) : decodeStored(t.dtype, bytes);
   };
   const span = (first: number) => ({ offset: t.offset + first * rowBytes, length: Math.min(rowsPerChunk, rows - first) * rowBytes });
   const chunk = (first: number, bytes: Uint8Array, reuseBuffer = false): TensorChunk => ({
@@ -289,7 +352,7 @@ export async function* readTensorRows(t: TensorInfo, opts: ReadRowsOptions = {})
 
   const { readInto } = t.source;
   if (readInto) {
-    const buffer = reuse ? new Uint8Array(chunkValues * DTYPE_BYTES[t.dtype]) : undefined;
+    const buffer = reuse ? new Uint8Array((chunkValues / rowLength) * rowBytes) : undefined;
     for (let first = start; first < rows; first += rowsPerChunk) {
       const { offset, length } = span(first);
       const bytes = buffer ? buffer.subarray(0, length) : new Uint8Array(length);

@@ -13,25 +13,33 @@
  * The header length is checked against the 100 MB cap and the file size before anything is
  * allocated or read, so a file that merely claims a huge header costs nothing.
  */
-import { DTYPE_BYTES, isDType, type DType } from "./dtypes.ts";
+import { DTYPE_BYTES, isDType, type DType, type TensorDType } from "./dtypes.ts";
 import { FormatError } from "./errors.ts";
 import { scanJsonKeys } from "./json-keys.ts";
 import type { ByteSource } from "./source.ts";
 
+/** One tensor of an opened file (safetensors, or GGUF through src/formats/gguf.ts readGguf). */
 export interface TensorInfo {
   name: string;
-  dtype: DType;
+  /** A safetensors DType, or a GGUF tensor's ggml type name (see TensorDType). */
+  dtype: TensorDType;
+  /** Row-major, the row last ([rows, cols] for a matrix; GGUF's ne[] reversed). */
   shape: number[];
   /** product(shape) */
   params: number;
-  /** params * DTYPE_BYTES[dtype] */
+  /** The bytes in the file (params * DTYPE_BYTES[dtype]; for a ggml type, its whole blocks). */
   bytes: number;
-  /** Absolute byte offset in its file (8 + headerLength + data_offsets[0]). */
+  /** Absolute byte offset in its file (safetensors: 8 + headerLength + data_offsets[0]). */
   offset: number;
   /** source.name */
   file: string;
   /** Where the bytes are. */
   source: ByteSource;
+}
+
+/** A safetensors tensor: its dtype is one of safetensors' own. */
+export interface SafetensorsTensorInfo extends TensorInfo {
+  dtype: DType;
 }
 
 export interface SafetensorsFile {
@@ -43,7 +51,7 @@ export interface SafetensorsFile {
   dataStart: number;
   metadata: Record<string, string>;
   /** In file order (by offset). */
-  tensors: TensorInfo[];
+  tensors: SafetensorsTensorInfo[];
   source: ByteSource;
 }
 
@@ -240,7 +248,7 @@ export async function readSafetensors(source: ByteSource, signal?: AbortSignal):
   const dataStart = 8 + headerLength;
   const { metadata, entries } = parseSafetensorsHeader(json, name, size - dataStart);
   const tensors = entries.map(
-    (e): TensorInfo => ({
+    (e): SafetensorsTensorInfo => ({
       name: e.name,
       dtype: e.dtype,
       shape: e.shape,

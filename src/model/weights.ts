@@ -3,8 +3,8 @@
  * and checked against the shapes config.json implies, so a mismatch is reported by name before any graph
  * is built.
  */
-import { decodeToF32, type DType } from "../formats/dtypes.ts";
-import { readTensorBytes, type OpenedModel } from "../formats/model.ts";
+import { isDType, type DType } from "../formats/dtypes.ts";
+import { type OpenedModel, readTensorValues } from "../formats/model.ts";
 import { expectedTensors, ModelInputError, type DecoderArchitecture } from "./architecture.ts";
 
 export interface NamedTensor {
@@ -28,8 +28,9 @@ export async function loadDecoderWeights(model: OpenedModel, arch: DecoderArchit
         `${model.name}: tensor "${name}" has shape [${t.shape.join(", ")}] but ${arch.name} implies [${shape.join(", ")}]`,
       );
     }
-    const values = decodeToF32(t.dtype, await readTensorBytes(t, signal));
-    out.set(name, { name, shape, values, sourceDtype: t.dtype });
+    const values = await readTensorValues(t, signal);
+    // A GGUF tensor in a ggml block type has no safetensors dtype: exports write it back as float32.
+    out.set(name, { name, shape, values, ...(isDType(t.dtype) ? { sourceDtype: t.dtype } : {}) });
   }
   return out;
 }

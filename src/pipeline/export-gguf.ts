@@ -14,7 +14,7 @@
  *   byte_fallback and the U+2581 space) as tokenizer.ggml.model "llama", with scores and token types; other
  *   tokenizers stop the export with a message (nothing written).
  */
-import { ggmlTypeByName, type GgmlType } from "../formats/gguf.ts";
+import { ggmlTypeByName, LLAMA_FTYPE, type GgmlType } from "../formats/gguf.ts";
 import { writeGguf, type ByteSink, type GgufKeyValue, type GgufLayout, type GgufTensorEntry } from "../formats/gguf-writer.ts";
 import { readTensorRows, tensorRowLayout, type OpenedModel } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
@@ -32,12 +32,6 @@ export class ExportError extends Error {
 export function isExportError(e: unknown): e is ExportError {
   return e instanceof ExportError;
 }
-
-/** llama_ftype: general.file_type of each file type (llama.h LLAMA_FTYPE_*). */
-const LLAMA_FTYPE: Partial<Record<GgufFileType, number>> = {
-  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q2_K: 10, q3_K_S: 11, q3_K_M: 12, q3_K_L: 13,
-  q4_K_S: 14, q4_K_M: 15, q5_K_S: 16, q5_K_M: 17, q6_K: 18, bf16: 32,
-};
 
 /** gguf-py's TokenType. */
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
@@ -142,7 +136,7 @@ export function planGgufExport(input: ExportInput, fileTypeName: string): GgufEx
   const kv: GgufKeyValue[] = [
     { key: "general.architecture", value: { type: "string", value: "llama" } },
     { key: "general.name", value: { type: "string", value: input.name ?? "llama" } },
-    { key: "general.file_type", value: { type: "u32", value: LLAMA_FTYPE[fileType] ?? 0 } },
+    { key: "general.file_type", value: { type: "u32", value: LLAMA_FTYPE[fileType] } },
     { key: "general.quantization_version", value: { type: "u32", value: 2 } },
     { key: "llama.context_length", value: { type: "u32", value: config.maxPositionEmbeddings ?? 2048 } },
     { key: "llama.embedding_length", value: { type: "u32", value: config.hiddenSize } },

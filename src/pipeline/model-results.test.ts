@@ -5,9 +5,8 @@
  */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeToF32 } from "../formats/dtypes.ts";
 import { OUTSIDE_LAYERS_GROUP } from "../formats/catalog.ts";
-import { openModel, readTensorBytes, type OpenedModel } from "../formats/model.ts";
+import { type OpenedModel, openModel, readTensorValues } from "../formats/model.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import { getFormat } from "../quant/registry.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
@@ -72,7 +71,7 @@ describe("modelTotals", () => {
     let sumSquares = 0;
     let count = 0;
     for (const t of quantizableTensors(model.tensors)) {
-      for (const v of decodeToF32(t.dtype, await readTensorBytes(t))) sumSquares += v * v;
+      for (const v of await readTensorValues(t)) sumSquares += v * v;
       count += t.params;
     }
     const errorEnergy = run.rows.reduce((s, r) => s + (r.cells[0]!.ok ? r.cells[0]!.metrics.mse * r.cells[0]!.metrics.count : 0), 0);

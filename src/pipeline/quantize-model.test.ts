@@ -6,9 +6,8 @@
  */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeToF32 } from "../formats/dtypes.ts";
 import { groupOf } from "../formats/catalog.ts";
-import { openModel, readTensorBytes, tensorRowLayout, type OpenedModel } from "../formats/model.ts";
+import { type OpenedModel, openModel, readTensorValues, tensorRowLayout } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import { getFormat } from "../quant/registry.ts";
@@ -69,7 +68,7 @@ describe("quantizeModel on stories260K", () => {
   it("signal energy: the sum of the squared weights, as the measured cells imply it", async () => {
     const tensor = tensorNamed("model.layers.2.self_attn.v_proj.weight");
     const run = await quantizeModel([tensor], ["int4-g32", "int8-channel"].map(getFormat));
-    const x = decodeToF32(tensor.dtype, await readTensorBytes(tensor));
+    const x = await readTensorValues(tensor);
     let sumSquares = 0;
     for (const v of x) sumSquares += v * v;
     expect(run.rows[0]!.signalEnergy! / sumSquares).toBeCloseTo(1, 9);

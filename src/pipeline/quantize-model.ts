@@ -18,9 +18,10 @@
  * - NaN/Inf weights or an empty tensor: the tensor as stored (llama.cpp refuses to quantize such data).
  */
 import { groupOf } from "../formats/catalog.ts";
-import type { DType } from "../formats/dtypes.ts";
+import { isDType, type DType, type TensorDType } from "../formats/dtypes.ts";
 import { tensorRowLayout } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
+import { isDecodable } from "../formats/tensor-data.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import type { ErrorMetrics } from "../quant/metrics.ts";
 import { findFormat } from "../quant/registry.ts";
@@ -29,8 +30,16 @@ import { quantizeTensor, type FormatFailure, type FormatResult, type QuantizeTen
 /** The dtypes holding weights worth quantizing; integer and boolean tensors (ids, masks) are left out. */
 export const QUANTIZABLE_DTYPES: ReadonlySet<DType> = new Set<DType>(["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]);
 
+/**
+ * Float tensors, and GGUF tensors in a ggml block type the lab decodes (re-quantized from their decoded
+ * values). GGUF types the lab cannot decode (IQ*, TQ*...) are left out like integer tensors.
+ */
+export function isQuantizable(t: Pick<TensorInfo, "dtype">): boolean {
+  return isDType(t.dtype) ? QUANTIZABLE_DTYPES.has(t.dtype) : isDecodable(t);
+}
+
 export function quantizableTensors(tensors: readonly TensorInfo[]): TensorInfo[] {
-  return tensors.filter((t) => QUANTIZABLE_DTYPES.has(t.dtype));
+  return tensors.filter(isQuantizable);
 }
 
 /** What a format would store for one tensor; see the module comment. */
@@ -50,7 +59,7 @@ export type ModelCell =
 /** One tensor's row of the results table. */
 export interface TensorResults {
   tensor: string;
-  dtype: DType;
+  dtype: TensorDType;
   shape: MatrixShape;
   params: number;
   /** As stored in the file. */

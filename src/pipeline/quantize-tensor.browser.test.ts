@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { readSafetensors, writeSafetensors, type TensorInfo } from "../formats/safetensors.ts";
 import { BlobSource } from "../formats/source.ts";
-import { encodeFromF32, decodeToF32 } from "../formats/dtypes.ts";
-import { readTensorBytes } from "../formats/model.ts";
+import { encodeFromF32 } from "../formats/dtypes.ts";
+import { readTensorValues } from "../formats/model.ts";
 import { requestLabDevice, type LabDevice } from "../gpu/device.ts";
 import "../gpu/kernels.ts";
 import { metricsTolerance } from "../gpu/metrics.ts";
@@ -108,7 +108,7 @@ describe("quantizeTensor on WebGPU", () => {
 
   it("a real stories260K tensor streamed in chunks through the GPU", async () => {
     const tensor = await storiesTensor("model.layers.2.mlp.up_proj.weight"); // 172 x 64
-    const x = decodeToF32(tensor.dtype, await readTensorBytes(tensor));
+    const x = await readTensorValues(tensor);
     const formats = ["q8_0", "q4_1", "q5_0"].map(getFormat);
     const run = await quantizeTensor(tensor, formats, { device: dev, keepBytes: true, chunkBytes: 40 * 64 * 4 });
     for (const [i, format] of formats.entries()) {

@@ -24,9 +24,9 @@
  * Which formats have kernels is whatever src/gpu/quantizer.ts has registered: the code that creates the
  * device (the quantization worker, the CLI's webgpu backend) imports src/gpu/kernels.ts.
  */
-import { DTYPE_BYTES } from "../formats/dtypes.ts";
 import { DEFAULT_CHUNK_BYTES, readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
+import { storedBytes } from "../formats/tensor-data.ts";
 import type { LabDevice } from "../gpu/device.ts";
 import { uploadStorage } from "../gpu/buffers.ts";
 import { floatArithmeticOf } from "../gpu/float-probe.ts";
@@ -227,7 +227,7 @@ export async function quantizeTensor(
       ok: true,
       ranOn: run.rowsOnGpu === rows ? "gpu" : "cpu",
       metrics: run.result!,
-      size: sizeMetrics(run.format, shape, tensor.dtype),
+      size: sizeMetrics(run.format, shape, tensor.bytes),
     };
     if (run.rowsOnGpu !== rows) result.why = run.why;
     if (run.bytes) result.bytes = run.bytes;
@@ -291,7 +291,7 @@ function planRun(format: QuantFormat, tensor: TensorInfo, shape: MatrixShape, op
 
 function countDone(ctx: PassContext, run: Run, rows: number): void {
   const p = ctx.progress;
-  p.doneBytes += rows * ctx.shape.cols * DTYPE_BYTES[ctx.tensor.dtype];
+  p.doneBytes += rows * storedBytes(ctx.tensor.dtype, ctx.shape.cols);
   ctx.opts.onProgress?.({ format: run.format.id, doneBytes: p.doneBytes, totalBytes: p.totalBytes });
 }
 
@@ -350,7 +350,7 @@ async function pass(ctx: PassContext, runs: Run[]): Promise<void> {
   const streamRows = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / (cols * 4)));
   const chunkRows = going().some((r) => r.whole) ? rows : streamRows;
   const cpuPieceRows = Math.max(1, Math.min(streamRows, Math.floor(CPU_PIECE_BYTES / (cols * 4))));
-  const sourceRowBytes = cols * DTYPE_BYTES[tensor.dtype];
+  const sourceRowBytes = storedBytes(tensor.dtype, cols);
 
   for await (const chunk of readTensorRows(tensor, { chunkBytes: chunkRows * sourceRowBytes, signal, reuseBuffers: true })) {
     signal?.throwIfAborted();

@@ -165,14 +165,14 @@ describe("Metrics", () => {
 describe("sizeMetrics and metricsBlockSize", () => {
   it("counts scales: q4_0 is 4.5 bits per weight, int4-g128 4.125, from F32 and BF16 sources", () => {
     const shape = { rows: 4096, cols: 4096 };
-    const q4 = sizeMetrics(getFormat("q4_0"), shape, "F32");
+    const q4 = sizeMetrics(getFormat("q4_0"), shape, 4096 * 4096 * 4);
     expect(q4).toEqual({ bitsPerWeight: 4.5, bytesBefore: 4096 * 4096 * 4, bytesAfter: (4096 * 4096 * 18) / 32, shareSaved: 1 - 4.5 / 32 });
-    const int4 = sizeMetrics(getFormat("int4-g128"), shape, "BF16");
+    const int4 = sizeMetrics(getFormat("int4-g128"), shape, 4096 * 4096 * 2);
     expect(int4.bitsPerWeight).toBe(4.125);
     expect(int4.bytesBefore).toBe(4096 * 4096 * 2);
     expect(int4.shareSaved).toBe(1 - 4.125 / 16);
-    // A cast wider than the source costs memory: negative share saved.
-    expect(sizeMetrics(getFormat("f16"), { rows: 2, cols: 8 }, "F8_E4M3").shareSaved).toBe(-1);
+    // A cast wider than the source costs memory: negative share saved (16 F8 values in 16 bytes).
+    expect(sizeMetrics(getFormat("f16"), { rows: 2, cols: 8 }, 16).shareSaved).toBe(-1);
   });
 
   it("uses the format's block along the row, else the default", () => {

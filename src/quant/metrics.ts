@@ -22,8 +22,6 @@
  * does not divide cols); per block, the MSE and the max |error| (Float32Array, rows x blocksPerRow,
  * row-major). B is the format's block (metricsBlockSize) or any size the caller wants.
  */
-import type { DType } from "../formats/dtypes.ts";
-import { DTYPE_BYTES } from "../formats/dtypes.ts";
 import { bitsPerWeight, type MatrixShape, type QuantFormat } from "./format.ts";
 
 /** Block size of the error map for formats without a block along the row (casts, per-channel, per-tensor). */
@@ -277,7 +275,7 @@ export function errorMetrics(x: Float32Array, y: Float32Array, shape: MatrixShap
 export interface SizeMetrics {
   /** Exact bits per weight of the encoded tensor (scales, minimums and zero points counted). */
   bitsPerWeight: number;
-  /** The tensor's bytes in its file (params x the source dtype's size). */
+  /** The tensor's bytes in its file (TensorInfo.bytes: params x the dtype's size, or a GGUF tensor's blocks). */
   bytesBefore: number;
   /** format.encodedBytes(shape). */
   bytesAfter: number;
@@ -285,9 +283,8 @@ export interface SizeMetrics {
   shareSaved: number;
 }
 
-/** What encoding a tensor of `sourceDtype` in `format` costs in memory. */
-export function sizeMetrics(format: QuantFormat, shape: MatrixShape, sourceDtype: DType): SizeMetrics {
-  const bytesBefore = shape.rows * shape.cols * DTYPE_BYTES[sourceDtype];
+/** What encoding a tensor stored in `bytesBefore` bytes in `format` costs in memory. */
+export function sizeMetrics(format: QuantFormat, shape: MatrixShape, bytesBefore: number): SizeMetrics {
   const bytesAfter = format.encodedBytes(shape);
   return {
     bitsPerWeight: bitsPerWeight(format, shape),
