@@ -193,7 +193,9 @@ function parse(bytes: Uint8Array, name: string, fileSize: number): GgufHeader {
   };
   /** A count of things of at least `each` bytes must fit in what is left of the file. */
   const fits = (count: number, each: number, what: string) => {
-    if (count * each > fileSize - pos) bad(`the header claims ${count} ${what}, more than the ${fileSize - pos} bytes left in the file can hold`);
+    if (count * each > fileSize - pos) {
+      throw new FormatError("truncated", name, `the header claims ${count} ${what}, more than the ${fileSize - pos} bytes left in the file can hold`);
+    }
   };
   const u32 = () => (need(4), (pos += 4), view.getUint32(pos - 4, true));
   const u64 = () => {
@@ -205,7 +207,7 @@ function parse(bytes: Uint8Array, name: string, fileSize: number): GgufHeader {
   };
   const str = () => {
     const n = u64();
-    if (n > fileSize - pos) bad(`a string claims ${n} bytes, more than the file has left`);
+    if (n > fileSize - pos) throw new FormatError("truncated", name, `a string claims ${n} bytes, more than the file has left`);
     need(n);
     pos += n;
     return TEXT.decode(bytes.subarray(pos - n, pos));
