@@ -24,6 +24,9 @@ export interface InspectJsonTensor {
 }
 
 export interface InspectJson {
+  format: OpenedModel["format"];
+  /** The model's metadata: safetensors' __metadata__, or a GGUF's key-values as text. */
+  metadata: Record<string, string>;
   tensors: InspectJsonTensor[];
   params: number;
   bytes: number;
@@ -31,17 +34,18 @@ export interface InspectJson {
 
 export const inspectCommand: Command = {
   name: "inspect",
-  summary: "List the tensors of a safetensors model: name, dtype, shape, parameters, bytes, share.",
+  summary: "List the tensors of a safetensors or GGUF model: name, dtype, shape, parameters, bytes, share.",
   usage: "quantlab inspect PATH|URL [--json]",
   details: [
     "PATH is a .safetensors file, a model.safetensors.index.json (its shards are found next to it),",
-    "or a folder holding either. URL is an http(s) address of a .safetensors file or of an index json",
-    "(a Hugging Face \"resolve\" URL works): only the header is fetched, with HTTP Range requests.",
+    "a folder holding either, or a .gguf file (its dtypes are ggml types: Q4_K, Q8_0, ...; its",
+    "key-values are printed first). URL is an http(s) address of a .safetensors or .gguf file or of an",
+    "index json (a Hugging Face \"resolve\" URL works): only the header is fetched, with HTTP Range requests.",
     "",
     "Options:",
-    "  --json   print {\"tensors\":[{\"name\",\"dtype\",\"shape\",\"params\",\"bytes\",\"offset\",\"file\"}],",
-    "           \"params\",\"bytes\"} instead of the table; offset is the tensor's absolute byte offset",
-    "           in its file, file the shard it is in.",
+    "  --json   print {\"format\",\"metadata\",\"tensors\":[{\"name\",\"dtype\",\"shape\",\"params\",\"bytes\",",
+    "           \"offset\",\"file\"}],\"params\",\"bytes\"} instead of the table; offset is the tensor's",
+    "           absolute byte offset in its file, file the shard it is in.",
     "  --help   this text",
     "",
     "Bad input (missing file, corrupt header, a server that ignores Range) exits with code 2 and one",
@@ -115,6 +119,8 @@ const oneLine = (text: string) => text.replace(/\s*\n\s*/g, " ").trim();
 
 export function inspectJson(model: OpenedModel): InspectJson {
   return {
+    format: model.format,
+    metadata: model.metadata,
     tensors: model.tensors.map((t) => ({
       name: t.name,
       dtype: t.dtype,
@@ -155,7 +161,14 @@ export function inspectTable(model: OpenedModel): string {
 
   const files = model.files.length === 1 ? `file: ${model.files[0]}` : `files (${model.files.length}): ${model.files.join(", ")}`;
   const index = model.index ? `index: ${model.index}\n` : "";
-  const out = [`${model.name}`, `${index}${files}`, "", format(header)];
+  const out = [`${model.name}`, `${index}${files}`];
+  if (model.format === "gguf") {
+    // A GGUF says what model it is in its key-values (architecture, context length, tokenizer...).
+    const kv = Object.entries(model.metadata);
+    const keyWidth = Math.max(...kv.map(([k]) => k.length));
+    out.push("", `key-values (${kv.length})`, ...kv.map(([k, v]) => `  ${k.padEnd(keyWidth)}  ${oneLine(v).slice(0, 100)}`));
+  }
+  out.push("", format(header));
   for (const block of blocks) out.push("", ...block.map(format));
   out.push("", format(totalLine), "");
   out.push(`${count(sum.tensors)} tensors, ${count(sum.params)} parameters, ${count(sum.bytes)} bytes (${formatBytes(sum.bytes)})`);

@@ -8,11 +8,12 @@ import { parseArgs } from "node:util";
 import { formatBytes, formatCount, formatMeasure, formatShare } from "../common/format.ts";
 import { openModel } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
+import { isDecodable, undecodableReason } from "../formats/tensor-data.ts";
 import type { ByteSource } from "../formats/source.ts";
 import type { LabDevice } from "../gpu/device.ts";
 import { closeSources } from "../node/file-source.ts";
 import { modelTotals } from "../pipeline/model-results.ts";
-import { quantizableTensors, quantizeModel, type ModelCell } from "../pipeline/quantize-model.ts";
+import { quantizableTensors, quantizedSourceTypes, quantizeModel, type ModelCell } from "../pipeline/quantize-model.ts";
 import type { QuantFormat } from "../quant/format.ts";
 import { BackendUnavailableError, describeDevice, openGpuDevice, reportRunError } from "./backend.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
@@ -123,9 +124,11 @@ export const quantizeCommand: Command = {
   usage: "quantlab quantize PATH|URL --formats F1,F2,... [--tensors REGEX] [--json] [--backend cpu|webgpu]",
   details: [
     "Streams every floating-point tensor of a safetensors model (a file, an index json, a folder or an",
-    "http(s) URL read with Range requests) through each format: encode, decode, and compare with the",
-    "original. Per tensor and format: MSE, RMSE, max |error|, SNR in dB, cosine similarity, exact bits per",
-    "weight, bytes before (as stored) and after. Then per format the model-wide totals.",
+    "http(s) URL read with Range requests) or of a .gguf file through each format: encode, decode, and",
+    "compare with the original. Per tensor and format: MSE, RMSE, max |error|, SNR in dB, cosine",
+    "similarity, exact bits per weight, bytes before (as stored) and after. Then per format the model-wide",
+    "totals. A GGUF's quantized tensors (Q4_K, Q8_0...) are decoded first: their errors are relative to",
+    "the file's weights, not to the float32 weights the file was made from.",
     "",
     "A tensor a format cannot take (a K-quant on rows that are not a multiple of 256) is listed with the",
     "reason and the format llama.cpp falls back to; the totals count it in that fallback format.",
@@ -159,14 +162,21 @@ export const quantizeCommand: Command = {
     try {
       sources = await openTarget(options.target);
       const model = await openModel(sources);
-      const tensors = quantizableTensors(model.tensors).filter((t) => !options.tensors || options.tensors.test(t.name));
+      const matching = model.tensors.filter((t) => !options.tensors || options.tensors.test(t.name));
+      const tensors = quantizableTensors(matching);
+      const undecodable = matching.filter((t) => !isDecodable(t));
       if (tensors.length === 0) {
-        throw new CliInputError(`no floating-point tensor of ${model.name} matches ${options.tensors ? `/${options.tensors.source}/` : "(any)"}`);
+        const why = undecodable.length > 0 ? ` (${undecodable[0]!.name}: ${undecodableReason(undecodable[0]!)})` : "";
+        throw new CliInputError(`no floating-point tensor of ${model.name} matches ${options.tensors ? `/${options.tensors.source}/` : "(any)"}${why}`);
+      }
+      if (undecodable.length > 0 && !options.json) {
+        const types = [...new Set(undecodable.map((t) => t.dtype))].join(", ");
+        io.err(`quantlab quantize: left out ${undecodable.length} tensor${undecodable.length === 1 ? "" : "s"} stored as ${types}, which the lab can list but not decode\n`);
       }
       if (options.backend === "webgpu") device = await openGpuDevice();
       const out = await quantizeAll(tensors, options, device, io);
       if (options.json) io.out(JSON.stringify(out) + "\n");
-      else io.out(quantizeTable(model.name, out, device ? describeDevice(device) : "CPU reference (TypeScript)"));
+      else io.out(quantizeTable(model.name, out, device ? describeDevice(device) : "CPU reference (TypeScript)", quantizedSourceTypes(tensors)));
       return EXIT.ok;
     } catch (e) {
       if (e instanceof CliInputError || e instanceof BackendUnavailableError) return reportRunError("quantize", e, io);
@@ -205,7 +215,8 @@ export function table(header: string[], rows: string[][], leftColumns: number): 
   return [line(header), ...rows.map(line)];
 }
 
-export function quantizeTable(modelName: string, out: QuantizeJson, where: string): string {
+/** `storedAs`: the ggml types the tensors are stored in (a GGUF's), against whose decoded values the errors are measured. */
+export function quantizeTable(modelName: string, out: QuantizeJson, where: string, storedAs: readonly string[] = []): string {
   const rows = out.results.map((r) =>
     "error" in r
       ? [r.tensor, r.format, `cannot: ${r.error.replace(/^tensor "[^"]*": /, "")}`]
@@ -251,6 +262,7 @@ export function quantizeTable(modelName: string, out: QuantizeJson, where: strin
   const whys = [...new Set(out.results.flatMap((r) => ("why" in r && r.why && r.why !== CPU_BACKEND_REASON ? [`${r.format}: ${r.why}`] : [])))];
   return [
     `${modelName}: ${new Set(out.results.map((r) => r.tensor)).size} tensors on ${where}`,
+    ...(storedAs.length > 0 ? [`Errors are relative to the file's ${storedAs.join(", ")} weights as decoded, not the original float32 weights.`] : []),
     "",
     ...metricLines,
     ...(whys.length > 0 ? ["", "Ran on the CPU reference:", ...whys.map((w) => `  ${w}`)] : []),

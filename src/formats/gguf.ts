@@ -361,9 +361,20 @@ export function hasGgufMagic(bytes: Uint8Array): boolean {
 
 const ARRAY_PREVIEW = 8;
 
+/** A float32 key (most GGUF floats are) as its shortest text that reads back as the same float32: 1e-5, not 0.000009999999747. */
+function numberText(v: number): string {
+  if (Number.isInteger(v) || Math.fround(v) !== v) return String(v);
+  for (let digits = 1; digits < 17; digits++) {
+    const short = Number(v.toPrecision(digits));
+    if (Math.fround(short) === v) return String(short);
+  }
+  return String(v);
+}
+
 function valueText(v: GgufValue): string {
   if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return String(v);
+  if (typeof v === "number") return numberText(v);
+  if (typeof v === "bigint" || typeof v === "boolean") return String(v);
   const items = v.slice(0, ARRAY_PREVIEW).map((x) => (typeof x === "string" ? JSON.stringify(x) : valueText(x)));
   if (v.length <= ARRAY_PREVIEW) return `[${items.join(", ")}]`;
   const kind = typeof v[0] === "string" ? "strings" : "values";
