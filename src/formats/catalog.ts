@@ -4,6 +4,7 @@
  */
 import type { OpenedModel } from "./model.ts";
 import type { TensorInfo } from "./safetensors.ts";
+import { undecodableReason } from "./tensor-data.ts";
 
 /** A tensor as the table shows it: what the header says (without the byte source), its share and group. */
 export type TensorRow = Omit<TensorInfo, "source"> & {
@@ -11,6 +12,8 @@ export type TensorRow = Omit<TensorInfo, "source"> & {
   share: number;
   /** groupOf(name) */
   group: string;
+  /** Why the lab cannot read its values (a GGUF tensor in an IQ*, TQ*... type); absent when it can. */
+  undecodable?: string;
 };
 
 /** The group of every tensor outside the numbered blocks: embeddings, final norm, output head... */
@@ -65,6 +68,11 @@ export function naturalCompare(a: string, b: string): number {
   return a < b ? -1 : 1;
 }
 
+function withUndecodable(t: TensorInfo): { undecodable?: string } {
+  const why = undecodableReason(t);
+  return why === undefined ? {} : { undecodable: why };
+}
+
 /** The model's tensors as table rows, in natural name order. */
 export function catalogRows(model: OpenedModel): TensorRow[] {
   const total = model.totalBytes;
@@ -80,6 +88,7 @@ export function catalogRows(model: OpenedModel): TensorRow[] {
         file: t.file,
         share: total > 0 ? t.bytes / total : 0,
         group: groupOf(t.name),
+        ...withUndecodable(t),
       }),
     )
     .sort((a, b) => naturalCompare(a.name, b.name));

@@ -61,3 +61,13 @@ export function decodeStored<B extends ArrayBufferLike = ArrayBuffer>(dtype: Ten
   // Blocks are independent: decode them as rows of one block, whatever the tensor's rows are.
   return format.decode(bytes, { rows: blocks, cols: type.blockWeights }, out) as Float32Array<B>;
 }
+
+/**
+ * The decodable ggml block types (Q4_K, Q8_0...) these tensors are stored in, each once, in id order: re-quantizing
+ * such a tensor measures the error against its decoded values, which already carry the file's own
+ * quantization error, not against the original float32 weights. The UI and CLI say so.
+ */
+export function quantizedSourceTypes(tensors: readonly Pick<TensorInfo, "dtype">[]): string[] {
+  const types = new Set(tensors.filter((t) => !isDType(t.dtype) && isDecodable(t)).map((t) => t.dtype));
+  return [...types].sort((a, b) => (ggmlTypeByName(a)?.id ?? 0) - (ggmlTypeByName(b)?.id ?? 0));
+}

@@ -21,7 +21,6 @@ import { groupOf } from "../formats/catalog.ts";
 import { isDType, type DType, type TensorDType } from "../formats/dtypes.ts";
 import { tensorRowLayout } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
-import { ggmlTypeByName } from "../formats/gguf.ts";
 import { isDecodable } from "../formats/tensor-data.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import type { ErrorMetrics } from "../quant/metrics.ts";
@@ -41,16 +40,6 @@ export function isQuantizable(t: Pick<TensorInfo, "dtype">): boolean {
 
 export function quantizableTensors(tensors: readonly TensorInfo[]): TensorInfo[] {
   return tensors.filter(isQuantizable);
-}
-
-/**
- * The ggml block types (Q4_K, Q8_0...) these tensors are stored in, each once, in id order: re-quantizing
- * such a tensor measures the error against its decoded values, which already carry the file's own
- * quantization error, not against the original float32 weights. The UI and CLI say so.
- */
-export function quantizedSourceTypes(tensors: readonly Pick<TensorInfo, "dtype">[]): string[] {
-  const types = new Set(tensors.filter((t) => !isDType(t.dtype)).map((t) => t.dtype));
-  return [...types].sort((a, b) => (ggmlTypeByName(a)?.id ?? 0) - (ggmlTypeByName(b)?.id ?? 0));
 }
 
 /** What a format would store for one tensor; see the module comment. */

@@ -587,7 +587,7 @@ export class LabApp extends LitElement {
         ${busy}
       </div>
       ${metadata.length > 0
-        ? html`<details>
+        ? html`<details data-testid="model-metadata">
             <summary>${t.metadata(metadata.length)}</summary>
             <table>
               ${metadata.map(([k, v]) => html`<tr><td>${k}</td><td>${v}</td></tr>`)}

@@ -10,8 +10,8 @@ const TEXT = localized(
   {
     chooseFiles: "Choose files…",
     dropBefore: "or drop a ",
-    dropAfter: " file, several shards, or an index with its shards here",
-    urlLabel: "URL of a safetensors file or index",
+    dropAfter: " file, several shards, or an index with its shards here (or a .gguf)",
+    urlLabel: "URL of a safetensors file, an index, or a GGUF file",
     openUrl: "Open URL",
     demo: "Demo",
     workshop: "Workshop",
@@ -20,8 +20,8 @@ const TEXT = localized(
   {
     chooseFiles: "选择文件…",
     dropBefore: "或将一个 ",
-    dropAfter: " 文件、多个分片，或索引文件连同其分片拖放到这里",
-    urlLabel: "safetensors 文件或索引的 URL",
+    dropAfter: " 文件、多个分片，或索引文件连同其分片拖放到这里（也可以是 .gguf）",
+    urlLabel: "safetensors 文件、索引或 GGUF 文件的 URL",
     openUrl: "打开 URL",
     demo: "演示",
     workshop: "工作坊",
@@ -134,7 +134,7 @@ export class OpenPanel extends LitElement {
           <input
             type="file"
             multiple
-            accept=".safetensors,.json"
+            accept=".safetensors,.gguf,.json"
             data-testid="file-input"
             @change=${this.onPick}
           />

@@ -5,6 +5,7 @@
  */
 import { LitElement, css, html, nothing } from "lit";
 import type { TensorRow } from "../formats/catalog.ts";
+import { quantizedSourceTypes } from "../formats/tensor-data.ts";
 import type { FormatFamily } from "../quant/format.ts";
 import { formatBytes, formatCount, formatMeasure, formatShape, formatShare } from "../common/format.ts";
 import type { FormatChoice, FormatResult, QuantizeProgressEvent, QuantizeReport } from "../../workers/quant-worker-api.ts";
@@ -52,6 +53,7 @@ const TEXT = localized(
     cancel: "Cancel",
     cancelled: "Cancelled.",
     thisTensor: (reason: string) => `This tensor: ${reason}`,
+    relativeToFile: (type: string) => `Errors are relative to the file's ${type} weights, not the original f32.`,
     noGpu: "no GPU: ",
     columns: {
       format: "format",
@@ -90,6 +92,7 @@ const TEXT = localized(
     cancel: "取消",
     cancelled: "已取消。",
     thisTensor: (reason: string) => `此张量：${reason}`,
+    relativeToFile: (type: string) => `误差是相对于文件中的 ${type} 权重计算的，而不是原始的 f32 权重。`,
     noGpu: "无 GPU：",
     columns: {
       format: "格式",
@@ -383,6 +386,9 @@ export class QuantizePanel extends LitElement {
               <span class="hint">${formatShape(t.shape)} · ${t.dtype}</span>`
           : nothing}
       </div>
+      ${t && quantizedSourceTypes([t]).length > 0
+        ? html`<p class="hint" data-testid="relative-to-file">${text.relativeToFile(t.dtype)}</p>`
+        : nothing}
       ${t ? this.renderPicker() : html`<p class="hint">${text.pickTensor}</p>`}
       ${this.error ? html`<p class="error" role="alert" data-testid="quantize-error">${this.error}</p>` : nothing}
       ${this.report ? this.renderReport(this.report) : nothing}`;

@@ -27,6 +27,7 @@ import {
 } from "../pipeline/model-results.ts";
 import type { FormatFamily } from "../quant/format.ts";
 import type { TensorRow } from "../formats/catalog.ts";
+import { quantizedSourceTypes } from "../formats/tensor-data.ts";
 import type { FormatChoice, ModelCell, ModelProgress, ModelRunEvent, ModelRunReport, TensorResults } from "../../workers/quant-worker-api.ts";
 import type { RunProgress } from "./run-progress.ts";
 import "./run-progress.ts";
@@ -42,6 +43,7 @@ export const RESULTS_STRINGS = localized(
 {
   title: "Whole model",
   intro: "Every floating-point tensor of the model through the formats you pick, one tensor after the other.",
+  relativeToFile: (types: string) => `Errors are relative to the file's ${types} weights as decoded, not the original f32.`,
   formats: "Formats",
   families: { gguf: "llama.cpp (GGUF)", int: "integers", bnb: "bitsandbytes", cast: "casts" } as Record<FormatFamily, string>,
   picked: (n: number) => `${n} picked`,
@@ -82,6 +84,7 @@ export const RESULTS_STRINGS = localized(
 {
   title: "整个模型",
   intro: "把模型的每个浮点张量依次用你选择的格式量化。",
+  relativeToFile: (types: string) => `误差是相对于文件中解码后的 ${types} 权重计算的，而不是原始的 f32 权重。`,
   formats: "格式",
   families: { gguf: "llama.cpp（GGUF）", int: "整数", bnb: "bitsandbytes", cast: "浮点类型转换" },
   picked: (n: number) => `已选 ${n} 种`,
@@ -500,7 +503,9 @@ export class ResultsTable extends LitElement {
 
   private renderBody() {
     if (!this.model) return html`<p class="hint">${RESULTS_STRINGS().noModel}</p>`;
-    return html`${this.renderPicker()} ${this.renderControls()}
+    const storedAs = quantizedSourceTypes(this.model.rows);
+    return html`${storedAs.length > 0 ? html`<p class="hint" data-testid="relative-to-file">${RESULTS_STRINGS().relativeToFile(storedAs.join(", "))}</p>` : nothing}
+      ${this.renderPicker()} ${this.renderControls()}
       ${this.error ? html`<p class="error" role="alert" data-testid="results-error">${this.error}</p>` : nothing}
       ${this.status ? html`<p class="status" data-testid="results-status" data-source=${this.source ?? ""}>${this.status}</p>` : nothing}
       ${this.formats.length > 0 && this.rows.length > 0 ? this.renderResults() : nothing}`;

@@ -233,6 +233,10 @@ export class TensorTable extends LitElement {
       border-radius: 4px;
       background: var(--ql-group-bg);
     }
+    .dtype.undecodable {
+      text-decoration: line-through;
+      opacity: 0.7;
+    }
     tfoot td {
       position: sticky;
       bottom: 0;
@@ -357,7 +361,9 @@ export class TensorTable extends LitElement {
         }}
       >
         <td class="name">${r.name}</td>
-        <td><span class="dtype" data-testid="dtype">${r.dtype}</span></td>
+        <td>
+          <span class="dtype ${r.undecodable ? "undecodable" : ""}" data-testid="dtype" title=${r.undecodable ?? ""}>${r.dtype}</span>
+        </td>
         <td>${formatShape(r.shape)}</td>
         <td class="num">${formatCount(r.params)}</td>
         <td class="num" title=${t.bytesExact(r.bytes)}>${formatBytes(r.bytes)}</td>
