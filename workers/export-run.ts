@@ -30,7 +30,7 @@ export async function runGgufExport(
     ["config.json", "tokenizer.json", "tokenizer_config.json"].map((n) => inputSidecar(input, n, signal)),
   );
   if (config === undefined) throw noConfigError(input);
-  const plan = planGgufExport({ model, config, tokenizer, tokenizerConfig, name: model.name.replace(/\.safetensors$/, "") }, request.fileType);
+  const plan = await planGgufExport({ model, config, tokenizer, tokenizerConfig, name: model.name.replace(/\.safetensors$/, "") }, request.fileType);
   const fallbacks = plan.tensors.flatMap((t) => (t.fallbackFrom ? [{ tensor: t.entry.name, wanted: t.fallbackFrom, written: t.entry.type.name }] : []));
   const progress = { onTensor: (done: number, total: number, tensor: string) => onProgress?.({ jobId: request.jobId, done, total, tensor }) };
 

@@ -28,15 +28,15 @@ describe("quantlab export", () => {
   });
 
   it("stops with exit 2 and one line, writing nothing, on a model it cannot express or a bad target", async () => {
-    const model = path.join(dir, "qwen-like");
+    const model = path.join(dir, "gemma-like");
     await cp(STORIES_DIR, model, { recursive: true });
     const config = JSON.parse(await readFile(path.join(model, "config.json"), "utf8"));
-    await writeFile(path.join(model, "config.json"), JSON.stringify({ ...config, model_type: "qwen2" }));
+    await writeFile(path.join(model, "config.json"), JSON.stringify({ ...config, model_type: "gemma" }));
     const out = path.join(dir, "never.gguf");
     const bad = await quantlabInProcess("export", model, "--to", "gguf", "--type", "Q8_0", "--out", out);
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim().split("\n")).toHaveLength(1);
-    expect(bad.stderr).toMatch(/llama-architecture/);
+    expect(bad.stderr).toMatch(/writes llama, mistral, qwen2 models; this config is "gemma"/);
     await rm(path.join(model, "tokenizer.json"));
     await writeFile(path.join(model, "config.json"), JSON.stringify(config));
     const noTokenizer = await quantlabInProcess("export", model, "--to", "gguf", "--type", "Q8_0", "--out", out);

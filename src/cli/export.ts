@@ -201,7 +201,7 @@ async function exportGgufFile(dir: string, type: string, out: string, partial: s
     const tokenizerConfig = await readJson(path.join(dir, "tokenizer_config.json"), false);
     sources = await openPath(dir);
     const model = await openModel(sources);
-    const plan = planGgufExport({ model, config, tokenizer, tokenizerConfig, name: path.basename(path.resolve(dir)) }, type);
+    const plan = await planGgufExport({ model, config, tokenizer, tokenizerConfig, name: path.basename(path.resolve(dir)) }, type);
     for (const t of plan.tensors) {
       if (t.fallbackFrom) io.err(`  ${t.entry.name}: ${t.fallbackFrom} does not fit rows of ${t.entry.dims[0]}; written as ${t.entry.type.name}\n`);
     }

@@ -89,7 +89,7 @@ async function labGreedy(type: string, prompt: number[], n: number): Promise<{ i
   const sources = await openPath(STORIES_DIR);
   let formats: Map<string, string>;
   try {
-    const plan = planGgufExport(
+    const plan = await planGgufExport(
       { model: await openModel(sources), config: await readJson("config.json"), tokenizer: await readJson("tokenizer.json"), tokenizerConfig: await readJson("tokenizer_config.json") },
       type,
     );

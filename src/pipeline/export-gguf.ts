@@ -10,9 +10,10 @@
  * - q and k of the `llama` architecture are stored with their rows in Meta's interleaved-rotary order,
  *   which llama.cpp's llama rope (adjacent pairs) expects: convert_hf_to_gguf's LlamaModel.permute undone
  *   from Hugging Face's rotate-half order (see permuteRotaryRows).
- * - Tokenizer: SentencePiece-style BPE vocabularies (Llama 2, Mistral, stories260K: tokenizer.json with
- *   byte_fallback and the U+2581 space) as tokenizer.ggml.model "llama", with scores and token types; other
- *   tokenizers stop the export with a message (nothing written).
+ * - Architectures: llama (and mistral, written as llama) and qwen2 (q/k/v biases, no q/k permutation).
+ * - Tokenizer: src/pipeline/gguf-tokenizer.ts: SentencePiece-style BPE as tokenizer.ggml.model "llama",
+ *   byte-level BPE (Qwen2, Llama 3) as "gpt2" with its pre-tokenizer and merges; other tokenizers stop the
+ *   export with a message (nothing written).
  */
 import { ggmlTypeByName, LLAMA_FTYPE, type GgmlType } from "../formats/gguf.ts";
 import { writeGguf, type ByteSink, type GgufKeyValue, type GgufLayout, type GgufTensorEntry } from "../formats/gguf-writer.ts";
@@ -23,18 +24,10 @@ import { ggufTensorTypes, resolveGgufFileType, type GgufFileType } from "../memo
 import { modelTensors, type ModelTensor } from "../memory/tensors.ts";
 import { getFormat } from "../quant/registry.ts";
 import type { ImportanceMatrix } from "../formats/imatrix.ts";
+import { ExportError } from "./export-error.ts";
+import { tokenizerKeyValues } from "./gguf-tokenizer.ts";
 
-/** Something about the model the GGUF writer cannot express: found before anything is written. */
-export class ExportError extends Error {
-  override name = "ExportError";
-}
-
-export function isExportError(e: unknown): e is ExportError {
-  return e instanceof ExportError;
-}
-
-/** gguf-py's TokenType. */
-const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
+export { ExportError, isExportError } from "./export-error.ts";
 
 export interface PlannedTensor {
   entry: GgufTensorEntry;
@@ -93,8 +86,16 @@ function hfNameOf(gguf: string): string[] {
   return hf ? [`model.layers.${layer}.${hf}.${kind}`] : [];
 }
 
+/** The architectures the export writes: llama.cpp's architecture name, and whether q/k rows are permuted. */
+const EXPORTED_ARCHITECTURES: Readonly<Record<string, { gguf: string; permuteQk: boolean }>> = {
+  llama: { gguf: "llama", permuteQk: true },
+  mistral: { gguf: "llama", permuteQk: true },
+  // Qwen2 runs llama.cpp's NEOX rope (rotate-half), the Hugging Face order: its converter permutes nothing.
+  qwen2: { gguf: "qwen2", permuteQk: false },
+};
+
 /** Plans the export: every key and tensor, checked; throws ExportError on what GGUF cannot take. */
-export function planGgufExport(input: ExportInput, fileTypeName: string): GgufExportPlan {
+export async function planGgufExport(input: ExportInput, fileTypeName: string): Promise<GgufExportPlan> {
   let fileType: GgufFileType;
   try {
     fileType = resolveGgufFileType(fileTypeName);
@@ -107,12 +108,18 @@ export function planGgufExport(input: ExportInput, fileTypeName: string): GgufEx
   } catch (e) {
     throw new ExportError((e as Error).message);
   }
-  if (config.architecture !== "llama" && config.architecture !== "mistral") {
-    throw new ExportError(`the GGUF export writes llama-architecture models (llama, mistral); this config is "${config.architecture}"`);
+  const arch = EXPORTED_ARCHITECTURES[config.architecture];
+  if (!arch) {
+    throw new ExportError(`the GGUF export writes ${Object.keys(EXPORTED_ARCHITECTURES).join(", ")} models; this config is "${config.architecture}"`);
   }
   if (config.numExperts > 1) throw new ExportError("mixture-of-experts checkpoints are not exported yet");
   if (input.tokenizer === undefined) throw new ExportError("the checkpoint has no tokenizer.json: llama.cpp needs the vocabulary in the GGUF");
-  const vocab = spmVocabulary(input.tokenizer, config.vocabSize);
+  const tokenizerKv = await tokenizerKeyValues({
+    tokenizer: input.tokenizer,
+    config: input.config,
+    vocabSize: config.vocabSize,
+    ...(input.tokenizerConfig === undefined ? {} : { tokenizerConfig: input.tokenizerConfig }),
+  });
 
   const byName = new Map(input.model.tensors.map((t) => [t.name, t]));
   const wanted = modelTensors(config);
@@ -127,35 +134,28 @@ export function planGgufExport(input: ExportInput, fileTypeName: string): GgufEx
       format: formatOf(c.type),
     };
     if (c.fallback) planned.fallbackFrom = c.mixture;
-    if (c.tensor.role === "attn_q") planned.permuteHeads = config.numHeads;
-    if (c.tensor.role === "attn_k") planned.permuteHeads = config.numKvHeads;
+    if (arch.permuteQk && c.tensor.role === "attn_q") planned.permuteHeads = config.numHeads;
+    if (arch.permuteQk && c.tensor.role === "attn_k") planned.permuteHeads = config.numKvHeads;
     return planned;
   });
 
-  const addBos = (input.tokenizerConfig as { add_bos_token?: unknown } | undefined)?.add_bos_token;
+  const a = arch.gguf;
   const kv: GgufKeyValue[] = [
-    { key: "general.architecture", value: { type: "string", value: "llama" } },
-    { key: "general.name", value: { type: "string", value: input.name ?? "llama" } },
+    { key: "general.architecture", value: { type: "string", value: a } },
+    { key: "general.name", value: { type: "string", value: input.name ?? a } },
     { key: "general.file_type", value: { type: "u32", value: LLAMA_FTYPE[fileType] } },
     { key: "general.quantization_version", value: { type: "u32", value: 2 } },
-    { key: "llama.context_length", value: { type: "u32", value: config.maxPositionEmbeddings ?? 2048 } },
-    { key: "llama.embedding_length", value: { type: "u32", value: config.hiddenSize } },
-    { key: "llama.block_count", value: { type: "u32", value: config.numLayers } },
-    { key: "llama.feed_forward_length", value: { type: "u32", value: config.intermediateSize } },
-    { key: "llama.attention.head_count", value: { type: "u32", value: config.numHeads } },
-    { key: "llama.attention.head_count_kv", value: { type: "u32", value: config.numKvHeads } },
-    { key: "llama.rope.dimension_count", value: { type: "u32", value: config.headDim } },
-    { key: "llama.rope.freq_base", value: { type: "f32", value: numberOr(input.config, "rope_theta", 10000) } },
-    { key: "llama.attention.layer_norm_rms_epsilon", value: { type: "f32", value: numberOr(input.config, "rms_norm_eps", 1e-5) } },
-    { key: "llama.vocab_size", value: { type: "u32", value: config.vocabSize } },
-    { key: "tokenizer.ggml.model", value: { type: "string", value: "llama" } },
-    { key: "tokenizer.ggml.tokens", value: { type: "array", elementType: "string", value: vocab.tokens } },
-    { key: "tokenizer.ggml.scores", value: { type: "array", elementType: "f32", value: vocab.scores } },
-    { key: "tokenizer.ggml.token_type", value: { type: "array", elementType: "i32", value: vocab.types } },
-    ...(["bos", "eos", "unknown"] as const).flatMap((k) =>
-      vocab.special[k] === undefined ? [] : [{ key: `tokenizer.ggml.${k}_token_id`, value: { type: "u32" as const, value: vocab.special[k]! } }],
-    ),
-    ...(typeof addBos === "boolean" ? [{ key: "tokenizer.ggml.add_bos_token", value: { type: "bool" as const, value: addBos } }] : []),
+    { key: `${a}.context_length`, value: { type: "u32", value: config.maxPositionEmbeddings ?? 2048 } },
+    { key: `${a}.embedding_length`, value: { type: "u32", value: config.hiddenSize } },
+    { key: `${a}.block_count`, value: { type: "u32", value: config.numLayers } },
+    { key: `${a}.feed_forward_length`, value: { type: "u32", value: config.intermediateSize } },
+    { key: `${a}.attention.head_count`, value: { type: "u32", value: config.numHeads } },
+    { key: `${a}.attention.head_count_kv`, value: { type: "u32", value: config.numKvHeads } },
+    { key: `${a}.rope.dimension_count`, value: { type: "u32", value: config.headDim } },
+    { key: `${a}.rope.freq_base`, value: { type: "f32", value: numberOr(input.config, "rope_theta", 10000) } },
+    { key: `${a}.attention.layer_norm_rms_epsilon`, value: { type: "f32", value: numberOr(input.config, "rms_norm_eps", 1e-5) } },
+    { key: `${a}.vocab_size`, value: { type: "u32", value: config.vocabSize } },
+    ...tokenizerKv,
   ];
   return { fileType, config, kv, tensors };
 }
@@ -177,63 +177,6 @@ function checkShape(t: ModelTensor, source: TensorInfo): void {
   if (rows !== expected[0] || rowLength !== expected[1]) {
     throw new ExportError(`tensor ${source.name} is ${source.shape.join("x")}; config.json says ${t.name} is ${expected.join("x")}`);
   }
-}
-
-interface Vocabulary {
-  tokens: string[];
-  scores: Float32Array;
-  types: Int32Array;
-  special: { bos?: number; eos?: number; unknown?: number };
-}
-
-/**
- * tokenizer.json of a SentencePiece-style BPE (model.type "BPE", byte_fallback, "▁" for spaces) as GGUF's
- * "llama" vocabulary. Scores: SentencePiece lists pieces in score order, so a normal piece's score is minus
- * its rank among the normal pieces (0, -1, -2, ...); byte and control tokens score 0. That reproduces
- * llama.c's tok512 exactly (../shared/golden/gguf README) and is all llama.cpp's SPM tokenizer needs (it
- * compares scores to order merges).
- */
-function spmVocabulary(tokenizer: unknown, vocabSize: number): Vocabulary {
-  const t = tokenizer as { model?: { type?: string; vocab?: Record<string, number>; byte_fallback?: boolean; unk_token?: string }; added_tokens?: { id: number; content: string; special?: boolean }[] };
-  const model = t?.model;
-  if (!model || model.type !== "BPE" || typeof model.vocab !== "object" || model.byte_fallback !== true) {
-    throw new ExportError(
-      "tokenizer.json is not a SentencePiece-style BPE vocabulary (model.type BPE with byte_fallback); the GGUF export writes only those so far",
-    );
-  }
-  const tokens = new Array<string>(vocabSize);
-  for (const [piece, id] of Object.entries(model.vocab)) if (id >= 0 && id < vocabSize) tokens[id] = piece;
-  const special = new Set<number>();
-  for (const a of t.added_tokens ?? []) {
-    if (a.id >= 0 && a.id < vocabSize) {
-      tokens[a.id] = a.content;
-      if (a.special) special.add(a.id);
-    }
-  }
-  const missing = tokens.findIndex((p) => p === undefined);
-  if (missing >= 0 || tokens.length !== vocabSize) throw new ExportError(`tokenizer.json has no token for id ${missing} (config.json says vocab_size ${vocabSize})`);
-  const scores = new Float32Array(vocabSize);
-  const types = new Int32Array(vocabSize);
-  const unk = model.unk_token !== undefined ? model.vocab[model.unk_token] : undefined;
-  let rank = 0;
-  tokens.forEach((piece, id) => {
-    if (id === unk) types[id] = TOKEN_TYPE.unknown;
-    else if (special.has(id)) types[id] = TOKEN_TYPE.control;
-    else if (/^<0x[0-9A-F]{2}>$/.test(piece)) types[id] = TOKEN_TYPE.byte;
-    else {
-      types[id] = TOKEN_TYPE.normal;
-      scores[id] = -rank++;
-    }
-  });
-  const idOf = (content: string) => tokens.indexOf(content);
-  const bos = idOf("<s>");
-  const eos = idOf("</s>");
-  return {
-    tokens,
-    scores,
-    types,
-    special: { ...(bos >= 0 ? { bos } : {}), ...(eos >= 0 ? { eos } : {}), ...(unk !== undefined ? { unknown: unk } : {}) },
-  };
 }
 
 /**

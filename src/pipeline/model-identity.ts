@@ -8,6 +8,7 @@
  *
  * Uses crypto.subtle (browsers on secure origins, workers, Node 20).
  */
+import { sha256Hex } from "../common/sha256.ts";
 import { baseName } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import type { ByteSource } from "../formats/source.ts";
@@ -26,17 +27,12 @@ export interface ModelIdentity {
   key: string;
 }
 
-function hex(bytes: ArrayBuffer): string {
-  return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** One file's identity (two small reads: the header length, then the header). */
 export async function fileIdentity(source: ByteSource, signal?: AbortSignal): Promise<FileIdentity> {
   const prefix = await source.read(0, 8, signal);
   const headerLength = new DataView(prefix.buffer, prefix.byteOffset, 8).getUint32(0, true);
   const header = await source.read(0, 8 + headerLength, signal);
-  const digest = await crypto.subtle.digest("SHA-256", header.slice());
-  return { name: baseName(source.name), size: source.size, headerSha256: hex(digest) };
+  return { name: baseName(source.name), size: source.size, headerSha256: await sha256Hex(header) };
 }
 
 /** The identity of the model the tensors belong to (their files, each once). */
