@@ -10,6 +10,7 @@
  * Both then take what gguf-py's SpecialVocab takes: the bos/eos/unk/sep/pad ids (tokenizer_config.json's
  * "<typ>_token", else config.json's "<typ>_token_id"), add_bos_token/add_eos_token and the chat template.
  */
+import { Tokenizer } from "@huggingface/tokenizers";
 import { sha256Hex } from "../common/sha256.ts";
 import type { GgufKeyValue } from "../formats/gguf-writer.ts";
 import { ExportError } from "./export-error.ts";
@@ -32,11 +33,6 @@ export interface TokenizerFiles {
   /** Parsed config.json (bos_token_id, eos_token_id... when tokenizer_config.json does not name them). */
   config: unknown;
   vocabSize: number;
-  /**
-   * The tokenizer's encode (no special tokens added), for the converter's pre-tokenizer fingerprint; without
-   * it the pre-tokenizer is recognized from tokenizer.json's split pattern alone.
-   */
-  encode?: (text: string) => number[];
 }
 
 /** The tokenizer.* key-values, checked; throws ExportError on a tokenizer GGUF cannot express. */
@@ -130,11 +126,24 @@ async function bpeVocabulary(t: TokenizerJson, files: TokenizerFiles): Promise<G
   const merges = (model.merges ?? []).map((m) => (typeof m === "string" ? m : m.join(" ")));
   return [
     { key: "tokenizer.ggml.model", value: { type: "string", value: "gpt2" } },
-    { key: "tokenizer.ggml.pre", value: { type: "string", value: await preTokenizerName(t, files.encode) } },
+    { key: "tokenizer.ggml.pre", value: { type: "string", value: await preTokenizerName(t, encoderOf(files)) } },
     stringArray("tokenizer.ggml.tokens", tokens),
     { key: "tokenizer.ggml.token_type", value: { type: "array", elementType: "i32", value: types } },
     stringArray("tokenizer.ggml.merges", merges),
   ];
+}
+
+/**
+ * The tokenizer's encode as the converter calls it (AutoTokenizer's encode: special tokens added), with
+ * @huggingface/tokenizers; undefined when it cannot build this tokenizer (the split pattern decides then).
+ */
+function encoderOf(files: TokenizerFiles): ((text: string) => number[]) | undefined {
+  try {
+    const tokenizer = new Tokenizer(files.tokenizer as object, (files.tokenizerConfig ?? {}) as object);
+    return (text) => tokenizer.encode(text, { add_special_tokens: true }).ids;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -179,6 +188,7 @@ function isGpt2ByteLevel(node: unknown): boolean {
   return n?.type === "ByteLevel" && n.use_regex !== false;
 }
 
+/** tokenizer.ggml.pre: by the converter's fingerprint when `encode` is given and the fingerprint is known, else by the split pattern. */
 export async function preTokenizerName(t: TokenizerJson, encode?: (text: string) => number[]): Promise<string> {
   if (encode) {
     const fingerprint = await sha256Hex(new TextEncoder().encode(`[${encode(CHECK_TEXT).join(", ")}]`));
