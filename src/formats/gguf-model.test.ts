@@ -8,13 +8,15 @@ import { GGMLFileQuantizationType, GGMLQuantizationType } from "@huggingface/ggu
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GGUF_GOLDEN_DIR, ggufGoldenBytes, ggufGoldenManifest } from "../../test/gguf-golden.ts";
 import { gaussian } from "../../test/random.ts";
+import { CountingSource } from "../../test/formats-fixtures.ts";
+import { startRangeServer } from "../../test/range-server.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import { errorMetrics } from "../quant/metrics.ts";
 import { findFormat, getFormat } from "../quant/registry.ts";
 import { isFormatError, type FormatError } from "./errors.ts";
 import { GGML_TYPES, ggmlTypeByName, LLAMA_FTYPE } from "./gguf.ts";
 import { writeGguf, type GgufKeyValue, type GgufTensorEntry } from "./gguf-writer.ts";
-import { openModel, readTensorBytes, readTensorRows, readTensorValues, tensorRowLayout, type OpenedModel } from "./model.ts";
+import { openModel, openUrlSources, readTensorBytes, readTensorRows, readTensorValues, tensorRowLayout, type OpenedModel } from "./model.ts";
 import type { TensorInfo } from "./safetensors.ts";
 import { BlobSource, type ByteSource } from "./source.ts";
 import { isDecodable } from "./tensor-data.ts";
@@ -142,7 +144,7 @@ describe("llama.cpp's GGUFs opened as a model", () => {
     expect((await failure(() => readTensorValues(t))).code).toBe("undecodable");
   });
 
-  it("opens the same file from a Blob, a local file handle, and by its magic when the name has no extension", async () => {
+  it("opens the same file from a Blob, by its magic when the name has no extension, and over HTTP Range requests", async () => {
     const bytes = ggufGoldenBytes("Q4_K_M");
     for (const name of ["q.gguf", "https://example.org/download?id=7"]) {
       const m = await openModel([source(bytes, name)]);
@@ -150,6 +152,19 @@ describe("llama.cpp's GGUFs opened as a model", () => {
       expect(m.tensors.map((t) => [t.name, t.dtype, t.offset])).toEqual(q4km.tensors.map((t) => [t.name, t.dtype, t.offset]));
       const emb = m.tensors.find((t) => t.name === "token_embd.weight")!;
       expect(await readTensorValues(emb)).toEqual(await readTensorValues(byName(q4km).get("token_embd.weight")!));
+    }
+    // Over HTTP: the header and then one tensor's bytes are all that is fetched.
+    const server = await startRangeServer(GGUF_GOLDEN_DIR);
+    try {
+      const remote = await openModel(await openUrlSources(`${server.url}stories260K-Q4_K_M.gguf`));
+      expect(remote.tensors.map((t) => [t.name, t.dtype])).toEqual(q4km.tensors.map((t) => [t.name, t.dtype]));
+      const headerBytes = server.bytesSent();
+      const q = remote.tensors.find((t) => t.name === "blk.3.attn_q.weight")!;
+      expect(await readTensorValues(q)).toEqual(await readTensorValues(byName(q4km).get("blk.3.attn_q.weight")!));
+      expect(server.bytesSent() - headerBytes).toBe(q.bytes);
+      expect(headerBytes).toBeLessThan(bytes.length);
+    } finally {
+      await server.close();
     }
     // Other files dropped along (a README, config.json) are ignored, as beside safetensors.
     const withReadme = await openModel([source(bytes, "m.gguf"), source(new TextEncoder().encode("# hi"), "README.md")]);
@@ -196,6 +211,23 @@ describe("every ggml type the lab decodes, read back from a GGUF", () => {
       for await (const c of readTensorRows(t, { firstRow: 2, rowCount: 3 })) part.push(...c.values);
       expect(Float32Array.from(part)).toEqual(expected.subarray(2 * cols, 5 * cols));
     }
+  });
+});
+
+describe("a header larger than the first read", () => {
+  it("is read in appended slices, each byte once, with a 100k-token vocabulary", async () => {
+    const tokens = Array.from({ length: 100_000 }, (_, i) => `token-${i}`);
+    const x = gaussian(2 * 32, 1, 5);
+    const { bytes } = await ggufFile([{ name: "w", type: "Q8_0", rows: 2, cols: 32, x }], [{ key: "tokenizer.ggml.tokens", value: { type: "array", elementType: "string", value: tokens } }]);
+    const counted = new CountingSource(source(bytes, "big-vocab.gguf"));
+    const model = await openModel([counted]);
+    expect(model.metadata["tokenizer.ggml.tokens"]).toMatch(/^100000 strings: \["token-0", "token-1", /);
+    expect(counted.reads.map((r) => [r.offset, r.length])).toEqual([
+      [0, 256 * 1024],
+      [256 * 1024, 3 * 256 * 1024],
+      [1024 * 1024, bytes.length - 1024 * 1024],
+    ]);
+    expect(await readTensorValues(model.tensors[0]!)).toEqual(getFormat("q8_0").decode(getFormat("q8_0").encode(x, { rows: 2, cols: 32 }), { rows: 2, cols: 32 }));
   });
 });
 

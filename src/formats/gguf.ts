@@ -162,22 +162,29 @@ export function parseGgufHeader(bytes: Uint8Array, name: string, fileSize = byte
   }
 }
 
+/** The first read of a GGUF header: most headers fit (a 150k-token vocabulary takes a few MB and two more reads). */
+const FIRST_HEADER_READ = 256 * 1024;
+
 /**
- * Reads the header of a GGUF file, asking for a longer prefix until the whole header is in it (at most
- * MAX_HEADER_BYTES: a header that claims more is refused, not read).
+ * Reads the header of a GGUF file: a first slice, then the next slices appended (each four times the
+ * prefix so far) until the whole header is in it, at most MAX_HEADER_BYTES: a header that claims more is
+ * refused, not read. Nothing is fetched twice.
  */
 export async function readGgufHeader(source: ByteSource, signal?: AbortSignal): Promise<GgufHeader> {
   const limit = Math.min(source.size, MAX_HEADER_BYTES);
-  let length = Math.min(limit, 1 << 20);
+  let bytes = await source.read(0, Math.min(limit, FIRST_HEADER_READ), signal);
   for (;;) {
-    const bytes = await source.read(0, length, signal);
     try {
       return parse(bytes, source.name, source.size);
     } catch (e) {
       if (!(e instanceof NeedMoreBytes)) throw e;
-      if (length >= source.size) throw new FormatError("truncated", source.name, "the GGUF header runs past the end of the file");
-      if (length >= limit) throw new FormatError("header-too-large", source.name, `the GGUF header is larger than the ${MAX_HEADER_BYTES}-byte limit`);
-      length = Math.min(limit, length * 4);
+      if (bytes.length >= source.size) throw new FormatError("truncated", source.name, "the GGUF header runs past the end of the file");
+      if (bytes.length >= limit) throw new FormatError("header-too-large", source.name, `the GGUF header is larger than the ${MAX_HEADER_BYTES}-byte limit`);
+      const next = Math.min(limit, bytes.length * 4);
+      const longer = new Uint8Array(next);
+      longer.set(bytes);
+      longer.set(await source.read(bytes.length, next - bytes.length, signal), bytes.length);
+      bytes = longer;
     }
   }
 }
