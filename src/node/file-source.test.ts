@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { INDEX, SHARD_1, SHARD_2, shardedDir, storiesDir, storiesFile } from "../../test/formats-fixtures.ts";
+import { GGUF_GOLDEN_DIR } from "../../test/gguf-golden.ts";
 import { catalogRows } from "../formats/catalog.ts";
 import { decodeToF32, encodeFromF32 } from "../formats/dtypes.ts";
 import { isFormatError } from "../formats/errors.ts";
@@ -71,7 +72,22 @@ describe("openPath", () => {
     const missing = path.join(tmp, "nope.safetensors");
     await expect(openPath(missing)).rejects.toMatchObject({ code: "io", file: missing, detail: "no such file or directory" });
     const empty = mkdtempSync(path.join(tmp, "empty-"));
-    await expect(openPath(empty)).rejects.toMatchObject({ code: "io", detail: "this folder holds no .safetensors file and no model.safetensors.index.json" });
+    await expect(openPath(empty)).rejects.toMatchObject({ code: "io", detail: "this folder holds no .safetensors file, no model.safetensors.index.json and no .gguf file" });
+  });
+});
+
+describe("openPath on GGUF files", () => {
+  it("opens the one GGUF of a folder, and refuses several that are not one split model", async () => {
+    const one = mkdtempSync(path.join(tmp, "one-gguf-"));
+    copyFileSync(path.join(GGUF_GOLDEN_DIR, "stories260K-Q4_K_M.gguf"), path.join(one, "model.gguf"));
+    await withSources(await openPath(one), async (sources) => {
+      const model = await openModel(sources);
+      expect([model.format, model.name, model.tensors.length]).toEqual(["gguf", "model.gguf", 48]);
+    });
+    await expect(openPath(GGUF_GOLDEN_DIR)).rejects.toMatchObject({
+      code: "io",
+      detail: "this folder holds 3 GGUF files that are not the shards of one split model (stories260K-F32.gguf, stories260K-Q2_K.gguf, stories260K-Q4_K_M.gguf); name the one to open",
+    });
   });
 });
 

@@ -6,7 +6,7 @@ import { open, readdir, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { FormatError } from "../formats/errors.ts";
 import { naturalCompare } from "../formats/catalog.ts";
-import { isIndexName, readIndex } from "../formats/model.ts";
+import { isGgufName, isIndexName, readIndex } from "../formats/model.ts";
 import { assertReadable, type ByteSource } from "../formats/source.ts";
 
 /** Node reads at most this much per call (its limit is 2^31 - 1); longer reads loop. */
@@ -83,7 +83,8 @@ const INDEX_NAME = "model.safetensors.index.json";
 /**
  * Sources for a path: a file as itself; an index json with the shards it lists that exist next to
  * it (a missing one is left out, so openModel reports it by name); a folder: its index (prefer
- * model.safetensors.index.json) and the index's shards, or else every *.safetensors in it.
+ * model.safetensors.index.json) and the index's shards, or else every *.safetensors in it, or else
+ * every *.gguf.
  * Close the sources when done.
  */
 export async function openPath(p: string): Promise<ByteSource[]> {
@@ -98,10 +99,15 @@ export async function openPath(p: string): Promise<ByteSource[]> {
     const indexName = names.includes(INDEX_NAME) ? INDEX_NAME : names.find((n) => isIndexName(n));
     if (indexName) return openIndexAndShards(path.join(p, indexName));
     const shards = names.filter((n) => n.toLowerCase().endsWith(".safetensors"));
-    if (shards.length === 0) {
-      throw new FormatError("io", p, "this folder holds no .safetensors file and no model.safetensors.index.json");
+    // A folder of GGUF files only (one model, or the shards of a split GGUF).
+    const ggufs = shards.length === 0 ? names.filter((n) => isGgufName(n)) : [];
+    if (shards.length === 0 && ggufs.length === 0) {
+      throw new FormatError("io", p, "this folder holds no .safetensors file, no model.safetensors.index.json and no .gguf file");
     }
-    return openAll(shards.map((n) => path.join(p, n)));
+    if (ggufs.length > 1 && !ggufs.every((n) => /-\d{5}-of-\d{5}\.gguf$/i.test(n))) {
+      throw new FormatError("io", p, `this folder holds ${ggufs.length} GGUF files that are not the shards of one split model (${ggufs.join(", ")}); name the one to open`);
+    }
+    return openAll([...shards, ...ggufs].map((n) => path.join(p, n)));
   }
   if (isIndexName(p)) return openIndexAndShards(p);
   return [await NodeFileSource.open(p)];
