@@ -82,7 +82,8 @@ describe.concurrent("quantlab inspect on stories260K", () => {
       expect(t.params).toBe(h.shape.reduce((a, b) => a * b, 1));
     }
     expect(new Set(json.tensors.map((t) => t.name))).toEqual(new Set(Object.keys(header)));
-    expect(Object.keys(json).sort()).toEqual(["bytes", "params", "tensors"]);
+    expect(Object.keys(json).sort()).toEqual(["bytes", "format", "metadata", "params", "tensors"]);
+    expect([json.format, json.metadata]).toEqual(["safetensors", { format: "pt" }]);
   });
 
   it("gives the same tensors for the folder as for the file", async () => {
