@@ -10,7 +10,8 @@ const TEXT = localized(
   {
     chooseFiles: "Choose files…",
     dropBefore: "or drop a ",
-    dropAfter: " file, several shards, or an index with its shards here (or a .gguf)",
+    dropAfter: " file, several shards, or an index with its shards here (or a ",
+    dropEnd: " file)",
     urlLabel: "URL of a safetensors file, an index, or a GGUF file",
     openUrl: "Open URL",
     demo: "Demo",
@@ -20,7 +21,8 @@ const TEXT = localized(
   {
     chooseFiles: "选择文件…",
     dropBefore: "或将一个 ",
-    dropAfter: " 文件、多个分片，或索引文件连同其分片拖放到这里（也可以是 .gguf）",
+    dropAfter: " 文件、多个分片，或索引文件连同其分片拖放到这里（也可以是 ",
+    dropEnd: " 文件）",
     urlLabel: "safetensors 文件、索引或 GGUF 文件的 URL",
     openUrl: "打开 URL",
     demo: "演示",
@@ -139,7 +141,7 @@ export class OpenPanel extends LitElement {
             @change=${this.onPick}
           />
         </label>
-        <p>${t.dropBefore}<code>.safetensors</code>${t.dropAfter}</p>
+        <p>${t.dropBefore}<code>.safetensors</code>${t.dropAfter}<code translate="no">.gguf</code>${t.dropEnd}</p>
       </div>
       <form data-testid="url-form" @submit=${this.onSubmitUrl}>
         <input
