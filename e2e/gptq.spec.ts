@@ -4,8 +4,8 @@
  * calibrates on its real inputs ("model run"); GPTQ 4-bit g128, Q4_K and int4-g128 are picked, plus a
  * setting made with the settings form. The rows of 64 take neither g128 nor Q4_K's 256: int4-g128 and q4_K
  * name their fallbacks, GPTQ goes per channel and says so, and its output error is below round-to-nearest's
- * at the same grouping (int4-channel; and gptq4-g32-act below int4-g32). The shard alone gets synthetic
- * activations, labelled as such.
+ * at the same grouping (int4-channel; and gptq4-g32-act below int4-g32); the heatmap of a GPTQ setting
+ * calibrates on the same run. The shard alone gets synthetic activations, labelled as such.
  */
 import path from "node:path";
 import { expect, test, type Locator, type Page } from "@playwright/test";
@@ -73,6 +73,15 @@ test("GPTQ 4-bit g128, Q4_K and int4-g128 on stories260K's q_proj: calibrated on
   const file = testInfo.outputPath("gptq-quantize.png");
   await page.screenshot({ path: file, fullPage: true });
   await testInfo.attach("gptq-quantize", { path: file, contentType: "image/png" });
+
+  // The heatmap of the same setting calibrates on the same model run, and says so.
+  await page.getByTestId("tab-heatmaps").click();
+  const workspace = page.getByTestId("heatmap-workspace");
+  await expect(workspace.getByTestId("heatmap-canvas")).toHaveCount(5, { timeout: 60_000 });
+  await workspace.getByTestId("heatmap-format-3").selectOption("gptq4-g32");
+  const heat = workspace.locator('[data-testid="heatmap-panel"][data-format="gptq4-g32"]');
+  await expect(heat.getByTestId("model-calibration")).toBeVisible({ timeout: 60_000 });
+  await expect(heat.getByTestId("synthetic-calibration")).toHaveCount(0);
 });
 
 test("the shard alone: GPTQ calibrates on synthetic activations, and the table says so", async ({ page }) => {

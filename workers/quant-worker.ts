@@ -232,11 +232,14 @@ const api: QuantWorkerApi = {
     const { signal } = controller;
     try {
       const formats = request.formats.map(formatOrCalibrated);
+      const model = await modelOf(request.tensor, signal);
       const tensor = await tensorOf(request.tensor, signal);
+      const { calibration } = calibrationOptions(await calibrationOf(request.tensor, model, formats.some((f) => typeof f === "string")));
       const gpu = await workerDevice();
       signal.throwIfAborted();
       let last = 0;
       const map = await heatmapTensor(tensor, formats, request.view, request.canvas, {
+        calibration,
         device: gpu.device,
         noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
         signal,
@@ -262,8 +265,11 @@ const api: QuantWorkerApi = {
   async inspectWeight(request) {
     try {
       const signal = new AbortController().signal;
+      const formats = request.formats.map(formatOrCalibrated);
+      const model = await modelOf(request.tensor, signal);
       const tensor = await tensorOf(request.tensor, signal);
-      return await inspectWeight(tensor, request.formats.map(formatOrCalibrated), request.row, request.col, { signal });
+      const { calibration } = calibrationOptions(await calibrationOf(request.tensor, model, formats.some((f) => typeof f === "string")));
+      return await inspectWeight(tensor, formats, request.row, request.col, { signal, calibration });
     } catch (e) {
       throw toWireError(e);
     }

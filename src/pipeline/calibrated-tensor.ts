@@ -56,7 +56,7 @@ export interface CalibratedTensor {
   scales: Float32Array;
   zeros: Float32Array;
   nGroups: number;
-  calibration: { kind: "synthetic"; tokens: number };
+  calibration: { kind: CalibrationKind; tokens: number; label: string };
 }
 
 /** Synthetic layer inputs: tokens x cols, N(0, 1) with every 37th channel ten times wider. */
@@ -171,12 +171,15 @@ export function assertCalibratable(shape: MatrixShape, m: CalibratedMethod, tens
 const CACHE_ENTRIES = 4;
 const cache = new Map<string, Promise<CalibratedTensor>>();
 
-/** GPTQ or AWQ of a whole tensor with synthetic calibration (see the module comment); cached. */
-export function calibratedTensor(tensor: TensorInfo, id: string, signal?: AbortSignal): Promise<CalibratedTensor> {
-  const key = `${tensor.name}\u0000${tensor.offset}\u0000${tensor.bytes}\u0000${id}`;
+/**
+ * A setting on a whole tensor (the heatmaps and their hover), on the layer's calibration when there is one,
+ * else on synthetic activations (see the module comment); cached.
+ */
+export function calibratedTensor(tensor: TensorInfo, id: string, signal?: AbortSignal, calibration?: LayerCalibration): Promise<CalibratedTensor> {
+  const key = `${tensor.name}\u0000${tensor.offset}\u0000${tensor.bytes}\u0000${id}\u0000${calibration?.label ?? "synthetic"}`;
   let entry = cache.get(key);
   if (!entry) {
-    entry = compute(tensor, id, signal);
+    entry = compute(tensor, id, signal, calibration);
     cache.set(key, entry);
     entry.catch(() => cache.delete(key));
     if (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
@@ -184,16 +187,16 @@ export function calibratedTensor(tensor: TensorInfo, id: string, signal?: AbortS
   return entry;
 }
 
-async function compute(tensor: TensorInfo, id: string, signal?: AbortSignal): Promise<CalibratedTensor> {
+async function compute(tensor: TensorInfo, id: string, signal?: AbortSignal, calibration?: LayerCalibration): Promise<CalibratedTensor> {
   const method = calibratedMethod(id);
   if (!method) throw new QuantInputError("settings", `"${id}" is not a GPTQ or AWQ setting (gptq4, awq4-g32, ...)`, { tensor: tensor.name });
   const { rows, rowLength: cols } = tensorRowLayout(tensor);
   const shape = { rows, cols };
   assertCalibratable(shape, method, tensor.name);
   const x = await readWholeTensor(tensor, signal);
-  const { stats } = syntheticCalibration(cols);
-  const r = calibratedQuantize(x, shape, stats, method);
-  return { id, method, group: r.group, q: r.q, scales: r.scales, zeros: r.zeros, nGroups: r.nGroups, calibration: { kind: "synthetic", tokens: stats.tokens } };
+  const cal = calibration ?? syntheticCalibration(cols);
+  const r = calibratedQuantize(x, shape, cal.stats, method);
+  return { id, method, group: r.group, q: r.q, scales: r.scales, zeros: r.zeros, nGroups: r.nGroups, calibration: { kind: cal.source, tokens: cal.stats.tokens, label: cal.label } };
 }
 
 /** The tensor's values as float32 [rows, cols], checked finite. */
