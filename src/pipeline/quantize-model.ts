@@ -24,7 +24,8 @@ import type { TensorInfo } from "../formats/safetensors.ts";
 import type { MatrixShape } from "../quant/format.ts";
 import type { ErrorMetrics } from "../quant/metrics.ts";
 import { findFormat } from "../quant/registry.ts";
-import { quantizeLayer, type LabFormat, type QuantizeLayerOptions } from "./quantize-layer.ts";
+import { isCalibrated, quantizeLayer, type LabFormat, type QuantizeLayerOptions } from "./quantize-layer.ts";
+import { MAX_CALIBRATED_WORK } from "./calibrated-tensor.ts";
 import type { FormatFailure, FormatResult, OutputError, RanOn } from "./quantize-tensor.ts";
 
 /** The dtypes holding weights worth quantizing; integer and boolean tensors (ids, masks) are left out. */
@@ -170,9 +171,16 @@ export async function quantizeModel(tensors: readonly TensorInfo[], formats: rea
   const now = opts.now ?? (() => performance.now());
   signal?.throwIfAborted();
   const ids = formats.map((f) => f.id);
+  // A run with GPTQ / AWQ settings measures output errors: kept cells from runs without them are computed again.
+  const wantsOutputError = formats.some(isCalibrated);
   const plans = tensors.map((tensor) => {
     const kept = cached?.get(tensor.name);
-    const missing = formats.filter((f) => !kept?.has(f.id));
+    const { rows, rowLength: cols } = tensorRowLayout(tensor);
+    const measurable = wantsOutputError && rows >= 2 && rows * cols * cols <= MAX_CALIBRATED_WORK;
+    const missing = formats.filter((f) => {
+      const cell = kept?.get(f.id);
+      return !cell || (measurable && cell.ok && cell.outputError === undefined);
+    });
     return { tensor, kept, missing };
   });
   const totalBytes = plans.reduce((sum, p) => sum + p.tensor.bytes * p.missing.length, 0);
