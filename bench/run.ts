@@ -15,6 +15,8 @@
  *  (f) GPTQ / AWQ: bench/gptq.ts (Hessian, factorization and GPTQ on WebGPU and on the TypeScript
  *      reference, AWQ's searches, next to the reference implementations' times; a 4096 x 4096 layer with
  *      2048 tokens by default 1024 x 1024: QUANTLAB_BENCH_GPTQ_N=4096 for the issue's size)
+ *  (f2) matrix multiply: bench/matmul-ort.ts (our WGSL matmul against onnxruntime-web's WebGPU MatMul in
+ *      Chromium on the same adapter, on GPTQ's shapes; ours/ORT ratios).
  *  (g) the model run: bench/model.ts (stories260K's evaluation tokens/s per precision in onnxruntime-web).
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
@@ -34,6 +36,7 @@ import { NodeFileSource } from "../src/node/file-source.ts";
 import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
 import { heatmapBench, heatmapBenchTable } from "./heatmap.ts";
 import { gptqBench, gptqBenchTable } from "./gptq.ts";
+import { matmulOrtBench, matmulOrtTable } from "./matmul-ort.ts";
 import { modelBench, modelBenchTable } from "./model.ts";
 
 const MiB = 1024 * 1024;
@@ -343,6 +346,13 @@ try {
   console.log("\n" + gptqBenchTable(gptq, n, tokens));
 } catch (e) {
   console.log(`\n(f) GPTQ benchmark not run: ${(e as Error).message}`);
+}
+
+// (f2) our matmul kernel against onnxruntime-web's WebGPU MatMul, in Chromium on the same adapter.
+try {
+  console.log("\n" + matmulOrtTable(await matmulOrtBench()));
+} catch (e) {
+  console.log(`\n(f2) matmul comparison not run: ${(e as Error).message}`);
 }
 
 // (g) the model run in onnxruntime-web.

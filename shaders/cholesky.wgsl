@@ -1,23 +1,36 @@
-// GPTQ's factorization on the GPU, column by column: U, the upper Cholesky factor of H^-1, as
-// src/quant/cholesky.ts computes it on the CPU (same two steps, f32 here as in the reference):
-//   reversedCholeskyColumn (j = n-1 down to 0): H = R R^T with R upper; column j of R from the columns after it
-//     R_jj = sqrt(H_jj - sum_{k>j} R_jk^2),  R_ij = (H_ij - sum_{k>j} R_ik R_jk) / R_jj  (i < j)
-//   invertUpperRow (i = n-1 down to 0): U = R^-1, row i from the rows below it
-//     U_ii = 1 / R_ii,  U_ij = -(1 / R_ii) sum_{k=i+1..j} R_ik U_kj  (j > i)
-// One dispatch per column or row; the step index comes through a dynamic uniform offset.
+// GPTQ's factorization on the GPU, blocked: U, the upper Cholesky factor of H^-1, as src/quant/cholesky.ts
+// computes it on the CPU (the same two steps, f32 here as in the reference):
+//   the reversed Cholesky factor R (H = R R^T, R upper), then U = R^-1.
+// The driver (src/gpu/gptq.ts gpuUpperCholeskyOfInverse) walks blocks of 64 columns from the last one up,
+// right-looking; per block J = [j0, j1):
+//   1. factorDiagonalBlock (this kernel, one workgroup): R_JJ from the block of H already updated by the
+//      blocks after it, and its inverse U_JJ = R_JJ^-1 (into U and into D, a contiguous copy);
+//   2. the panel R[0:j0, J] = H[0:j0, J] U_JJ^T and the update H[0:j0, 0:j0] -= R[0:j0, J] R[0:j0, J]^T
+//      (upper triangle), both with the matrix-multiply kernel (shaders/matmul.wgsl);
+//   3. U's block row J: U[J, j1:] = -U_JJ (R[J, j1:] U[j1:, j1:]), two more matrix multiplies.
+// Inside the diagonal block, column by column (j = j1-1 down to j0):
+//   R_jj = sqrt(H_jj - sum_{j<k<j1} R_jk^2),  R_ij = (H_ij - sum_{j<k<j1} R_ik R_jk) / R_jj  (j0 <= i < j)
+// then row by row (i = j1-1 down to j0):
+//   U_ii = 1 / R_ii,  U_ij = -(1 / R_ii) sum_{k=i+1..j} R_ik U_kj  (i < j < j1)
 
-// Binding 0: H, n x n row-major (damped; only the upper triangle is read). invertUpperRow: R.
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-// Binding 1: R (reversedCholeskyColumn) or U (invertUpperRow), n x n row-major, zero-initialised.
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-// Binding 2: word 0 set to 1 when a pivot is not a positive finite number (H not positive definite).
-@group(0) @binding(2) var<storage, read_write> status: array<atomic<u32>>;
-// Binding 3: n and the step (column j or row i), at a 256-byte dynamic offset per step.
-@group(0) @binding(3) var<uniform> step: Step;
+// Binding 0: H, n x n row-major, damped and updated by the later blocks (only the upper triangle is read).
+@group(0) @binding(0) var<storage, read> h: array<f32>;
+// Binding 1: R, n x n row-major, zero-initialised: this kernel writes the block's upper triangle.
+@group(0) @binding(1) var<storage, read_write> r: array<f32>;
+// Binding 2: U, n x n row-major, zero-initialised: this kernel writes U_JJ.
+@group(0) @binding(2) var<storage, read_write> u: array<f32>;
+// Binding 3: D, 64 x 64 row-major: U_JJ again (size x size at row stride `size`), for the multiplies that
+// read it while they write U or R.
+@group(0) @binding(3) var<storage, read_write> d: array<f32>;
+// Binding 4: word 0 set to 1 when a pivot is not a positive finite number (H not positive definite).
+@group(0) @binding(4) var<storage, read_write> status: array<atomic<u32>>;
+// Binding 5: the matrix size n, the block's first column j0 and its size (at most 64).
+@group(0) @binding(5) var<uniform> blk: Block;
 
-struct Step {
+struct Block {
   n: u32,
-  index: u32,
+  j0: u32,
+  size: u32,
 }
 
 const WG: u32 = 64u;
@@ -25,68 +38,75 @@ var<workgroup> partial: array<f32, 64>;
 var<workgroup> pivotShared: f32;
 
 @compute @workgroup_size(64)
-fn reversedCholeskyColumn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let n = step.n;
-  let j = step.index;
-  let rowJ = j * n;
-  // Every workgroup reduces the pivot itself (cheaper than another dispatch).
-  var s = 0.0;
-  for (var k = j + 1u + lid.x; k < n; k += WG) {
-    let v = dst[rowJ + k];
-    s = fma(v, v, s);
-  }
-  partial[lid.x] = s;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half >>= 1u) {
-    if (lid.x < half) {
-      partial[lid.x] += partial[lid.x + half];
+fn factorDiagonalBlock(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = blk.n;
+  let j0 = blk.j0;
+  let size = blk.size;
+  let j1 = j0 + size;
+  let t = lid.x;
+  // Thread t owns row j0 + t of R (factorization) and column j0 + t of U (inverse).
+  let i = j0 + t;
+  for (var jj = size; jj > 0u; jj--) {
+    let j = j0 + jj - 1u;
+    let rowJ = j * n;
+    var s = 0.0;
+    if (j + 1u + t < j1) {
+      let v = r[rowJ + j + 1u + t];
+      s = v * v;
+    }
+    partial[t] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+      if (t < half) {
+        partial[t] += partial[t + half];
+      }
+      workgroupBarrier();
+    }
+    if (t == 0u) {
+      let dd = h[rowJ + j] - partial[0];
+      var pivot = 1.0;
+      if (dd > 0.0 && dd < 3.4e38) {
+        pivot = sqrt(dd);
+      } else {
+        atomicStore(&status[0], 1u);
+      }
+      r[rowJ + j] = pivot;
+      pivotShared = pivot;
     }
     workgroupBarrier();
-  }
-  if (lid.x == 0u) {
-    let d = src[rowJ + j] - partial[0];
-    var pivot = 1.0;
-    if (d > 0.0 && d < 3.4e38) {
-      pivot = sqrt(d);
-    } else {
-      atomicStore(&status[0], 1u);
+    let pivot = pivotShared;
+    if (i < j) {
+      let rowI = i * n;
+      var acc = h[rowI + j];
+      for (var k = j + 1u; k < j1; k++) {
+        acc = fma(-r[rowI + k], r[rowJ + k], acc);
+      }
+      r[rowI + j] = acc / pivot;
     }
-    pivotShared = pivot;
-    if (wg.x == 0u) {
-      dst[rowJ + j] = pivot;
+    storageBarrier();
+    workgroupBarrier();
+  }
+  let j = i;
+  for (var ii = size; ii > 0u; ii--) {
+    let row = j0 + ii - 1u;
+    let rowI = row * n;
+    let inv = 1.0 / r[rowI + row];
+    if (j < j1 && j >= row) {
+      var v = inv;
+      if (j > row) {
+        var s = 0.0;
+        for (var k = row + 1u; k <= j; k++) {
+          s = fma(r[rowI + k], u[k * n + j], s);
+        }
+        v = -inv * s;
+      }
+      u[rowI + j] = v;
+      d[(row - j0) * size + (j - j0)] = v;
+    } else if (j < row) {
+      // D is reused block after block at another row stride: its lower triangle must be written too.
+      d[(row - j0) * size + (j - j0)] = 0.0;
     }
+    storageBarrier();
+    workgroupBarrier();
   }
-  workgroupBarrier();
-  let pivot = pivotShared;
-  let i = wg.x * WG + lid.x;
-  if (i >= j) {
-    return;
-  }
-  let rowI = i * n;
-  var t = src[rowI + j];
-  for (var k = j + 1u; k < n; k++) {
-    t = fma(-dst[rowI + k], dst[rowJ + k], t);
-  }
-  dst[rowI + j] = t / pivot;
-}
-
-@compute @workgroup_size(64)
-fn invertUpperRow(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n = step.n;
-  let i = step.index;
-  let j = i + gid.x;
-  if (j >= n) {
-    return;
-  }
-  let rowI = i * n;
-  let inv = 1.0 / src[rowI + i];
-  if (j == i) {
-    dst[rowI + i] = inv;
-    return;
-  }
-  var s = 0.0;
-  for (var k = i + 1u; k <= j; k++) {
-    s = fma(src[rowI + k], dst[k * n + j], s);
-  }
-  dst[rowI + j] = -inv * s;
 }

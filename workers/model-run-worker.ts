@@ -14,19 +14,14 @@ import { loadDecoder, type LoadedDecoder, type ModelTextFiles } from "../src/mod
 import type { ExecutionProvider } from "../src/model/session.ts";
 import type { ModelRunWorkerApi, RunOptions, RunProgress } from "./model-run-worker-api.ts";
 import { toWireError } from "./wire-error.ts";
+import { BUNDLED_MODEL, fetchText } from "./bundled.ts";
 
-const BUNDLED = new URL("models/stories260K/", new URL(import.meta.env.BASE_URL, self.location.origin));
+const BUNDLED = BUNDLED_MODEL;
 
 let model: LoadedDecoder | undefined;
 /** The bundled second text, which gptq/awq precisions calibrate on (the evaluation text never is). */
 let calibrationText: Promise<string> | undefined;
 let running: AbortController | undefined;
-
-async function fetchText(url: URL): Promise<string> {
-  const r = await fetch(url);
-  if (!r.ok) throw new Error(`${url.pathname}: HTTP ${r.status}`);
-  return r.text();
-}
 
 function current(): LoadedDecoder {
   if (!model) throw new Error("no model is loaded");

@@ -4,7 +4,7 @@
  * what the cache does not hold. A cache that fails is reported in the run's report, never a failure of it.
  */
 import type { OpenedModel } from "../src/formats/model.ts";
-import type { QuantFormat } from "../src/quant/format.ts";
+import type { LabFormat, QuantizeLayerOptions } from "../src/pipeline/quantize-layer.ts";
 import { modelIdentity, type ModelIdentity } from "../src/pipeline/model-identity.ts";
 import { quantizableTensors, quantizeModel, tensorResults, type ModelProgress, type ModelRun, type TensorResults } from "../src/pipeline/quantize-model.ts";
 import { openResultsCache, type ResultsCache } from "../src/pipeline/results-cache.ts";
@@ -38,7 +38,7 @@ async function cacheKey(model: OpenedModel): Promise<{ key?: string; problem?: s
   }
 }
 
-export interface ModelRunOptions {
+export interface ModelRunOptions extends Pick<QuantizeLayerOptions, "calibration" | "syntheticWhy"> {
   gpu: WorkerGpu;
   reuseCached: boolean;
   signal: AbortSignal;
@@ -46,7 +46,7 @@ export interface ModelRunOptions {
   onProgress: (progress: ModelProgress) => void;
 }
 
-export async function runModel(model: OpenedModel, formats: QuantFormat[], opts: ModelRunOptions): Promise<ModelRun & { cacheProblem?: string }> {
+export async function runModel(model: OpenedModel, formats: LabFormat[], opts: ModelRunOptions): Promise<ModelRun & { cacheProblem?: string }> {
   const { gpu, signal } = opts;
   const [store, { key, problem }] = await Promise.all([resultsCache(), cacheKey(model)]);
   let cacheProblem = store.unavailable ?? problem;
@@ -56,6 +56,8 @@ export async function runModel(model: OpenedModel, formats: QuantFormat[], opts:
     await store.saveRun(key, ids).catch((e: unknown) => (cacheProblem ??= `results could not be kept (${describe(e)})`));
   }
   const run = await quantizeModel(quantizableTensors(model.tensors), formats, {
+    calibration: opts.calibration,
+    syntheticWhy: opts.syntheticWhy,
     device: gpu.device,
     noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
     signal,

@@ -15,6 +15,7 @@ import type { GpuStatus } from "../src/gpu/device.ts";
 import type { FormatFamily, MatrixShape } from "../src/quant/format.ts";
 import type { FormatResult } from "../src/pipeline/quantize-tensor.ts";
 import type { ModelProgress, TensorResults } from "../src/pipeline/quantize-model.ts";
+import type { CalibrationSummary } from "../src/pipeline/quantize-layer.ts";
 import type { ModelInput } from "./model-input.ts";
 import type { HeatmapView } from "../src/quant/heatmap.ts";
 import type { TensorHeatmap } from "../src/pipeline/heatmap-tensor.ts";
@@ -23,7 +24,8 @@ import type { WeightInspection } from "../src/pipeline/inspect-weight.ts";
 export type { HeatmapPanel, TensorHeatmap } from "../src/pipeline/heatmap-tensor.ts";
 export type { WeightInspection, WeightUnderFormat } from "../src/pipeline/inspect-weight.ts";
 
-export type { FormatFailure, FormatResult, RanOn } from "../src/pipeline/quantize-tensor.ts";
+export type { CalibrationKind, FormatFailure, FormatResult, OutputError, RanOn } from "../src/pipeline/quantize-tensor.ts";
+export type { CalibrationSummary } from "../src/pipeline/quantize-layer.ts";
 export type { ModelCell, ModelProgress, StoredSize, TensorResults } from "../src/pipeline/quantize-model.ts";
 
 /** One tensor of one opened model. */
@@ -38,7 +40,7 @@ export interface QuantizeRequest {
   /** The page's number for this job; cancel(jobId) stops it. */
   jobId: number;
   tensor: TensorRef;
-  /** Format ids or aliases (src/quant/registry.ts). */
+  /** Format ids or aliases (src/quant/registry.ts), or calibrated settings ("gptq4-g128-act", src/quant/calibrated.ts). */
   formats: string[];
   /** Return each format's packed bytes too (default: metrics only). */
   includeBytes?: boolean;
@@ -62,6 +64,8 @@ export interface QuantizeReport {
   /** The device the job had: the WebGPU adapter, or why there was none. Each result says where it ran. */
   device: GpuStatus;
   results: FormatResult[];
+  /** The activations the output errors used (the model run, or synthetic with the reason); undefined when none. */
+  calibration?: CalibrationSummary;
 }
 
 /** One opened model (a whole-model run or its cached results). */
@@ -92,6 +96,8 @@ export interface ModelRunReport {
   device: GpuStatus;
   /** Why results are not kept (no IndexedDB, or saving failed: quota...); undefined when they are. */
   cacheProblem?: string;
+  /** Where the output errors' activations come from. */
+  calibration: { source: "model" | "synthetic"; label: string };
 }
 
 /** A model's results as the cache holds them: the last run's formats and the tensors it has every cell of. */
@@ -104,9 +110,12 @@ export interface CachedModelResults {
 }
 
 /** A format as the picker shows it. */
+/** A picker's family: the registry's, or GPTQ / AWQ / AWQ+GPTQ settings. */
+export type ChoiceFamily = FormatFamily | "calibrated";
+
 export interface FormatChoice {
   id: string;
-  family: FormatFamily;
+  family: ChoiceFamily;
   description: string;
   /** Exact bits per weight on the tensor asked about (scales, minimums and zero points counted). */
   bitsPerWeight: number;
@@ -189,8 +198,10 @@ export interface CheckpointExportReport {
 }
 
 export interface QuantWorkerApi {
-  /** Every format of the registry, in registry order, with its bits per weight on this tensor's shape. */
+  /** Every format of the registry, in registry order, then the ready-made calibrated settings, with their bits per weight on this tensor's shape. */
   formats(tensor: { shape: number[]; params: number }): Promise<FormatChoice[]>;
+  /** A calibrated setting by id ("gptq3-g64-act-sym") as a choice on this tensor's shape; rejects for an id outside the grammar. */
+  calibratedChoice(id: string, tensor: { shape: number[]; params: number }): Promise<FormatChoice>;
   /**
    * Quantizes one tensor with each format: on the worker's WebGPU device where a kernel exists, else on
    * the CPU reference. Rejects with a CancelledError when cancelled; `onProgress` (a Comlink.proxy)

@@ -9,11 +9,13 @@ import { openModel, tensorRowLayout, type OpenedModel } from "../src/formats/mod
 // Registers every WGSL kernel family, so quantizeTensor finds them through gpuQuantizerFor.
 import "../src/gpu/kernels.ts";
 import { bitsPerWeight } from "../src/quant/format.ts";
-import { FORMATS, getFormat } from "../src/quant/registry.ts";
-import { quantizeTensor, type QuantizeProgress } from "../src/pipeline/quantize-tensor.ts";
+import { calibratedBytes, calibratedMethod, groupFor, methodName } from "../src/quant/calibrated.ts";
+import { FORMATS } from "../src/quant/registry.ts";
+import type { QuantizeProgress } from "../src/pipeline/quantize-tensor.ts";
+import { isCalibrated, labFormat, quantizeLayer } from "../src/pipeline/quantize-layer.ts";
+import { CALIBRATED_CHOICES } from "../src/pipeline/calibrated-tensor.ts";
 import { heatmapTensor } from "../src/pipeline/heatmap-tensor.ts";
 import { inspectWeight } from "../src/pipeline/inspect-weight.ts";
-import { calibratedMethod } from "../src/pipeline/calibrated-tensor.ts";
 import type { TensorInfo } from "../src/formats/safetensors.ts";
 import type { ModelProgress } from "../src/pipeline/quantize-model.ts";
 import { inputSources } from "./model-input.ts";
@@ -23,6 +25,8 @@ import { runGgufExport } from "./export-run.ts";
 import { runCheckpointExport } from "./export-checkpoint.ts";
 import { toWireError } from "./wire-error.ts";
 import { workerDevice } from "./worker-device.ts";
+import { calibrationOf } from "./worker-calibration.ts";
+import { calibrationOptions } from "../src/pipeline/model-calibration.ts";
 
 /** The model of the last open a request named (opening reads only headers). */
 let opened: { modelId: number; model: Promise<OpenedModel> } | null = null;
@@ -67,7 +71,23 @@ function throttled<P extends { doneBytes: number; totalBytes: number }>(send: ((
 
 /** A registry format, or a GPTQ/AWQ setting kept by name ("gptq4-g128"). */
 function formatOrCalibrated(id: string) {
-  return calibratedMethod(id) ? id : getFormat(id);
+  const f = labFormat(id);
+  return "method" in f ? id : f;
+}
+
+/** A calibrated setting as the pickers show it, with its bits per weight on the shape. */
+function calibratedChoice(id: string, shape: { rows: number; cols: number }): FormatChoice {
+  const m = calibratedMethod(id);
+  if (!m) throw new Error(`"${id}" is not a GPTQ / AWQ setting (gptq4-g128-act, awq4-g32, awqgptq4-g128, ...)`);
+  const group = groupFor(m, shape.cols);
+  const choice: FormatChoice = {
+    id,
+    family: "calibrated",
+    description: `${methodName(m.method)} ${m.bits}-bit, ${m.group === -1 ? "per channel" : `groups of ${m.group}`}: calibrated on the layer's inputs`,
+    bitsPerWeight: (calibratedBytes(m, shape, group) * 8) / Math.max(1, shape.rows * shape.cols),
+  };
+  if (group !== m.group) choice.rowLengthProblem = { reason: `rows of ${shape.cols} are not a multiple of ${m.group}: per channel instead` };
+  return choice;
 }
 
 /** Registers a job under its id (a job with the same id is stopped first). */
@@ -93,7 +113,7 @@ const api: QuantWorkerApi = {
   async formats(tensor) {
     const { rows, rowLength: cols } = tensorRowLayout(tensor);
     const shape = { rows, cols };
-    return FORMATS.map((f): FormatChoice => {
+    const registry = FORMATS.map((f): FormatChoice => {
       const check = f.checkRowLength(cols);
       return {
         id: f.id,
@@ -103,17 +123,30 @@ const api: QuantWorkerApi = {
         rowLengthProblem: check.ok ? undefined : { reason: check.reason, fallback: check.fallback },
       };
     });
+    return [...registry, ...CALIBRATED_CHOICES.map((id) => calibratedChoice(id, shape))];
+  },
+
+  async calibratedChoice(id, tensor) {
+    try {
+      const { rows, rowLength: cols } = tensorRowLayout(tensor);
+      return calibratedChoice(id, { rows, cols });
+    } catch (e) {
+      throw toWireError(e);
+    }
   },
 
   async quantize(request: QuantizeRequest, onProgress) {
     const controller = startJob(request.jobId);
     const { signal } = controller;
     try {
-      const formats = request.formats.map(getFormat);
+      const formats = request.formats.map(labFormat);
+      const model = await modelOf(request.tensor, signal);
       const tensor = await tensorOf(request.tensor, signal);
+      const calibration = calibrationOptions(await calibrationOf(request.tensor, model, formats.some(isCalibrated)));
       const gpu = await workerDevice();
       signal.throwIfAborted();
-      const run = await quantizeTensor(tensor, formats, {
+      const run = await quantizeLayer(tensor, formats, {
+        ...calibration,
         device: gpu.device,
         noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
         imatrix: request.imatrix,
@@ -129,6 +162,7 @@ const api: QuantWorkerApi = {
         device: gpu.status,
         results: run.results,
       };
+      if (run.calibration) report.calibration = run.calibration;
       // The error maps and bytes were made for this report: hand them over instead of copying them.
       const transfers = run.results.flatMap((r) =>
         r.ok ? [r.metrics.blocks.mse.buffer, r.metrics.blocks.maxAbs.buffer, ...(r.bytes ? [r.bytes.buffer] : [])] : [],
@@ -151,11 +185,13 @@ const api: QuantWorkerApi = {
     // the last row to be taken, so no row arrives after the run has ended.
     let lastRow: Promise<unknown> = Promise.resolve();
     try {
-      const formats = request.formats.map(getFormat);
+      const formats = request.formats.map(labFormat);
       const model = await modelOf(request.model, signal);
+      const calibration = await calibrationOf(request.model, model, formats.some(isCalibrated));
       const gpu = await workerDevice();
       signal.throwIfAborted();
       const run = await runModel(model, formats, {
+        ...calibrationOptions(calibration),
         gpu,
         reuseCached: request.reuseCached !== false,
         signal,
@@ -169,6 +205,7 @@ const api: QuantWorkerApi = {
         computedCells: run.computedCells,
         cachedCells: run.cachedCells,
         device: gpu.status,
+        calibration: "why" in calibration ? { source: "synthetic", label: `synthetic activations (${calibration.why})` } : { source: "model", label: calibration.model.label },
       };
       if (run.cacheProblem) report.cacheProblem = run.cacheProblem;
       return report;
@@ -195,11 +232,14 @@ const api: QuantWorkerApi = {
     const { signal } = controller;
     try {
       const formats = request.formats.map(formatOrCalibrated);
+      const model = await modelOf(request.tensor, signal);
       const tensor = await tensorOf(request.tensor, signal);
+      const { calibration } = calibrationOptions(await calibrationOf(request.tensor, model, formats.some((f) => typeof f === "string")));
       const gpu = await workerDevice();
       signal.throwIfAborted();
       let last = 0;
       const map = await heatmapTensor(tensor, formats, request.view, request.canvas, {
+        calibration,
         device: gpu.device,
         noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
         signal,
@@ -225,8 +265,11 @@ const api: QuantWorkerApi = {
   async inspectWeight(request) {
     try {
       const signal = new AbortController().signal;
+      const formats = request.formats.map(formatOrCalibrated);
+      const model = await modelOf(request.tensor, signal);
       const tensor = await tensorOf(request.tensor, signal);
-      return await inspectWeight(tensor, request.formats.map(formatOrCalibrated), request.row, request.col, { signal });
+      const { calibration } = calibrationOptions(await calibrationOf(request.tensor, model, formats.some((f) => typeof f === "string")));
+      return await inspectWeight(tensor, formats, request.row, request.col, { signal, calibration });
     } catch (e) {
       throw toWireError(e);
     }

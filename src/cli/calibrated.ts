@@ -35,6 +35,9 @@ export interface CalibratedJson {
   seconds: number;
   calib_tokens: number;
   eval_tokens?: number;
+  /** Where the activations came from: always a file here (--calib, --eval). */
+  calibration: "file";
+  calib_file: string;
   /** AWQ: the chosen ratio. */
   alpha?: number;
   warnings: string[];
@@ -179,6 +182,8 @@ async function runCalibrated(
       ...(evalStats ? { rtn_rel_output_error_eval: relOutputErrorGram(evalStats.gram, w, result.rtn, shape), eval_tokens: evalStats.tokens } : {}),
       seconds,
       calib_tokens: calib.tokens,
+      calibration: "file",
+      calib_file: calibFile,
       ...(result.alpha !== undefined ? { alpha: result.alpha } : {}),
       warnings: result.warnings,
     };
@@ -199,6 +204,7 @@ function resultText(label: string, shape: MatrixShape, j: CalibratedJson, where:
   const ratio = (a: number, b: number) => `${(a / b).toFixed(3)}x RTN`;
   const lines = [
     `${label} of a ${shape.rows} x ${shape.cols} layer, ${j.calib_tokens} calibration tokens; ${where}`,
+    `  calibration activations: file ${j.calib_file} (${j.calib_tokens} tokens)${j.eval_tokens !== undefined ? `; held-out: --eval file (${j.eval_tokens} tokens)` : ""}`,
     `  output error, calibration  ${e(j.rel_output_error)}   RTN ${e(j.rtn_rel_output_error)}   ${ratio(j.rel_output_error, j.rtn_rel_output_error)}`,
   ];
   if (j.rel_output_error_eval !== undefined && j.rtn_rel_output_error_eval !== undefined) {

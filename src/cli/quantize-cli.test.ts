@@ -117,3 +117,35 @@ describe.concurrent("quantlab quantize", () => {
     expect(missing.stderr).toMatch(/nope\.safetensors: no such file/);
   });
 });
+
+describe("quantlab quantize with GPTQ / AWQ settings", () => {
+  it("calibrates on the model run when the folder has config.json and a tokenizer, on synthetic activations for a lone file", async () => {
+    const args = ["--formats", "gptq4-g32,int4-g32,awq4-g32-noclip", "--tensors", "layers\\.1\\.self_attn\\.q_proj", "--json"];
+    const dir = await quantlab("quantize", STORIES_DIR, ...args);
+    expect(dir.code).toBe(0);
+    const real = JSON.parse(dir.stdout) as QuantizeJson;
+    expect(real.calibration).toBe("model");
+    expect(real.calibration_label).toMatch(/^model run on calibration\.txt, \d+ tokens$/);
+    const [gptq, int4, awq] = real.results;
+    for (const r of [gptq, int4, awq]) expect(r).toMatchObject({ calibration: "model", output_error: expect.any(Number), output_error_heldout: expect.any(Number) });
+    const errorOf = (r: (typeof real.results)[number] | undefined) => (r && "output_error" in r ? r.output_error! : NaN);
+    expect(errorOf(gptq)).toBeLessThan(errorOf(int4));
+    expect(errorOf(awq)).toBeLessThan(errorOf(int4));
+
+    const file = JSON.parse((await quantlab("quantize", STORIES_FILE, ...args)).stdout) as QuantizeJson;
+    expect(file.calibration).toBe("synthetic");
+    expect(file.calibration_label).toMatch(/^synthetic activations \(not a model folder\)$/);
+    expect(file.results[0]).toMatchObject({ format: "gptq4-g32", calibration: "synthetic" });
+    expect(file.results[0]).not.toHaveProperty("output_error_heldout");
+
+    const table = await quantlab("quantize", STORIES_DIR, "--formats", "gptq4-g32,int4-g32", "--tensors", "layers\\.1\\.self_attn\\.q_proj");
+    expect(table.stdout).toMatch(/^calibration: model run on calibration\.txt, \d+ tokens$/m);
+    expect(table.stdout).toMatch(/out err calib \/ held-out/);
+  }, 120_000);
+
+  it("an id outside the grammar is an unknown format: exit 2", async () => {
+    const run = await quantlab("quantize", STORIES_FILE, "--formats", "gptq4-g128-noclip");
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/unknown format "gptq4-g128-noclip"/);
+  });
+});

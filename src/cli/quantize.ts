@@ -14,7 +14,14 @@ import type { LabDevice } from "../gpu/device.ts";
 import { closeSources } from "../node/file-source.ts";
 import { modelTotals } from "../pipeline/model-results.ts";
 import { quantizableTensors, quantizeModel, type ModelCell } from "../pipeline/quantize-model.ts";
-import type { QuantFormat } from "../quant/format.ts";
+import { isCalibrated, type LabFormat } from "../pipeline/quantize-layer.ts";
+import { calibrationOptions, modelCalibration, type CalibrationOrWhy } from "../pipeline/model-calibration.ts";
+import { tensorRowLayout } from "../formats/model.ts";
+import { calibratedMethod } from "../quant/calibrated.ts";
+import { loadModelDir } from "../node/model-dir.ts";
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { BUNDLED_CALIBRATION, nodeOrt } from "./eval.ts";
 import { BackendUnavailableError, describeDevice, openGpuDevice, reportRunError } from "./backend.ts";
 import { EXIT, type CliIO, type Command } from "./command.ts";
 import { openTarget, reportError } from "./inspect.ts";
@@ -40,6 +47,11 @@ export type QuantizeJsonResult =
       ran_on: "gpu" | "cpu";
       /** Why it ran on the CPU (no kernel yet, --backend cpu, a lost device...); absent when it ran on the GPU. */
       why?: string;
+      /** ||XW^T - XQ^T||^2 / ||XW^T||^2 on the layer's calibration activations (when it has some), and on held-out ones. */
+      output_error?: number;
+      output_error_heldout?: number;
+      /** Where those activations came from. */
+      calibration?: "model" | "synthetic" | "file";
     }
   | { tensor: string; format: string; error: string; fallback: string | null };
 
@@ -55,6 +67,11 @@ export interface QuantizeJsonTotal {
 }
 
 export interface QuantizeJson {
+  /** The activations output errors (and GPTQ / AWQ) use: the model run when the folder has config.json and a tokenizer, else synthetic. */
+  calibration: "model" | "synthetic";
+  calibration_label: string;
+  /** Too few calibration tokens for a layer's columns (rank-deficient Hessian), ... */
+  calibration_warnings: string[];
   results: QuantizeJsonResult[];
   totals: QuantizeJsonTotal[];
 }
@@ -78,12 +95,19 @@ function jsonResult(tensor: TensorInfo, r: ModelCell): QuantizeJsonResult {
     share_saved: tensor.bytes > 0 ? 1 - r.stored.bytes / tensor.bytes : 0,
     ran_on: r.ranOn,
     ...(r.why ? { why: r.why } : {}),
+    ...(r.outputError
+      ? {
+          output_error: r.outputError.calibration,
+          ...(r.outputError.heldOut !== undefined ? { output_error_heldout: r.outputError.heldOut } : {}),
+          calibration: r.outputError.source,
+        }
+      : {}),
   };
 }
 
 interface Options {
   target: string;
-  formats: QuantFormat[];
+  formats: LabFormat[];
   tensors: RegExp | undefined;
   json: boolean;
   backend: "cpu" | "webgpu";
@@ -106,7 +130,7 @@ function parseOptions(args: string[]): Options {
   const v = parsed.values;
   if (!v.formats) throw new CliInputError("--formats is required, e.g. --formats q8_0,q4_K,int4-g128,nf4");
   const names = v.formats.split(",").map((s) => s.trim()).filter(Boolean);
-  const formats = [...new Map(names.map((n) => formatByName(n)).map((f) => [f.id, f])).values()];
+  const formats = [...new Map(names.map((n): LabFormat => calibratedMethod(n) ?? formatByName(n)).map((f) => [f.id, f])).values()];
   let tensors: RegExp | undefined;
   if (v.tensors !== undefined) {
     try {
@@ -133,6 +157,13 @@ export const quantizeCommand: Command = {
     "A tensor a format cannot take (a K-quant on rows that are not a multiple of 256) is listed with the",
     "reason and the format llama.cpp falls back to; the totals count it in that fallback format.",
     "",
+    "GPTQ, AWQ and AWQ+GPTQ take part like formats: gptq4-g128, gptq4-g128-act, gptq3-channel-sym,",
+    "awq4-g128, awq4-g32-noclip, awqgptq4-g128, ... (METHOD BITS [-g32|-g64|-g128|-channel] [-act] [-static]",
+    "[-sym] [-noclip] [-dampX]). They calibrate on each linear layer's real inputs when the folder has",
+    "config.json and tokenizer.json (the model is run in f32 on the lab's calibration text; a quarter of the",
+    "tokens is held out), else on synthetic activations; every format then also gets the layer's output",
+    "error ||XW^T - XQ^T||^2 / ||XW^T||^2 on them (and on the held-out tokens), labelled with the source.",
+    "",
     "Options:",
     "  --formats LIST   comma-separated format ids (quantlab formats lists them): q8_0,q4_K,int4-g128,nf4",
     "  --tensors REGEX  only tensors whose name matches (JavaScript regular expression, unanchored)",
@@ -141,7 +172,9 @@ export const quantizeCommand: Command = {
     "                   \"why\"}], \"totals\":[{\"format\",\"bytes_before\",\"bytes_after\",\"tensors\",\"fallback_tensors\"}]};",
     "                   a tensor a format cannot take is {\"tensor\",\"format\",\"error\",\"fallback\"} instead;",
     "                   snr_db is null when there is no error at all (an infinite SNR);",
-    "                   why (only there when it ran on the CPU) says why it did",
+    "                   why (only there when it ran on the CPU) says why it did; with calibration:",
+    "                   \"output_error\", \"output_error_heldout\", \"calibration\" per result and",
+    "                   \"calibration\":\"model\"|\"synthetic\", \"calibration_label\", \"calibration_warnings\"",
     "  --backend B      cpu (default: the TypeScript reference) or webgpu (the WGSL kernels through Dawn;",
     "                   formats without a kernel yet run on the CPU reference)",
     "",
@@ -173,10 +206,12 @@ export const quantizeCommand: Command = {
         const types = [...new Set(undecodable.map((t) => t.dtype))].join(", ");
         io.err(`quantlab quantize: left out ${undecodable.length} tensor${undecodable.length === 1 ? "" : "s"} stored as ${types}, which the lab can list but not decode\n`);
       }
+      const calibration = await cliCalibration(options.target, options.formats);
       if (options.backend === "webgpu") device = await openGpuDevice();
-      const out = await quantizeAll(tensors, options, device, io);
+      const out = await quantizeAll(tensors, options, device, io, calibration);
       if (options.json) io.out(JSON.stringify(out) + "\n");
       else io.out(quantizeTable(model.name, out, device ? describeDevice(device) : "CPU reference (TypeScript)", quantizedSourceTypes(tensors)));
+      for (const w of out.calibration_warnings) io.err(`quantlab: warning: ${w}\n`);
       return EXIT.ok;
     } catch (e) {
       if (e instanceof CliInputError || e instanceof BackendUnavailableError) return reportRunError("quantize", e, io);
@@ -188,10 +223,26 @@ export const quantizeCommand: Command = {
   },
 };
 
+/**
+ * The model's calibration when a GPTQ / AWQ setting is asked for and the target is a folder with config.json
+ * and tokenizer.json (the model run loads every weight in float32), else why not.
+ */
+async function cliCalibration(target: string, formats: readonly LabFormat[]): Promise<CalibrationOrWhy> {
+  if (!formats.some(isCalibrated)) return { why: "no GPTQ / AWQ setting asked for" };
+  const isDir = await stat(target).then((s) => s.isDirectory(), () => false);
+  if (!isDir) return { why: "not a model folder" };
+  const has = (name: string) => stat(path.join(target, name)).then(() => true, () => false);
+  if (!(await has("config.json")) || !(await has("tokenizer.json"))) return { why: "no config.json and tokenizer.json in the folder" };
+  const model = await loadModelDir(target);
+  const text = await readFile(BUNDLED_CALIBRATION, "utf8");
+  return { model: await modelCalibration(model, { name: "calibration.txt", text }, { ort: await nodeOrt(), executionProvider: "wasm" }) };
+}
+
 /** Every tensor through every format, one tensor at a time (src/pipeline/quantize-model.ts). */
-async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabDevice | undefined, io: CliIO): Promise<QuantizeJson> {
+async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabDevice | undefined, io: CliIO, calibration: CalibrationOrWhy): Promise<QuantizeJson> {
   const showProgress = !options.json && process.stderr.isTTY;
   const run = await quantizeModel(tensors, options.formats, {
+    ...calibrationOptions(calibration),
     ...(device ? { device } : { noDeviceReason: CPU_BACKEND_REASON }),
     onProgress: showProgress ? (p) => io.err(`\r${Math.min(p.tensorsDone + 1, p.tensorsTotal)}/${p.tensorsTotal} ${p.tensor}\u001b[K`) : undefined,
   });
@@ -200,7 +251,16 @@ async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabD
   const totals = modelTotals(run.rows, run.formats).map(
     (t): QuantizeJsonTotal => ({ format: t.format, bytes_before: t.bytesBefore, bytes_after: t.bytesAfter, tensors: t.tensors, fallback_tensors: t.substitutions.length }),
   );
-  return { results, totals };
+  const warnings = new Set<string>();
+  if ("model" in calibration) {
+    for (const t of tensors) {
+      const { rowLength } = tensorRowLayout(t);
+      for (const w of calibration.model.layer(t.name, rowLength)?.warnings ?? []) warnings.add(`${t.name}: ${w}`);
+    }
+  }
+  const anyCalibrated = options.formats.some(isCalibrated);
+  const label = "model" in calibration ? calibration.model.label : anyCalibrated ? `synthetic activations (${calibration.why})` : `none (${calibration.why})`;
+  return { calibration: "model" in calibration ? "model" : "synthetic", calibration_label: label, calibration_warnings: [...warnings], results, totals };
 }
 
 /** Columns padded to their widest cell: the first `leftColumns` left-aligned, the rest right-aligned. */
@@ -231,13 +291,16 @@ export function quantizeTable(modelName: string, out: QuantizeJson, where: strin
           r.cosine.toFixed(6),
           formatCount(r.bytes_before),
           formatCount(r.bytes_after),
+          r.output_error === undefined
+            ? "—"
+            : `${formatMeasure(r.output_error)}${r.output_error_heldout !== undefined ? ` / ${formatMeasure(r.output_error_heldout)}` : ""}${r.calibration === "synthetic" ? " (synthetic)" : ""}`,
           r.ran_on,
         ],
   );
   // Error lines have three cells; pad them so the columns line up and the message runs past them.
-  const width = 11;
+  const width = 12;
   const metricLines = table(
-    ["tensor", "format", "bits/w", "MSE", "RMSE", "max|err|", "SNR dB", "cosine", "bytes before", "bytes after", "ran on"],
+    ["tensor", "format", "bits/w", "MSE", "RMSE", "max|err|", "SNR dB", "cosine", "bytes before", "bytes after", "out err calib / held-out", "ran on"],
     rows.map((r) => (r.length === width ? r : [r[0]!, r[1]!, ...Array<string>(width - 2).fill("")])),
     2,
   );
@@ -263,6 +326,7 @@ export function quantizeTable(modelName: string, out: QuantizeJson, where: strin
   return [
     `${modelName}: ${new Set(out.results.map((r) => r.tensor)).size} tensors on ${where}`,
     ...(storedAs.length > 0 ? [`Errors are relative to the file's ${storedAs.join(", ")} weights as decoded, not the original float32 weights.`] : []),
+    `calibration: ${out.calibration_label}`,
     "",
     ...metricLines,
     ...(whys.length > 0 ? ["", "Ran on the CPU reference:", ...whys.map((w) => `  ${w}`)] : []),

@@ -73,6 +73,65 @@ describe("GPTQ kernels", () => {
   });
 });
 
+/** A random symmetric positive definite n x n matrix: A A^T / n + 0.1 I with A normal (seeded). */
+function randomSpd(n: number, seed: number): Float64Array {
+  const a = gaussian(n * n, 1, seed);
+  const h = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += a[i * n + k]! * a[j * n + k]!;
+      h[i * n + j] = h[j * n + i] = s / n + (i === j ? 0.1 : 0);
+    }
+  }
+  return h;
+}
+
+async function gpuFactor(h: Float64Array, n: number): Promise<Float32Array | undefined> {
+  const ub = await gpuUpperCholeskyOfInverse(gpu(), Float32Array.from(h), n);
+  if (!ub) return undefined;
+  try {
+    return new Float32Array((await readBack(gpu().device, ub, n * n * 4)).buffer);
+  } finally {
+    ub.destroy();
+  }
+}
+
+describe("the blocked factorization", () => {
+  // One block, a partial last block, several blocks with a partial first one, and a large matrix.
+  for (const n of [37, 64, 129, 200, 1024]) {
+    it(`gives the CPU reference's U on a random SPD matrix, n = ${n}`, async () => {
+      const h = randomSpd(n, n);
+      const got = (await gpuFactor(h, n))!;
+      const want = upperCholeskyOfInverse(h, n)!;
+      expect(maxRel(got, want)).toBeLessThan(2e-4);
+      // U is upper triangular: nothing below the diagonal.
+      let below = 0;
+      for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) below = Math.max(below, Math.abs(got[i * n + j]!));
+      expect(below).toBe(0);
+    }, 60_000);
+  }
+
+  it("reports a matrix that stops being positive definite in an early (top-left) block", async () => {
+    const n = 200;
+    const h = randomSpd(n, 5);
+    h[3 * n + 3] = -1; // the last block to be factored meets a negative pivot
+    expect(await gpuFactor(h, n)).toBeUndefined();
+  });
+
+  it("matches the CPU on the golden layers' damped Hessians", async () => {
+    for (const name of ["real_l2_gate_proj", "real_l4_down_proj"]) {
+      const layer = await goldenLayer(read, manifest, name);
+      const n = layer.c.in_features;
+      const h = hessian(calibrationStats(layer.x, n));
+      let mean = 0;
+      for (let j = 0; j < n; j++) mean += h[j * n + j]! / n;
+      for (let j = 0; j < n; j++) h[j * n + j] = h[j * n + j]! + 0.01 * mean;
+      expect(maxRel((await gpuFactor(h, n))!, upperCholeskyOfInverse(h, n)!), name).toBeLessThan(1e-4);
+    }
+  });
+});
+
 const table: string[] = [];
 afterAll(() => console.log(["GPTQ on WebGPU, err_calib: GPU vs CPU reference vs golden reference", ...table].join("\n")));
 

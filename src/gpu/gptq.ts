@@ -6,8 +6,9 @@
  *    (shaders/matmul.wgsl with A = X read transposed; only the upper triangle's tiles), the clip sample's
  *    Gram matrix likewise (a token stride), and the per-channel mean/max |x| and the NaN check on the CPU in
  *    the same pass over each chunk.
- *  - gpuUpperCholeskyOfInverse: U with H^-1 = U^T U (shaders/cholesky.wgsl): the reversed Cholesky factor R
- *    column by column, then U = R^-1 row by row, one dispatch each, all in one compute pass.
+ *  - gpuUpperCholeskyOfInverse: U with H^-1 = U^T U, blocked (shaders/cholesky.wgsl): per block of 64
+ *    columns the diagonal block's reversed Cholesky factor and its inverse in one workgroup, and the panel,
+ *    the update of H and U's block row as matrix multiplies (shaders/matmul.wgsl), all in one compute pass.
  *  - gpuGptqQuantize: per block of 128 columns, the sweep (shaders/gptq.wgsl, one thread per row) and the lazy
  *    batch update W[:, i2:] -= Err1 U[i1:i2, i2:] (shaders/matmul.wgsl).
  * Everything is f32 on the GPU, as in the reference. A 4096 x 4096 layer needs n^2 * 4 = 64 MiB per matrix
@@ -17,7 +18,7 @@ import matmulShader from "../../shaders/matmul.wgsl?raw";
 import choleskyShader from "../../shaders/cholesky.wgsl?raw";
 import gptqShader from "../../shaders/gptq.wgsl?raw";
 import type { LabDevice } from "./device.ts";
-import { computePipeline, outputStorage, readBack, uploadStorage } from "./buffers.ts";
+import { computePipeline, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import { addChannelStats, assertFiniteActivations, type CalibrationStats } from "../quant/hessian.ts";
 import { dampedHessian, nextDamping, planGptq, type GptqCalibration, type GptqOptions, type GptqResult } from "../quant/gptq.ts";
 import { QuantInputError } from "../quant/errors.ts";
@@ -27,9 +28,6 @@ const MATMUL_TILE = 64;
 /** The sweep kernel keeps a block in registers: at most this many columns. */
 export const GPU_GPTQ_BLOCK = 128;
 const SWEEP_WORKGROUP = 64;
-const FACTOR_WORKGROUP = 64;
-/** Dynamic uniform offsets must be multiples of 256 bytes. */
-const STEP_STRIDE = 256;
 
 // ---------------------------------------------------------------------------------------------------------
 // Matrix multiply
@@ -224,82 +222,59 @@ function assertFits(dev: LabDevice, bytes: number, what: string): void {
 // ---------------------------------------------------------------------------------------------------------
 // Factorization
 
-interface FactorPipelines {
-  layout: GPUBindGroupLayout;
-  column: GPUComputePipeline;
-  row: GPUComputePipeline;
-}
-
-const factorPipelines = new WeakMap<GPUDevice, Promise<FactorPipelines>>();
-
-/** The two factorization pipelines, with an explicit layout: the step index is a dynamic uniform offset. */
-function factorizationPipelines(device: GPUDevice): Promise<FactorPipelines> {
-  let p = factorPipelines.get(device);
-  if (!p) {
-    p = (async () => {
-      const module = device.createShaderModule({ label: "cholesky.wgsl", code: choleskyShader });
-      const info = await module.getCompilationInfo();
-      const errors = info.messages.filter((m) => m.type === "error");
-      if (errors.length > 0) throw new Error(`cholesky.wgsl: WGSL does not compile:\n${errors.map((m) => `  line ${m.lineNum}: ${m.message}`).join("\n")}`);
-      const layout = device.createBindGroupLayout({
-        label: "cholesky",
-        entries: [
-          { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
-          { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
-          { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
-          { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: 8 } },
-        ],
-      });
-      const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout] });
-      const [column, row] = await Promise.all(
-        ["reversedCholeskyColumn", "invertUpperRow"].map((entryPoint) => device.createComputePipelineAsync({ label: entryPoint, layout: pipelineLayout, compute: { module, entryPoint } })),
-      );
-      return { layout, column: column!, row: row! };
-    })();
-    factorPipelines.set(device, p);
-  }
-  return p;
-}
+/** Columns per block of the blocked factorization (one workgroup factors a diagonal block: one thread per row). */
+export const FACTOR_BLOCK = 64;
 
 /**
  * U (a GPU buffer, n x n row-major f32) with H^-1 = U^T U, or undefined when H is not positive definite. The
- * caller destroys U.
+ * caller destroys U. Blocked and right-looking (shaders/cholesky.wgsl explains the steps): per block of 64
+ * columns one small kernel for the diagonal block and four matrix multiplies (shaders/matmul.wgsl) for the
+ * panel, the update of H and U's block row, all in one compute pass. Buffers: H (updated in place), R, U
+ * (n^2 floats each: 64 MiB at n = 4096, each bound on its own), a 64 x n scratch row block and U's diagonal
+ * block.
  */
 export async function gpuUpperCholeskyOfInverse(dev: LabDevice, h: Float32Array, n: number): Promise<GPUBuffer | undefined> {
   const { device } = dev;
   assertFits(dev, n * n * 4, `the ${n} x ${n} Hessian`);
-  const { layout, column, row } = await factorizationPipelines(device);
-  const hb = uploadStorage(device, h, "hessian");
+  const [diagonal, matmul] = await Promise.all([computePipeline(device, choleskyShader, "factorDiagonalBlock", "cholesky.wgsl"), matmulPipeline(device)]);
+  const hb = uploadStorage(device, h, "hessian (updated in place)");
   const rb = outputStorage(device, n * n * 4, "reversed cholesky");
   const ub = outputStorage(device, n * n * 4, "upper cholesky of inverse");
+  const db = outputStorage(device, FACTOR_BLOCK * FACTOR_BLOCK * 4, "inverse of the diagonal block");
+  const tb = outputStorage(device, FACTOR_BLOCK * n * 4, "row block scratch");
   const status = outputStorage(device, 4, "factorization status");
-  const steps = new Uint32Array((n * STEP_STRIDE) / 4);
-  for (let i = 0; i < n; i++) steps.set([n, i], (i * STEP_STRIDE) / 4);
-  const stepBuffer = device.createBuffer({ label: "factorization steps", size: steps.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(stepBuffer, 0, steps);
-  const bind = (src: GPUBuffer, dst: GPUBuffer) =>
-    device.createBindGroup({
-      layout,
-      entries: [
-        { binding: 0, resource: { buffer: src } },
-        { binding: 1, resource: { buffer: dst } },
-        { binding: 2, resource: { buffer: status } },
-        { binding: 3, resource: { buffer: stepBuffer, size: 8 } },
-      ],
-    });
+  const uniforms: GPUBuffer[] = [];
   const encoder = device.createCommandEncoder({ label: "factorization" });
   const pass = encoder.beginComputePass({ label: "factorization" });
-  pass.setPipeline(column);
-  const cholesky = bind(hb, rb);
-  for (let j = n - 1; j >= 0; j--) {
-    pass.setBindGroup(0, cholesky, [j * STEP_STRIDE]);
-    pass.dispatchWorkgroups(Math.max(1, Math.ceil(j / FACTOR_WORKGROUP)));
-  }
-  pass.setPipeline(row);
-  const inverse = bind(rb, ub);
-  for (let i = n - 1; i >= 0; i--) {
-    pass.setBindGroup(0, inverse, [i * STEP_STRIDE]);
-    pass.dispatchWorkgroups(Math.ceil((n - i) / FACTOR_WORKGROUP));
+  for (let j1 = n; j1 > 0; ) {
+    const j0 = Math.max(0, j1 - FACTOR_BLOCK);
+    const size = j1 - j0;
+    const params = uniformU32(device, [n, j0, size], "factorization block");
+    uniforms.push(params);
+    pass.setPipeline(diagonal);
+    pass.setBindGroup(
+      0,
+      device.createBindGroup({
+        label: "factor diagonal block",
+        layout: diagonal.getBindGroupLayout(0),
+        entries: [hb, rb, ub, db, status, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+      }),
+    );
+    pass.dispatchWorkgroups(1);
+    if (j0 > 0) {
+      // R[0:j0, J] = H[0:j0, J] U_JJ^T, then H[0:j0, 0:j0] -= R[0:j0, J] R[0:j0, J]^T (upper triangle).
+      uniforms.push(encodeMatmul(device, pass, matmul, { m: j0, n: size, k: size, a: hb, aOff: j0, aRow: n, aCol: 1, b: db, bRow: 1, bCol: size, c: rb, cOff: j0, cRow: n }));
+      uniforms.push(
+        encodeMatmul(device, pass, matmul, { m: j0, n: j0, k: size, a: rb, aOff: j0, aRow: n, aCol: 1, b: rb, bOff: j0, bRow: 1, bCol: n, c: hb, cRow: n, alpha: -1, beta: 1, upperOnly: true }),
+      );
+    }
+    if (j1 < n) {
+      // U[J, j1:] = -U_JJ (R[J, j1:] U[j1:, j1:]), through the scratch T (size x w).
+      const w = n - j1;
+      uniforms.push(encodeMatmul(device, pass, matmul, { m: size, n: w, k: w, a: rb, aOff: j0 * n + j1, aRow: n, aCol: 1, b: ub, bOff: j1 * n + j1, bRow: n, bCol: 1, c: tb, cRow: w }));
+      uniforms.push(encodeMatmul(device, pass, matmul, { m: size, n: w, k: size, a: db, aRow: size, aCol: 1, b: tb, bRow: w, bCol: 1, c: ub, cOff: j0 * n + j1, cRow: n, alpha: -1 }));
+    }
+    j1 = j0;
   }
   pass.end();
   device.queue.submit([encoder.finish()]);
@@ -311,7 +286,7 @@ export async function gpuUpperCholeskyOfInverse(dev: LabDevice, h: Float32Array,
     }
     return ub;
   } finally {
-    for (const b of [hb, rb, status, stepBuffer]) b.destroy();
+    for (const b of [hb, rb, db, tb, status, ...uniforms]) b.destroy();
   }
 }
 

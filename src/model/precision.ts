@@ -17,10 +17,9 @@ import { f16BitsToF32 } from "../formats/float-bits.ts";
 import { isQuantInputError } from "../quant/errors.ts";
 import type { QuantFormat } from "../quant/format.ts";
 import { packCode, unpackCode } from "../quant/intq.ts";
-import { awqQuantize } from "../quant/awq.ts";
-import { gptqQuantize } from "../quant/gptq.ts";
+import { calibratedBytes, calibratedMethod, calibratedQuantize, methodName, type CalibratedMethod } from "../quant/calibrated.ts";
 import { calibrationStats } from "../quant/hessian.ts";
-import { findFormat, getFormat } from "../quant/registry.ts";
+import { getFormat } from "../quant/registry.ts";
 import { isQuantizable, ModelInputError } from "./architecture.ts";
 import type { DecoderWeights, NamedTensor } from "./weights.ts";
 
@@ -73,20 +72,7 @@ export interface PreparedWeights {
   fallbacks: TensorFallback[];
 }
 
-/** GPTQ or AWQ at `bits` with groups of `group` columns (128 by default): calibrated, not a registry format. */
-export interface CalibratedMethod {
-  method: "gptq" | "awq";
-  bits: number;
-  group: number;
-}
-
-const CALIBRATED_ID = /^(gptq|awq)([2-8])(?:-g(32|64|128))?$/;
-
-/** "gptq4", "awq4-g32", ... parsed; undefined for other names. */
-export function calibratedMethod(precision: string): CalibratedMethod | undefined {
-  const m = CALIBRATED_ID.exec(precision);
-  return m ? { method: m[1] as "gptq" | "awq", bits: Number(m[2]), group: Number(m[3] ?? 128) } : undefined;
-}
+export { calibratedMethod, type CalibratedMethod } from "../quant/calibrated.ts";
 
 /** Throws ModelInputError unless `precision` is f32, a registry format or a calibrated method (gptq4, awq4-g32...). */
 export function checkPrecision(precision: string): void {
@@ -238,12 +224,11 @@ export function calibratedGroup(cols: number, group: number): number {
 }
 
 /**
- * GPTQ or AWQ (src/quant/gptq.ts, awq.ts) on every linear layer of the decoder, from its inputs on a
- * calibration text, asymmetric with a zero point as their checkpoints store it; their dequantized weights go
- * into the graph. AWQ's result is q = (quantized W*s) / s, the same function as folding s into the operation
- * before the layer (x W^T = (x / s)(W s)^T), up to float rounding. Rows the group does not divide are quantized
- * per channel; the embedding (and the tied head), which these methods leave alone, is kept in f16. Memory is
- * counted as the lab's int{bits}-asym format of the same grouping.
+ * GPTQ, AWQ or AWQ+GPTQ (src/quant/calibrated.ts) on every linear layer of the decoder, from its inputs on a
+ * calibration text; their dequantized weights go into the graph. AWQ's result is q = (quantized W*s) / s, the
+ * same function as folding s into the operation before the layer (x W^T = (x / s)(W s)^T), up to float
+ * rounding. Rows the group does not divide are quantized per channel; the embedding (and the tied head),
+ * which these methods leave alone, is kept in f16. Memory is what the setting stores (calibratedBytes).
  */
 function prepareCalibrated(
   weights: DecoderWeights,
@@ -262,26 +247,24 @@ function prepareCalibrated(
     const activations = calibration.get(t.name);
     if (!isQuantizable(t.shape) || keepFloat.has(t.name)) prepared = floatTensor(t);
     else if (!activations) {
-      const reason = `${m.method.toUpperCase()} quantizes the decoder's linear layers only`;
+      const reason = `${methodName(m.method)} quantizes the decoder's linear layers only`;
       prepared = { ...encodeTensor(t, getFormat("f16"), [], false), fallbackReason: reason };
       fallbacks.push({ tensor: t.name, from: precision, to: "f16", reason });
     } else {
       const [rows, cols] = t.shape as [number, number];
       const shape = { rows, cols };
-      const group = calibratedGroup(cols, m.group);
-      const fits = group !== -1;
-      if (!fits) fallbacks.push({ tensor: t.name, from: precision, to: channelId, reason: `rows of ${cols} weights are not a multiple of the group size ${m.group}` });
-      const stats = calibrationStats(activations, cols, { clipSample: m.method === "awq" });
-      let q: Float32Array;
+      const stats = calibrationStats(activations, cols, { clipSample: m.method !== "gptq" });
+      let r;
       try {
-        q = m.method === "gptq" ? gptqQuantize(t.values, shape, stats, { bits: m.bits, group, sym: false }).q : awqQuantize(t.values, shape, stats, { bits: m.bits, group, zeroPoint: true }).q;
+        r = calibratedQuantize(t.values, shape, stats, m);
       } catch (e) {
         if (isQuantInputError(e)) throw new ModelInputError(`tensor "${t.name}": ${e.message}`);
         throw e;
       }
-      const storage = findFormat(`int${m.bits}-asym-${fits ? `g${m.group}` : "channel"}`);
-      const bytes = storage ? storage.encodedBytes(shape) : Math.ceil((rows * cols * m.bits) / 8) + rows * Math.ceil(cols / (fits ? m.group : cols)) * 3;
-      prepared = { name: t.name, shape: t.shape, format: fits ? precision : channelId, bytes, weight: { kind: "float", values: q }, decoded: q };
+      const fits = r.group === m.group;
+      if (!fits) fallbacks.push({ tensor: t.name, from: precision, to: channelId, reason: `rows of ${cols} weights are not a multiple of the group size ${m.group}` });
+      const bytes = calibratedBytes(m, shape, r.group);
+      prepared = { name: t.name, shape: t.shape, format: fits ? precision : channelId, bytes, weight: { kind: "float", values: r.q }, decoded: r.q };
     }
     tensors.set(t.name, prepared);
     weightBytes += prepared.bytes;

@@ -16,7 +16,7 @@ import { getFormat } from "../quant/registry.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
 import { gaussian } from "../../test/random.ts";
 import { heatmapTensor } from "./heatmap-tensor.ts";
-import { calibratedTensor } from "./calibrated-tensor.ts";
+import { activationCalibration, calibratedTensor, syntheticActivations } from "./calibrated-tensor.ts";
 import { inspectWeight } from "./inspect-weight.ts";
 import { quantizeTensor } from "./quantize-tensor.ts";
 
@@ -160,6 +160,17 @@ describe("heatmapTensor with GPTQ / AWQ (synthetic calibration)", () => {
     if (!h.ok) throw new Error(h.error.message);
     expect(h.value).toBe(result.q[5 * 64 + 7]);
     expect(h.block).toMatchObject({ index: 10, size: 32 });
+    expect(gptq!.calibration?.kind).toBe("synthetic");
+    // With the layer's own activations the panel says so, and pools the setting computed on them.
+    const real = activationCalibration(syntheticActivations(64, 400, 7), 64, "model", "model run on a test text");
+    const withModel = await heatmapTensor(t, ["gptq4-g32"], view, { cols: 64, rows: 172 }, { calibration: async () => real });
+    const panel = withModel.panels[1]!;
+    if (!panel.ok) throw new Error(panel.error.message);
+    expect(panel.calibration).toEqual({ kind: "model", label: "model run on a test text, 300 tokens (+100 held out)" });
+    expect(panel.why).toMatch(/calibrated on the model run on a test text/);
+    const onReal = await calibratedTensor(t, "gptq4-g32", undefined, real);
+    expect(heatmapValues(panel.cells, "signed", "mean")[5 * 64 + 7]).toBe(Math.fround(onReal.q[5 * 64 + 7]! - x[5 * 64 + 7]!));
+    expect(onReal.q).not.toEqual(result.q);
     // A one-row tensor is no layer to calibrate.
     const norm = await heatmapTensor(tensorOf("model.norm.weight"), ["gptq4-g32"], { row0: 0, col0: 0, rows: 1, cols: 64 }, { cols: 64, rows: 8 });
     expect(norm.panels[1]!.ok).toBe(false);

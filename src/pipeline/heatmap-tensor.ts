@@ -30,11 +30,14 @@ import {
   type PiecePartials,
 } from "../quant/heatmap.ts";
 import { weightBlock } from "../quant/block-params.ts";
-import { calibratedTensor } from "./calibrated-tensor.ts";
+import { calibratedTensor, type LayerCalibration } from "./calibrated-tensor.ts";
+import type { QuantizeLayerOptions } from "./quantize-layer.ts";
+import { methodName } from "../quant/calibrated.ts";
 import {
   DEFAULT_MAX_WHOLE_TENSOR_BYTES,
   encodesRowsIndependently,
   whyNotGgmlOnGpu,
+  type CalibrationKind,
   type FormatFailure,
   type RanOn,
 } from "./quantize-tensor.ts";
@@ -47,6 +50,8 @@ export type HeatmapPanel =
       ranOn: RanOn;
       /** Why it ran on the CPU, when it did. */
       why?: string;
+      /** GPTQ / AWQ: where the activations came from ("model run on calibration.txt, ..." or synthetic). */
+      calibration?: { kind: CalibrationKind; label: string };
       cells: HeatmapCells;
       /** The view's weights (weights panel) or errors y - x, on src/quant/heatmap.ts's log-magnitude bins. */
       histogram: Float64Array;
@@ -71,6 +76,8 @@ export interface HeatmapOptions {
   maxWholeTensorBytes?: number;
   /** Float32 bytes per streamed piece (default 8 MiB). */
   pieceBytes?: number;
+  /** The layer's calibration for GPTQ / AWQ panels (else synthetic activations). */
+  calibration?: QuantizeLayerOptions["calibration"];
 }
 
 const DEFAULT_PIECE_BYTES = 8 * 1024 * 1024;
@@ -88,6 +95,7 @@ interface PanelRun {
   why?: string;
   failure?: FormatFailure;
   rowsOnGpu: number;
+  calibration?: { kind: CalibrationKind; label: string };
 }
 
 function describeError(e: unknown): string {
@@ -197,9 +205,10 @@ export async function heatmapTensor(
         progress(rows);
       }
     }
-    // GPTQ / AWQ: the whole tensor, with synthetic calibration.
+    // GPTQ / AWQ: the whole tensor, on the layer's calibration (else synthetic activations).
+    const layerCalibration = calibrated.length > 0 ? await opts.calibration?.(tensor, shape) : undefined;
     for (const run of calibrated) {
-      await calibratedPanel(run, tensor, cols, view, pool, signal);
+      await calibratedPanel(run, tensor, cols, view, pool, signal, layerCalibration);
       progress(rows);
     }
   } finally {
@@ -212,6 +221,7 @@ export async function heatmapTensor(
     const onGpu = run.format || run.calibratedId ? run.rowsOnGpu > 0 && !run.why : pooler !== undefined;
     const panel: HeatmapPanel = { format, ok: true, ranOn: onGpu ? "gpu" : "cpu", cells: run.acc.cells, histogram: run.histogram };
     if (!onGpu && run.why) panel.why = run.why;
+    if (run.calibration) panel.calibration = run.calibration;
     return panel;
   });
   return { tensor: tensor.name, shape, grid, panels };
@@ -279,10 +289,12 @@ async function calibratedPanel(
   view: HeatmapView,
   pool: (x: Float32Array, y: Float32Array, firstRow: number, n: number) => Promise<PiecePartials | undefined>,
   signal?: AbortSignal,
+  calibration?: LayerCalibration,
 ): Promise<void> {
   let result;
   try {
-    result = await calibratedTensor(tensor, run.calibratedId!, signal);
+    result = await calibratedTensor(tensor, run.calibratedId!, signal, calibration);
+    run.calibration = { kind: result.calibration.kind, label: result.calibration.label };
   } catch (e) {
     if (!isQuantInputError(e)) throw e;
     run.failure = { problem: e.problem, message: e.withTensor(tensor.name).message };
@@ -298,7 +310,11 @@ async function calibratedPanel(
   for (let r = view.row0; r < view.row0 + view.rows; r++) {
     run.scales!.addRow(r, size, (c) => result.scales[r * result.nGroups + Math.floor(c / size)]!);
   }
-  run.why = `${result.method.method.toUpperCase()} ran on the CPU reference with synthetic calibration (${result.calibration.tokens} tokens of random activations with outlier channels, not the model's)`;
+  const name = methodName(result.method.method);
+  run.why =
+    result.calibration.kind === "synthetic"
+      ? `${name} ran on the CPU reference with synthetic calibration (${result.calibration.tokens} tokens of random activations with outlier channels, not the model's)`
+      : `${name} ran on the CPU reference, calibrated on the ${result.calibration.label}`;
 }
 
 /** Calls fn(offset, length) for each row of a piece inside the view: the view's columns of that row. */

@@ -10,7 +10,8 @@ import type { TensorInfo } from "../formats/safetensors.ts";
 import { weightBlock, type WeightBlock } from "../quant/block-params.ts";
 import { assertFinite, isQuantInputError } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
-import { calibratedTensor } from "./calibrated-tensor.ts";
+import { calibratedTensor, type LayerCalibration } from "./calibrated-tensor.ts";
+import type { QuantizeLayerOptions } from "./quantize-layer.ts";
 import { DEFAULT_MAX_WHOLE_TENSOR_BYTES, encodesRowsIndependently, type FormatFailure } from "./quantize-tensor.ts";
 
 export type WeightUnderFormat =
@@ -47,7 +48,7 @@ export async function inspectWeight(
   formats: readonly (QuantFormat | string)[],
   row: number,
   col: number,
-  opts: { signal?: AbortSignal; imatrix?: Float32Array; maxWholeTensorBytes?: number } = {},
+  opts: { signal?: AbortSignal; imatrix?: Float32Array; maxWholeTensorBytes?: number; calibration?: QuantizeLayerOptions["calibration"] } = {},
 ): Promise<WeightInspection> {
   const { rows, rowLength: cols } = tensorRowLayout(tensor);
   if (!(Number.isInteger(row) && Number.isInteger(col) && row >= 0 && row < rows && col >= 0 && col < cols)) {
@@ -56,9 +57,10 @@ export async function inspectWeight(
   const x = await readRows(tensor, cols, row, 1, opts.signal);
   const value = x[col]!;
   const out: WeightUnderFormat[] = [];
+  const layerCalibration = formats.some((f) => typeof f === "string") ? await opts.calibration?.(tensor, { rows, cols }) : undefined;
   for (const format of formats) {
     if (typeof format === "string") {
-      out.push(await underCalibrated(tensor, format, row, col, cols, value, opts.signal));
+      out.push(await underCalibrated(tensor, format, row, col, cols, value, opts.signal, layerCalibration));
       continue;
     }
     const check = format.checkRowLength(cols);
@@ -80,9 +82,18 @@ export async function inspectWeight(
   return { tensor: tensor.name, row, col, value, formats: out };
 }
 
-async function underCalibrated(tensor: TensorInfo, id: string, row: number, col: number, cols: number, x: number, signal?: AbortSignal): Promise<WeightUnderFormat> {
+async function underCalibrated(
+  tensor: TensorInfo,
+  id: string,
+  row: number,
+  col: number,
+  cols: number,
+  x: number,
+  signal?: AbortSignal,
+  calibration?: LayerCalibration,
+): Promise<WeightUnderFormat> {
   try {
-    const r = await calibratedTensor(tensor, id, signal);
+    const r = await calibratedTensor(tensor, id, signal, calibration);
     const y = r.q[row * cols + col]!;
     const size = r.group > 0 ? r.group : cols;
     const g = Math.floor(col / size);

@@ -8,10 +8,15 @@
 import { OUTSIDE_LAYERS_GROUP, naturalCompare } from "../formats/catalog.ts";
 import type { ModelCell, StoredSize, TensorResults } from "./quantize-model.ts";
 
-/** What a cell shows. */
-export type CellMetric = "rmse" | "snr" | "bpw";
+/** What a cell shows ("outErr": the layer's relative output error on its calibration activations). */
+export type CellMetric = "rmse" | "snr" | "bpw" | "outErr";
 
-export const CELL_METRICS: readonly CellMetric[] = ["snr", "rmse", "bpw"];
+export const CELL_METRICS: readonly CellMetric[] = ["snr", "rmse", "bpw", "outErr"];
+
+/** The metrics whose colours are on the table's own logarithmic range (they have no fixed good/bad edges). */
+function logScaled(metric: CellMetric): boolean {
+  return metric === "rmse" || metric === "outErr";
+}
 
 /** The metric's value in a cell; undefined for a format that could not take the tensor. */
 export function cellValue(cell: ModelCell, metric: CellMetric): number | undefined {
@@ -23,6 +28,8 @@ export function cellValue(cell: ModelCell, metric: CellMetric): number | undefin
       return cell.metrics.snrDb;
     case "bpw":
       return cell.bitsPerWeight;
+    case "outErr":
+      return cell.outputError?.calibration;
   }
 }
 
@@ -36,21 +43,24 @@ export const COLOUR_BUCKETS = 5;
 const SNR_EDGES = [40, 30, 20, 10];
 const BPW_EDGES = [3, 4.5, 6, 9];
 
-/** The scale cells are bucketed on: for RMSE the table's range (logarithmic), since RMSE has the weights' units. */
+/**
+ * The scale cells are bucketed on: for RMSE the table's range (logarithmic), since RMSE has the weights'
+ * units; likewise the output error.
+ */
 export interface ColourScale {
   metric: CellMetric;
-  /** log10 of the smallest and largest positive finite RMSE in the table (RMSE only). */
+  /** log10 of the smallest and largest positive finite value in the table (RMSE, output error). */
   logMin?: number;
   logMax?: number;
 }
 
 export function colourScale(rows: readonly TensorResults[], metric: CellMetric): ColourScale {
-  if (metric !== "rmse") return { metric };
+  if (!logScaled(metric)) return { metric };
   let min = Infinity;
   let max = -Infinity;
   for (const row of rows) {
     for (const cell of row.cells) {
-      const v = cellValue(cell, "rmse");
+      const v = cellValue(cell, metric);
       if (v === undefined || !(v > 0) || !Number.isFinite(v)) continue;
       min = Math.min(min, v);
       max = Math.max(max, v);
@@ -72,7 +82,8 @@ export function colourBucket(value: number | undefined, scale: ColourScale): num
       const i = BPW_EDGES.findIndex((edge) => value <= edge);
       return i < 0 ? last : i;
     }
-    case "rmse": {
+    case "rmse":
+    case "outErr": {
       if (value <= 0) return 0;
       if (!Number.isFinite(value)) return last;
       const { logMin, logMax } = scale;
@@ -135,6 +146,10 @@ export interface FormatTotals {
   rmse: number;
   /** Over the measured tensors with a known signal energy: 10 log10(sum x^2 / sum e^2). */
   snrDb: number;
+  /** The mean relative output error on the calibration activations over the tensors that have one (NaN: none). */
+  meanOutputError: number;
+  /** Where those activations came from ("synthetic" when any of them was). */
+  outputErrorSource: "model" | "synthetic" | "file" | undefined;
   /** Tensors counted in another size than the format's own measured one (fallback, as stored, unmeasured). */
   substitutions: Substitution[];
 }
@@ -195,10 +210,30 @@ function snrDbOf(signal: number, error: number): number {
 /** Per format, the model totals (see FormatTotals); rows without a cell for a format are not counted in it. */
 export function modelTotals(rows: readonly TensorResults[], formats: readonly string[]): FormatTotals[] {
   return formats.map((format, column) => {
-    const t: FormatTotals = { format, tensors: 0, params: 0, bytesBefore: 0, bytesAfter: 0, shareSaved: 0, bitsPerWeight: 0, rmse: NaN, snrDb: NaN, substitutions: [] };
+    const t: FormatTotals = {
+      format,
+      tensors: 0,
+      params: 0,
+      bytesBefore: 0,
+      bytesAfter: 0,
+      shareSaved: 0,
+      bitsPerWeight: 0,
+      rmse: NaN,
+      snrDb: NaN,
+      meanOutputError: NaN,
+      outputErrorSource: undefined,
+      substitutions: [],
+    };
+    let outputErrors = 0;
+    let outputErrorSum = 0;
     for (const row of rows) {
       const cell = row.cells[column];
       if (!cell) continue;
+      if (cell.ok && cell.outputError) {
+        outputErrors++;
+        outputErrorSum += cell.outputError.calibration;
+        if (t.outputErrorSource !== "synthetic") t.outputErrorSource = cell.outputError.source;
+      }
       t.tensors++;
       t.params += row.params;
       t.bytesBefore += row.bytes;
@@ -210,6 +245,7 @@ export function modelTotals(rows: readonly TensorResults[], formats: readonly st
     t.bitsPerWeight = t.params > 0 ? (t.bytesAfter * 8) / t.params : 0;
     if (energies.weights > 0) t.rmse = Math.sqrt(energies.errorEnergy / energies.weights);
     t.snrDb = snrDbOf(energies.signal, energies.signalError);
+    if (outputErrors > 0) t.meanOutputError = outputErrorSum / outputErrors;
     return t;
   });
 }

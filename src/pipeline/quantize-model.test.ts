@@ -13,6 +13,9 @@ import { closeSources, openPath } from "../node/file-source.ts";
 import { getFormat } from "../quant/registry.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
 import { quantizeTensor } from "./quantize-tensor.ts";
+import { labFormat } from "./quantize-layer.ts";
+import { cellValue, modelTotals } from "./model-results.ts";
+import { calibratedBytes, calibratedMethod } from "../quant/calibrated.ts";
 import {
   estimateRemainingMs,
   modelCell,
@@ -129,6 +132,29 @@ describe("quantizeModel on stories260K", () => {
     expect(run.rows[1]!.cells).toEqual([first.rows[1]!.cells[1], first.rows[1]!.cells[0]]);
     // Only the computed cell's bytes count in the progress.
     expect(progress.every((p) => p.totalBytes === tensors[1]!.bytes)).toBe(true);
+  });
+
+  it("GPTQ takes part like a format: its cells, output errors for every format, and cached cells without one computed again", async () => {
+    const tensors = ["model.layers.1.self_attn.q_proj.weight", "model.norm.weight"].map(tensorNamed);
+    const plain = await quantizeModel(tensors, [getFormat("int4-g32")]);
+    expect(plain.rows[0]!.cells[0]).not.toHaveProperty("outputError");
+    const cached: CachedCells = new Map(plain.rows.map((r) => [r.tensor, new Map(r.cells.map((c) => [c.format, c]))]));
+    const run = await quantizeModel(tensors, [getFormat("int4-g32"), labFormat("gptq4-g32")], { cached, syntheticWhy: "no model" });
+    expect(run.formats).toEqual(["int4-g32", "gptq4-g32"]);
+    // The q_proj's int4 cell lacked an output error: computed again; the norm (one row) has none to measure.
+    expect(run.computedCells).toBe(3);
+    expect(run.cachedCells).toBe(1);
+    const [int4, gptq] = run.rows[0]!.cells;
+    if (!int4?.ok || !gptq?.ok) throw new Error("q_proj not measured");
+    expect(int4.outputError?.source).toBe("synthetic");
+    expect(gptq.outputError!.calibration).toBeLessThan(int4.outputError!.calibration);
+    expect(gptq.stored).toEqual({ bytes: calibratedBytes(calibratedMethod("gptq4-g32")!, { rows: 64, cols: 64 }, 32), as: "gptq4-g32", kind: "format" });
+    // The norm is no matrix: GPTQ cannot take it, and the totals count it as stored.
+    expect(run.rows[1]!.cells[1]).toMatchObject({ ok: false, stored: { kind: "source" } });
+    // The table's "output error" cells and the model totals' mean (one measured tensor here).
+    expect(cellValue(gptq, "outErr")).toBe(gptq.outputError!.calibration);
+    const totals = modelTotals(run.rows, run.formats);
+    expect(totals[1]).toMatchObject({ meanOutputError: gptq.outputError!.calibration, outputErrorSource: "synthetic" });
   });
 
   it("a cache that fails to save does not stop the run; the failures are reported", async () => {

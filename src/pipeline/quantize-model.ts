@@ -25,7 +25,9 @@ import { isDecodable } from "../formats/tensor-data.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import type { ErrorMetrics } from "../quant/metrics.ts";
 import { findFormat } from "../quant/registry.ts";
-import { quantizeTensor, type FormatFailure, type FormatResult, type QuantizeTensorOptions, type RanOn } from "./quantize-tensor.ts";
+import { isCalibrated, quantizeLayer, type LabFormat, type QuantizeLayerOptions } from "./quantize-layer.ts";
+import { MAX_CALIBRATED_WORK } from "./calibrated-tensor.ts";
+import type { FormatFailure, FormatResult, OutputError, RanOn } from "./quantize-tensor.ts";
 
 /** The dtypes holding weights worth quantizing; integer and boolean tensors (ids, masks) are left out. */
 export const QUANTIZABLE_DTYPES: ReadonlySet<DType> = new Set<DType>(["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"]);
@@ -53,7 +55,7 @@ export interface StoredSize {
 
 /** One tensor in one format, without the per-block error maps and bytes (a table needs neither). */
 export type ModelCell =
-  | { format: string; ok: true; ranOn: RanOn; why?: string; metrics: ErrorMetrics; bitsPerWeight: number; stored: StoredSize }
+  | { format: string; ok: true; ranOn: RanOn; why?: string; metrics: ErrorMetrics; bitsPerWeight: number; stored: StoredSize; outputError?: OutputError }
   | { format: string; ok: false; error: FormatFailure; stored: StoredSize };
 
 /** One tensor's row of the results table. */
@@ -93,7 +95,7 @@ export interface ModelProgress {
 /** Cells kept from earlier runs: tensor name -> format id -> cell. */
 export type CachedCells = ReadonlyMap<string, ReadonlyMap<string, ModelCell>>;
 
-export interface QuantizeModelOptions extends Pick<QuantizeTensorOptions, "device" | "noDeviceReason" | "signal" | "chunkBytes" | "maxWholeTensorBytes"> {
+export interface QuantizeModelOptions extends Pick<QuantizeLayerOptions, "device" | "noDeviceReason" | "signal" | "chunkBytes" | "maxWholeTensorBytes" | "calibration" | "syntheticWhy"> {
   cached?: CachedCells;
   /** Keeps a tensor's newly computed cells; its failure is reported to onCacheError and the run goes on. */
   save?: (tensor: string, cells: ModelCell[]) => Promise<void>;
@@ -133,6 +135,7 @@ export function modelCell(tensor: Pick<TensorInfo, "bytes" | "dtype">, shape: Ma
   const { blocks: _blocks, ...metrics } = result.metrics;
   const cell: ModelCell = { format: result.format, ok: true, ranOn: result.ranOn, metrics, bitsPerWeight: result.size.bitsPerWeight, stored };
   if (result.why !== undefined) cell.why = result.why;
+  if (result.outputError !== undefined) cell.outputError = result.outputError;
   return cell;
 }
 
@@ -172,14 +175,21 @@ export function estimateRemainingMs(elapsedMs: number, doneBytes: number, totalB
  * Every tensor through every format (see the module comment). Throws only when cancelled (an AbortError
  * from `signal`) or when a source fails; what goes wrong for one tensor and format stays in its cell.
  */
-export async function quantizeModel(tensors: readonly TensorInfo[], formats: readonly QuantFormat[], opts: QuantizeModelOptions = {}): Promise<ModelRun> {
+export async function quantizeModel(tensors: readonly TensorInfo[], formats: readonly LabFormat[], opts: QuantizeModelOptions = {}): Promise<ModelRun> {
   const { signal, cached } = opts;
   const now = opts.now ?? (() => performance.now());
   signal?.throwIfAborted();
   const ids = formats.map((f) => f.id);
+  // A run with GPTQ / AWQ settings measures output errors: kept cells from runs without them are computed again.
+  const wantsOutputError = formats.some(isCalibrated);
   const plans = tensors.map((tensor) => {
     const kept = cached?.get(tensor.name);
-    const missing = formats.filter((f) => !kept?.has(f.id));
+    const { rows, rowLength: cols } = tensorRowLayout(tensor);
+    const measurable = wantsOutputError && rows >= 2 && rows * cols * cols <= MAX_CALIBRATED_WORK;
+    const missing = formats.filter((f) => {
+      const cell = kept?.get(f.id);
+      return !cell || (measurable && cell.ok && cell.outputError === undefined);
+    });
     return { tensor, kept, missing };
   });
   const totalBytes = plans.reduce((sum, p) => sum + p.tensor.bytes * p.missing.length, 0);
@@ -198,7 +208,9 @@ export async function quantizeModel(tensors: readonly TensorInfo[], formats: rea
     const fresh = new Map<string, ModelCell>();
     if (missing.length > 0) {
       const share = tensor.bytes * missing.length;
-      const run = await quantizeTensor(tensor, missing, {
+      const run = await quantizeLayer(tensor, missing, {
+        calibration: opts.calibration,
+        syntheticWhy: opts.syntheticWhy,
         device: opts.device,
         noDeviceReason: opts.noDeviceReason,
         signal,

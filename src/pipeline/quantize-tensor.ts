@@ -34,9 +34,29 @@ import { GpuMetrics } from "../gpu/metrics.ts";
 import { gpuQuantizerFor, maxRowsPerChunk, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { assertFinite, isQuantInputError, type QuantInputError, type QuantInputProblem } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
+import { sumGramQuadratic } from "../quant/output-error.ts";
 import { Metrics, metricsBlockSize, sizeMetrics, type ErrorMetricsWithBlocks, type SizeMetrics } from "../quant/metrics.ts";
 
 export type RanOn = "gpu" | "cpu";
+
+/** Where the activations an output error is measured on came from. */
+export type CalibrationKind = "model" | "synthetic" | "file";
+
+/** A layer's output error: ||X W^T - X Q^T||^2 / ||X W^T||^2 (src/quant/output-error.ts). */
+export interface OutputError {
+  /** On the calibration tokens (what GPTQ/AWQ minimise). */
+  calibration: number;
+  /** On held-out tokens, when there are any (calibration is not evaluation). */
+  heldOut?: number;
+  source: CalibrationKind;
+}
+
+/** The Gram matrices X^T X (cols x cols) output errors are measured with. */
+export interface OutputErrorGrams {
+  source: CalibrationKind;
+  calibration: Float64Array;
+  heldOut?: Float64Array;
+}
 
 /** Why a format did not produce numbers. */
 export interface FormatFailure {
@@ -62,6 +82,10 @@ export type FormatResult =
       size: SizeMetrics;
       /** The packed blocks, exactly as GGUF (or the format's own layout) stores them; when asked for. */
       bytes?: Uint8Array;
+      /** The layer's output error, when calibration activations were given. */
+      outputError?: OutputError;
+      /** What the method said about its run (GPTQ's dampening retries, too few calibration tokens). */
+      warnings?: string[];
     }
   | { format: string; ok: false; error: FormatFailure };
 
@@ -89,6 +113,8 @@ export interface QuantizeTensorOptions {
   maxWholeTensorBytes?: number;
   /** Float32 bytes per streamed chunk (default DEFAULT_CHUNK_BYTES); at least one row. */
   chunkBytes?: number;
+  /** Also measure every format's output error with these Gram matrices (O(rows x cols^2) per format). */
+  outputError?: OutputErrorGrams;
 }
 
 export interface TensorQuantization {
@@ -138,6 +164,8 @@ interface Run {
   scratchQ?: Uint8Array;
   scratchY?: Float32Array;
   failure?: FormatFailure;
+  /** Output error sums: sum d^T G d and sum w^T G w over the rows, for the calibration and held-out G. */
+  outputSums?: Float64Array;
 }
 
 /** What a pass over the tensor needs besides the runs. */
@@ -231,6 +259,12 @@ export async function quantizeTensor(
     };
     if (run.rowsOnGpu !== rows) result.why = run.why;
     if (run.bytes) result.bytes = run.bytes;
+    const grams = opts.outputError;
+    if (grams && run.outputSums) {
+      const o = run.outputSums;
+      result.outputError = { calibration: o[0]! / o[1]!, source: grams.source };
+      if (grams.heldOut) result.outputError.heldOut = o[2]! / o[3]!;
+    }
     return result;
   });
   return { tensor: tensor.name, shape, results };
@@ -333,6 +367,7 @@ async function pass(ctx: PassContext, runs: Run[]): Promise<void> {
   if (going().length === 0) return;
   for (const run of runs) {
     run.rowsDone = 0;
+    if (opts.outputError) run.outputSums = new Float64Array(4);
     if (opts.keepBytes) run.bytes ??= new Uint8Array(run.format.encodedBytes(shape));
     const blockSize = metricsBlockSize(run.format);
     if (run.gpu && device) {
@@ -399,6 +434,7 @@ async function encodeChunk(run: Run, chunk: TensorChunk, ctx: PassContext, cpuPi
         const y = await run.gpu.decode(q, pieceShape, { signal });
         if (run.gpuMetrics) await measureOnGpu(run.gpuMetrics, device, x, y, rows, signal);
         else run.metrics!.add(x, y);
+        addOutputError(run, x, y, pieceShape, ctx.opts.outputError);
         run.bytes?.set(q, offset);
         run.rowsOnGpu += rows;
       } catch (e) {
@@ -421,7 +457,9 @@ async function encodeChunk(run: Run, chunk: TensorChunk, ctx: PassContext, cpuPi
       run.scratchY = grown(run.scratchY, rows * cols, Float32Array);
       try {
         const q = format.encode(x, pieceShape, { ...encodeOpts, out });
-        run.metrics!.add(x, format.decode(q, pieceShape, run.scratchY));
+        const y = format.decode(q, pieceShape, run.scratchY);
+        run.metrics!.add(x, y);
+        addOutputError(run, x, y, pieceShape, ctx.opts.outputError);
       } catch (e) {
         if (!isQuantInputError(e)) throw e;
         run.failure = failureOf(e, tensorName);
@@ -434,6 +472,21 @@ async function encodeChunk(run: Run, chunk: TensorChunk, ctx: PassContext, cpuPi
     await yieldToEventLoop();
     signal?.throwIfAborted();
   }
+}
+
+/** Adds a piece's rows to the run's output-error sums (sum_r d_r^T G d_r and w_r^T G w_r, src/quant/output-error.ts). */
+function addOutputError(run: Run, x: Float32Array, y: Float32Array, shape: MatrixShape, grams: OutputErrorGrams | undefined): void {
+  const sums = run.outputSums;
+  if (!grams || !sums) return;
+  const { rows, cols } = shape;
+  const w = Float64Array.from(x.subarray(0, rows * cols));
+  const d = new Float64Array(rows * cols);
+  for (let i = 0; i < d.length; i++) d[i] = x[i]! - y[i]!;
+  const all = grams.heldOut ? [grams.calibration, grams.heldOut] : [grams.calibration];
+  all.forEach((g, k) => {
+    sums[2 * k] = sums[2 * k]! + sumGramQuadratic(g, d, rows, cols);
+    sums[2 * k + 1] = sums[2 * k + 1]! + sumGramQuadratic(g, w, rows, cols);
+  });
 }
 
 /**

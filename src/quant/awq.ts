@@ -364,13 +364,32 @@ export function awqGptqQuantize(
   gptqOptions: Omit<GptqOptions, "bits" | "group">,
 ): AwqGptqResult {
   const awq = awqSearch(weights, shape, calib, awqOptions);
+  const input = awqGptqInput(weights, shape, calib, awqOptions, gptqOptions, awq);
+  return awqGptqFinish(awq, gptqQuantize(input.weights, shape, input.calibration, input.options), shape);
+}
+
+/** What GPTQ quantizes after AWQ's search: the (clipped) W*s, the Gram matrix of X/s and AWQ's grid settings. */
+export function awqGptqInput(
+  weights: Float32Array,
+  shape: MatrixShape,
+  calib: AwqCalibration,
+  awqOptions: AwqOptions,
+  gptqOptions: Omit<GptqOptions, "bits" | "group">,
+  awq: AwqSearch,
+): { weights: Float32Array; calibration: { gram: Float64Array; tokens: number }; options: GptqOptions } {
   const o = resolveOptions(awqOptions, shape.cols);
-  const { rows, cols } = shape;
+  const { cols } = shape;
   const ws = scaledClippedWeights(weights, shape, awq, o.size);
   const s = awq.scales;
   const gram = new Float64Array(cols * cols);
   for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) gram[i * cols + j] = calib.gram[i * cols + j]! / (s[i]! * s[j]!);
-  const gptq = gptqQuantize(ws, shape, { gram, tokens: calib.tokens }, { ...gptqOptions, bits: o.bits, group: o.group, sym: !o.zeroPoint });
+  return { weights: ws, calibration: { gram, tokens: calib.tokens }, options: { ...gptqOptions, bits: o.bits, group: o.group, sym: !o.zeroPoint } };
+}
+
+/** AWQ+GPTQ's result from GPTQ's on the scaled domain: q = gptq.q / s. */
+export function awqGptqFinish(awq: AwqSearch, gptq: GptqResult, shape: MatrixShape): AwqGptqResult {
+  const { rows, cols } = shape;
+  const s = awq.scales;
   const q = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) q[r * cols + c] = fr(gptq.q[r * cols + c]! / s[c]!);
   return { awq, gptq, q };

@@ -10,6 +10,7 @@
 import { formatBitsPerWeight, formatShare } from "../common/format.ts";
 import { bitsPerWeight, type FormatFamily } from "../quant/format.ts";
 import { FORMATS, getFormat } from "../quant/registry.ts";
+import { calibratedMethod } from "../quant/calibrated.ts";
 import { currentLang, type Lang } from "./i18n.ts";
 
 export interface Explanation {
@@ -123,6 +124,22 @@ const STATIC_TOPICS: Record<string, () => Bilingual> = {
       "转换为更短的浮点数",
       [
         "每个权重单独舍入为更短的浮点数，没有分块，也没有缩放因子。大小权重的相对误差大致相同，但表示范围有限：超出范围的值会溢出或饱和。",
+      ],
+    ),
+
+  "family:calibrated": () =>
+    both(
+      "GPTQ / AWQ (calibrated)",
+      [
+        "Methods that look at what the layer computes, not only at its weights: they run on the layer's input activations (calibration) and minimise the error of its output. Their result is stored like int4/int8 with group scales and zero points (and, with act-order, each column's group).",
+        "The output error column shows what they are for: the layer's relative output error on the calibration tokens and on held-out tokens. Activations come from running the model on a calibration text when the model's config.json and tokenizer are open with it; otherwise synthetic ones stand in, and the table says so.",
+        "Settings: bits, group size (or per channel), act-order, static groups, symmetric, dampening for GPTQ; clipping and the zero point for AWQ; AWQ+GPTQ runs AWQ's scale search and then GPTQ.",
+      ],
+      "GPTQ / AWQ（校准量化）",
+      [
+        "这些方法关注层的计算结果，而不仅仅是权重：它们基于该层的输入激活（校准数据）运行，最小化该层输出的误差。结果像 int4/int8 一样以分组缩放因子和零点存储（开启 act-order 时还存储每列所属的分组）。",
+        "“输出误差”一列正是它们的目的：该层在校准词元和留出词元上的相对输出误差。当模型的 config.json 和分词器一同打开时，激活值来自在校准文本上运行模型；否则使用合成激活值，表格会注明。",
+        "设置：GPTQ 的比特数、分组大小（或按通道）、act-order、静态分组、对称量化、阻尼；AWQ 的裁剪与零点；AWQ+GPTQ 先进行 AWQ 的缩放搜索，再运行 GPTQ。",
       ],
     ),
 
@@ -384,6 +401,19 @@ const STATIC_TOPICS: Record<string, () => Bilingual> = {
       "KL 散度",
       ["原模型的下一词元分布 p 与量化模型的分布 q 之间的 Σ p·log(p/q)，在文本的所有词元上取平均。0 表示预测完全相同；它比困惑度更能反映整个分布的变化。"],
     ),
+  "metric:output-error": () =>
+    both(
+      "Output error",
+      [
+        "What GPTQ and AWQ minimise: the layer's relative output error ||XWᵀ − XQᵀ||² / ||XWᵀ||² on its input activations X, for the original weights W and the quantized Q. The first figure is on the calibration tokens, the second (after /) on held-out tokens the methods never saw: a method can fit its calibration set and do worse elsewhere.",
+        "\"synthetic\" marks figures from synthetic activations (no model to run); \"model run\" ones come from running the model on its calibration text.",
+      ],
+      "输出误差",
+      [
+        "GPTQ 和 AWQ 最小化的量：该层在输入激活 X 上的相对输出误差 ||XWᵀ − XQᵀ||² / ||XWᵀ||²，W 为原始权重，Q 为量化后的权重。第一个数是在校准词元上的误差，第二个数（/ 之后）是在方法从未见过的留出词元上的误差：方法可能拟合了校准集，却在别处表现更差。",
+        "“synthetic”（合成）表示该数值来自合成激活值（没有可运行的模型）；“model run”（模型运行）表示来自在校准文本上运行模型。",
+      ],
+    ),
   "metric:top1": () =>
     both(
       "Top-1 agreement",
@@ -530,6 +560,8 @@ function bilingual(topic: string): Bilingual | undefined {
   if (fixed) return fixed();
   if (topic === "nf4-dq") return withDoubleQuant("nf4", topic);
   if (topic === "fp4-dq") return withDoubleQuant("fp4", topic);
+  const calibrated = calibratedMethod(topic);
+  if (calibrated) return STATIC_TOPICS[calibrated.method === "gptq" ? "method:gptq" : "method:awq"]!();
   return intFormat(topic);
 }
 
@@ -539,7 +571,7 @@ export function explanation(topic: string, lang: Lang = currentLang()): Explanat
 }
 
 /** The topic of a format family. */
-export function familyTopic(family: FormatFamily): string {
+export function familyTopic(family: FormatFamily | "calibrated"): string {
   return `family:${family}`;
 }
 

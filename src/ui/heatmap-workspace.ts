@@ -71,9 +71,10 @@ const TEXT = localized(
     nonFinite: (n: number) => `${n} non-finite cell${n === 1 ? "" : "s"}`,
     ranOnCpu: "CPU reference",
     ranOnGpu: "GPU",
-    calibratedGroup: "GPTQ / AWQ (synthetic calibration)",
+    calibratedGroup: "GPTQ / AWQ (calibrated)",
     synthetic: "synthetic calibration",
-    syntheticWhy: "Calibrated on synthetic activations (random, with a few high-variance channels), not on the model's own layer inputs: run the model for real ones.",
+    syntheticWhy: "Calibrated on synthetic activations (random, with a few high-variance channels), not on the model's own layer inputs: open the model with its config.json and tokenizer.json for real ones.",
+    modelRun: "model run",
     cannot: "Cannot quantize this tensor:",
     fallback: (f: string) => `llama.cpp would use ${f} instead.`,
     hoverRow: "row",
@@ -116,9 +117,10 @@ const TEXT = localized(
     nonFinite: (n: number) => `${n} 个非有限值单元格`,
     ranOnCpu: "CPU 参考实现",
     ranOnGpu: "GPU",
-    calibratedGroup: "GPTQ / AWQ（合成校准数据）",
+    calibratedGroup: "GPTQ / AWQ（校准量化）",
     synthetic: "合成校准数据",
-    syntheticWhy: "使用合成激活值（随机生成，含少数高方差通道）校准，而不是模型本身的层输入：运行模型可获得真实激活值。",
+    syntheticWhy: "使用合成激活值（随机生成，含少数高方差通道）校准，而不是模型本身的层输入：连同 config.json 和 tokenizer.json 一起打开模型可获得真实激活值。",
+    modelRun: "模型运行",
     cannot: "无法量化此张量：",
     fallback: (f: string) => `llama.cpp 会改用 ${f}。`,
     hoverRow: "行",
@@ -306,13 +308,18 @@ export class HeatmapWorkspace extends LitElement {
       .tooltip td:first-child {
         text-align: left;
       }
-      .synthetic {
+      .synthetic,
+      .model-run {
         font-size: 0.7rem;
         font-weight: 700;
         padding: 0 0.4rem;
         border-radius: 999px;
         background: var(--ql-warn-bg);
         color: var(--ql-warn);
+      }
+      .model-run {
+        background: none;
+        color: var(--ql-ok);
       }
       .plot {
         position: relative;
@@ -730,7 +737,11 @@ export class HeatmapWorkspace extends LitElement {
       <figcaption>
         <strong>${title} ${i > 0 ? html`<ql-explain topic=${panel.format}></ql-explain>` : nothing}</strong>
         <span title=${panel.why ?? ""} translate="no">${panel.ranOn === "gpu" ? t.ranOnGpu : t.ranOnCpu}</span>
-        ${calibratedMethod(panel.format) ? html`<span class="synthetic" data-testid="synthetic-calibration" title=${t.syntheticWhy}>${t.synthetic}</span>` : nothing}
+        ${calibratedMethod(panel.format)
+          ? panel.calibration?.kind === "model"
+            ? html`<span class="model-run" data-testid="model-calibration" title=${panel.calibration.label}>${t.modelRun}</span>`
+            : html`<span class="synthetic" data-testid="synthetic-calibration" title=${`${t.syntheticWhy}\n${panel.calibration?.label ?? ""}`}>${t.synthetic}</span>`
+          : nothing}
         <span class="export">
           <button type="button" title=${t.exportTitle(t.exportPng)} @click=${() => this.exportPng(i)}>${t.exportPng}</button>
           <button type="button" title=${t.exportTitle(t.exportCsv)} @click=${() => this.exportNumbers(i, "csv")}>${t.exportCsv}</button>

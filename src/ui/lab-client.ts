@@ -78,6 +78,11 @@ export class LabClient {
     return this.call(() => this.quantWorker().formats(tensor));
   }
 
+  /** A calibrated setting ("gptq3-g64-act") as a choice on this tensor's shape; rejects for an id outside the grammar. */
+  calibratedChoice(id: string, tensor: { shape: number[]; params: number }): Promise<FormatChoice> {
+    return this.call(() => this.quantWorker().calibratedChoice(id, tensor));
+  }
+
   /** Starts quantizing a tensor of the current model with each format. */
   quantize(tensor: string, formats: string[], onProgress?: (event: QuantizeProgressEvent) => void): QuantizeJob {
     const jobId = ++this.jobs;

@@ -8,7 +8,7 @@ import type { TensorRow } from "../formats/catalog.ts";
 import { quantizedSourceTypes } from "../formats/tensor-data.ts";
 import type { FormatFamily } from "../quant/format.ts";
 import { formatBytes, formatCount, formatMeasure, formatShape, formatShare } from "../common/format.ts";
-import type { FormatChoice, FormatResult, QuantizeProgressEvent, QuantizeReport } from "../../workers/quant-worker-api.ts";
+import type { ChoiceFamily, FormatChoice, FormatResult, OutputError, QuantizeProgressEvent, QuantizeReport } from "../../workers/quant-worker-api.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
@@ -16,6 +16,7 @@ import { familyTopic, formatTooltip } from "./explain.ts";
 import { LangController, localized } from "./i18n.ts";
 import "./explain-button.ts";
 import "./spinner.ts";
+import "./calibrated-settings.ts";
 
 /** The columns of the results table, with the explanation each header links to. */
 const COLUMNS = [
@@ -28,6 +29,7 @@ const COLUMNS = [
   { key: "maxErr", topic: "metric:max-err" },
   { key: "snr", topic: "metric:snr" },
   { key: "cosine", topic: "metric:cosine" },
+  { key: "outputError", topic: "metric:output-error" },
   { key: "ranOn", topic: undefined },
 ] as const;
 
@@ -40,7 +42,8 @@ const TEXT = localized(
       int: "integers (round to nearest)",
       bnb: "bitsandbytes",
       cast: "casts",
-    } as Record<FormatFamily, string>,
+      calibrated: "GPTQ / AWQ (calibrated on the layer's inputs)",
+    } as Record<ChoiceFamily, string>,
     title: "Quantize",
     pickTensor: "Select a tensor to quantize it in the formats you pick.",
     loading: "Loading the formats…",
@@ -65,8 +68,12 @@ const TEXT = localized(
       maxErr: "max |err|",
       snr: "SNR dB",
       cosine: "cosine",
+      outputError: "output error calib / held-out",
       ranOn: "ran on",
     } as Record<ColumnKey, string>,
+    calibration: (label: string) => `Output errors on the layer's inputs: ${label}.`,
+    sources: { model: "model run", synthetic: "synthetic", file: "file" },
+    badSetting: (id: string, why: string) => `${id}: ${why}`,
     useInstead: [" — use ", " instead"] as [string, string],
     nonFinite: (n: string) => `${n} decode to ±Inf: left out of the figures`,
     at: (row: number, col: number) => `at row ${row}, column ${col}`,
@@ -79,6 +86,7 @@ const TEXT = localized(
       int: "整数（就近舍入）",
       bnb: "bitsandbytes",
       cast: "浮点类型转换",
+      calibrated: "GPTQ / AWQ（基于该层输入校准）",
     },
     title: "量化",
     pickTensor: "选择一个张量，用你勾选的格式对它进行量化。",
@@ -104,8 +112,12 @@ const TEXT = localized(
       maxErr: "最大 |误差|",
       snr: "信噪比 dB",
       cosine: "余弦相似度",
+      outputError: "输出误差 校准 / 留出",
       ranOn: "运行于",
     },
+    calibration: (label: string) => `输出误差基于该层的输入：${label}。`,
+    sources: { model: "模型运行", synthetic: "合成", file: "文件" },
+    badSetting: (id: string, why: string) => `${id}：${why}`,
     useInstead: ["——请改用 ", ""],
     nonFinite: (n: string) => `${n} 个值解码为 ±Inf：未计入统计`,
     at: (row: number, col: number) => `位于第 ${row} 行、第 ${col} 列`,
@@ -115,7 +127,7 @@ const TEXT = localized(
 );
 
 /** Families with many members start folded (the plain integers: 4 widths x 2 zero points x 5 scale groupings). */
-const COLLAPSED_FAMILIES: ReadonlySet<FormatFamily> = new Set(["int"]);
+const COLLAPSED_FAMILIES: ReadonlySet<ChoiceFamily> = new Set(["int"]);
 
 /** Picked when the panel first shows: one format of each kind people usually compare. */
 const DEFAULT_PICK = ["q8_0", "q4_K", "int8-channel", "int4-g128", "nf4"];
@@ -308,6 +320,20 @@ export class QuantizePanel extends LitElement {
         font-family: var(--ql-mono);
         font-weight: 700;
       }
+      .source {
+        font-size: 0.72rem;
+        font-weight: 700;
+        font-family: inherit;
+      }
+      .source.synthetic {
+        color: var(--ql-warn);
+      }
+      .source.model {
+        color: var(--ql-ok);
+      }
+      ql-calibrated-settings {
+        margin: 0.3rem 0 0.2rem 1rem;
+      }
     `,
   ];
 
@@ -369,6 +395,23 @@ export class QuantizePanel extends LitElement {
     await this.client.cancelQuantize(running.jobId);
   }
 
+  /** Adds a calibrated setting from the settings form to the choices (asked of the worker), picked. */
+  private async addCalibrated(id: string): Promise<void> {
+    const t = this.tensor;
+    if (!t || !this.client) return;
+    if (!this.choices?.some((c) => c.id === id)) {
+      try {
+        const choice = await this.client.calibratedChoice(id, t);
+        if (this.tensor !== t || !this.choices) return;
+        this.choices = [...this.choices, choice];
+      } catch (e) {
+        this.error = TEXT().badSetting(id, errorText(e));
+        return;
+      }
+    }
+    this.toggle(id, true);
+  }
+
   private toggle(id: string, on: boolean): void {
     const next = new Set(this.picked);
     if (on) next.add(id);
@@ -412,6 +455,12 @@ export class QuantizePanel extends LitElement {
               <span class="hint">${t.formatCount(members.length)}${picked.length > 0 ? t.picked(picked.join(", ")) : ""}</span>
             </summary>
             <fieldset>${members.map((c) => this.renderChoice(c))}</fieldset>
+            ${family === "calibrated"
+              ? html`<ql-calibrated-settings
+                  data-testid="calibrated-settings"
+                  @calibrated-add=${(e: CustomEvent<string>) => void this.addCalibrated(e.detail)}
+                ></ql-calibrated-settings>`
+              : nothing}
           </details>`;
         })}
       </div>
@@ -471,6 +520,13 @@ export class QuantizePanel extends LitElement {
             : html`${t.noGpu}<span translate="no">${device.reason}</span>`}</span
         >
       </p>
+      ${report.calibration
+        ? html`<p class="hint" data-testid="quantize-calibration" data-source=${report.calibration.source}>
+            <span class="source ${report.calibration.source}">${t.sources[report.calibration.source]}</span>
+            ${t.calibration(report.calibration.label)}
+            ${report.calibration.warnings.map((w) => html`<span class="warn" role="alert" data-testid="calibration-warning">${w}</span>`)}
+          </p>`
+        : nothing}
       <div class="table">
         <table data-testid="quantize-results">
           <thead>
@@ -490,13 +546,28 @@ export class QuantizePanel extends LitElement {
     </div>`;
   }
 
+  private renderOutputError(e: OutputError | undefined) {
+    if (!e) return html`<td data-testid="result-output-error">—</td>`;
+    const t = TEXT();
+    return html`<td
+      data-testid="result-output-error"
+      data-value=${e.calibration}
+      data-held-out=${e.heldOut ?? ""}
+      data-source=${e.source}
+      class="output"
+    >
+      ${formatMeasure(e.calibration)}${e.heldOut !== undefined ? html` / <span data-testid="result-held-out">${formatMeasure(e.heldOut)}</span>` : nothing}
+      ${e.source === "synthetic" ? html`<div class="source synthetic" data-testid="result-synthetic">${t.sources.synthetic}</div>` : nothing}
+    </td>`;
+  }
+
   private renderResult(r: FormatResult) {
     const t = TEXT();
     if (!r.ok) {
       const { error } = r;
       return html`<tr class="failed" data-testid="quantize-result" data-format=${r.format} data-problem=${error.problem}>
         <td>${r.format}</td>
-        <td class="message" colspan="9" data-testid="result-error">
+        <td class="message" colspan="10" data-testid="result-error">
           <span translate="no">${error.message}</span>${error.fallback
             ? html`${t.useInstead[0]}<span class="fallback" data-testid="result-fallback">${error.fallback}</span>${t.useInstead[1]}`
             : nothing}
@@ -533,9 +604,11 @@ export class QuantizePanel extends LitElement {
       </td>
       <td data-testid="result-snr" data-value=${m.snrDb}>${formatMeasure(m.snrDb)}</td>
       <td data-testid="result-cosine" data-value=${m.cosine}>${formatMeasure(m.cosine, 7)}</td>
+      ${this.renderOutputError(r.outputError)}
       <td class="where" data-testid="result-ran-on">
         <span class=${r.ranOn}>${r.ranOn.toUpperCase()}</span>
         ${r.why ? html`<span class="why" data-testid="result-why" translate="no">${r.why}</span>` : nothing}
+        ${(r.warnings ?? []).map((w) => html`<div class="warn" data-testid="result-warning" translate="no">${w}</div>`)}
       </td>
     </tr>`;
   }

@@ -25,16 +25,16 @@ import {
   type LayerSensitivity,
   type SortKey,
 } from "../pipeline/model-results.ts";
-import type { FormatFamily } from "../quant/format.ts";
 import type { TensorRow } from "../formats/catalog.ts";
 import { quantizedSourceTypes } from "../formats/tensor-data.ts";
-import type { FormatChoice, ModelCell, ModelProgress, ModelRunEvent, ModelRunReport, TensorResults } from "../../workers/quant-worker-api.ts";
+import type { ChoiceFamily, FormatChoice, ModelCell, ModelProgress, ModelRunEvent, ModelRunReport, TensorResults } from "../../workers/quant-worker-api.ts";
 import type { RunProgress } from "./run-progress.ts";
 import "./run-progress.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
 import "./spinner.ts";
+import "./calibrated-settings.ts";
 import { LangController, localized } from "./i18n.ts";
 import { formatTooltip } from "./explain.ts";
 
@@ -45,10 +45,13 @@ export const RESULTS_STRINGS = localized(
   intro: "Every floating-point tensor of the model through the formats you pick, one tensor after the other.",
   relativeToFile: (types: string) => `Errors are relative to the file's ${types} weights as decoded, not the original f32.`,
   formats: "Formats",
-  families: { gguf: "llama.cpp (GGUF)", int: "integers", bnb: "bitsandbytes", cast: "casts" } as Record<FormatFamily, string>,
+  families: { gguf: "llama.cpp (GGUF)", int: "integers", bnb: "bitsandbytes", cast: "casts", calibrated: "GPTQ / AWQ" } as Record<ChoiceFamily, string>,
   picked: (n: number) => `${n} picked`,
   show_metric: "Cells show",
-  metrics: { snr: "SNR dB", rmse: "RMSE", bpw: "bits/weight" } as Record<CellMetric, string>,
+  metrics: { snr: "SNR dB", rmse: "RMSE", bpw: "bits/weight", outErr: "output error (calibration)" } as Record<CellMetric, string>,
+  modelOutputError: "mean output error",
+  synthetic: "synthetic",
+  calibration: (label: string) => `Output errors on the layers' inputs: ${label}.`,
   reuse: "reuse cached results",
   run: (formats: number) => `Run on the whole model (${formats} format${formats === 1 ? "" : "s"})`,
   cancelled: "Cancelled. The tensors done so far are kept in the cache: a new run goes on from there.",
@@ -86,10 +89,13 @@ export const RESULTS_STRINGS = localized(
   intro: "把模型的每个浮点张量依次用你选择的格式量化。",
   relativeToFile: (types: string) => `误差是相对于文件中解码后的 ${types} 权重计算的，而不是原始的 f32 权重。`,
   formats: "格式",
-  families: { gguf: "llama.cpp（GGUF）", int: "整数", bnb: "bitsandbytes", cast: "浮点类型转换" },
+  families: { gguf: "llama.cpp（GGUF）", int: "整数", bnb: "bitsandbytes", cast: "浮点类型转换", calibrated: "GPTQ / AWQ" },
   picked: (n: number) => `已选 ${n} 种`,
   show_metric: "单元格显示",
-  metrics: { snr: "信噪比 dB", rmse: "RMSE", bpw: "每权重比特数" },
+  metrics: { snr: "信噪比 dB", rmse: "RMSE", bpw: "每权重比特数", outErr: "输出误差（校准）" },
+  modelOutputError: "平均输出误差",
+  synthetic: "合成",
+  calibration: (label: string) => `输出误差基于各层的输入：${label}。`,
   reuse: "复用缓存的结果",
   run: (formats: number) => `在整个模型上运行（${formats} 种格式）`,
   cancelled: "已取消。已完成的张量保存在缓存中：再次运行会从那里继续。",
@@ -322,6 +328,10 @@ export class ResultsTable extends LitElement {
         background: var(--ql-group-bg);
         font-weight: 600;
       }
+      .synthetic {
+        color: var(--ql-warn);
+        font-weight: 700;
+      }
       .notes {
         font-size: 0.76rem;
         color: var(--ql-muted);
@@ -477,8 +487,26 @@ export class ResultsTable extends LitElement {
   }
 
   private describeReport(report: ModelRunReport): string {
-    const done = RESULTS_STRINGS().ran(report.computedCells, report.cachedCells);
+    const done = `${RESULTS_STRINGS().ran(report.computedCells, report.cachedCells)} ${RESULTS_STRINGS().calibration(report.calibration.label)}`;
     return report.cacheProblem ? `${done} ${RESULTS_STRINGS().cacheProblem(report.cacheProblem)}` : done;
+  }
+
+  /** Adds a calibrated setting from the settings form to the choices (asked of the worker about the largest tensor), picked. */
+  private async addCalibrated(id: string): Promise<void> {
+    const generation = this.generation;
+    const largest = this.model?.rows.reduce<TensorRow | undefined>((a, b) => (!a || b.params > a.params ? b : a), undefined);
+    if (!this.client || !largest) return;
+    if (!this.choices?.some((c) => c.id === id)) {
+      try {
+        const choice = await this.client.calibratedChoice(id, largest);
+        if (generation !== this.generation || !this.choices) return;
+        this.choices = [...this.choices, choice];
+      } catch (e) {
+        if (generation === this.generation) this.error = errorText(e);
+        return;
+      }
+    }
+    this.toggle(id, true);
   }
 
   private toggle(id: string, on: boolean): void {
@@ -534,6 +562,9 @@ export class ResultsTable extends LitElement {
               >`,
             )}
           </div>
+          ${family === "calibrated"
+            ? html`<ql-calibrated-settings @calibrated-add=${(e: CustomEvent<string>) => void this.addCalibrated(e.detail)}></ql-calibrated-settings>`
+            : nothing}
         </details>`;
       })}
     </details>`;
@@ -642,7 +673,12 @@ export class ResultsTable extends LitElement {
     const value = cellValue(cell, this.metric);
     const bucket = colourBucket(value, scale);
     const m = cell.metrics;
-    const title = `${RESULTS_STRINGS().metrics.snr} ${formatMeasure(m.snrDb)} · ${RESULTS_STRINGS().metrics.rmse} ${formatMeasure(m.rmse)} · ${RESULTS_STRINGS().metrics.bpw} ${formatMeasure(cell.bitsPerWeight)} · ${formatBytes(cell.stored.bytes)} · ${cell.ranOn.toUpperCase()}${cell.why ? ` (${cell.why})` : ""}`;
+    const out = cell.outputError;
+    const outText = out
+      ? ` · ${RESULTS_STRINGS().metrics.outErr} ${formatMeasure(out.calibration)}${out.heldOut !== undefined ? ` / ${formatMeasure(out.heldOut)}` : ""} (${out.source})`
+      : "";
+    const title = `${RESULTS_STRINGS().metrics.snr} ${formatMeasure(m.snrDb)} · ${RESULTS_STRINGS().metrics.rmse} ${formatMeasure(m.rmse)} · ${RESULTS_STRINGS().metrics.bpw} ${formatMeasure(cell.bitsPerWeight)}${outText} · ${formatBytes(cell.stored.bytes)} · ${cell.ranOn.toUpperCase()}${cell.why ? ` (${cell.why})` : ""}`;
+    const synthetic = this.metric === "outErr" && out?.source === "synthetic";
     return html`<td
       class=${bucket === undefined ? "" : `b${bucket}`}
       data-testid="results-cell"
@@ -650,9 +686,10 @@ export class ResultsTable extends LitElement {
       data-value=${value ?? ""}
       data-stored-bytes=${cell.stored.bytes}
       data-bucket=${bucket ?? ""}
+      data-source=${out?.source ?? ""}
       title=${title}
     >
-      ${formatMeasure(value ?? NaN)}
+      ${formatMeasure(value ?? NaN)}${synthetic ? html`<span class="synthetic" title=${RESULTS_STRINGS().synthetic}>*</span>` : nothing}
     </td>`;
   }
 
@@ -676,7 +713,15 @@ export class ResultsTable extends LitElement {
       ${line(RESULTS_STRINGS().saved, "total-saved", (t) => formatShare(t.shareSaved), (t) => t.shareSaved)}
       ${line(RESULTS_STRINGS().modelBpw, "total-bpw", (t) => formatMeasure(t.bitsPerWeight), (t) => t.bitsPerWeight)}
       ${line(RESULTS_STRINGS().modelSnr, "total-snr", (t) => formatMeasure(t.snrDb), (t) => t.snrDb)}
-      ${line(RESULTS_STRINGS().modelRmse, "total-rmse", (t) => formatMeasure(t.rmse), (t) => t.rmse)}`;
+      ${line(RESULTS_STRINGS().modelRmse, "total-rmse", (t) => formatMeasure(t.rmse), (t) => t.rmse)}
+      ${totals.some((t) => t.outputErrorSource !== undefined)
+        ? line(
+            RESULTS_STRINGS().modelOutputError,
+            "total-output-error",
+            (t) => html`${formatMeasure(t.meanOutputError)}${t.outputErrorSource === "synthetic" ? html`<span class="synthetic">*</span>` : nothing}`,
+            (t) => t.meanOutputError,
+          )
+        : nothing}`;
   }
 
   private substitutionNotes(t: FormatTotals) {

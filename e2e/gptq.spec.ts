@@ -1,0 +1,97 @@
+/**
+ * GPTQ beside the other formats in the Quantize tab, end to end: stories260K opened with its config.json and
+ * tokenizer is run by the quantization worker on the bundled calibration text, so layer 0's q_proj
+ * calibrates on its real inputs ("model run"); GPTQ 4-bit g128, Q4_K and int4-g128 are picked, plus a
+ * setting made with the settings form. The rows of 64 take neither g128 nor Q4_K's 256: int4-g128 and q4_K
+ * name their fallbacks, GPTQ goes per channel and says so, and its output error is below round-to-nearest's
+ * at the same grouping (int4-channel; and gptq4-g32-act below int4-g32); the heatmap of a GPTQ setting
+ * calibrates on the same run. The shard alone gets synthetic activations, labelled as such.
+ */
+import path from "node:path";
+import { expect, test, type Locator, type Page } from "@playwright/test";
+import { storiesDir, storiesFile } from "./test-files.ts";
+
+const SIDE_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json"].map((f) => path.join(storiesDir, f));
+const TENSOR = "model.layers.0.self_attn.q_proj.weight";
+
+const panel = (page: Page) => page.getByTestId("quantize-panel");
+const resultRow = (page: Page, format: string) => panel(page).locator(`[data-testid="quantize-result"][data-format="${format}"]`);
+
+async function outputError(row: Locator): Promise<number> {
+  return Number(await row.getByTestId("result-output-error").getAttribute("data-value"));
+}
+
+async function openAndSelect(page: Page, files: string[]): Promise<void> {
+  await page.goto("/");
+  await page.getByTestId("file-input").setInputFiles(files);
+  await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
+  await page.locator(`[data-testid="tensor-row"][data-name="${TENSOR}"]`).click();
+  await expect(panel(page).getByTestId("format-picker")).toBeVisible();
+  await panel(page).getByTestId("formats-none").click();
+}
+
+async function pick(page: Page, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    const label = panel(page).locator(`label[data-format="${id}"]`);
+    if (!(await label.isVisible())) await panel(page).locator("details", { has: page.locator(`label[data-format="${id}"]`) }).getByTestId("family-toggle").click();
+    await label.locator("input").check();
+  }
+}
+
+test("GPTQ 4-bit g128, Q4_K and int4-g128 on stories260K's q_proj: calibrated on the model run, GPTQ below round-to-nearest", async ({ page }, testInfo) => {
+  test.setTimeout(180_000);
+  await openAndSelect(page, [storiesFile, ...SIDE_FILES]);
+  await pick(page, ["gptq4-g128", "q4_K", "int4-g128", "int4-channel", "int4-g32"]);
+  // A setting of its own from the form: GPTQ, 4 bits, groups of 32, act-order.
+  const form = panel(page).getByTestId("calibrated-settings");
+  await form.locator('select[data-setting="group"]').selectOption("32");
+  await form.locator('input[data-setting="actOrder"]').check();
+  await expect(form.getByTestId("calibrated-add")).toContainText("gptq4-g32-act");
+  await form.getByTestId("calibrated-add").click();
+  await expect(panel(page).locator('label[data-format="gptq4-g32-act"] input')).toBeChecked();
+  await expect(panel(page).getByTestId("quantize-run")).toHaveText("Quantize 6 formats");
+  await panel(page).getByTestId("quantize-run").click();
+
+  const calibration = panel(page).getByTestId("quantize-calibration");
+  await expect(calibration).toHaveAttribute("data-source", "model", { timeout: 150_000 });
+  await expect(calibration.locator(".source")).toHaveText("model run");
+  await expect(calibration).toContainText(/model run on calibration\.txt, \d+ tokens \(\+\d+ held out\)/);
+
+  const gptq = resultRow(page, "gptq4-g128");
+  await expect(gptq.getByTestId("result-output-error")).toHaveAttribute("data-source", "model");
+  await expect(gptq.getByTestId("result-held-out")).toBeVisible();
+  await expect(gptq.getByTestId("result-synthetic")).toHaveCount(0);
+  await expect(gptq.getByTestId("result-warning")).toContainText("quantized per channel");
+  // Rows of 64: neither int4-g128 nor q4_K takes them; both name what to use instead.
+  await expect(resultRow(page, "int4-g128")).toHaveAttribute("data-problem", "row-length");
+  await expect(resultRow(page, "q4_K").getByTestId("result-fallback")).toHaveText("q5_0");
+
+  expect(await outputError(gptq)).toBeLessThan(await outputError(resultRow(page, "int4-channel")));
+  expect(await outputError(resultRow(page, "gptq4-g32-act"))).toBeLessThan(await outputError(resultRow(page, "int4-g32")));
+  // GPTQ's row has the same figures as any format's.
+  for (const id of ["result-bpw", "result-mse", "result-snr", "result-cosine"]) await expect(gptq.getByTestId(id)).not.toBeEmpty();
+  const file = testInfo.outputPath("gptq-quantize.png");
+  await page.screenshot({ path: file, fullPage: true });
+  await testInfo.attach("gptq-quantize", { path: file, contentType: "image/png" });
+
+  // The heatmap of the same setting calibrates on the same model run, and says so.
+  await page.getByTestId("tab-heatmaps").click();
+  const workspace = page.getByTestId("heatmap-workspace");
+  await expect(workspace.getByTestId("heatmap-canvas")).toHaveCount(5, { timeout: 60_000 });
+  await workspace.getByTestId("heatmap-format-3").selectOption("gptq4-g32");
+  const heat = workspace.locator('[data-testid="heatmap-panel"][data-format="gptq4-g32"]');
+  await expect(heat.getByTestId("model-calibration")).toBeVisible({ timeout: 60_000 });
+  await expect(heat.getByTestId("synthetic-calibration")).toHaveCount(0);
+});
+
+test("the shard alone: GPTQ calibrates on synthetic activations, and the table says so", async ({ page }) => {
+  test.setTimeout(120_000);
+  await openAndSelect(page, [storiesFile]);
+  await pick(page, ["gptq4-g32", "int4-g32"]);
+  await panel(page).getByTestId("quantize-run").click();
+  const calibration = panel(page).getByTestId("quantize-calibration");
+  await expect(calibration).toHaveAttribute("data-source", "synthetic", { timeout: 90_000 });
+  await expect(calibration).toContainText("config.json and tokenizer.json are not with the weights");
+  await expect(resultRow(page, "gptq4-g32").getByTestId("result-synthetic")).toBeVisible();
+  await expect(resultRow(page, "int4-g32").getByTestId("result-synthetic")).toBeVisible();
+});
