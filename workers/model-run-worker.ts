@@ -11,7 +11,8 @@ import { renderChat } from "../src/model/chat-template.ts";
 import { evaluatePrecisions, generateAcrossPrecisions } from "../src/model/evaluate.ts";
 import { ModelInputError } from "../src/model/architecture.ts";
 import { loadDecoder, type LoadedDecoder, type ModelTextFiles } from "../src/model/load.ts";
-import type { ExecutionProvider } from "../src/model/session.ts";
+import { float16ModeFor, type ExecutionProvider } from "../src/model/session.ts";
+import type { Float16Mode } from "../src/model/decoder-graph.ts";
 import type { ModelRunWorkerApi, RunOptions, RunProgress } from "./model-run-worker-api.ts";
 import { toWireError } from "./wire-error.ts";
 
@@ -33,12 +34,13 @@ function current(): LoadedDecoder {
   return model;
 }
 
-/** WebGPU when asked and available, else wasm with the reason. */
-async function provider(asked: ExecutionProvider): Promise<{ ep: ExecutionProvider; fallbackReason?: string }> {
-  if (asked === "wasm") return { ep: "wasm" };
+/** WebGPU when asked and available, else wasm with the reason; and how f16 runs there (fp16 compute needs shader-f16). */
+async function provider(asked: ExecutionProvider): Promise<{ ep: ExecutionProvider; float16: Float16Mode; fallbackReason?: string }> {
+  if (asked === "wasm") return { ep: "wasm", float16: float16ModeFor("wasm", false) };
   const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
   const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
-  return adapter ? { ep: "webgpu" } : { ep: "wasm", fallbackReason: gpu ? "no WebGPU adapter" : "this browser has no WebGPU" };
+  if (adapter) return { ep: "webgpu", float16: float16ModeFor("webgpu", adapter.features.has("shader-f16")) };
+  return { ep: "wasm", float16: float16ModeFor("wasm", false), fallbackReason: gpu ? "no WebGPU adapter" : "this browser has no WebGPU" };
 }
 
 async function run<T>(options: RunOptions, onProgress: ((p: RunProgress) => void) | undefined, body: (settings: Parameters<typeof evaluatePrecisions>[3]) => Promise<T>): Promise<T & { executionProvider: ExecutionProvider; fallbackReason?: string }> {
@@ -46,13 +48,14 @@ async function run<T>(options: RunOptions, onProgress: ((p: RunProgress) => void
   const controller = new AbortController();
   running = controller;
   try {
-    const { ep, fallbackReason } = await provider(options.executionProvider);
+    const { ep, float16, fallbackReason } = await provider(options.executionProvider);
     calibrationText ??= fetchText(new URL("calibration.txt", BUNDLED));
     const m = current();
     const settings = {
       calibrationIds: m.tokenizer!.encode(await calibrationText).slice(0, m.arch.maxPositionEmbeddings),
       ort,
       executionProvider: ep,
+      float16,
       signal: controller.signal,
       onProgress: (done: number, total: number, precision: string) => onProgress?.({ done, total, precision }),
     };

@@ -4,14 +4,14 @@
  * prompt continued at each precision with the first token where each departs from f32. Sessions are
  * released as soon as their numbers are taken.
  */
-import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName, type DecoderGraphOptions } from "./decoder-graph.ts";
+import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName, type DecoderGraphOptions, type Float16Mode } from "./decoder-graph.ts";
 import { ModelInputError, type DecoderArchitecture } from "./architecture.ts";
 import { formatBytes } from "../common/format.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
 import { calibratedMethod, FULL_PRECISION, prepareWeights, type PrepareOptions, type PreparedWeights, type TensorFallback } from "./precision.ts";
 import { compareLogits, firstDeparture, type Comparison } from "./quality.ts";
 import { tokenPicker, type Sampling } from "./sampling.ts";
-import { DecoderSession, type ExecutionProvider, type OrtModule } from "./session.ts";
+import { DecoderSession, float16ComputeNote, type ExecutionProvider, type OrtModule } from "./session.ts";
 import type { DecoderWeights } from "./weights.ts";
 
 export interface DecoderModel {
@@ -22,6 +22,8 @@ export interface DecoderModel {
 export interface RunSettings {
   ort: OrtModule;
   executionProvider: ExecutionProvider;
+  /** How the provider runs the f16 precision (float16ModeFor); "cast" (fp16 weights, fp32 compute) by default. */
+  float16?: Float16Mode;
   signal?: AbortSignal;
   /** A calibration text's ids, for gptq/awq precisions (never the evaluation text, or their scores are flattered). */
   calibrationIds?: readonly number[];
@@ -54,11 +56,11 @@ const ONNX_PROTOBUF_LIMIT = 2 ** 31 - 1;
 export async function openPrecision(
   model: DecoderModel,
   precision: string,
-  settings: Pick<RunSettings, "ort" | "executionProvider">,
+  settings: Pick<RunSettings, "ort" | "executionProvider" | "float16">,
   graph: DecoderGraphOptions = {},
   calibration?: Map<string, Float32Array>,
 ): Promise<{ session: DecoderSession; prepared: PreparedWeights }> {
-  const { prepared, bytes } = precisionModel(model, precision, graph, calibration ? { calibration } : {});
+  const { prepared, bytes } = precisionModel(model, precision, { float16: settings.float16 ?? "cast", ...graph }, calibration ? { calibration } : {});
   const session = await DecoderSession.create(settings.ort, bytes, model.arch, settings.executionProvider);
   return { session, prepared };
 }
@@ -67,12 +69,21 @@ export interface PrecisionEvaluation extends Comparison {
   name: string;
   weightsBytes: number;
   fallbacks: TensorFallback[];
+  /** What the precision computes in on this provider, where that is not plain fp32 (the f16 precision). */
+  compute?: string;
+}
+
+/** The compute note of a precision whose weights include fp16 ones (float16ComputeNote), else undefined. */
+function computeNote(prepared: PreparedWeights, settings: Pick<RunSettings, "float16">): string | undefined {
+  return prepared.precision === "f16" ? float16ComputeNote(settings.float16 ?? "cast") : undefined;
 }
 
 export interface EvaluationReport {
   /** Ids evaluated (the first is only context). */
   tokens: number;
   executionProvider: ExecutionProvider;
+  /** How the f16 precision ran on it. */
+  float16: Float16Mode;
   /** f32 first, then the others in the order asked. */
   precisions: PrecisionEvaluation[];
 }
@@ -106,13 +117,14 @@ export async function evaluatePrecisions(model: DecoderModel, ids: readonly numb
     try {
       const { logits } = await session.forward(ids);
       reference ??= logits;
-      out.push({ name: prepared.precision, weightsBytes: prepared.weightBytes, fallbacks: prepared.fallbacks, ...compareLogits(reference, logits, V, ids) });
+      const compute = computeNote(prepared, settings);
+      out.push({ name: prepared.precision, weightsBytes: prepared.weightBytes, fallbacks: prepared.fallbacks, ...(compute ? { compute } : {}), ...compareLogits(reference, logits, V, ids) });
     } finally {
       await session.release();
     }
   }
   settings.onProgress?.(names.length, names.length, "");
-  return { tokens: ids.length, executionProvider: settings.executionProvider, precisions: out };
+  return { tokens: ids.length, executionProvider: settings.executionProvider, float16: settings.float16 ?? "cast", precisions: out };
 }
 
 export interface PrecisionGeneration {

@@ -6,10 +6,27 @@
  */
 import type * as Ort from "onnxruntime-web";
 import type { DecoderArchitecture } from "./architecture.ts";
-import { CALIBRATION_POINTS, calibrationOutputName } from "./decoder-graph.ts";
+import { CALIBRATION_POINTS, calibrationOutputName, type Float16Mode } from "./decoder-graph.ts";
 
 export type OrtModule = typeof Ort;
 export type ExecutionProvider = "wasm" | "webgpu";
+
+/**
+ * How a provider runs the f16 precision: in fp16 only where it has fp16 kernels. WebGPU computes in fp16
+ * when the adapter has shader-f16; without it ORT's WebGPU kernels refuse any float16 tensor, so the fp16
+ * values go in as float32. onnxruntime's wasm (CPU) provider has float32 kernels for Gemm, MatMul, Softmax
+ * and the norms' ops: it runs an fp16 graph only by wrapping those ops in Casts to float32, so fp16 weights
+ * with float32 compute is what it honestly does.
+ */
+export function float16ModeFor(ep: ExecutionProvider, shaderF16: boolean): Float16Mode {
+  if (ep === "webgpu") return shaderF16 ? "compute" : "float32";
+  return "cast";
+}
+
+/** What the f16 precision computes in, for the table: "fp16", or why not. */
+export function float16ComputeNote(mode: Float16Mode): string {
+  return mode === "compute" ? "fp16 weights, fp16 compute" : "fp16 weights, fp32 compute (EP has no fp16)";
+}
 
 /** Keys and values of every layer so far: [KV, T, D] float32 each. */
 export interface KvCache {

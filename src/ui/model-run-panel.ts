@@ -10,6 +10,7 @@ import * as Comlink from "comlink";
 import { LitElement, css, html, nothing } from "lit";
 import { formatBytes, formatMeasure, formatShare } from "../common/format.ts";
 import type { ChatMessage } from "../model/chat-template.ts";
+import type { Float16Mode } from "../model/decoder-graph.ts";
 import { fallbackSummary } from "../model/precision.ts";
 import type { ExecutionProvider } from "../model/session.ts";
 import type { EvaluationResult, GenerationResult, ModelRunWorkerApi, RunProgress } from "../../workers/model-run-worker-api.ts";
@@ -37,6 +38,7 @@ export const MODEL_RUN_STRINGS = localized(
     running: (p: RunProgress) => (p.precision ? `Running ${p.precision} (${p.done + 1} of ${p.total})…` : "Finishing…"),
     ranOn: (ep: string, tokens: number) => `${tokens} tokens on the ${ep} provider; KL divergence and agreement against f32.`,
     fellBack: (why: string) => `WebGPU was not used: ${why}.`,
+    float16: (mode: Float16Mode): string => (mode === "compute" ? "f16 computes in fp16 here." : "f16: fp16 weights, fp32 compute (this provider has no fp16)."),
     columns: ["precision", "weights", "ppl", "Δppl", "KLD mean", "median", "p99", "max", "top-1 = f32", "fallbacks"],
     chartTitle: "Weight memory (bar) and mean KL divergence from f32",
     prompt: "Prompt",
@@ -71,6 +73,7 @@ export const MODEL_RUN_STRINGS = localized(
     running: (p: RunProgress) => (p.precision ? `正在运行 ${p.precision}（第 ${p.done + 1} 个，共 ${p.total} 个）…` : "即将完成…"),
     ranOn: (ep: string, tokens: number) => `${tokens} 个词元，后端 ${ep}；KL 散度与一致率均相对于 f32。`,
     fellBack: (why: string) => `未使用 WebGPU：${why}。`,
+    float16: (mode: Float16Mode) => (mode === "compute" ? "f16 在此以 fp16 计算。" : "f16：fp16 权重，fp32 计算（此后端不支持 fp16）。"),
     columns: ["精度", "权重", "困惑度", "Δ困惑度", "KL 均值", "中位数", "p99", "最大值", "top-1 与 f32 一致", "回退"],
     chartTitle: "权重内存（条形）与相对 f32 的平均 KL 散度",
     prompt: "提示词",
@@ -377,6 +380,7 @@ export class ModelRunPanel extends LitElement {
     const maxBytes = Math.max(...r.precisions.map((p) => p.weightsBytes));
     return html`<p class="muted" data-testid="model-run-summary">
         ${s.ranOn(r.executionProvider, r.tokens)} ${r.fallbackReason ? s.fellBack(r.fallbackReason) : nothing}
+        ${r.precisions.some((p) => p.compute) ? html`<span data-testid="float16-note">${s.float16(r.float16)}</span>` : nothing}
       </p>
       <div class="table-wrap">
       <table data-testid="model-run-table">
