@@ -17,11 +17,11 @@ import { f16BitsToF32 } from "../formats/float-bits.ts";
 import { isQuantInputError } from "../quant/errors.ts";
 import type { QuantFormat } from "../quant/format.ts";
 import { packCode, unpackCode } from "../quant/intq.ts";
-import { awqQuantize } from "../quant/awq.ts";
 import { gptqQuantize } from "../quant/gptq.ts";
 import { calibrationStats } from "../quant/hessian.ts";
 import { findFormat, getFormat } from "../quant/registry.ts";
 import { isQuantizable, ModelInputError } from "./architecture.ts";
+import { awqFold, type AwqFolding } from "./awq-fold.ts";
 import type { DecoderWeights, NamedTensor } from "./weights.ts";
 
 export const FULL_PRECISION = "f32";
@@ -111,12 +111,15 @@ export interface PrepareOptions {
   calibration?: Map<string, Float32Array>;
   /** gptq/awq precisions: tensors kept float32 as given (what an export leaves unconverted), by name. */
   keepFloat?: ReadonlySet<string>;
+  /** AWQ's scales folded into the norms and linear rows before each layer (default true); false divides them
+   *  back out of the weights instead (the same function, for checking the folding; see awq-fold.ts). */
+  foldAwqScales?: boolean;
 }
 
 /** Encodes every tensor of `weights` at `precision` (see the module comment). */
 export function prepareWeights(weights: DecoderWeights, precision: string, options: PrepareOptions = {}): PreparedWeights {
   const calibrated = calibratedMethod(precision);
-  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration, options.keepFloat);
+  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration, options.keepFloat, options.foldAwqScales ?? true);
   const nbits = options.matMulNBits ?? true;
   const requested = precisionFormat(precision);
   const tensors = new Map<string, PreparedTensor>();
@@ -239,11 +242,11 @@ export function calibratedGroup(cols: number, group: number): number {
 
 /**
  * GPTQ or AWQ (src/quant/gptq.ts, awq.ts) on every linear layer of the decoder, from its inputs on a
- * calibration text, asymmetric with a zero point as their checkpoints store it; their dequantized weights go
- * into the graph. AWQ's result is q = (quantized W*s) / s, the same function as folding s into the operation
- * before the layer (x W^T = (x / s)(W s)^T), up to float rounding. Rows the group does not divide are quantized
- * per channel; the embedding (and the tied head), which these methods leave alone, is kept in f16. Memory is
- * counted as the lab's int{bits}-asym format of the same grouping.
+ * calibration text, asymmetric with a zero point as their checkpoints store it. GPTQ's dequantized weights go
+ * into the graph; AWQ's quantized W*s do, with 1/s folded into the norm or linear layer before each layer
+ * (awq-fold.ts), unless foldAwq is false or keepFloat holds a tensor the folding changes. Rows the group does not divide are quantized per channel; the
+ * embedding (and the tied head), which these methods leave alone, is kept in f16. Memory is counted as the
+ * lab's int{bits}-asym format of the same grouping.
  */
 function prepareCalibrated(
   weights: DecoderWeights,
@@ -251,8 +254,18 @@ function prepareCalibrated(
   m: CalibratedMethod,
   calibration: Map<string, Float32Array> | undefined,
   keepFloat: ReadonlySet<string> = new Set(),
+  foldAwq = true,
 ): PreparedWeights {
   if (!calibration) throw new ModelInputError(`${precision} needs calibration activations (the inputs of every linear layer on a calibration text)`);
+  let awq: AwqFolding | undefined;
+  try {
+    if (m.method === "awq") awq = awqFold(weights, calibration, m);
+  } catch (e) {
+    if (isQuantInputError(e)) throw new ModelInputError(`${precision}: ${e.message}`);
+    throw e;
+  }
+  // A tensor kept as given cannot take a scale: with any of the folded ones kept, the scales are divided back out.
+  const fold = foldAwq && ![...keepFloat].some((n) => awq?.linear.has(n) || awq?.vectors.has(n));
   const tensors = new Map<string, PreparedTensor>();
   const fallbacks: TensorFallback[] = [];
   let weightBytes = 0;
@@ -260,7 +273,9 @@ function prepareCalibrated(
   for (const t of weights.values()) {
     let prepared: PreparedTensor;
     const activations = calibration.get(t.name);
-    if (!isQuantizable(t.shape) || keepFloat.has(t.name)) prepared = floatTensor(t);
+    const folded = awq?.vectors.get(t.name);
+    if (folded && fold) prepared = floatTensor({ ...t, values: folded });
+    else if (!isQuantizable(t.shape) || keepFloat.has(t.name)) prepared = floatTensor(t);
     else if (!activations) {
       const reason = `${m.method.toUpperCase()} quantizes the decoder's linear layers only`;
       prepared = { ...encodeTensor(t, getFormat("f16"), [], false), fallbackReason: reason };
@@ -271,13 +286,16 @@ function prepareCalibrated(
       const group = calibratedGroup(cols, m.group);
       const fits = group !== -1;
       if (!fits) fallbacks.push({ tensor: t.name, from: precision, to: channelId, reason: `rows of ${cols} weights are not a multiple of the group size ${m.group}` });
-      const stats = calibrationStats(activations, cols, { clipSample: m.method === "awq" });
+      const awqLayer = awq?.linear.get(t.name);
       let q: Float32Array;
-      try {
-        q = m.method === "gptq" ? gptqQuantize(t.values, shape, stats, { bits: m.bits, group, sym: false }).q : awqQuantize(t.values, shape, stats, { bits: m.bits, group, zeroPoint: true }).q;
-      } catch (e) {
-        if (isQuantInputError(e)) throw new ModelInputError(`tensor "${t.name}": ${e.message}`);
-        throw e;
+      if (awqLayer) q = fold ? awqLayer.folded : awqLayer.unfolded;
+      else {
+        try {
+          q = gptqQuantize(t.values, shape, calibrationStats(activations, cols), { bits: m.bits, group, sym: false }).q;
+        } catch (e) {
+          if (isQuantInputError(e)) throw new ModelInputError(`tensor "${t.name}": ${e.message}`);
+          throw e;
+        }
       }
       const storage = findFormat(`int${m.bits}-asym-${fits ? `g${m.group}` : "channel"}`);
       const bytes = storage ? storage.encodedBytes(shape) : Math.ceil((rows * cols * m.bits) / 8) + rows * Math.ceil(cols / (fits ? m.group : cols)) * 3;
