@@ -29,6 +29,32 @@ export interface RunSettings {
   calibrationIds?: readonly number[];
   /** Called before each precision starts: done of total, and its name. */
   onProgress?: (done: number, total: number, precision: string) => void;
+  /** Called after each chunk of an evaluation: tokens done of total, in the current precision. */
+  onStep?: (tokensDone: number, tokens: number) => void;
+  /** Tokens per run when evaluating (EVAL_CHUNK_TOKENS by default). */
+  chunkTokens?: number;
+}
+
+/**
+ * Evaluation runs the text in chunks of this many tokens, the key/value cache carrying the context (the
+ * logits are the one pass's, decoder.test.ts), so a cancel is seen between chunks: one run cannot be
+ * interrupted, and on a slow provider a whole text is a long run.
+ */
+export const EVAL_CHUNK_TOKENS = 128;
+
+/** The logits of `ids` [ids.length, V], run in chunks with the signal checked between them. */
+export async function chunkedLogits(session: DecoderSession, ids: readonly number[], settings: Pick<RunSettings, "signal" | "onStep" | "chunkTokens">): Promise<Float32Array> {
+  const V = session.arch.vocabSize;
+  const chunk = settings.chunkTokens ?? EVAL_CHUNK_TOKENS;
+  const logits = new Float32Array(ids.length * V);
+  let cache = session.emptyCache();
+  for (let at = 0; at < ids.length; at += chunk) {
+    const step = await session.forward(ids.slice(at, at + chunk), cache, settings.signal);
+    logits.set(step.logits, at * V);
+    cache = step.cache;
+    settings.onStep?.(Math.min(at + chunk, ids.length), ids.length);
+  }
+  return logits;
 }
 
 /** The ONNX model (bytes) the lab runs for `model` at `precision`: what openPrecision loads and the ONNX export writes. */
@@ -115,7 +141,7 @@ export async function evaluatePrecisions(model: DecoderModel, ids: readonly numb
     settings.onProgress?.(i, names.length, name);
     const { session, prepared } = await openPrecision(model, name, settings, {}, calibration);
     try {
-      const { logits } = await session.forward(ids);
+      const logits = await chunkedLogits(session, ids, settings);
       reference ??= logits;
       const compute = computeNote(prepared, settings);
       out.push({ name: prepared.precision, weightsBytes: prepared.weightBytes, fallbacks: prepared.fallbacks, ...(compute ? { compute } : {}), ...compareLogits(reference, logits, V, ids) });
@@ -152,7 +178,7 @@ export async function generateAcrossPrecisions(
     const { session, prepared } = await openPrecision(model, name, settings, {}, calibration);
     try {
       // A fresh picker per precision: sampled runs share the seed, so they differ only where the model does.
-      const ids = await session.generate(prompt, count, tokenPicker(sampling), settings.stopIds);
+      const ids = await session.generate(prompt, count, tokenPicker(sampling), settings.stopIds, settings.signal);
       out.push({ name: prepared.precision, ids, departsAt: out.length === 0 ? -1 : firstDeparture(out[0]!.ids, ids) });
     } finally {
       await session.release();
@@ -174,10 +200,10 @@ const CALIBRATION_CONSUMERS: Record<(typeof CALIBRATION_POINTS)[number], string[
  * The inputs every linear layer sees on `ids` ([tokens, in_features] float32, keyed by the layer's weight
  * name), from one f32 pass: what GPTQ and AWQ calibrate on. Use a text other than the evaluation text.
  */
-export async function collectCalibration(model: DecoderModel, ids: readonly number[], settings: Pick<RunSettings, "ort" | "executionProvider">): Promise<Map<string, Float32Array>> {
+export async function collectCalibration(model: DecoderModel, ids: readonly number[], settings: Pick<RunSettings, "ort" | "executionProvider" | "signal">): Promise<Map<string, Float32Array>> {
   const { session } = await openPrecision(model, FULL_PRECISION, settings, { calibrationOutputs: true });
   try {
-    const { calibration } = await session.forward(ids);
+    const { calibration } = await session.forward(ids, undefined, settings.signal);
     const out = new Map<string, Float32Array>();
     for (let l = 0; l < model.arch.numLayers; l++) {
       for (const point of CALIBRATION_POINTS) {
