@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { evalIds, loadStories, maxRowRelativeError, ort } from "../../test/model-fixtures.ts";
 import { REPO_ROOT } from "../../test/shared-data.ts";
+import { gaussian, rng } from "../../test/random.ts";
+import { expectedTensors, parseDecoderConfig, type DecoderArchitecture } from "./architecture.ts";
 import { buildDecoderGraph } from "./decoder-graph.ts";
 import { collectCalibration } from "./evaluate.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
@@ -9,8 +11,8 @@ import { prepareWeights, type PreparedWeights } from "./precision.ts";
 import { qualityOf } from "./quality.ts";
 import { DecoderSession } from "./session.ts";
 
-async function logits(prepared: PreparedWeights, ids: number[]): Promise<Float32Array> {
-  const model = await loadStories();
+async function logits(prepared: PreparedWeights, ids: number[], arch?: DecoderArchitecture): Promise<Float32Array> {
+  const model = arch ? { arch } : await loadStories();
   const session = await DecoderSession.create(ort, encodeOnnxModel(buildDecoderGraph(model.arch, prepared)), model.arch, "wasm");
   try {
     return (await session.forward(ids)).logits;
@@ -53,6 +55,39 @@ describe("AWQ with its scales folded into the preceding operation", () => {
     const [a, b] = [await logits(folded, ids), await logits(unfolded, ids)];
     expect(maxRowRelativeError(a, b, model.arch.vocabSize)).toBeLessThan(1e-5);
     const [pa, pb] = [qualityOf(a, model.arch.vocabSize, ids).ppl, qualityOf(b, model.arch.vocabSize, ids).ppl];
+    expect(Math.abs(pa / pb - 1)).toBeLessThan(1e-6);
+  }, 120_000);
+});
+
+describe("AWQ folding without grouped-query attention", () => {
+  it("folds o_proj's scales into v_proj's rows and bias, computing what the dequantized weights compute", async () => {
+    // A tiny random Qwen2 with as many kv heads as query heads (v's rows are o's columns) and q/k/v biases.
+    const arch = parseDecoderConfig(
+      JSON.stringify({ model_type: "qwen2", hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 4, vocab_size: 128, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false, max_position_embeddings: 256 }),
+      "config.json",
+    );
+    const weights = new Map(
+      [...expectedTensors(arch)].map(([name, shape], i) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const values = name.endsWith("norm.weight") ? Float32Array.from(gaussian(n, 0.1, i), (v) => 1 + v) : gaussian(n, name.endsWith(".bias") ? 0.5 : 0.15, 1000 + i);
+        return [name, { name, shape, values }];
+      }),
+    );
+    const random = rng(7);
+    const text = (n: number) => Array.from({ length: n }, () => Math.floor(random() * arch.vocabSize));
+    const calibration = await collectCalibration({ arch, weights }, text(200), { ort, executionProvider: "wasm" });
+    const folded = prepareWeights(weights, "awq4-g32", { calibration });
+    const unfolded = prepareWeights(weights, "awq4-g32", { calibration, foldAwqScales: false });
+    const decoded = (p: PreparedWeights, name: string) => p.tensors.get(name)!.decoded;
+    for (const name of ["model.layers.0.self_attn.o_proj.weight", "model.layers.1.self_attn.v_proj.bias", "model.layers.1.mlp.up_proj.weight"]) {
+      expect(decoded(folded, name), name).not.toEqual(decoded(unfolded, name));
+    }
+    expect(decoded(unfolded, "model.layers.1.self_attn.v_proj.bias")).toEqual(weights.get("model.layers.1.self_attn.v_proj.bias")!.values);
+
+    const ids = text(120);
+    const [a, b] = [await logits(folded, ids, arch), await logits(unfolded, ids, arch)];
+    expect(maxRowRelativeError(a, b, arch.vocabSize)).toBeLessThan(1e-5);
+    const [pa, pb] = [qualityOf(a, arch.vocabSize, ids).ppl, qualityOf(b, arch.vocabSize, ids).ppl];
     expect(Math.abs(pa / pb - 1)).toBeLessThan(1e-6);
   }, 120_000);
 });
