@@ -77,12 +77,13 @@ test("model run: cancel stops an evaluation mid-text and one stuck in a long run
   const liveSessions = () => panel.evaluate((el) => (el as HTMLElement & { liveSessions(): Promise<number> }).liveSessions());
   const busy = panel.getByTestId("model-run-busy");
 
-  // wasm: the run stops at its next chunk of tokens, inside a precision's session.
+  // wasm: the run stops at its next chunk of tokens (or, when the cancel lands while a precision's weights
+  // are being encoded, once its session opens; src/model/evaluate.test.ts pins the chunk bound down).
   await panel.getByTestId("model-run-provider").selectOption("wasm");
   await panel.getByTestId("model-run-evaluate").click();
   await expect(busy).toContainText(/tokens/, { timeout: 60_000 });
   await panel.getByTestId("model-run-cancel").click();
-  await expect(panel.getByTestId("model-run-error")).toHaveText("Cancelled.", { timeout: 1_500 }); // before the grace period ends the worker
+  await expect(panel.getByTestId("model-run-error")).toHaveText("Cancelled.", { timeout: 5_000 });
   await expect(busy).toHaveCount(0);
   expect(await liveSessions()).toBe(0);
 
