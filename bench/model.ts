@@ -8,9 +8,9 @@
  * Memory, per precision:
  *  - weights: the tensors stored in that precision (PreparedWeights.weightBytes);
  *  - ONNX model: the bytes handed to the session (initializers as the graph holds them);
- *  - wasm session: growth of ORT's wasm memory while the wasm session is created and first run. The
- *    memory only grows (in 64 KiB pages) and space freed by earlier sessions is reused, so this is what the
- *    session added to the process, not everything it holds;
+ *  - wasm: ORT's wasm memory once every session is open and has run, against before the first (one heap
+ *    for all: it only grows, and a session made after another mostly fits in space the first one's
+ *    creation freed, so a per-session growth would read 0 for most);
  *  - WebGPU session: GPU buffers the WebGPU session holds after its first run (created minus destroyed,
  *    counted at GPUDevice.createBuffer / GPUBuffer.destroy).
  * Run alone with `npx tsx bench/model.ts`, or as part of `npm run bench`.
@@ -34,7 +34,7 @@ export interface ProviderFigures {
   tokensPerSecond: number;
   /** tokens/s over the same provider's f32. */
   ratio: number;
-  /** wasm: growth of ORT's wasm memory; webgpu: GPU buffers held (see the module comment). */
+  /** webgpu: GPU buffers the session holds (see the module comment); wasm: its heap growth (mostly 0). */
   sessionBytes: number;
 }
 
@@ -50,6 +50,8 @@ export interface ModelBenchRow {
 export interface ModelBench {
   tokens: number;
   rows: ModelBenchRow[];
+  /** ORT's wasm memory with every session open, and before the first. */
+  wasmHeap: { before: number; after: number };
   /** How each provider ran the f16 precision (float16ModeFor). */
   float16: Partial<Record<ExecutionProvider, Float16Mode>>;
   webgpuProblem?: string;
@@ -100,12 +102,24 @@ interface Timed {
   times: number[];
 }
 
-export async function modelBench(options: { runs?: number; precisions?: string[]; log?: (line: string) => void } = {}): Promise<ModelBench> {
+export interface ModelBenchOptions {
+  /** Timed runs per wasm session (5). */
+  runs?: number;
+  /** Timed runs per WebGPU session (1: on Dawn in Node a 509-token run takes 30 s to minutes, see the README). */
+  webgpuRuns?: number;
+  precisions?: string[];
+  /** Only the wasm provider. */
+  wasmOnly?: boolean;
+  log?: (line: string) => void;
+}
+
+export async function modelBench(options: ModelBenchOptions = {}): Promise<ModelBench> {
   const runs = options.runs ?? 5;
+  const webgpuRuns = options.webgpuRuns ?? 1;
   const precisions = options.precisions ?? BENCH_PRECISIONS;
   const log = options.log ?? (() => {});
   const wasmBytes = trackWasmMemories();
-  const gpu = await nodeOrtWebGpu();
+  const gpu = options.wasmOnly ? { reason: "not asked for (wasm only)" } : await nodeOrtWebGpu();
   const gpuBytes = "reason" in gpu ? undefined : trackGpuBuffers();
   const ort = "reason" in gpu ? ((await import("onnxruntime-web")) as typeof import("onnxruntime-web")) : gpu.ort;
   ort.env.wasm.numThreads = 1;
@@ -118,6 +132,7 @@ export async function modelBench(options: { runs?: number; precisions?: string[]
   const sizes = new Map<string, { weightBytes: number; onnxBytes: number }>();
   // All sessions open at once and timed in turns, so drift on a shared machine hits every precision alike.
   const timed: Timed[] = [];
+  const wasmHeap = { before: wasmBytes(), after: 0 };
   try {
     for (const precision of precisions) {
       const prepared = prepareWeights(model.weights, precision);
@@ -138,16 +153,18 @@ export async function modelBench(options: { runs?: number; precisions?: string[]
           continue;
         }
         timed.push({ precision, ep, session, sessionBytes: measure() - before, times: [] });
-        log(`model bench: ${precision} on ${ep} ready in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+        log(`model bench: ${precision} on ${ep} ready in ${((performance.now() - t) / 1000).toFixed(1)} s, session ${formatMiB(timed.at(-1)!.sessionBytes)}`);
       }
     }
-    for (let r = 0; r < runs; r++) {
+    wasmHeap.after = wasmBytes();
+    for (let r = 0; r < Math.max(runs, webgpuRuns); r++) {
       for (const s of timed) {
+        if (r >= (s.ep === "wasm" ? runs : webgpuRuns)) continue;
         const t = performance.now();
         await s.session.forward(ids);
         s.times.push(performance.now() - t);
       }
-      log(`model bench: round ${r + 1} of ${runs}: ${timed.map((s) => `${s.precision}/${s.ep} ${s.times.at(-1)!.toFixed(0)} ms`).join(", ")}`);
+      log(`model bench: round ${r + 1}: ${timed.filter((s) => s.times.length === r + 1).map((s) => `${s.precision}/${s.ep} ${s.times.at(-1)!.toFixed(0)} ms`).join(", ")}`);
     }
   } finally {
     await Promise.all(timed.map((s) => s.session.release()));
@@ -165,11 +182,11 @@ export async function modelBench(options: { runs?: number; precisions?: string[]
     if (webgpu) row.webgpu = webgpu;
     return row;
   });
-  return { tokens: ids.length, rows, float16, ...(webgpuProblem ? { webgpuProblem } : {}) };
+  return { tokens: ids.length, rows, wasmHeap, float16, ...(webgpuProblem ? { webgpuProblem } : {}) };
 }
 
 export function modelBenchTable(bench: ModelBench): string {
-  const header = ["precision", "wasm tok/s", "vs f32", "webgpu tok/s", "vs f32", "weights", "ONNX model", "wasm session", "webgpu session"];
+  const header = ["precision", "wasm tok/s", "vs f32", "webgpu tok/s", "vs f32", "weights", "ONNX model", "webgpu session"];
   const cells = bench.rows.map((r) => [
     r.precision,
     r.wasm.tokensPerSecond.toFixed(0),
@@ -178,7 +195,6 @@ export function modelBenchTable(bench: ModelBench): string {
     r.webgpu ? r.webgpu.ratio.toFixed(2) : "-",
     formatMiB(r.weightBytes),
     formatMiB(r.onnxBytes),
-    formatMiB(r.wasm.sessionBytes),
     r.webgpu ? formatMiB(r.webgpu.sessionBytes) : "-",
   ]);
   const all = [header, ...cells];
@@ -187,7 +203,8 @@ export function modelBenchTable(bench: ModelBench): string {
   const title = `(g) stories260K evaluation (${bench.tokens} tokens, one causal pass) in onnxruntime-web 1 thread: wasm and WebGPU (Dawn) providers`;
   const notes = [
     ...Object.entries(bench.float16).map(([ep, mode]) => `f16 on ${ep}: ${float16ComputeNote(mode)}${mode === "float32" ? ", the fp16 values held as float32" : ""}`),
-    "ONNX model: the wasm session's; wasm session: growth of ORT's wasm memory while the session was made and first run; webgpu session: GPU buffers it holds",
+    `ONNX model: what the wasm session was given; webgpu session: GPU buffers the session holds after its first run`,
+    `ORT's wasm memory: ${formatMiB(bench.wasmHeap.after)} with all ${bench.rows.length * (bench.webgpuProblem ? 1 : 2)} sessions open (one heap for both providers${bench.wasmHeap.before ? `, ${formatMiB(bench.wasmHeap.before)} before the first` : ", made with the first"})`,
     ...(bench.webgpuProblem ? [`WebGPU provider not run: ${bench.webgpuProblem}`] : []),
   ];
   return [title, line(header), ...cells.map(line), ...notes].join("\n");
@@ -195,6 +212,7 @@ export function modelBenchTable(bench: ModelBench): string {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const precisions = process.env.QUANTLAB_BENCH_MODEL_PRECISIONS?.split(",");
-  console.log(modelBenchTable(await modelBench({ ...(precisions ? { precisions } : {}), log: (line) => process.stderr.write(`  ${line}\n`) })));
+  const wasmOnly = process.env.QUANTLAB_BENCH_MODEL_WASM_ONLY === "1";
+  console.log(modelBenchTable(await modelBench({ ...(precisions ? { precisions } : {}), wasmOnly, log: (line) => process.stderr.write(`  ${line}\n`) })));
   process.exit(0); // Dawn keeps the process alive
 }
