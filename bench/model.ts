@@ -105,7 +105,7 @@ interface Timed {
 export interface ModelBenchOptions {
   /** Timed runs per wasm session (5). */
   runs?: number;
-  /** Timed runs per WebGPU session (1: on Dawn in Node a 509-token run takes 30 s to minutes, see the README). */
+  /** Timed runs per WebGPU session (1: on Dawn in Node a 509-token run takes 10 s to a minute, see the README). */
   webgpuRuns?: number;
   precisions?: string[];
   /** Only the wasm provider. */
