@@ -17,7 +17,8 @@
  *      2048 tokens by default 1024 x 1024: QUANTLAB_BENCH_GPTQ_N=4096 for the issue's size)
  *  (f2) matrix multiply: bench/matmul-ort.ts (our WGSL matmul against onnxruntime-web's WebGPU MatMul in
  *      Chromium on the same adapter, on GPTQ's shapes; ours/ORT ratios).
- *  (g) the model run: bench/model.ts (stories260K's evaluation tokens/s per precision in onnxruntime-web).
+ *  (g) the model run: bench/model.ts (stories260K's evaluation tokens/s per precision in onnxruntime-web, on
+ *      the wasm and the WebGPU (Dawn) providers, with each session's memory).
  *
  * The shard is written to os.tmpdir() and deleted at the end. Caches are not dropped (that needs root
  * and would measure the disk, not the reader): the file is read once to warm the page cache, then both
@@ -357,7 +358,7 @@ try {
 
 // (g) the model run in onnxruntime-web.
 try {
-  console.log("\n" + modelBenchTable(await modelBench()));
+  console.log("\n" + modelBenchTable(await modelBench({ log: (line) => process.stderr.write(`  ${line}\n`) })));
 } catch (e) {
   console.log(`\n(g) model benchmark not run: ${(e as Error).message}`);
 }

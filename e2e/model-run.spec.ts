@@ -67,3 +67,39 @@ test("model run: a model folder with a bad config is refused by name and the loa
   await expect(panel.getByTestId("model-run-error")).toHaveCount(0);
   await rm(folder, { recursive: true, force: true });
 });
+
+test("model run: cancel stops an evaluation mid-text and one stuck in a long run, leaving no session open", async ({ page }) => {
+  test.setTimeout(240_000);
+  await page.goto("/");
+  const panel = page.getByTestId("model-run-panel");
+  await panel.getByTestId("model-run-load").click();
+  await expect(panel.getByTestId("model-run-name")).toHaveText("stories260K", { timeout: 30_000 });
+  const liveSessions = () => panel.evaluate((el) => (el as HTMLElement & { liveSessions(): Promise<number> }).liveSessions());
+  const busy = panel.getByTestId("model-run-busy");
+
+  // wasm: the run stops at its next chunk of tokens (or, when the cancel lands while a precision's weights
+  // are being encoded, once its session opens; src/model/evaluate.test.ts pins the chunk bound down).
+  await panel.getByTestId("model-run-provider").selectOption("wasm");
+  await panel.getByTestId("model-run-evaluate").click();
+  await expect(busy).toContainText(/tokens/, { timeout: 60_000 });
+  await panel.getByTestId("model-run-cancel").click();
+  await expect(panel.getByTestId("model-run-error")).toHaveText("Cancelled.", { timeout: 5_000 });
+  await expect(busy).toHaveCount(0);
+  expect(await liveSessions()).toBe(0);
+
+  // WebGPU on SwiftShader compiles its shaders for minutes inside the first run: the worker is ended instead.
+  await panel.getByTestId("model-run-provider").selectOption("webgpu");
+  await panel.getByTestId("model-run-evaluate").click();
+  await expect(busy).toContainText(/Running f32/, { timeout: 60_000 });
+  await panel.getByTestId("model-run-cancel").click();
+  await expect(panel.getByTestId("model-run-error")).toHaveText("Cancelled.", { timeout: 10_000 });
+  expect(await liveSessions()).toBe(0);
+
+  // A fresh worker loads the model again for the next run.
+  await panel.getByTestId("model-run-provider").selectOption("wasm");
+  for (const box of await panel.locator("input[data-precision]").all()) await box.uncheck();
+  await panel.locator('input[data-precision="q8_0"]').check();
+  await panel.getByTestId("model-run-evaluate").click();
+  await expect(panel.getByTestId("model-run-table").locator("tbody tr")).toHaveCount(2, { timeout: 120_000 });
+  expect(await liveSessions()).toBe(0);
+});

@@ -29,3 +29,18 @@ export function loadStories(): Promise<LoadedDecoder> {
   stories ??= loadModelDir(STORIES_DIR);
   return stories;
 }
+
+/** Largest |a - b| relative to the row's largest |reference| (logits near 0 have no meaningful relative error). */
+export function maxRowRelativeError(actual: Float32Array, reference: Float32Array, cols: number): number {
+  let worst = 0;
+  for (let r = 0; r < reference.length / cols; r++) {
+    let scale = 0;
+    let diff = 0;
+    for (let c = r * cols; c < (r + 1) * cols; c++) {
+      scale = Math.max(scale, Math.abs(reference[c]!));
+      diff = Math.max(diff, Math.abs(actual[c]! - reference[c]!));
+    }
+    worst = Math.max(worst, diff / scale);
+  }
+  return worst;
+}

@@ -11,6 +11,9 @@ export interface RunProgress {
   done: number;
   total: number;
   precision: string;
+  /** Within an evaluation: tokens of the text run so far at this precision, of all. */
+  tokensDone?: number;
+  tokens?: number;
 }
 
 export interface RunOptions {
@@ -51,6 +54,12 @@ export interface ModelRunWorkerApi {
   generate(prompt: string, tokens: number, sampling: Sampling, options: RunOptions, onProgress?: (p: RunProgress) => void): Promise<GenerationResult>;
   /** The chat rendered with the model's template (ChatML when it has none), as the model receives it. */
   renderChat(messages: ChatMessage[]): Promise<string>;
-  /** Stops the run in flight (between precisions); its sessions are released. */
+  /**
+   * Stops the run in flight at its next chunk of tokens (evaluation) or token (generation); its run rejects
+   * with a CancelledError and its sessions are released. A single onnxruntime run cannot be interrupted: the
+   * page ends the worker when the run does not stop soon after (model-run-panel.ts).
+   */
   cancel(): Promise<void>;
+  /** onnxruntime sessions open in the worker (none once a run has ended or was cancelled). */
+  liveSessions(): Promise<number>;
 }

@@ -1,7 +1,8 @@
 /**
  * The model-run worker: builds the decoder at each precision and runs it in onnxruntime-web (WebGPU
  * provider, wasm when there is no adapter or the user asks for it), off the page's thread. Sessions live
- * only while a run needs them (src/model/evaluate.ts releases each one); cancel stops between precisions.
+ * only while a run needs them (src/model/evaluate.ts releases each one); cancel stops a run at its next chunk
+ * of tokens or next token, and releases its session.
  */
 import * as Comlink from "comlink";
 import * as ort from "onnxruntime-web/webgpu";
@@ -11,7 +12,8 @@ import { renderChat } from "../src/model/chat-template.ts";
 import { evaluatePrecisions, generateAcrossPrecisions } from "../src/model/evaluate.ts";
 import { ModelInputError } from "../src/model/architecture.ts";
 import { loadDecoder, type LoadedDecoder, type ModelTextFiles } from "../src/model/load.ts";
-import type { ExecutionProvider } from "../src/model/session.ts";
+import { DecoderSession, float16ModeFor, type ExecutionProvider } from "../src/model/session.ts";
+import type { Float16Mode } from "../src/model/decoder-graph.ts";
 import type { ModelRunWorkerApi, RunOptions, RunProgress } from "./model-run-worker-api.ts";
 import { toWireError } from "./wire-error.ts";
 import { BUNDLED_MODEL, fetchText } from "./bundled.ts";
@@ -28,12 +30,13 @@ function current(): LoadedDecoder {
   return model;
 }
 
-/** WebGPU when asked and available, else wasm with the reason. */
-async function provider(asked: ExecutionProvider): Promise<{ ep: ExecutionProvider; fallbackReason?: string }> {
-  if (asked === "wasm") return { ep: "wasm" };
+/** WebGPU when asked and available, else wasm with the reason; and how f16 runs there (fp16 compute needs shader-f16). */
+async function provider(asked: ExecutionProvider): Promise<{ ep: ExecutionProvider; float16: Float16Mode; fallbackReason?: string }> {
+  if (asked === "wasm") return { ep: "wasm", float16: float16ModeFor("wasm", false) };
   const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
   const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
-  return adapter ? { ep: "webgpu" } : { ep: "wasm", fallbackReason: gpu ? "no WebGPU adapter" : "this browser has no WebGPU" };
+  if (adapter) return { ep: "webgpu", float16: float16ModeFor("webgpu", adapter.features.has("shader-f16")) };
+  return { ep: "wasm", float16: float16ModeFor("wasm", false), fallbackReason: gpu ? "no WebGPU adapter" : "this browser has no WebGPU" };
 }
 
 async function run<T>(options: RunOptions, onProgress: ((p: RunProgress) => void) | undefined, body: (settings: Parameters<typeof evaluatePrecisions>[3]) => Promise<T>): Promise<T & { executionProvider: ExecutionProvider; fallbackReason?: string }> {
@@ -41,15 +44,21 @@ async function run<T>(options: RunOptions, onProgress: ((p: RunProgress) => void
   const controller = new AbortController();
   running = controller;
   try {
-    const { ep, fallbackReason } = await provider(options.executionProvider);
+    const { ep, float16, fallbackReason } = await provider(options.executionProvider);
     calibrationText ??= fetchText(new URL("calibration.txt", BUNDLED));
     const m = current();
+    let last: RunProgress = { done: 0, total: options.precisions.length, precision: "" };
     const settings = {
       calibrationIds: m.tokenizer!.encode(await calibrationText).slice(0, m.arch.maxPositionEmbeddings),
       ort,
       executionProvider: ep,
+      float16,
       signal: controller.signal,
-      onProgress: (done: number, total: number, precision: string) => onProgress?.({ done, total, precision }),
+      onProgress: (done: number, total: number, precision: string) => {
+        last = { done, total, precision };
+        onProgress?.(last);
+      },
+      onStep: (tokensDone: number, tokens: number) => onProgress?.({ ...last, tokensDone, tokens }),
     };
     const result = await body(settings);
     return { ...result, executionProvider: ep, ...(fallbackReason ? { fallbackReason } : {}) };
@@ -141,6 +150,10 @@ const api: ModelRunWorkerApi = {
 
   async cancel() {
     running?.abort();
+  },
+
+  async liveSessions() {
+    return DecoderSession.live;
   },
 };
 

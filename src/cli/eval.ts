@@ -50,6 +50,8 @@ export interface EvalJson {
     top1_agree: number;
     weights_bytes: number;
     fallbacks: { tensor: string; to: string }[];
+    /** The f16 precision only: what it computes in on this provider. */
+    compute?: string;
   }[];
 }
 
@@ -67,6 +69,7 @@ export function evalJson(report: EvaluationReport): EvalJson {
       top1_agree: p.top1Agree,
       weights_bytes: p.weightsBytes,
       fallbacks: p.fallbacks.map((f) => ({ tensor: f.tensor, to: f.to })),
+      ...(p.compute ? { compute: p.compute } : {}),
     })),
   };
 }
@@ -85,7 +88,8 @@ export function evalTable(report: EvaluationReport): string {
     formatShare(p.top1Agree),
     fallbackSummary(p.fallbacks),
   ]);
-  return [`${report.tokens} tokens, ${report.executionProvider} provider; KL divergence and agreement against f32`, "", ...table(header, rows, 1), ""].join("\n");
+  const notes = report.precisions.filter((p) => p.compute).map((p) => `${p.name}: ${p.compute}`);
+  return [`${report.tokens} tokens, ${report.executionProvider} provider; KL divergence and agreement against f32`, "", ...table(header, rows, 1), ...notes, ""].join("\n");
 }
 
 function failure(command: string, io: CliIO, e: unknown): number {

@@ -19,13 +19,28 @@
  *               m = rmsnorm(x) * w_post;  x += down(silu(gate(m)) * up(m))
  *   logits = rmsnorm(x) * w_final, times the head (lm_head, or the embedding when tied)
  */
+import { f32ToF16Bits } from "../formats/float-bits.ts";
 import type { DecoderArchitecture } from "./architecture.ts";
 import { ONNX_TYPE, type OnnxAttributeValue, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from "./onnx-proto.ts";
 import type { LinearWeight, PreparedWeights } from "./precision.ts";
 
+/**
+ * How fp16 weights (the f16 precision's) reach the graph, by what the execution provider can do:
+ *  - "cast": float16 initializers, each Cast to float32 where it is used: fp16 weights, fp32 compute
+ *    (onnxruntime's wasm provider);
+ *  - "compute": the whole graph computes in float16 (weights, norms, attention, activations), with Casts
+ *    at its float32 inputs and outputs (past and present keys and values, logits, calibration outputs), for
+ *    providers that compute in fp16 (WebGPU with shader-f16);
+ *  - "float32": the fp16 values as float32 initializers, for providers that cannot hold a float16 tensor at
+ *    all (WebGPU without shader-f16): the same numbers, fp32 weights in memory.
+ */
+export type Float16Mode = "cast" | "compute" | "float32";
+
 export interface DecoderGraphOptions {
   /** Also output the input of every linear layer (GPTQ/AWQ calibration activations). */
   calibrationOutputs?: boolean;
+  /** "cast" by default (see Float16Mode). */
+  float16?: Float16Mode;
 }
 
 /** The calibration outputs of one layer, in the order of the linear layers they feed. */
@@ -35,14 +50,29 @@ export function calibrationOutputName(layer: number, point: (typeof CALIBRATION_
   return `layers.${layer}.${point}`;
 }
 
-/** The most negative float32, what transformers puts in masked attention scores. */
+/** The most negative float32, what transformers puts in masked attention scores (float16's in fp16). */
 const MASKED_SCORE = -3.4028234663852886e38;
+const MASKED_SCORE_F16 = -65504;
 
 class GraphBuilder {
   readonly nodes: OnnxNode[] = [];
   readonly initializers: OnnxTensor[] = [];
   private counter = 0;
   private constants = new Map<string, string>();
+
+  /** half: the graph computes in float16, so float constants and initializers are stored as float16. */
+  constructor(readonly half: boolean) {}
+
+  /** The element type the graph computes in. */
+  get computeType(): number {
+    return this.half ? ONNX_TYPE.float16 : ONNX_TYPE.float;
+  }
+
+  /** `value` as a float32 graph output `name` (a Cast when the graph computes in float16). */
+  output(value: string, name: string): void {
+    if (this.half) this.opTo("Cast", [value], [name], { to: ONNX_TYPE.float });
+    else this.opTo("Identity", [value], [name]);
+  }
 
   /** Adds a node and returns its (first) output name. */
   op(opType: string, inputs: readonly string[], attributes?: Record<string, OnnxAttributeValue>, domain?: string): string {
@@ -63,9 +93,10 @@ class GraphBuilder {
     return name;
   }
 
-  /** A float32 initializer; a second call with the same name reuses the first (the tied embedding/head). */
+  /** A float initializer in the compute type; a second call with the same name reuses the first (the tied embedding/head). */
   floats(name: string, dims: number[], values: Float32Array): string {
     if (this.initializers.some((t) => t.name === name)) return name;
+    if (this.half) return this.initializer(name, ONNX_TYPE.float16, dims, new Uint8Array(Uint16Array.from(values, f32ToF16Bits).buffer));
     return this.initializer(name, ONNX_TYPE.float, dims, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   }
 
@@ -82,7 +113,7 @@ class GraphBuilder {
     return name;
   }
 
-  /** A float32 scalar constant, shared by value. */
+  /** A float scalar constant in the compute type, shared by value. */
   scalar(value: number): string {
     const key = `f:${value}`;
     let name = this.constants.get(key);
@@ -97,7 +128,8 @@ class GraphBuilder {
 
 /** Builds the decoder graph for prepared weights (see the module comment for inputs and outputs). */
 export function buildDecoderGraph(arch: DecoderArchitecture, weights: PreparedWeights, options: DecoderGraphOptions = {}): OnnxModel {
-  const g = new GraphBuilder();
+  const float16 = options.float16 ?? "cast";
+  const g = new GraphBuilder(float16 === "compute");
   const { hiddenSize: H, numHeads, numKvHeads: KV, headDim: D, numLayers, vocabSize: V } = arch;
   const group = numHeads / KV;
   const tensor = (name: string) => {
@@ -108,13 +140,26 @@ export function buildDecoderGraph(arch: DecoderArchitecture, weights: PreparedWe
   const vector = (name: string) => g.floats(name, [tensor(name).shape[0]!], tensor(name).decoded as Float32Array);
   const linear = (x: string, name: string): string => {
     const t = tensor(name);
-    return applyLinear(g, x, name, t.weight, t.shape[0]!, t.shape[1]!);
+    const weight: LinearWeight = t.weight.kind === "float16" && float16 === "float32" ? { kind: "float", values: t.decoded } : t.weight;
+    return applyLinear(g, x, name, weight, t.shape[0]!, t.shape[1]!);
   };
   const withBias = (y: string, name: string) => (weights.tensors.has(name) ? g.op("Add", [y, vector(name)]) : y);
   const rmsNorm = (x: string, weightName: string): string => {
     const meanSquare = g.op("ReduceMean", [g.op("Mul", [x, x])], { axes: [-1], keepdims: 1 });
     const rms = g.op("Sqrt", [g.op("Add", [meanSquare, g.scalar(arch.rmsNormEps)])]);
     return g.op("Mul", [g.op("Div", [x, rms]), vector(weightName)]);
+  };
+
+  // Past keys and values enter as float32 (in the compute type from here on); presents leave as float32.
+  const pastOf = (name: string) => (g.half ? g.op("Cast", [name], { to: ONNX_TYPE.float16 }) : name);
+  const presentTo = (past: string, added: string, name: string): string => {
+    if (!g.half) {
+      g.opTo("Concat", [past, added], [name], { axis: 1 });
+      return name;
+    }
+    const present = g.op("Concat", [pastOf(past), added], { axis: 1 });
+    g.output(present, name);
+    return present;
   };
 
   const inputs: OnnxValueInfo[] = [{ name: "input_ids", elemType: ONNX_TYPE.int64, dims: ["sequence"] }];
@@ -140,7 +185,7 @@ export function buildDecoderGraph(arch: DecoderArchitecture, weights: PreparedWe
   // RoPE tables for the new positions: angle[s, i] = pos_s * theta^(-2i/D), duplicated for rotate_half.
   const invFreq = new Float32Array(D / 2);
   for (let i = 0; i < D / 2; i++) invFreq[i] = Math.pow(arch.ropeTheta, (-2 * i) / D);
-  const angles = g.op("Mul", [g.op("Unsqueeze", [g.op("Cast", [queryPos], { to: ONNX_TYPE.float }), g.ints([1])]), g.floats("rope_inv_freq", [1, D / 2], invFreq)]);
+  const angles = g.op("Mul", [g.op("Unsqueeze", [g.op("Cast", [queryPos], { to: g.computeType }), g.ints([1])]), g.floats("rope_inv_freq", [1, D / 2], invFreq)]);
   const fullAngles = g.op("Unsqueeze", [g.op("Concat", [angles, angles], { axis: -1 }), g.ints([1])]); // [S, 1, D]
   const cos = g.op("Cos", [fullAngles]);
   const sin = g.op("Sin", [fullAngles]);
@@ -156,16 +201,16 @@ export function buildDecoderGraph(arch: DecoderArchitecture, weights: PreparedWe
   const calibration = (layer: number, point: (typeof CALIBRATION_POINTS)[number], value: string, width: number) => {
     if (!options.calibrationOutputs) return;
     const name = calibrationOutputName(layer, point);
-    g.opTo("Identity", [value], [name]);
+    g.output(value, name);
     outputs.push({ name, elemType: ONNX_TYPE.float, dims: ["sequence", width] });
   };
 
   const embedding = tensor("model.embed_tokens.weight");
-  // An fp16 table is looked up in fp16 (the head's Cast shares it); other forms look up the decoded floats.
-  let x =
-    embedding.weight.kind === "float16"
-      ? g.op("Cast", [g.op("Gather", [float16Initializer(g, embedding.name, [V, H], embedding.weight.raw), "input_ids"], { axis: 0 })], { to: ONNX_TYPE.float })
-      : g.op("Gather", [g.floats(embedding.name, [V, H], embedding.decoded), "input_ids"], { axis: 0 });
+  // An fp16 table is looked up in fp16 (the head shares it); other forms look up the decoded floats.
+  const halfTable = embedding.weight.kind === "float16" && float16 !== "float32";
+  const table = halfTable && embedding.weight.kind === "float16" ? float16Initializer(g, embedding.name, [V, H], embedding.weight.raw) : g.floats(embedding.name, [V, H], embedding.decoded);
+  let x = g.op("Gather", [table, "input_ids"], { axis: 0 });
+  if (halfTable && !g.half) x = g.op("Cast", [x], { to: ONNX_TYPE.float });
   for (let l = 0; l < numLayers; l++) {
     const p = `model.layers.${l}.`;
     const a = rmsNorm(x, `${p}input_layernorm.weight`);
@@ -174,12 +219,12 @@ export function buildDecoderGraph(arch: DecoderArchitecture, weights: PreparedWe
     const q = g.op("Transpose", [rope(heads("q_proj", numHeads))], { perm: [1, 0, 2] }); // [H, S, D]
     const k = g.op("Transpose", [rope(heads("k_proj", KV))], { perm: [1, 0, 2] }); // [KV, S, D]
     const v = g.op("Transpose", [heads("v_proj", KV)], { perm: [1, 0, 2] });
-    g.opTo("Concat", [`past_key.${l}`, k], [`present_key.${l}`], { axis: 1 });
-    g.opTo("Concat", [`past_value.${l}`, v], [`present_value.${l}`], { axis: 1 });
+    const keys = presentTo(`past_key.${l}`, k, `present_key.${l}`);
+    const values = presentTo(`past_value.${l}`, v, `present_value.${l}`);
     const grouped = g.op("Reshape", [q, g.ints([KV, -1, D])]); // [KV, G*S, D]
-    const scores = g.op("Mul", [g.op("MatMul", [grouped, g.op("Transpose", [`present_key.${l}`], { perm: [0, 2, 1] })]), g.scalar(1 / Math.sqrt(D))]);
-    const probs = g.op("Softmax", [g.op("Where", [masked, g.scalar(MASKED_SCORE), scores])], { axis: -1 });
-    const context = g.op("Reshape", [g.op("MatMul", [probs, `present_value.${l}`]), g.ints([numHeads, -1, D])]); // [H, S, D]
+    const scores = g.op("Mul", [g.op("MatMul", [grouped, g.op("Transpose", [keys], { perm: [0, 2, 1] })]), g.scalar(1 / Math.sqrt(D))]);
+    const probs = g.op("Softmax", [g.op("Where", [masked, g.scalar(g.half ? MASKED_SCORE_F16 : MASKED_SCORE), scores])], { axis: -1 });
+    const context = g.op("Reshape", [g.op("MatMul", [probs, values]), g.ints([numHeads, -1, D])]); // [H, S, D]
     const attended = g.op("Reshape", [g.op("Transpose", [context], { perm: [1, 0, 2] }), g.ints([-1, numHeads * D])]);
     calibration(l, "o_proj_in", attended, numHeads * D);
     x = g.op("Add", [x, linear(attended, `${p}self_attn.o_proj.weight`)]);
@@ -193,7 +238,7 @@ export function buildDecoderGraph(arch: DecoderArchitecture, weights: PreparedWe
   }
   const final = rmsNorm(x, "model.norm.weight");
   const head = arch.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  g.opTo("Identity", [linear(final, head)], ["logits"]);
+  g.output(linear(final, head), "logits");
 
   return {
     opsets: [
@@ -211,7 +256,7 @@ function applyLinear(g: GraphBuilder, x: string, name: string, w: LinearWeight, 
       return g.op("Gemm", [x, g.floats(name, [out, inFeatures], w.values)], { transB: 1 });
     case "float16": {
       const half = float16Initializer(g, name, [out, inFeatures], w.raw);
-      return g.op("Gemm", [x, g.op("Cast", [half], { to: ONNX_TYPE.float })], { transB: 1 });
+      return g.op("Gemm", [x, g.half ? half : g.op("Cast", [half], { to: ONNX_TYPE.float })], { transB: 1 });
     }
     case "nbits": {
       const kBlocks = Math.ceil(inFeatures / w.blockSize);

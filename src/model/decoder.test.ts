@@ -1,27 +1,12 @@
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { evalIds, loadStories, ort, readF32, readJson, REFERENCE_DIR, referenceLogits } from "../../test/model-fixtures.ts";
+import { evalIds, loadStories, maxRowRelativeError, ort, readF32, readJson, REFERENCE_DIR, referenceLogits } from "../../test/model-fixtures.ts";
 import { buildDecoderGraph, CALIBRATION_POINTS, calibrationOutputName } from "./decoder-graph.ts";
 import { openPrecision } from "./evaluate.ts";
 import { encodeOnnxModel } from "./onnx-proto.ts";
 import { prepareWeights } from "./precision.ts";
 import { argmax, qualityOf } from "./quality.ts";
 import { DecoderSession } from "./session.ts";
-
-/** Largest |a - b| relative to the row's largest |reference| (logits near 0 have no meaningful relative error). */
-function maxRowRelativeError(actual: Float32Array, reference: Float32Array, cols: number): number {
-  let worst = 0;
-  for (let r = 0; r < reference.length / cols; r++) {
-    let scale = 0;
-    let diff = 0;
-    for (let c = r * cols; c < (r + 1) * cols; c++) {
-      scale = Math.max(scale, Math.abs(reference[c]!));
-      diff = Math.max(diff, Math.abs(actual[c]! - reference[c]!));
-    }
-    worst = Math.max(worst, diff / scale);
-  }
-  return worst;
-}
 
 describe("stories260K f32 in onnxruntime-web (wasm)", () => {
   it("reproduces the reference logits, perplexity and the linear layers' inputs", async () => {

@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { evalIds, loadStories, ort } from "../../test/model-fixtures.ts";
+import { evalIds, loadStories, maxRowRelativeError, ort } from "../../test/model-fixtures.ts";
 import { REPO_ROOT } from "../../test/shared-data.ts";
 import { getFormat } from "../quant/registry.ts";
-import { collectCalibration, evaluatePrecisions, generateAcrossPrecisions } from "./evaluate.ts";
+import { chunkedLogits, collectCalibration, EVAL_CHUNK_TOKENS, evaluatePrecisions, generateAcrossPrecisions, openPrecision } from "./evaluate.ts";
 import { prepareWeights } from "./precision.ts";
+import { argmax } from "./quality.ts";
+import { DecoderSession } from "./session.ts";
 
 describe("precisions of stories260K against f32", () => {
   it("orders KL divergence as the formats' weight error, counts memory and names the fallbacks", async () => {
@@ -84,5 +86,67 @@ describe("GPTQ and AWQ precisions", () => {
     // down_proj's rows of 172 are quantized per channel; the tied embedding stays f16.
     expect(gptq!.fallbacks.map((f) => f.to).sort()).toEqual(["f16", ...Array(5).fill("gptq4-channel")]);
     expect(awq!.fallbacks.find((f) => f.tensor === "model.embed_tokens.weight")!.to).toBe("f16");
+  });
+});
+
+describe("cancelling a run", () => {
+  it("stops an evaluation at the next chunk, rejects with AbortError and releases every session", async () => {
+    const model = await loadStories();
+    const ids = evalIds();
+    const chunks = Math.ceil(ids.length / EVAL_CHUNK_TOKENS);
+    expect(chunks).toBeGreaterThan(2);
+    const controller = new AbortController();
+    const steps: string[] = [];
+    let precision = "";
+    let stepsAfterAbort = 0;
+    const run = evaluatePrecisions(model, ids, ["q8_0", "q4_K"], {
+      ort,
+      executionProvider: "wasm",
+      signal: controller.signal,
+      onProgress: (_done, _total, name) => (precision = name),
+      onStep: (done) => {
+        if (controller.signal.aborted) stepsAfterAbort++;
+        steps.push(`${precision}:${done}`);
+        // Mid-session: after the first chunk of q8_0, with the session open and more chunks to run.
+        if (precision === "q8_0") controller.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ name: "AbortError" });
+    expect(steps).toEqual([...Array.from({ length: chunks }, (_, i) => `f32:${Math.min((i + 1) * EVAL_CHUNK_TOKENS, ids.length)}`), `q8_0:${EVAL_CHUNK_TOKENS}`]);
+    expect(stepsAfterAbort).toBe(0);
+    expect(DecoderSession.live).toBe(0);
+  });
+
+  it("stops a generation at the next token and releases its session", async () => {
+    const model = await loadStories();
+    const controller = new AbortController();
+    let picked = 0;
+    const pick = (logits: Float32Array) => {
+      if (++picked === 3) controller.abort();
+      return argmax(logits);
+    };
+    const { session } = await openPrecision(model, "q8_0", { ort, executionProvider: "wasm" });
+    try {
+      await expect(session.generate(evalIds().slice(0, 8), 40, pick, [], controller.signal)).rejects.toMatchObject({ name: "AbortError" });
+      expect(picked).toBe(3);
+    } finally {
+      await session.release();
+    }
+    const aborted = AbortSignal.abort();
+    await expect(generateAcrossPrecisions(model, [1], 4, { kind: "greedy" }, ["q8_0"], { ort, executionProvider: "wasm", signal: aborted })).rejects.toMatchObject({ name: "AbortError" });
+    expect(DecoderSession.live).toBe(0);
+  });
+
+  it("gives the one pass's logits in chunks", async () => {
+    const model = await loadStories();
+    const ids = evalIds();
+    const { session } = await openPrecision(model, "f32", { ort, executionProvider: "wasm" });
+    try {
+      const whole = (await session.forward(ids)).logits;
+      const chunked = await chunkedLogits(session, ids, { chunkTokens: 100 });
+      expect(maxRowRelativeError(chunked, whole, model.arch.vocabSize)).toBeLessThan(1e-5);
+    } finally {
+      await session.release();
+    }
   });
 });

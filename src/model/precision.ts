@@ -21,6 +21,7 @@ import { calibratedBytes, calibratedMethod, calibratedQuantize, methodName, type
 import { calibrationStats } from "../quant/hessian.ts";
 import { getFormat } from "../quant/registry.ts";
 import { isQuantizable, ModelInputError } from "./architecture.ts";
+import { awqFold, type AwqFolding } from "./awq-fold.ts";
 import type { DecoderWeights, NamedTensor } from "./weights.ts";
 
 export const FULL_PRECISION = "f32";
@@ -97,12 +98,15 @@ export interface PrepareOptions {
   calibration?: Map<string, Float32Array>;
   /** gptq/awq precisions: tensors kept float32 as given (what an export leaves unconverted), by name. */
   keepFloat?: ReadonlySet<string>;
+  /** AWQ's scales folded into the norms and linear rows before each layer (default true); false divides them
+   *  back out of the weights instead (the same function, for checking the folding; see awq-fold.ts). */
+  foldAwqScales?: boolean;
 }
 
 /** Encodes every tensor of `weights` at `precision` (see the module comment). */
 export function prepareWeights(weights: DecoderWeights, precision: string, options: PrepareOptions = {}): PreparedWeights {
   const calibrated = calibratedMethod(precision);
-  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration, options.keepFloat);
+  if (calibrated) return prepareCalibrated(weights, precision, calibrated, options.calibration, options.keepFloat, options.foldAwqScales ?? true);
   const nbits = options.matMulNBits ?? true;
   const requested = precisionFormat(precision);
   const tensors = new Map<string, PreparedTensor>();
@@ -225,10 +229,11 @@ export function calibratedGroup(cols: number, group: number): number {
 
 /**
  * GPTQ, AWQ or AWQ+GPTQ (src/quant/calibrated.ts) on every linear layer of the decoder, from its inputs on a
- * calibration text; their dequantized weights go into the graph. AWQ's result is q = (quantized W*s) / s, the
- * same function as folding s into the operation before the layer (x W^T = (x / s)(W s)^T), up to float
- * rounding. Rows the group does not divide are quantized per channel; the embedding (and the tied head),
- * which these methods leave alone, is kept in f16. Memory is what the setting stores (calibratedBytes).
+ * calibration text; their dequantized weights go into the graph. AWQ puts its quantized W*s there, with 1/s
+ * folded into the norm or linear layer before each layer (awq-fold.ts), unless foldAwq is false or keepFloat
+ * holds a tensor the folding changes (then q = (quantized W*s) / s, the same function up to float rounding).
+ * Rows the group does not divide are quantized per channel; the embedding (and the tied head), which these
+ * methods leave alone, is kept in f16. Memory is what the setting stores (calibratedBytes).
  */
 function prepareCalibrated(
   weights: DecoderWeights,
@@ -236,8 +241,18 @@ function prepareCalibrated(
   m: CalibratedMethod,
   calibration: Map<string, Float32Array> | undefined,
   keepFloat: ReadonlySet<string> = new Set(),
+  foldAwq = true,
 ): PreparedWeights {
   if (!calibration) throw new ModelInputError(`${precision} needs calibration activations (the inputs of every linear layer on a calibration text)`);
+  let awq: AwqFolding | undefined;
+  try {
+    if (m.method === "awq") awq = awqFold(weights, calibration, m);
+  } catch (e) {
+    if (isQuantInputError(e)) throw new ModelInputError(`${precision}: ${e.message}`);
+    throw e;
+  }
+  // A tensor kept as given cannot take a scale: with any of the folded ones kept, the scales are divided back out.
+  const fold = foldAwq && ![...keepFloat].some((n) => awq?.linear.has(n) || awq?.vectors.has(n));
   const tensors = new Map<string, PreparedTensor>();
   const fallbacks: TensorFallback[] = [];
   let weightBytes = 0;
@@ -245,7 +260,9 @@ function prepareCalibrated(
   for (const t of weights.values()) {
     let prepared: PreparedTensor;
     const activations = calibration.get(t.name);
-    if (!isQuantizable(t.shape) || keepFloat.has(t.name)) prepared = floatTensor(t);
+    const folded = awq?.vectors.get(t.name);
+    if (folded && fold) prepared = floatTensor({ ...t, values: folded });
+    else if (!isQuantizable(t.shape) || keepFloat.has(t.name)) prepared = floatTensor(t);
     else if (!activations) {
       const reason = `${methodName(m.method)} quantizes the decoder's linear layers only`;
       prepared = { ...encodeTensor(t, getFormat("f16"), [], false), fallbackReason: reason };
@@ -253,18 +270,27 @@ function prepareCalibrated(
     } else {
       const [rows, cols] = t.shape as [number, number];
       const shape = { rows, cols };
-      const stats = calibrationStats(activations, cols, { clipSample: m.method !== "gptq" });
-      let r;
-      try {
-        r = calibratedQuantize(t.values, shape, stats, m);
-      } catch (e) {
-        if (isQuantInputError(e)) throw new ModelInputError(`tensor "${t.name}": ${e.message}`);
-        throw e;
+      const awqLayer = awq?.linear.get(t.name);
+      let q: Float32Array;
+      let group: number;
+      if (awqLayer) {
+        q = fold ? awqLayer.folded : awqLayer.unfolded;
+        group = awqLayer.grouped ? m.group : -1;
+      } else {
+        const stats = calibrationStats(activations, cols, { clipSample: m.method !== "gptq" });
+        try {
+          const r = calibratedQuantize(t.values, shape, stats, m);
+          q = r.q;
+          group = r.group;
+        } catch (e) {
+          if (isQuantInputError(e)) throw new ModelInputError(`tensor "${t.name}": ${e.message}`);
+          throw e;
+        }
       }
-      const fits = r.group === m.group;
+      const fits = group === m.group;
       if (!fits) fallbacks.push({ tensor: t.name, from: precision, to: channelId, reason: `rows of ${cols} weights are not a multiple of the group size ${m.group}` });
-      const bytes = calibratedBytes(m, shape, r.group);
-      prepared = { name: t.name, shape: t.shape, format: fits ? precision : channelId, bytes, weight: { kind: "float", values: r.q }, decoded: r.q };
+      const bytes = calibratedBytes(m, shape, group);
+      prepared = { name: t.name, shape: t.shape, format: fits ? precision : channelId, bytes, weight: { kind: "float", values: q }, decoded: q };
     }
     tensors.set(t.name, prepared);
     weightBytes += prepared.bytes;

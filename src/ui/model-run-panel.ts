@@ -10,12 +10,16 @@ import * as Comlink from "comlink";
 import { LitElement, css, html, nothing } from "lit";
 import { formatBytes, formatMeasure, formatShare } from "../common/format.ts";
 import type { ChatMessage } from "../model/chat-template.ts";
+import type { Float16Mode } from "../model/decoder-graph.ts";
 import { fallbackSummary } from "../model/precision.ts";
 import type { ExecutionProvider } from "../model/session.ts";
 import type { EvaluationResult, GenerationResult, ModelRunWorkerApi, RunProgress } from "../../workers/model-run-worker-api.ts";
 import { CancelledError, fromWireError } from "../../workers/wire-error.ts";
 import { LangController, localized } from "./i18n.ts";
 import { filePickerStyles, panelStyles } from "./styles.ts";
+
+/** How long a cancelled run may take to stop by itself before its worker is ended. */
+const CANCEL_GRACE_MS = 2000;
 
 /** Every string the panel shows, in both languages (src/ui/i18n.ts). */
 export const MODEL_RUN_STRINGS = localized(
@@ -34,9 +38,11 @@ export const MODEL_RUN_STRINGS = localized(
     evaluate: "Evaluate",
     cancel: "Cancel",
     cancelled: "Cancelled.",
-    running: (p: RunProgress) => (p.precision ? `Running ${p.precision} (${p.done + 1} of ${p.total})…` : "Finishing…"),
+    running: (p: RunProgress) =>
+      p.precision ? `Running ${p.precision} (${p.done + 1} of ${p.total})${p.tokens ? `, ${p.tokensDone} of ${p.tokens} tokens` : ""}…` : "Finishing…",
     ranOn: (ep: string, tokens: number) => `${tokens} tokens on the ${ep} provider; KL divergence and agreement against f32.`,
     fellBack: (why: string) => `WebGPU was not used: ${why}.`,
+    float16: (mode: Float16Mode): string => (mode === "compute" ? "f16 computes in fp16 here." : "f16: fp16 weights, fp32 compute (this provider has no fp16)."),
     columns: ["precision", "weights", "ppl", "Δppl", "KLD mean", "median", "p99", "max", "top-1 = f32", "fallbacks"],
     chartTitle: "Weight memory (bar) and mean KL divergence from f32",
     prompt: "Prompt",
@@ -68,9 +74,11 @@ export const MODEL_RUN_STRINGS = localized(
     evaluate: "评测",
     cancel: "取消",
     cancelled: "已取消。",
-    running: (p: RunProgress) => (p.precision ? `正在运行 ${p.precision}（第 ${p.done + 1} 个，共 ${p.total} 个）…` : "即将完成…"),
+    running: (p: RunProgress) =>
+      p.precision ? `正在运行 ${p.precision}（第 ${p.done + 1} 个，共 ${p.total} 个${p.tokens ? `；${p.tokensDone}/${p.tokens} 个词元` : ""}）…` : "即将完成…",
     ranOn: (ep: string, tokens: number) => `${tokens} 个词元，后端 ${ep}；KL 散度与一致率均相对于 f32。`,
     fellBack: (why: string) => `未使用 WebGPU：${why}。`,
+    float16: (mode: Float16Mode) => (mode === "compute" ? "f16 在此以 fp16 计算。" : "f16：fp16 权重，fp32 计算（此后端不支持 fp16）。"),
     columns: ["精度", "权重", "困惑度", "Δ困惑度", "KL 均值", "中位数", "p99", "最大值", "top-1 与 f32 一致", "回退"],
     chartTitle: "权重内存（条形）与相对 f32 的平均 KL 散度",
     prompt: "提示词",
@@ -124,6 +132,12 @@ export class ModelRunPanel extends LitElement {
   private readonly langController = new LangController(this);
   private worker: Worker | undefined;
   private api: Comlink.Remote<ModelRunWorkerApi> | undefined;
+  /** What the worker has loaded, so a fresh worker (after a cancel that had to end one) can load it again. */
+  private source: { bundled: true } | { files: File[] } | undefined;
+  /** Rejects the task in flight with a CancelledError (when its worker had to be ended). */
+  private abandon: (() => void) | undefined;
+  /** Counts tasks, so a cancel's timer acts only on the task it was given for. */
+  private taskCount = 0;
 
   constructor() {
     super();
@@ -212,30 +226,62 @@ export class ModelRunPanel extends LitElement {
   override disconnectedCallback(): void {
     super.disconnectedCallback();
     // Ending the worker frees its onnxruntime sessions and the model.
-    this.worker?.terminate();
-    this.worker = undefined;
-    this.api = undefined;
+    this.endWorker();
+    this.source = undefined;
     this.loaded = false;
   }
 
-  private remote(): Comlink.Remote<ModelRunWorkerApi> {
+  private endWorker(): void {
+    this.worker?.terminate();
+    this.worker = undefined;
+    this.api = undefined;
+  }
+
+  /** The worker, started when there is none; a restarted one first loads the model the last one had. */
+  private async remote(): Promise<Comlink.Remote<ModelRunWorkerApi>> {
     if (!this.api) {
       this.worker = new Worker(new URL("../../workers/model-run-worker.ts", import.meta.url), { type: "module" });
-      this.api = Comlink.wrap<ModelRunWorkerApi>(this.worker);
+      const api = Comlink.wrap<ModelRunWorkerApi>(this.worker);
+      this.api = api;
+      const source = this.source;
+      if (source) await ("files" in source ? api.loadFiles(source.files) : api.loadBundled());
     }
     return this.api;
+  }
+
+  /** onnxruntime sessions open in the worker (0 without one): for tests, which check a cancel leaks none. */
+  async liveSessions(): Promise<number> {
+    return this.api ? this.api.liveSessions() : 0;
+  }
+
+  /**
+   * Cancel asks the worker to stop at its next chunk or token. One onnxruntime run cannot be interrupted, and
+   * on WebGPU a first run compiles its shaders for a long while: when the task has not ended after
+   * CANCEL_GRACE_MS, the worker is ended (which frees its sessions) and the task ends as cancelled.
+   */
+  private cancel(): void {
+    const task = this.taskCount;
+    void this.api?.cancel();
+    setTimeout(() => {
+      if (!this.busy || this.taskCount !== task) return;
+      this.endWorker();
+      this.abandon?.();
+    }, CANCEL_GRACE_MS);
   }
 
   private async task(label: string, body: (api: Comlink.Remote<ModelRunWorkerApi>) => Promise<void>): Promise<void> {
     this.busy = label;
     this.error = undefined;
     this.progress = undefined;
+    this.taskCount++;
+    const abandoned = new Promise<never>((_, reject) => (this.abandon = () => reject(new CancelledError("cancelled"))));
     try {
-      await body(this.remote());
+      await Promise.race([this.remote().then(body), abandoned]);
     } catch (e) {
       const err = fromWireError(e);
       this.error = err instanceof CancelledError ? { cancelled: true } : { message: err.message, kept: (e as { kept?: boolean }).kept === true };
     } finally {
+      this.abandon = undefined;
       this.busy = undefined;
       this.progress = undefined;
     }
@@ -246,6 +292,7 @@ export class ModelRunPanel extends LitElement {
       const info = await api.loadBundled();
       this.text ||= info.evalText;
       this.modelName = info.name;
+      this.source = { bundled: true };
       this.loaded = true;
     });
   }
@@ -258,6 +305,7 @@ export class ModelRunPanel extends LitElement {
       try {
         const info = await api.loadFiles(files);
         this.modelName = info.name;
+        this.source = { files };
         this.loaded = true;
       } catch (e) {
         // The worker kept the model it had: say so next to the error.
@@ -317,7 +365,7 @@ export class ModelRunPanel extends LitElement {
       ${this.busy
         ? html`<p class="muted" data-testid="model-run-busy">
             ${this.progress ? s.running(this.progress) : this.busy}
-            <button type="button" data-testid="model-run-cancel" @click=${() => this.api?.cancel()}>${s.cancel}</button>
+            <button type="button" data-testid="model-run-cancel" @click=${() => this.cancel()}>${s.cancel}</button>
           </p>`
         : nothing}
       ${this.error
@@ -377,6 +425,7 @@ export class ModelRunPanel extends LitElement {
     const maxBytes = Math.max(...r.precisions.map((p) => p.weightsBytes));
     return html`<p class="muted" data-testid="model-run-summary">
         ${s.ranOn(r.executionProvider, r.tokens)} ${r.fallbackReason ? s.fellBack(r.fallbackReason) : nothing}
+        ${r.precisions.some((p) => p.compute) ? html`<span data-testid="float16-note">${s.float16(r.float16)}</span>` : nothing}
       </p>
       <div class="table-wrap">
       <table data-testid="model-run-table">
