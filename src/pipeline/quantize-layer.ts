@@ -7,7 +7,6 @@
  * calibratedBytes) and, when the layer has calibration activations, the output error on them and on the
  * held-out tokens, for every format, with the activations' source.
  */
-import { DTYPE_BYTES } from "../formats/dtypes.ts";
 import { tensorRowLayout } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import { calibratedBytes, calibratedMethod, methodName, type CalibratedMethod } from "../quant/calibrated.ts";
