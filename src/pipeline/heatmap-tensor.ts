@@ -51,7 +51,7 @@ export type HeatmapPanel =
       /** Why it ran on the CPU, when it did. */
       why?: string;
       /** GPTQ / AWQ: where the activations came from ("model run on calibration.txt, ..." or synthetic). */
-      calibration?: { kind: CalibrationKind; label: string };
+      calibration?: { kind: CalibrationKind; tokens: number; label: string };
       cells: HeatmapCells;
       /** The view's weights (weights panel) or errors y - x, on src/quant/heatmap.ts's log-magnitude bins. */
       histogram: Float64Array;
@@ -95,7 +95,7 @@ interface PanelRun {
   why?: string;
   failure?: FormatFailure;
   rowsOnGpu: number;
-  calibration?: { kind: CalibrationKind; label: string };
+  calibration?: { kind: CalibrationKind; tokens: number; label: string };
 }
 
 function describeError(e: unknown): string {
@@ -294,7 +294,7 @@ async function calibratedPanel(
   let result;
   try {
     result = await calibratedTensor(tensor, run.calibratedId!, signal, calibration);
-    run.calibration = { kind: result.calibration.kind, label: result.calibration.label };
+    run.calibration = { kind: result.calibration.kind, tokens: result.calibration.tokens, label: result.calibration.label };
   } catch (e) {
     if (!isQuantInputError(e)) throw e;
     run.failure = { problem: e.problem, message: e.withTensor(tensor.name).message };
