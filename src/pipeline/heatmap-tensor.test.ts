@@ -166,7 +166,7 @@ describe("heatmapTensor with GPTQ / AWQ (synthetic calibration)", () => {
     const withModel = await heatmapTensor(t, ["gptq4-g32"], view, { cols: 64, rows: 172 }, { calibration: async () => real });
     const panel = withModel.panels[1]!;
     if (!panel.ok) throw new Error(panel.error.message);
-    expect(panel.calibration).toEqual({ kind: "model", label: "model run on a test text, 300 tokens (+100 held out)" });
+    expect(panel.calibration).toEqual({ kind: "model", tokens: 300, label: "model run on a test text, 300 tokens (+100 held out)" });
     expect(panel.why).toMatch(/calibrated on the model run on a test text/);
     const onReal = await calibratedTensor(t, "gptq4-g32", undefined, real);
     expect(heatmapValues(panel.cells, "signed", "mean")[5 * 64 + 7]).toBe(Math.fround(onReal.q[5 * 64 + 7]! - x[5 * 64 + 7]!));
