@@ -4,7 +4,8 @@
  *    exactly our quantizer's codes and zero points times its scales rounded to float16 (the stored dtype);
  *  - GPTQ: the checkpoint, dequantized and run through the lab's ONNX graph, scores the evaluation text as the
  *    lab's gptq4 run with the same layers quantized (the rest float);
- *  - AWQ: the folded checkpoint (norms / s, W*s) computes the same function as its layers unfolded;
+ *  - AWQ: the folded checkpoint (norms / s, W*s) computes the same function as its layers unfolded, and holds
+ *    the lab's awq precision's weights where both quantize a layer set;
  *  - ONNX: the written file in a fresh onnxruntime-web session gives the in-memory session's logits.
  */
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -16,6 +17,7 @@ import { readTensorBytes } from "../formats/model.ts";
 import { readSafetensors, type SafetensorsFile } from "../formats/safetensors.ts";
 import { collectCalibration, openPrecision, precisionModel } from "../model/evaluate.ts";
 import type { LoadedDecoder } from "../model/load.ts";
+import { prepareWeights } from "../model/precision.ts";
 import { qualityOf } from "../model/quality.ts";
 import { DecoderSession, type OrtModule } from "../model/session.ts";
 import type { DecoderWeights } from "../model/weights.ts";
@@ -208,6 +210,16 @@ describe("quantlab export --to awq", () => {
     expect(s).toBeDefined();
     expect(ours.awqScales.has("model.layers.0.self_attn.v_proj.weight")).toBe(false);
     expect(exported.get(norm)!.values).toEqual(model.weights.get(norm)!.values.map((v, c) => Math.fround(v / s[c]!)));
+
+    // The lab's awq4-g32 precision runs the same folding (one implementation): where the layout took every layer
+    // of a set (q/k/v, and o with s = 1), its graph holds exactly the checkpoint's weights before the fp16 rounding
+    // of the scales, and the same folded norms. gate/up (172 rows, not a multiple of 8) stay float in the
+    // checkpoint but are quantized per the lab's rules, so their set differs.
+    const lab = prepareWeights(model.weights, "awq4-g32", { calibration });
+    const sameSets = ours.layers.filter((q) => /self_attn/.test(q.module));
+    expect(sameSets.length).toBe(4 * model.arch.numLayers);
+    for (const q of sameSets) expect(lab.tensors.get(`${q.module}.weight`)!.decoded, q.module).toEqual(q.dequantized);
+    expect(lab.tensors.get(norm)!.decoded).toEqual(exported.get(norm)!.values);
 
     // Unfolded: the original norms, and each layer's columns divided back by its set's s.
     const unfolded: DecoderWeights = new Map(exported);

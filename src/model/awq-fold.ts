@@ -1,23 +1,22 @@
 /**
- * AWQ on a LLaMA-style decoder with its scales folded into the operation before each linear layer, as
- * AutoAWQ applies them to a block (x W^T = (x / s)(W s)^T):
- *   input_layernorm -> q_proj, k_proj, v_proj   one s for the three, searched on their rows together
- *   v_proj -> o_proj                             1/s into v's rows (and bias); only when v's rows are
- *                                                o's columns (no grouped-query attention), as AutoAWQ
- *   post_attention_layernorm -> gate_proj, up_proj   one s for the two
- *   up_proj -> down_proj                         1/s into up's rows (silu(gate) * up is linear in up)
- * The layers whose 1/s goes into another linear layer (o, down) are searched first and their 1/s divided
- * into that layer's rows before it is searched and quantized, so every layer is quantized as the folded
- * graph computes with it. The graph then holds the quantized W*s, the norm weights divided by s, and no
- * other trace of AWQ. An o_proj that cannot fold (grouped-query attention) keeps qScaled / s, its
- * dequantized weight, as AutoAWQ leaves it unscaled.
+ * AWQ on a LLaMA-style decoder as AutoAWQ applies it to each block: one scale vector s per set of layers
+ * reading the same input, folded into the operation before them (x W^T = (x / s)(W s)^T):
+ *   input_layernorm -> q_proj, k_proj, v_proj       norm weight / s
+ *   v_proj -> o_proj                                v's rows (and bias) / s; only when v's rows are o's
+ *                                                   columns (no grouped-query attention), else o keeps s = 1
+ *   post_attention_layernorm -> gate_proj, up_proj  norm weight / s
+ *   up_proj -> down_proj                            up's rows / s (silu(gate) * up is linear in up)
+ * As AutoAWQ, every set's scale search runs on the block's original weights (one search over the set's rows
+ * together: their summed output error on the shared input), then the scales are applied and each layer is
+ * clipped and quantized as the folded model holds it: rows divided by the next set's s, columns times its own.
  *
- * `unfolded` gives the same function with every scale divided back out of the weights (qScaled / s on
- * the columns, times the next layer's s on the rows) and the norms untouched: what the folding is checked
- * against.
+ * This is the one implementation of the folding: the lab's awq precision (awqFold, its folded graph and the
+ * same function with the scales divided back out) and the AutoAWQ checkpoint export
+ * (src/pipeline/export-quantized.ts, which passes the packing layout's shape rules as `layerProblem`) read it.
  */
-import { awqQuantize } from "../quant/awq.ts";
-import { calibrationStats } from "../quant/hessian.ts";
+import { awqFinish, awqSearch, type AwqResult, type AwqSearch } from "../quant/awq.ts";
+import { calibrationStats, type CalibrationStats } from "../quant/hessian.ts";
+import { groupFor } from "../quant/calibrated.ts";
 import type { DecoderWeights } from "./weights.ts";
 
 const fr = Math.fround;
@@ -32,43 +31,139 @@ export interface AwqFoldSettings {
   sym?: boolean;
 }
 
-export interface AwqFoldedLinear {
-  /** The weight as the folded graph computes with it, [rows, cols]. */
-  folded: Float32Array;
-  /** The same layer with the scales divided back out (the norms untouched). */
-  unfolded: Float32Array;
-  /** False when the group did not divide the rows (quantized per channel). */
-  grouped: boolean;
+export interface AwqDecoderSettings extends AwqFoldSettings {
+  /**
+   * Why a layer of rows x cols cannot be quantized (a checkpoint layout's shape rules), or undefined. Such a
+   * layer stays float (still rescaled by the folding); a set with any such member keeps s = 1. By default
+   * every layer can (rows the group does not divide are quantized per channel).
+   */
+  layerProblem?: (rows: number, cols: number) => string | undefined;
 }
 
-export interface AwqFolding {
-  linear: Map<string, AwqFoldedLinear>;
-  /** The 1-D tensors scales were folded into (norm weights, v's bias): their folded values. */
+export interface AwqDecoderLayer {
+  rows: number;
+  cols: number;
+  /** The group it was quantized with: the requested one, or -1 (per channel) where that does not divide its rows. */
+  group: number;
+  /** Its set's s, multiplied into its columns; undefined for s = 1. */
+  colScale?: Float32Array;
+  /** The next set's s, divided out of its rows (folded into this layer); undefined when none. */
+  rowDivisor?: Float32Array;
+  /** The quantization of the folded weights (qScaled: what a checkpoint stores); undefined with `problem`. */
+  result?: AwqResult;
+  problem?: string;
+  /** With `problem`: the float weights as the folded model holds them. */
+  float?: Float32Array;
+}
+
+export interface AwqDecoder {
+  /** Every decoder linear layer, by weight name. */
+  layers: Map<string, AwqDecoderLayer>;
+  /** The 1-D tensors scales were folded into (norm weights, biases of rows that carry 1/s): their folded values. */
   vectors: Map<string, Float32Array>;
+  /** Each folded s, by the weight name of the operation it is folded into. */
+  scales: Map<string, Float32Array>;
+  warnings: string[];
 }
 
-interface Quantized {
-  qScaled: Float32Array;
-  scales: Float32Array;
-  grouped: boolean;
+interface ScaleSet {
+  /** The operation s is folded into: a norm weight or a linear layer's weight (its rows); undefined keeps s = 1. */
+  prev: string | undefined;
+  linears: string[];
 }
 
-function quantize(values: Float32Array, rows: number, cols: number, activations: Float32Array, settings: AwqFoldSettings): Quantized {
-  const grouped = cols % settings.group === 0;
-  const stats = calibrationStats(activations, cols, { clipSample: true });
-  const r = awqQuantize(values, { rows, cols }, stats, { bits: settings.bits, group: grouped ? settings.group : -1, clip: settings.clip ?? true, zeroPoint: !settings.sym });
-  return { qScaled: r.qScaled, scales: r.scales, grouped };
+function scaleSets(weights: DecoderWeights, l: number): ScaleSet[] {
+  const p = `model.layers.${l}.`;
+  const attn = (n: string) => `${p}self_attn.${n}.weight`;
+  const mlp = (n: string) => `${p}mlp.${n}.weight`;
+  const vFeedsO = weights.get(attn("v_proj"))!.shape[0] === weights.get(attn("o_proj"))!.shape[1];
+  return [
+    { prev: `${p}input_layernorm.weight`, linears: [attn("q_proj"), attn("k_proj"), attn("v_proj")] },
+    { prev: vFeedsO ? attn("v_proj") : undefined, linears: [attn("o_proj")] },
+    { prev: `${p}post_attention_layernorm.weight`, linears: [mlp("gate_proj"), mlp("up_proj")] },
+    { prev: mlp("up_proj"), linears: [mlp("down_proj")] },
+  ];
 }
 
-/** values [rows, cols] with column c divided by colScale[c] and row r multiplied by rowScale[r]. */
-function rescale(values: Float32Array, cols: number, colDivisor?: Float32Array, rowFactor?: Float32Array): Float32Array {
-  const out = new Float32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const r = Math.floor(i / cols);
-    let v = values[i]!;
-    if (colDivisor) v = fr(v / colDivisor[i % cols]!);
-    if (rowFactor) v = fr(v * rowFactor[r]!);
-    out[i] = v;
+/** AWQ of every decoder layer of `weights` with folded scales (module comment). `calibration`: each linear layer's input, by weight name. */
+export function awqDecoder(weights: DecoderWeights, calibration: Map<string, Float32Array>, settings: AwqDecoderSettings): AwqDecoder {
+  const out: AwqDecoder = { layers: new Map(), vectors: new Map(), scales: new Map(), warnings: [] };
+  const statsCache = new Map<Float32Array, CalibrationStats>();
+  const statsOf = (name: string, cols: number) => {
+    const x = calibration.get(name);
+    if (!x) throw new RangeError(`no calibration activations for ${name}`);
+    let s = statsCache.get(x);
+    if (!s) statsCache.set(x, (s = calibrationStats(x, cols, { clipSample: true })));
+    return s;
+  };
+  const base = { bits: settings.bits, clip: settings.clip ?? true, zeroPoint: !(settings.sym ?? false) };
+
+  for (let l = 0; weights.has(`model.layers.${l}.self_attn.q_proj.weight`); l++) {
+    // 1. Every set's search, on the original weights.
+    const found = new Map<string, { search: AwqSearch; rowOffset: number; group: number }>();
+    const colScale = new Map<string, Float32Array>();
+    const rowDivisor = new Map<string, Float32Array>();
+    const problems = new Map<string, string>();
+    for (const set of scaleSets(weights, l)) {
+      const members = set.linears.map((n) => weights.get(n)!);
+      const cols = members[0]!.shape[1]!;
+      for (const t of members) {
+        const problem = settings.layerProblem?.(t.shape[0]!, cols);
+        if (problem) problems.set(t.name, problem);
+      }
+      if (members.every((t) => problems.has(t.name))) continue;
+      const folds = set.prev !== undefined && !members.some((t) => problems.has(t.name));
+      const rows = members.reduce((s, t) => s + t.shape[0]!, 0);
+      const stacked = new Float32Array(rows * cols);
+      let at = 0;
+      for (const t of members) {
+        stacked.set(t.values, at * cols);
+        at += t.shape[0]!;
+      }
+      const group = groupFor(settings, cols);
+      const search = awqSearch(stacked, { rows, cols }, statsOf(set.linears[0]!, cols), { ...base, group, searchScales: folds });
+      at = 0;
+      for (const t of members) {
+        found.set(t.name, { search, rowOffset: at, group });
+        at += t.shape[0]!;
+      }
+      if (!folds) continue;
+      const prev = set.prev!;
+      out.scales.set(prev, search.scales);
+      for (const n of set.linears) colScale.set(n, search.scales);
+      const prevTensor = weights.get(prev)!;
+      if (prevTensor.shape.length === 2) rowDivisor.set(prev, search.scales);
+      else out.vectors.set(prev, divideRows(prevTensor.values, 1, search.scales));
+    }
+
+    // 2. Each layer: rows divided by the next set's s, columns times its own set's s, clipped and quantized.
+    for (const set of scaleSets(weights, l)) {
+      for (const name of set.linears) {
+        const t = weights.get(name)!;
+        const [rows, cols] = t.shape as [number, number];
+        const rs = rowDivisor.get(name);
+        const cs = colScale.get(name);
+        const rowScaled = rs ? divideRows(t.values, cols, rs) : t.values;
+        const biasName = name.replace(/\.weight$/, ".bias");
+        const bias = weights.get(biasName);
+        if (rs && bias) out.vectors.set(biasName, divideRows(bias.values, 1, rs));
+        const layer: AwqDecoderLayer = { rows, cols, group: groupFor(settings, cols), colScale: cs, rowDivisor: rs };
+        out.layers.set(name, layer);
+        const problem = problems.get(name);
+        const f = found.get(name);
+        if (problem || !f) {
+          layer.problem = problem ?? "not searched";
+          layer.float = cs ? rowScaled.map((v, i) => fr(v * cs[i % cols]!)) : rowScaled;
+          continue;
+        }
+        // The clip search ran on the original rows: a row divided by r has its max |w| divided by r too.
+        const perRow = f.group === -1 ? 1 : cols / f.group;
+        const clip = f.search.clipMax?.slice(f.rowOffset * perRow, (f.rowOffset + rows) * perRow);
+        if (clip && rs) for (let g = 0; g < clip.length; g++) clip[g] = fr(clip[g]! / rs[Math.floor(g / perRow)]!);
+        layer.result = awqFinish(rowScaled, { rows, cols }, statsOf(name, cols), { ...base, group: f.group }, { ...f.search, clipMax: clip });
+        out.warnings.push(...layer.result.warnings.map((w) => `${name}: ${w}`));
+      }
+    }
   }
   return out;
 }
@@ -78,67 +173,38 @@ function divideRows(values: Float32Array, cols: number, divisor: Float32Array): 
   return values.map((v, i) => fr(v / divisor[Math.floor(i / cols)]!));
 }
 
-function concatRows(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+export interface AwqFoldedLinear {
+  /** The weight as the folded graph computes with it, [rows, cols]. */
+  folded: Float32Array;
+  /** The same layer with the scales divided back out (the norms untouched). */
+  unfolded: Float32Array;
+  /** The group it was quantized with (-1: per channel). */
+  group: number;
+}
+
+export interface AwqFolding {
+  linear: Map<string, AwqFoldedLinear>;
+  /** The 1-D tensors scales were folded into (norm weights, v's bias): their folded values. */
+  vectors: Map<string, Float32Array>;
 }
 
 /**
- * AWQ of every decoder layer of `weights` with folded scales (see the module comment). `calibration` holds
- * each linear layer's input on a calibration text, keyed by its weight name (evaluate.ts collectCalibration).
+ * The lab's awq precision: every linear layer's dequantized weights as the folded graph holds them, and the
+ * same function with every scale divided back out (columns / s, rows times the next set's s; the norms
+ * untouched), which the folding is checked against.
  */
 export function awqFold(weights: DecoderWeights, calibration: Map<string, Float32Array>, settings: AwqFoldSettings): AwqFolding {
+  const decoder = awqDecoder(weights, calibration, settings);
   const linear = new Map<string, AwqFoldedLinear>();
-  const vectors = new Map<string, Float32Array>();
-  for (let l = 0; weights.has(`model.layers.${l}.self_attn.q_proj.weight`); l++) {
-    const p = `model.layers.${l}.`;
-    const tensor = (name: string) => weights.get(p + name)!;
-    const inputs = (name: string) => {
-      const a = calibration.get(`${p}${name}.weight`);
-      if (!a) throw new Error(`no calibration activations for ${p}${name}.weight`);
-      return a;
-    };
-    const [q, k, v, o] = ["q_proj", "k_proj", "v_proj", "o_proj"].map((n) => tensor(`self_attn.${n}.weight`));
-    const [gate, up, down] = ["gate_proj", "up_proj", "down_proj"].map((n) => tensor(`mlp.${n}.weight`));
-    const hidden = q!.shape[1]!;
-    const inner = down!.shape[1]!;
-
-    const oq = quantize(o!.values, o!.shape[0]!, o!.shape[1]!, inputs("self_attn.o_proj"), settings);
-    const dq = quantize(down!.values, down!.shape[0]!, inner, inputs("mlp.down_proj"), settings);
-    const foldVO = v!.shape[0] === o!.shape[1];
-    const vValues = foldVO ? divideRows(v!.values, hidden, oq.scales) : v!.values;
-    const upValues = divideRows(up!.values, hidden, dq.scales);
-
-    const qkvRows = [q!, k!, v!].map((t) => t.shape[0]!);
-    const qkv = quantize(concatRows([q!.values, k!.values, vValues]), qkvRows.reduce((a, b) => a + b), hidden, inputs("self_attn.q_proj"), settings);
-    const guRows = [gate!, up!].map((t) => t.shape[0]!);
-    const gu = quantize(concatRows([gate!.values, upValues]), guRows.reduce((a, b) => a + b), hidden, inputs("mlp.gate_proj"), settings);
-
-    const split = (all: Float32Array, rows: number[]) => {
-      let at = 0;
-      return rows.map((n) => all.subarray((at += n * hidden) - n * hidden, at));
-    };
-    const [qF, kF, vF] = split(qkv.qScaled, qkvRows);
-    const [gateF, upF] = split(gu.qScaled, guRows);
-    const set = (name: string, folded: Float32Array, unfolded: Float32Array, grouped: boolean) => linear.set(p + name, { folded, unfolded, grouped });
-    set("self_attn.q_proj.weight", qF!, rescale(qF!, hidden, qkv.scales), qkv.grouped);
-    set("self_attn.k_proj.weight", kF!, rescale(kF!, hidden, qkv.scales), qkv.grouped);
-    set("self_attn.v_proj.weight", vF!, rescale(vF!, hidden, qkv.scales, foldVO ? oq.scales : undefined), qkv.grouped);
-    const oUnfolded = rescale(oq.qScaled, o!.shape[1]!, oq.scales);
-    set("self_attn.o_proj.weight", foldVO ? oq.qScaled : oUnfolded, oUnfolded, oq.grouped);
-    set("mlp.gate_proj.weight", gateF!, rescale(gateF!, hidden, gu.scales), gu.grouped);
-    set("mlp.up_proj.weight", upF!, rescale(upF!, hidden, gu.scales, dq.scales), gu.grouped);
-    set("mlp.down_proj.weight", dq.qScaled, rescale(dq.qScaled, inner, dq.scales), dq.grouped);
-
-    vectors.set(`${p}input_layernorm.weight`, divideRows(tensor("input_layernorm.weight").values, 1, qkv.scales));
-    vectors.set(`${p}post_attention_layernorm.weight`, divideRows(tensor("post_attention_layernorm.weight").values, 1, gu.scales));
-    const vBias = weights.get(`${p}self_attn.v_proj.bias`);
-    if (foldVO && vBias) vectors.set(vBias.name, divideRows(vBias.values, 1, oq.scales));
+  for (const [name, layer] of decoder.layers) {
+    const folded = layer.result!.qScaled;
+    const { cols, colScale: cs, rowDivisor: rs } = layer;
+    const unfolded = folded.map((v, i) => {
+      let u = cs ? fr(v / cs[i % cols]!) : v;
+      if (rs) u = fr(u * rs[Math.floor(i / cols)]!);
+      return u;
+    });
+    linear.set(name, { folded, unfolded, group: layer.group });
   }
-  return { linear, vectors };
+  return { linear, vectors: decoder.vectors };
 }

@@ -222,11 +222,6 @@ export function fallbackSummary(fallbacks: readonly { to: string }[]): string {
   return [...counts].map(([to, n]) => `${n} → ${to}`).join(", ") || "—";
 }
 
-/** The group a calibrated method uses on rows of `cols` weights: the requested one where it divides them, else -1 (per channel). */
-export function calibratedGroup(cols: number, group: number): number {
-  return group !== -1 && cols % group === 0 ? group : -1;
-}
-
 /**
  * GPTQ, AWQ or AWQ+GPTQ (src/quant/calibrated.ts) on every linear layer of the decoder, from its inputs on a
  * calibration text; their dequantized weights go into the graph. AWQ puts its quantized W*s there, with 1/s
@@ -275,7 +270,7 @@ function prepareCalibrated(
       let group: number;
       if (awqLayer) {
         q = fold ? awqLayer.folded : awqLayer.unfolded;
-        group = awqLayer.grouped ? m.group : -1;
+        group = awqLayer.group;
       } else {
         const stats = calibrationStats(activations, cols, { clipSample: m.method !== "gptq" });
         try {

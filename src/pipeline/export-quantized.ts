@@ -4,17 +4,12 @@
  * AutoGPTQ's quantize_config.json. The caller gives the linear layers' inputs on a calibration text (the model
  * run's calibration outputs, as the lab's gptq/awq precisions use them) and writes the files.
  *
- * GPTQ: every linear layer alone, with the lab's settings (src/model/precision.ts calibratedGroup): rows the
+ * GPTQ: every linear layer alone, with the lab's settings (src/quant/calibrated.ts groupFor): rows the
  * group does not divide are quantized per channel, stored as groups that repeat the row's scale and zero.
  *
  * AWQ, as AutoAWQ does for llama-like decoders: one scale vector s per set of layers sharing an input, folded
- * into the operation before them so the checkpoint computes the same function:
- *   input_layernorm -> q, k, v      (norm weight / s)
- *   v_proj -> o_proj                (v rows / s; only when v's outputs are o's inputs, i.e. no grouped KV heads)
- *   post_attention_layernorm -> gate, up
- *   up_proj -> down_proj            (up rows / s)
- * The scale search of a set runs on its layers' rows together (their summed output error on the shared input;
- * AutoAWQ measures the block's output instead). A set whose layers the layout cannot all take gets s = 1.
+ * into the operation before them so the checkpoint computes the same function (src/model/awq-fold.ts, which the
+ * lab's awq precision runs too); a set whose layers the layout cannot all take gets s = 1.
  *
  * Layers the layout cannot take (shapes, see gptqShapeProblem / awqShapeProblem) stay unquantized in their
  * dtype and are listed in modules_to_not_convert, with the reason.
@@ -30,11 +25,11 @@ import {
   type QuantizedLinear,
 } from "../formats/gptq-awq-pack.ts";
 import { safetensorsHeader, type TensorToWrite } from "../formats/safetensors.ts";
-import { awqFinish, awqSearch, type AwqSearch } from "../quant/awq.ts";
 import { gptqQuantize } from "../quant/gptq.ts";
 import { calibrationStats, type CalibrationStats } from "../quant/hessian.ts";
 import type { DecoderArchitecture } from "../model/architecture.ts";
-import { calibratedGroup } from "../model/precision.ts";
+import { awqDecoder } from "../model/awq-fold.ts";
+import { groupFor } from "../quant/calibrated.ts";
 import type { DecoderWeights, NamedTensor } from "../model/weights.ts";
 
 export interface QuantizedExportSettings {
@@ -95,7 +90,7 @@ export function quantizeForExport(input: QuantizedExportInput, settings: Quantiz
     const x = input.calibration.get(weightName);
     if (!x) throw new RangeError(`no calibration activations for ${weightName}`);
     let s = statsCache.get(x);
-    if (!s) statsCache.set(x, (s = calibrationStats(x, cols, { clipSample: settings.method === "awq" })));
+    if (!s) statsCache.set(x, (s = calibrationStats(x, cols)));
     return s;
   };
 
@@ -110,7 +105,7 @@ export function quantizeForExport(input: QuantizedExportInput, settings: Quantiz
           out.unconverted.push({ module, reason: problem });
           continue;
         }
-        const group = calibratedGroup(cols, settings.group);
+        const group = groupFor(settings, cols);
         const r = gptqQuantize(t.values, { rows, cols }, statsOf(t.name, cols), {
           bits: settings.bits,
           group,
@@ -136,7 +131,7 @@ export function quantizeForExport(input: QuantizedExportInput, settings: Quantiz
       }
     }
   } else {
-    exportAwq(input, settings, final, packed, out, statsOf);
+    exportAwq(input, settings, final, packed, out);
   }
 
   // model.safetensors: every tensor in the model's order; packed layers in place of their weight.
@@ -212,108 +207,46 @@ function checkpointGroups(q: QuantizedLinear, group: number): QuantizedLinear {
   return { ...q, scales, zeros, gIdx: Int32Array.from({ length: q.cols }, (_, i) => Math.floor(i / group)) };
 }
 
-interface ScaleSet {
-  /** The operation s is folded into: a norm weight, or a linear layer's weight (its rows); none keeps s = 1. */
-  prev: string;
-  prevKind: "norm" | "linear" | "none";
-  /** Weight names of the layers reading the same input. */
-  linears: string[];
-}
-
-function awqScaleSets(arch: DecoderArchitecture, l: number): ScaleSet[] {
-  const p = `model.layers.${l}.`;
-  return [
-    { prev: `${p}input_layernorm.weight`, prevKind: "norm", linears: ["q_proj", "k_proj", "v_proj"].map((n) => `${p}self_attn.${n}.weight`) },
-    // v's outputs are o's inputs only without grouped KV heads (AutoAWQ's shape check); else o keeps s = 1.
-    { prev: `${p}self_attn.v_proj.weight`, prevKind: arch.numKvHeads === arch.numHeads ? "linear" : "none", linears: [`${p}self_attn.o_proj.weight`] },
-    { prev: `${p}post_attention_layernorm.weight`, prevKind: "norm", linears: [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`] },
-    { prev: `${p}mlp.up_proj.weight`, prevKind: "linear", linears: [`${p}mlp.down_proj.weight`] },
-  ];
-}
-
 function exportAwq(
   input: QuantizedExportInput,
   settings: QuantizedExportSettings,
   final: Map<string, Float32Array>,
   packed: Map<string, TensorToWrite[]>,
   out: QuantizedExport,
-  statsOf: (weightName: string, cols: number) => CalibrationStats,
 ): void {
-  const { arch, weights } = input;
-  const opts = { bits: 4, group: settings.group, zeroPoint: !(settings.sym ?? false) };
-  for (let l = 0; l < arch.numLayers; l++) {
-    // 1. Searches, each on the original weights (as AutoAWQ searches every set before applying any).
-    const searches = new Map<string, { search: AwqSearch; rowOffset: number; rows: number }>();
-    const colScale = new Map<string, Float32Array>();
-    const rowScale = new Map<string, Float32Array>();
-    for (const set of awqScaleSets(arch, l)) {
-      const members = set.linears.map((n) => weights.get(n)!);
-      const cols = members[0]!.shape[1]!;
-      const problems = members.map((t) => awqShapeProblem(t.shape[0]!, cols, 4, settings.group));
-      const fits = problems.every((p) => p === undefined) && set.prevKind !== "none";
-      const rows = members.reduce((s, t) => s + t.shape[0]!, 0);
-      const stacked = new Float32Array(rows * cols);
-      let at = 0;
-      for (const t of members) {
-        stacked.set(t.values, at * cols);
-        at += t.shape[0]!;
-      }
-      // A set the layout cannot take whole (or with nothing to fold into) keeps s = 1 (one ratio, 0): its fitting layers are still clipped and quantized.
-      const search = problems.some((p) => p === undefined)
-        ? awqSearch(stacked, { rows, cols }, statsOf(set.linears[0]!, cols), { ...opts, ...(fits ? {} : { gridSize: 1 }) })
-        : undefined;
-      at = 0;
-      for (const t of members) {
-        if (search) searches.set(t.name, { search, rowOffset: at, rows: t.shape[0]! });
-        at += t.shape[0]!;
-      }
-      if (!search || !fits) continue;
-      out.awqScales.set(set.prev, search.scales);
-      for (const n of set.linears) colScale.set(n, search.scales);
-      if (set.prevKind === "linear") rowScale.set(set.prev, search.scales);
-      else final.set(set.prev, Float32Array.from(weights.get(set.prev)!.values, (v, c) => Math.fround(v / search.scales[c]!)));
+  const decoder = awqDecoder(input.weights, input.calibration, {
+    bits: 4,
+    group: settings.group,
+    sym: settings.sym ?? false,
+    layerProblem: (rows, cols) => awqShapeProblem(rows, cols, 4, settings.group),
+  });
+  for (const [prev, s] of decoder.scales) out.awqScales.set(prev, s);
+  for (const [name, values] of decoder.vectors) final.set(name, values);
+  out.warnings.push(...decoder.warnings);
+  for (const [name, layer] of decoder.layers) {
+    const module = name.replace(/\.weight$/, "");
+    const { rows, cols, result: r } = layer;
+    if (!r) {
+      out.unconverted.push({ module, reason: layer.problem! });
+      final.set(name, layer.float!);
+      continue;
     }
-    // 2. Each layer: rows divided by the next set's s (folded into it), columns times its own set's s, quantized.
-    for (const linear of LINEARS) {
-      const module = `model.layers.${l}.${linear}`;
-      const t = weights.get(`${module}.weight`)!;
-      const [rows, cols] = t.shape as [number, number];
-      const rs = rowScale.get(t.name);
-      const cs = colScale.get(t.name);
-      const rowScaled = rs ? t.values.map((v, i) => Math.fround(v / rs[Math.floor(i / cols)]!)) : t.values;
-      const biasName = `${module}.bias`;
-      const bias = weights.get(biasName);
-      if (rs && bias) final.set(biasName, bias.values.map((v, r) => Math.fround(v / rs[r]!)));
-      const problem = awqShapeProblem(rows, cols, 4, settings.group);
-      const found = searches.get(t.name);
-      if (problem || !found) {
-        out.unconverted.push({ module, reason: problem ?? "not searched" });
-        final.set(t.name, cs ? rowScaled.map((v, i) => Math.fround(v * cs[i % cols]!)) : rowScaled);
-        continue;
-      }
-      const nGroups = cols / settings.group;
-      const clip = found.search.clipMax?.slice(found.rowOffset * nGroups, (found.rowOffset + rows) * nGroups);
-      if (clip && rs) for (let g = 0; g < clip.length; g++) clip[g] = Math.fround(clip[g]! / rs[Math.floor(g / nGroups)]!);
-      const search: AwqSearch = { ...found.search, clipMax: clip };
-      const r = awqFinish(rowScaled, { rows, cols }, statsOf(t.name, cols), opts, search);
-      const q: QuantizedLinear = {
-        rows,
-        cols,
-        bits: 4,
-        codes: r.codes,
-        scales: r.qscales,
-        zeros: r.qzeros,
-        gIdx: Int32Array.from({ length: cols }, (_, i) => Math.floor(i / settings.group)),
-      };
-      const p = packAwq(q);
-      out.layers.push({ module, quantized: q, dequantized: r.qScaled });
-      out.warnings.push(...r.warnings.map((w) => `${module}: ${w}`));
-      packed.set(t.name, [
-        { name: `${module}.qweight`, dtype: "I32", shape: [cols, rows / 8], data: bytesOf(p.qweight) },
-        { name: `${module}.qzeros`, dtype: "I32", shape: [p.groups, rows / 8], data: bytesOf(p.qzeros) },
-        { name: `${module}.scales`, dtype: "F16", shape: [p.groups, rows], data: p.scales },
-      ]);
-    }
+    const q: QuantizedLinear = {
+      rows,
+      cols,
+      bits: 4,
+      codes: r.codes,
+      scales: r.qscales,
+      zeros: r.qzeros,
+      gIdx: Int32Array.from({ length: cols }, (_, i) => Math.floor(i / settings.group)),
+    };
+    const p = packAwq(q);
+    out.layers.push({ module, quantized: q, dequantized: r.qScaled });
+    packed.set(name, [
+      { name: `${module}.qweight`, dtype: "I32", shape: [cols, rows / 8], data: bytesOf(p.qweight) },
+      { name: `${module}.qzeros`, dtype: "I32", shape: [p.groups, rows / 8], data: bytesOf(p.qzeros) },
+      { name: `${module}.scales`, dtype: "F16", shape: [p.groups, rows], data: p.scales },
+    ]);
   }
 }
 

@@ -40,8 +40,13 @@ export interface AwqOptions {
   clip?: boolean;
   /** Asymmetric with a zero point (default true), or symmetric. */
   zeroPoint?: boolean;
-  /** Ratios tried by the scale search (20). */
+  /** Ratios tried by the scale search, and the clip search's step (1/20). */
   gridSize?: number;
+  /**
+   * Search the scales (default true). False keeps s = 1 (ratio 0 only) while the clip search still runs: for
+   * layers whose scales cannot be folded anywhere (AutoAWQ leaves them unscaled).
+   */
+  searchScales?: boolean;
   /** Smallest clip factor (0.5): shrink factors 1 - i/20 down to above it. */
   maxShrink?: number;
 }
@@ -155,6 +160,7 @@ function resolveOptions(options: AwqOptions, cols: number) {
     clip: options.clip ?? true,
     zeroPoint: options.zeroPoint ?? true,
     gridSize: options.gridSize ?? AWQ_GRID,
+    searchScales: options.searchScales ?? true,
     maxShrink: options.maxShrink ?? AWQ_MAX_SHRINK,
   };
 }
@@ -199,7 +205,7 @@ export function* awqSearchSteps(weights: Float32Array, shape: MatrixShape, calib
   let best = Infinity;
   let bestRatio = 0;
   let bestScales: Float32Array = new Float32Array(cols).fill(1);
-  for (let i = 0; i < o.gridSize; i++) {
+  for (let i = 0; i < (o.searchScales ? o.gridSize : 1); i++) {
     const ratio = i / o.gridSize;
     const s = awqScalesForRatio(calib.meanAbs, ratio);
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) ws[r * cols + c] = fr(weights[r * cols + c]! * s[c]!);

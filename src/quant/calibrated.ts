@@ -87,7 +87,7 @@ export function methodName(method: CalibratedKind): string {
 }
 
 /** The group a setting uses on rows of `cols`: its own when it divides the row, else one per row (per channel). */
-export function groupFor(m: CalibratedMethod, cols: number): number {
+export function groupFor(m: { group: number }, cols: number): number {
   return m.group !== -1 && cols % m.group === 0 ? m.group : -1;
 }
 
