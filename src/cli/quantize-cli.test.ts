@@ -3,6 +3,8 @@
  * the formats' own encode/decode measured here independently, llama.cpp's fallbacks for tensors a format
  * cannot take, model-wide totals, and exit 2 on bad input.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORIES_DIR } from "../../test/shared-data.ts";
@@ -141,6 +143,59 @@ describe("quantlab quantize with GPTQ / AWQ settings", () => {
     const table = await quantlab("quantize", STORIES_DIR, "--formats", "gptq4-g32,int4-g32", "--tensors", "layers\\.1\\.self_attn\\.q_proj");
     expect(table.stdout).toMatch(/^calibration: model run on calibration\.txt, \d+ tokens$/m);
     expect(table.stdout).toMatch(/out err calib \/ held-out/);
+  }, 120_000);
+
+  it("--calibration: activation files (a folder or a list) or a text the model folder is run on; bad sources exit 2", async () => {
+    const calib = path.join(STORIES_DIR, "reference/calib");
+    const args = ["--formats", "gptq4-g32,int4-g32", "--tensors", "layers\\.1\\.(self_attn\\.q_proj|mlp\\.down)", "--json"];
+    // A lone shard has no model to run, but the reference dumps of its layers' inputs calibrate it.
+    const folder = JSON.parse((await quantlab("quantize", STORIES_FILE, ...args, "--calibration", calib)).stdout) as QuantizeJson;
+    expect(folder.calibration).toBe("file");
+    expect(folder.calibration_label).toBe("activation files (20 files for 35 of 35 linear layers, 509 tokens)");
+    // The file's order: down_proj (172 wide: int4-g32 cannot take it) before q_proj.
+    expect(folder.results.map((r) => [r.tensor, r.format, "calibration" in r ? r.calibration : "error" in r ? "error" : undefined])).toEqual([
+      ["model.layers.1.mlp.down_proj.weight", "gptq4-g32", "file"],
+      ["model.layers.1.mlp.down_proj.weight", "int4-g32", "error"],
+      ["model.layers.1.self_attn.q_proj.weight", "gptq4-g32", "file"],
+      ["model.layers.1.self_attn.q_proj.weight", "int4-g32", "file"],
+    ]);
+    const errorOf = (r: (typeof folder.results)[number] | undefined) => (r && "output_error" in r ? r.output_error! : NaN);
+    expect(errorOf(folder.results[2])).toBeLessThan(errorOf(folder.results[3]));
+    // One file: only the layers it feeds are calibrated on it; the others say why they are synthetic.
+    const one = JSON.parse((await quantlab("quantize", STORIES_FILE, ...args, "--calibration", path.join(calib, "layers.1.attn_in.f32"))).stdout) as QuantizeJson;
+    expect(one.calibration_label).toBe("activation files (1 file for 3 of 35 linear layers, 509 tokens)");
+    expect(one.results.map((r) => ("calibration" in r ? r.calibration : "error"))).toEqual(["synthetic", "error", "file", "file"]);
+    expect(errorOf(one.results[2])).toBe(errorOf(folder.results[2]));
+
+    // A text of one's own: the model folder is run on it.
+    const dir = await mkdtemp(path.join(os.tmpdir(), "quantlab-calib-"));
+    try {
+      const text = path.join(dir, "my-story.txt");
+      await writeFile(text, "Once upon a time, a little dog found a red ball in the park. He ran to show it to his friend the cat. ".repeat(4));
+      const ran = JSON.parse((await quantlab("quantize", STORIES_DIR, ...args, "--calibration", text)).stdout) as QuantizeJson;
+      expect(ran.calibration).toBe("model");
+      expect(ran.calibration_label).toMatch(/^model run on my-story\.txt, \d+ tokens$/);
+      expect(errorOf(ran.results[2])).not.toBe(errorOf(folder.results[2]));
+
+      const bad = path.join(dir, "layers.1.attn_in.f32");
+      await writeFile(bad, new Uint8Array(4 * 100));
+      for (const [source, target, message] of [
+        [bad, STORIES_FILE, /--calibration: layers\.1\.attn_in\.f32: 100 values are not whole tokens of 64/],
+        [path.join(dir, "nothing.f32"), STORIES_FILE, /--calibration: .*nothing\.f32 is not a file/],
+        [text, STORIES_FILE, /a calibration text needs a model folder with config\.json and tokenizer\.json/],
+        [STORIES_FILE, STORIES_FILE, /model\.safetensors names no linear layer of the model/],
+      ] as const) {
+        const run = await quantlab("quantize", target, ...args, "--calibration", source);
+        expect(run.code, source).toBe(2);
+        expect(run.stderr.trim().split("\n")).toHaveLength(1);
+        expect(run.stderr).toMatch(message);
+      }
+      const noCalibrated = await quantlab("quantize", STORIES_FILE, "--formats", "int4-g32", "--calibration", calib);
+      expect(noCalibrated.code).toBe(2);
+      expect(noCalibrated.stderr).toMatch(/--calibration is for GPTQ \/ AWQ settings/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 
   it("an id outside the grammar is an unknown format: exit 2", async () => {

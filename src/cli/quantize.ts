@@ -15,11 +15,12 @@ import { closeSources } from "../node/file-source.ts";
 import { modelTotals } from "../pipeline/model-results.ts";
 import { quantizableTensors, quantizeModel, type ModelCell } from "../pipeline/quantize-model.ts";
 import { isCalibrated, type LabFormat } from "../pipeline/quantize-layer.ts";
-import { calibrationOptions, modelCalibration, type CalibrationOrWhy } from "../pipeline/model-calibration.ts";
+import { calibrationOptions, calibrationTargets, fileCalibration, modelCalibration, type CalibrationOrWhy } from "../pipeline/model-calibration.ts";
 import { tensorRowLayout } from "../formats/model.ts";
 import { calibratedMethod } from "../quant/calibrated.ts";
+import { QuantInputError } from "../quant/errors.ts";
 import { loadModelDir } from "../node/model-dir.ts";
-import { readFile, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { BUNDLED_CALIBRATION, nodeOrt } from "./eval.ts";
 import { BackendUnavailableError, describeDevice, openGpuDevice, reportRunError } from "./backend.ts";
@@ -68,7 +69,7 @@ export interface QuantizeJsonTotal {
 
 export interface QuantizeJson {
   /** The activations output errors (and GPTQ / AWQ) use: the model run when the folder has config.json and a tokenizer, else synthetic. */
-  calibration: "model" | "synthetic";
+  calibration: "model" | "file" | "synthetic";
   calibration_label: string;
   /** Too few calibration tokens for a layer's columns (rank-deficient Hessian), ... */
   calibration_warnings: string[];
@@ -111,6 +112,8 @@ interface Options {
   tensors: RegExp | undefined;
   json: boolean;
   backend: "cpu" | "webgpu";
+  /** --calibration: a text for the model run, or activation files (a folder of .f32, or a comma-separated list). */
+  calibration: string | undefined;
 }
 
 function parseOptions(args: string[]): Options {
@@ -118,7 +121,7 @@ function parseOptions(args: string[]): Options {
   try {
     parsed = parseArgs({
       args,
-      options: { formats: { type: "string" }, tensors: { type: "string" }, json: { type: "boolean" }, backend: { type: "string" } },
+      options: { formats: { type: "string" }, tensors: { type: "string" }, json: { type: "boolean" }, backend: { type: "string" }, calibration: { type: "string" } },
       allowPositionals: true,
       strict: true,
     });
@@ -139,13 +142,13 @@ function parseOptions(args: string[]): Options {
       throw new CliInputError(`--tensors: ${(e as Error).message}`);
     }
   }
-  return { target, formats, tensors, json: v.json ?? false, backend: backendOption(v.backend) };
+  return { target, formats, tensors, json: v.json ?? false, backend: backendOption(v.backend), calibration: v.calibration };
 }
 
 export const quantizeCommand: Command = {
   name: "quantize",
   summary: "Quantize a model's tensors with several formats; the error and memory of each, and the totals.",
-  usage: "quantlab quantize PATH|URL --formats F1,F2,... [--tensors REGEX] [--json] [--backend cpu|webgpu]",
+  usage: "quantlab quantize PATH|URL --formats F1,F2,... [--tensors REGEX] [--json] [--backend cpu|webgpu] [--calibration TEXT.txt|DIR|A.f32,B.f32]",
   details: [
     "Streams every floating-point tensor of a safetensors model (a file, an index json, a folder or an",
     "http(s) URL read with Range requests) or of a .gguf file through each format: encode, decode, and",
@@ -174,9 +177,14 @@ export const quantizeCommand: Command = {
     "                   snr_db is null when there is no error at all (an infinite SNR);",
     "                   why (only there when it ran on the CPU) says why it did; with calibration:",
     "                   \"output_error\", \"output_error_heldout\", \"calibration\" per result and",
-    "                   \"calibration\":\"model\"|\"synthetic\", \"calibration_label\", \"calibration_warnings\"",
+    "                   \"calibration\":\"model\"|\"file\"|\"synthetic\", \"calibration_label\", \"calibration_warnings\"",
     "  --backend B      cpu (default: the TypeScript reference) or webgpu (the WGSL kernels through Dawn;",
     "                   formats without a kernel yet run on the CPU reference)",
+    "  --calibration S  what the layers calibrate on instead of the lab's calibration text: a .txt file (the",
+    "                   model folder is run on it), or raw activations: a folder of .f32 files or a",
+    "                   comma-separated list, float32 [tokens, in] each, named after the layer's weight",
+    "                   (model.layers.0.self_attn.q_proj.weight.f32) or layers.N.attn_in / mlp_in /",
+    "                   o_proj_in / down_proj_in.f32; layers without a file use synthetic activations",
     "",
     "Bad input (unknown format, a bad regex, an unreadable model) exits with code 2 and one line.",
     "",
@@ -206,7 +214,7 @@ export const quantizeCommand: Command = {
         const types = [...new Set(undecodable.map((t) => t.dtype))].join(", ");
         io.err(`quantlab quantize: left out ${undecodable.length} tensor${undecodable.length === 1 ? "" : "s"} stored as ${types}, which the lab can list but not decode\n`);
       }
-      const calibration = await cliCalibration(options.target, options.formats);
+      const calibration = await cliCalibration(options, model.tensors);
       if (options.backend === "webgpu") device = await openGpuDevice();
       const out = await quantizeAll(tensors, options, device, io, calibration);
       if (options.json) io.out(JSON.stringify(out) + "\n");
@@ -224,18 +232,44 @@ export const quantizeCommand: Command = {
 };
 
 /**
- * The model's calibration when a GPTQ / AWQ setting is asked for and the target is a folder with config.json
- * and tokenizer.json (the model run loads every weight in float32), else why not.
+ * What the layers calibrate on, when a GPTQ / AWQ setting is asked for: --calibration's activation files or
+ * text, else the lab's calibration text when the target is a folder with config.json and tokenizer.json (the
+ * model run loads every weight in float32); otherwise why there is nothing (synthetic activations then).
  */
-async function cliCalibration(target: string, formats: readonly LabFormat[]): Promise<CalibrationOrWhy> {
-  if (!formats.some(isCalibrated)) return { why: "no GPTQ / AWQ setting asked for" };
-  const isDir = await stat(target).then((s) => s.isDirectory(), () => false);
+async function cliCalibration(options: Options, tensors: readonly TensorInfo[]): Promise<CalibrationOrWhy> {
+  const source = options.calibration;
+  if (!options.formats.some(isCalibrated)) {
+    if (source !== undefined) throw new CliInputError("--calibration is for GPTQ / AWQ settings (gptq4-g128, awq4-g128, ...), and --formats has none");
+    return { why: "no GPTQ / AWQ setting asked for" };
+  }
+  const kind = (p: string) => stat(p).then((s) => (s.isDirectory() ? "dir" : "file"), () => "missing" as const);
+  if (source !== undefined && !/\.txt$/i.test(source)) {
+    const paths = (await kind(source)) === "dir" ? (await readdir(source)).filter((f) => /\.f32$/i.test(f)).sort().map((f) => path.join(source, f)) : source.split(",");
+    if (paths.length === 0) throw new CliInputError(`--calibration: ${source} holds no .f32 activation file`);
+    const files = [];
+    for (const p of paths) {
+      if ((await kind(p)) !== "file") throw new CliInputError(`--calibration: ${p} is not a file`);
+      files.push({ name: path.basename(p), bytes: new Uint8Array(await readFile(p)) });
+    }
+    try {
+      return { model: fileCalibration(files, calibrationTargets(tensors)) };
+    } catch (e) {
+      if (e instanceof QuantInputError) throw new CliInputError(`--calibration: ${e.message}`);
+      throw e;
+    }
+  }
+  const isDir = (await kind(options.target)) === "dir";
+  const has = (name: string) => stat(path.join(options.target, name)).then(() => true, () => false);
+  const runnable = isDir && (await has("config.json")) && (await has("tokenizer.json"));
+  if (source !== undefined) {
+    if (!runnable) throw new CliInputError(`--calibration ${source}: a calibration text needs a model folder with config.json and tokenizer.json to run; give activation files (.f32) instead`);
+    if ((await kind(source)) !== "file") throw new CliInputError(`--calibration: ${source} is not a file`);
+  }
   if (!isDir) return { why: "not a model folder" };
-  const has = (name: string) => stat(path.join(target, name)).then(() => true, () => false);
-  if (!(await has("config.json")) || !(await has("tokenizer.json"))) return { why: "no config.json and tokenizer.json in the folder" };
-  const model = await loadModelDir(target);
-  const text = await readFile(BUNDLED_CALIBRATION, "utf8");
-  return { model: await modelCalibration(model, { name: "calibration.txt", text }, { ort: await nodeOrt(), executionProvider: "wasm" }) };
+  if (!runnable) return { why: "no config.json and tokenizer.json in the folder" };
+  const model = await loadModelDir(options.target);
+  const text = { name: source ? path.basename(source) : "calibration.txt", text: await readFile(source ?? BUNDLED_CALIBRATION, "utf8") };
+  return { model: await modelCalibration(model, text, { ort: await nodeOrt(), executionProvider: "wasm" }) };
 }
 
 /** Every tensor through every format, one tensor at a time (src/pipeline/quantize-model.ts). */
@@ -260,7 +294,7 @@ async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabD
   }
   const anyCalibrated = options.formats.some(isCalibrated);
   const label = "model" in calibration ? calibration.model.label : anyCalibrated ? `synthetic activations (${calibration.why})` : `none (${calibration.why})`;
-  return { calibration: "model" in calibration ? "model" : "synthetic", calibration_label: label, calibration_warnings: [...warnings], results, totals };
+  return { calibration: "model" in calibration ? calibration.model.source : "synthetic", calibration_label: label, calibration_warnings: [...warnings], results, totals };
 }
 
 /** Columns padded to their widest cell: the first `leftColumns` left-aligned, the rest right-aligned. */

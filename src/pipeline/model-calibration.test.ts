@@ -8,10 +8,9 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openModel } from "../formats/model.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
-import { isQuantizable } from "../model/architecture.ts";
 import { loadStories } from "../../test/model-fixtures.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
-import { activationFileTensors, fileCalibration, type ActivationFile } from "./model-calibration.ts";
+import { activationFileTensors, calibrationTargets, fileCalibration, type ActivationFile } from "./model-calibration.ts";
 import { labFormat, quantizeLayer } from "./quantize-layer.ts";
 
 const CALIB_DIR = path.join(STORIES_DIR, "reference/calib");
@@ -22,9 +21,15 @@ const model = await loadStories();
 const sources = await openPath(STORIES_DIR);
 const opened = await openModel(sources);
 afterAll(() => closeSources(sources));
-const linears = [...model.weights.values()].filter((t) => isQuantizable(t.shape) && t.name.startsWith("model.layers.")).map((t) => ({ name: t.name, cols: t.shape[1]! }));
+const linears = calibrationTargets([...model.weights.values()]);
 
 describe("activation files", () => {
+  it("are for the matrices of the model's blocks", () => {
+    expect(linears.length).toBe(35);
+    expect(linears.find((l) => l.name === "model.layers.4.mlp.down_proj.weight")?.cols).toBe(172);
+    expect(linears.some((l) => l.name === "model.embed_tokens.weight")).toBe(false);
+  });
+
   it("map by tensor name or by the reference dump names, and only to layers the model has", () => {
     const names = linears.map((l) => l.name);
     expect(activationFileTensors("layers.3.attn_in.f32", names)).toEqual(["q_proj", "k_proj", "v_proj"].map((p) => `model.layers.3.self_attn.${p}.weight`));

@@ -85,6 +85,11 @@ function fingerprint(values: ArrayLike<number>): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** The tensors activation files can calibrate: the matrices inside a model's numbered blocks (layers.N, blk.N, h.N). */
+export function calibrationTargets(tensors: readonly { name: string; shape: readonly number[] }[]): { name: string; cols: number }[] {
+  return tensors.filter((t) => t.shape.length === 2 && /(^|\.)(layers|blk|h)\.\d+\./.test(t.name)).map((t) => ({ name: t.name, cols: t.shape[1]! }));
+}
+
 /** One raw activation file: its name and its bytes (float32 [tokens, in], little-endian). */
 export interface ActivationFile {
   name: string;
