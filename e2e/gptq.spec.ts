@@ -8,40 +8,19 @@
  * calibrates on the same run. The shard alone gets synthetic activations, labelled as such.
  */
 import path from "node:path";
-import { expect, test, type Locator, type Page } from "@playwright/test";
+import { expect, test } from "@playwright/test";
+import { openAndSelect, outputError, pickFormats, quantizePanel, resultRow } from "./quantize-page.ts";
 import { storiesDir, storiesFile } from "./test-files.ts";
 
 const SIDE_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json"].map((f) => path.join(storiesDir, f));
 const TENSOR = "model.layers.0.self_attn.q_proj.weight";
 
-const panel = (page: Page) => page.getByTestId("quantize-panel");
-const resultRow = (page: Page, format: string) => panel(page).locator(`[data-testid="quantize-result"][data-format="${format}"]`);
-
-async function outputError(row: Locator): Promise<number> {
-  return Number(await row.getByTestId("result-output-error").getAttribute("data-value"));
-}
-
-async function openAndSelect(page: Page, files: string[]): Promise<void> {
-  await page.goto("/");
-  await page.getByTestId("file-input").setInputFiles(files);
-  await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
-  await page.locator(`[data-testid="tensor-row"][data-name="${TENSOR}"]`).click();
-  await expect(panel(page).getByTestId("format-picker")).toBeVisible();
-  await panel(page).getByTestId("formats-none").click();
-}
-
-async function pick(page: Page, ids: string[]): Promise<void> {
-  for (const id of ids) {
-    const label = panel(page).locator(`label[data-format="${id}"]`);
-    if (!(await label.isVisible())) await panel(page).locator("details", { has: page.locator(`label[data-format="${id}"]`) }).getByTestId("family-toggle").click();
-    await label.locator("input").check();
-  }
-}
+const panel = quantizePanel;
 
 test("GPTQ 4-bit g128, Q4_K and int4-g128 on stories260K's q_proj: calibrated on the model run, GPTQ below round-to-nearest", async ({ page }, testInfo) => {
   test.setTimeout(180_000);
-  await openAndSelect(page, [storiesFile, ...SIDE_FILES]);
-  await pick(page, ["gptq4-g128", "q4_K", "int4-g128", "int4-channel", "int4-g32"]);
+  await openAndSelect(page, [storiesFile, ...SIDE_FILES], TENSOR);
+  await pickFormats(page, ["gptq4-g128", "q4_K", "int4-g128", "int4-channel", "int4-g32"]);
   // A setting of its own from the form: GPTQ, 4 bits, groups of 32, act-order.
   const form = panel(page).getByTestId("calibrated-settings");
   await form.locator('select[data-setting="group"]').selectOption("32");
@@ -86,8 +65,8 @@ test("GPTQ 4-bit g128, Q4_K and int4-g128 on stories260K's q_proj: calibrated on
 
 test("the shard alone: GPTQ calibrates on synthetic activations, and the table says so", async ({ page }) => {
   test.setTimeout(120_000);
-  await openAndSelect(page, [storiesFile]);
-  await pick(page, ["gptq4-g32", "int4-g32"]);
+  await openAndSelect(page, [storiesFile], TENSOR);
+  await pickFormats(page, ["gptq4-g32", "int4-g32"]);
   await panel(page).getByTestId("quantize-run").click();
   const calibration = panel(page).getByTestId("quantize-calibration");
   await expect(calibration).toHaveAttribute("data-source", "synthetic", { timeout: 90_000 });

@@ -97,7 +97,20 @@ export interface ModelRunReport {
   /** Why results are not kept (no IndexedDB, or saving failed: quota...); undefined when they are. */
   cacheProblem?: string;
   /** Where the output errors' activations come from. */
-  calibration: { source: "model" | "synthetic"; label: string };
+  calibration: { source: "model" | "file" | "synthetic"; label: string };
+}
+
+/**
+ * What GPTQ / AWQ and the output errors of an opened model calibrate on: the model run on the lab's bundled
+ * calibration text (the default), on a text of the user's, or raw activation files (float32 [tokens, in],
+ * named after their layer; src/pipeline/model-calibration.ts).
+ */
+export type CalibrationChoice = { kind: "bundled" } | { kind: "text"; name: string; text: string } | { kind: "files"; files: File[] };
+
+/** The calibration a choice gave, as the page shows it. */
+export interface CalibrationChosen {
+  source: "bundled" | "model" | "file";
+  label: string;
 }
 
 /** A model's results as the cache holds them: the last run's formats and the tensors it has every cell of. */
@@ -224,6 +237,11 @@ export interface QuantWorkerApi {
   quantizeModel(request: ModelRunRequest, onEvent?: (event: ModelRunEvent) => void): Promise<ModelRunReport>;
   /** The cached results of the model's last run, or undefined when there are none. */
   cachedModelResults(model: ModelRef): Promise<CachedModelResults | undefined>;
+  /**
+   * Sets what the opened model calibrates on from now on (the views' GPTQ / AWQ and output errors); rejects
+   * with the reason when the choice cannot be used (the previous calibration stays).
+   */
+  chooseCalibration(model: ModelRef, choice: CalibrationChoice): Promise<CalibrationChosen>;
   /**
    * Writes the opened model as a GGUF file (src/pipeline/export-gguf.ts): needs its config.json and
    * tokenizer.json (picked with the shards, or next to the URL); a model GGUF cannot express fails before

@@ -25,7 +25,7 @@ import { runGgufExport } from "./export-run.ts";
 import { runCheckpointExport } from "./export-checkpoint.ts";
 import { toWireError } from "./wire-error.ts";
 import { workerDevice } from "./worker-device.ts";
-import { calibrationOf } from "./worker-calibration.ts";
+import { calibrationOf, chooseCalibration } from "./worker-calibration.ts";
 import { calibrationOptions } from "../src/pipeline/model-calibration.ts";
 
 /** The model of the last open a request named (opening reads only headers). */
@@ -205,7 +205,7 @@ const api: QuantWorkerApi = {
         computedCells: run.computedCells,
         cachedCells: run.cachedCells,
         device: gpu.status,
-        calibration: "why" in calibration ? { source: "synthetic", label: `synthetic activations (${calibration.why})` } : { source: "model", label: calibration.model.label },
+        calibration: "why" in calibration ? { source: "synthetic", label: `synthetic activations (${calibration.why})` } : { source: calibration.model.source, label: calibration.model.label },
       };
       if (run.cacheProblem) report.cacheProblem = run.cacheProblem;
       return report;
@@ -216,6 +216,14 @@ const api: QuantWorkerApi = {
       endJob(jobId, controller);
       // The callback is a comlink proxy with a message port of its own: close it with the job.
       void (onEvent as Partial<Comlink.ProxyMethods> | undefined)?.[Comlink.releaseProxy]?.();
+    }
+  },
+
+  async chooseCalibration(ref, choice) {
+    try {
+      return await chooseCalibration(ref, await modelOf(ref, new AbortController().signal), choice);
+    } catch (e) {
+      throw toWireError(e);
     }
   },
 

@@ -19,6 +19,7 @@ import "./memory-panel.ts";
 import "./model-run-panel.ts";
 import "./open-panel.ts";
 import "./quantize-panel.ts";
+import "./calibration-source.ts";
 import "./results-table.ts";
 import "./spinner.ts";
 import "./stats-panel.ts";
@@ -503,6 +504,13 @@ export class LabApp extends LitElement {
                   </button>`,
                 )}
               </div>
+              <!-- Kept while hidden: it shows the choice the worker holds for this model. -->
+              <ql-calibration-source
+                data-testid="calibration-source"
+                ?hidden=${this.tab === "export"}
+                .client=${this.client}
+                .modelId=${this.model}
+              ></ql-calibration-source>
               <ql-quantize-panel
                 data-testid="quantize-panel"
                 ?hidden=${this.tab !== "quantize"}

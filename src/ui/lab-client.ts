@@ -14,6 +14,8 @@ import { inputSidecarText } from "../../workers/side-files.ts";
 import type { ModelSummary, ModelWorkerApi, TensorStatsResult } from "../../workers/model-worker-api.ts";
 import type {
   CachedModelResults,
+  CalibrationChoice,
+  CalibrationChosen,
   FormatChoice,
   GgufExportProgress,
   GgufExportReport,
@@ -130,6 +132,13 @@ export class LabClient {
     const current = this.current;
     if (!current) return Promise.resolve(undefined);
     return this.call(() => this.quantWorker().cachedModelResults(current) as Promise<CachedModelResults | undefined>);
+  }
+
+  /** Sets what the current model calibrates on (GPTQ / AWQ, output errors); rejects with the reason when it cannot. */
+  chooseCalibration(choice: CalibrationChoice): Promise<CalibrationChosen> {
+    const current = this.current;
+    if (!current) return Promise.reject(new Error("Open a model first."));
+    return this.call(() => this.quantWorker().chooseCalibration(current, choice));
   }
 
   /** Starts writing the current model as a GGUF file (into `target`, or as a Blob to download). */
