@@ -57,6 +57,16 @@ test("a lone shard calibrates on activation files picked in the lab; unusable ch
   await expect(calibration).toContainText("activations from layers.0.attn_in.f32, 382 tokens (+127 held out)");
   expect(await errorOf(page, "gptq4-g32")).toBeLessThan(await errorOf(page, "int4-g32"));
 
+  // The heatmap of the same setting calibrates on the same files, and says so.
+  await page.getByTestId("tab-heatmaps").click();
+  const workspace = page.getByTestId("heatmap-workspace");
+  await expect(workspace.getByTestId("heatmap-canvas").first()).toBeVisible({ timeout: 60_000 });
+  await workspace.getByTestId("heatmap-format-1").selectOption("gptq4-g32");
+  const heat = workspace.locator('[data-testid="heatmap-panel"][data-format="gptq4-g32"]');
+  await expect(heat.getByTestId("file-calibration")).toBeVisible({ timeout: 60_000 });
+  await expect(heat.getByTestId("synthetic-calibration")).toHaveCount(0);
+  await page.getByTestId("tab-quantize").click();
+
   // Back to the default: synthetic again on the next run, and the shown results keep their label until then.
   await chooser(page).getByTestId("calibration-reset").click();
   await expect(current).toHaveAttribute("data-source", "bundled");

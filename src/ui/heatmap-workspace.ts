@@ -75,7 +75,9 @@ const TEXT = localized(
     synthetic: "synthetic calibration",
     syntheticWhy: "Calibrated on synthetic activations (random, with a few high-variance channels), not on the model's own layer inputs: open the model with its config.json and tokenizer.json for real ones.",
     modelRun: "model run",
-    modelRunTitle: (tokens: number) => `Calibrated on the model's own layer inputs over the bundled calibration text, ${tokens} tokens.`,
+    modelRunTitle: (tokens: number) => `Calibrated on the model's own layer inputs over its calibration text, ${tokens} tokens.`,
+    fileRun: "activation file",
+    fileRunTitle: (tokens: number) => `Calibrated on the layer inputs read from the activation files chosen above, ${tokens} tokens.`,
     syntheticTokens: (tokens: number) => `${tokens} synthetic tokens.`,
     cannot: "Cannot quantize this tensor:",
     fallback: (f: string) => `llama.cpp would use ${f} instead.`,
@@ -123,7 +125,9 @@ const TEXT = localized(
     synthetic: "合成校准数据",
     syntheticWhy: "使用合成激活值（随机生成，含少数高方差通道）校准，而不是模型本身的层输入：连同 config.json 和 tokenizer.json 一起打开模型可获得真实激活值。",
     modelRun: "模型运行",
-    modelRunTitle: (tokens: number) => `使用模型在附带校准文本上的各层输入校准，共 ${tokens} 个词元。`,
+    modelRunTitle: (tokens: number) => `使用模型在校准文本上的各层输入校准，共 ${tokens} 个词元。`,
+    fileRun: "激活文件",
+    fileRunTitle: (tokens: number) => `使用上方所选激活文件中的层输入校准，共 ${tokens} 个词元。`,
     syntheticTokens: (tokens: number) => `共 ${tokens} 个合成词元。`,
     cannot: "无法量化此张量：",
     fallback: (f: string) => `llama.cpp 会改用 ${f}。`,
@@ -744,6 +748,8 @@ export class HeatmapWorkspace extends LitElement {
         ${calibratedMethod(panel.format)
           ? panel.calibration?.kind === "model"
             ? html`<span class="model-run" data-testid="model-calibration" title=${t.modelRunTitle(panel.calibration.tokens)}>${t.modelRun}</span>`
+            : panel.calibration?.kind === "file"
+            ? html`<span class="model-run" data-testid="file-calibration" title=${t.fileRunTitle(panel.calibration.tokens)}>${t.fileRun}</span>`
             : html`<span class="synthetic" data-testid="synthetic-calibration" title=${`${t.syntheticWhy}${panel.calibration ? `\n${t.syntheticTokens(panel.calibration.tokens)}` : ""}`}>${t.synthetic}</span>`
           : nothing}
         <span class="export">
