@@ -5,7 +5,7 @@
  * cannot be used, or a text with no model to run it, is refused with the reason and the previous choice stays.
  * With config.json and the tokenizer beside the shard, a text of one's own is what the model runs on.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { expect, test, type Page } from "@playwright/test";
 import { openAndSelect, outputError, pickFormats, quantizePanel, resultRow } from "./quantize-page.ts";
@@ -66,6 +66,16 @@ test("a lone shard calibrates on activation files picked in the lab; unusable ch
   await expect(heat.getByTestId("file-calibration")).toBeVisible({ timeout: 60_000 });
   await expect(heat.getByTestId("synthetic-calibration")).toHaveCount(0);
   await page.getByTestId("tab-quantize").click();
+
+  // A file whose values hold a NaN passes the size checks; the run that reads it stops, naming it, and the
+  // results shown stay.
+  const nan = readFileSync(path.join(CALIB_DIR, "layers.0.attn_in.f32"));
+  nan.writeFloatLE(NaN, 4 * (64 * 7 + 5));
+  await chooser(page).getByTestId("calibration-files-input").setInputFiles([{ name: "layers.0.attn_in.f32", mimeType: "application/octet-stream", buffer: nan }]);
+  await expect(current).toHaveText("activation files (1 file for 3 of 35 linear layers, 509 tokens)");
+  await panel(page).getByTestId("quantize-run").click();
+  await expect(panel(page).getByTestId("quantize-error")).toContainText("layers.0.attn_in.f32: the activations hold 1 non-finite value (NaN at token 7, channel 5)", { timeout: 60_000 });
+  await expect(calibration).toContainText("activations from layers.0.attn_in.f32, 382 tokens (+127 held out)");
 
   // Back to the default: synthetic again on the next run, and the shown results keep their label until then.
   await chooser(page).getByTestId("calibration-reset").click();

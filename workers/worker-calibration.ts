@@ -49,8 +49,9 @@ export async function chooseCalibration(ref: ModelRef, model: OpenedModel, choic
   }
   let calibration: WorkerCalibration;
   if (choice.kind === "files") {
-    const files = await Promise.all(choice.files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
-    calibration = { model: fileCalibration(files, calibrationTargets(model.tensors)) };
+    // Read when a layer needs them (a folder of activations may be larger than memory).
+    const files = choice.files.map((f) => ({ name: f.name, size: f.size, read: async (start?: number, end?: number) => new Uint8Array(await f.slice(start, end).arrayBuffer()) }));
+    calibration = { model: await fileCalibration(files, calibrationTargets(model.tensors)) };
   } else {
     calibration = await build(ref.input, model, choice);
     if ("why" in calibration) throw new ModelInputError(`${choice.name} cannot calibrate this model: ${calibration.why}`);

@@ -3,7 +3,7 @@
  * the formats' own encode/decode measured here independently, llama.cpp's fallbacks for tensors a format
  * cannot take, model-wide totals, and exit 2 on bad input.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -190,6 +190,14 @@ describe("quantlab quantize with GPTQ / AWQ settings", () => {
         expect(run.stderr.trim().split("\n")).toHaveLength(1);
         expect(run.stderr).toMatch(message);
       }
+      // NaN is found when the layer reads its file: exit 2, naming the file, token and channel.
+      const nan = new Uint8Array(await readFile(path.join(calib, "layers.1.attn_in.f32")));
+      new DataView(nan.buffer).setFloat32(4 * (64 * 7 + 5), NaN, true);
+      await writeFile(bad, nan);
+      const poisoned = await quantlab("quantize", STORIES_FILE, ...args, "--calibration", bad);
+      expect(poisoned.code).toBe(2);
+      expect(poisoned.stderr).toMatch(/^quantlab quantize: layers\.1\.attn_in\.f32: the activations hold 1 non-finite value \(NaN at token 7, channel 5\)/);
+      expect(poisoned.stderr.trim().split("\n")).toHaveLength(1);
       const noCalibrated = await quantlab("quantize", STORIES_FILE, "--formats", "int4-g32", "--calibration", calib);
       expect(noCalibrated.code).toBe(2);
       expect(noCalibrated.stderr).toMatch(/--calibration is for GPTQ \/ AWQ settings/);

@@ -15,12 +15,12 @@ import { closeSources } from "../node/file-source.ts";
 import { modelTotals } from "../pipeline/model-results.ts";
 import { quantizableTensors, quantizeModel, type ModelCell } from "../pipeline/quantize-model.ts";
 import { isCalibrated, type LabFormat } from "../pipeline/quantize-layer.ts";
-import { calibrationOptions, calibrationTargets, fileCalibration, modelCalibration, type CalibrationOrWhy } from "../pipeline/model-calibration.ts";
+import { calibrationOptions, calibrationTargets, fileCalibration, modelCalibration, type ActivationFile, type CalibrationOrWhy } from "../pipeline/model-calibration.ts";
 import { tensorRowLayout } from "../formats/model.ts";
 import { calibratedMethod } from "../quant/calibrated.ts";
-import { QuantInputError } from "../quant/errors.ts";
+import { isQuantInputError, QuantInputError } from "../quant/errors.ts";
 import { loadModelDir } from "../node/model-dir.ts";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { open, readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { BUNDLED_CALIBRATION, nodeOrt } from "./eval.ts";
 import { BackendUnavailableError, describeDevice, openGpuDevice, reportRunError } from "./backend.ts";
@@ -222,7 +222,8 @@ export const quantizeCommand: Command = {
       for (const w of out.calibration_warnings) io.err(`quantlab: warning: ${w}\n`);
       return EXIT.ok;
     } catch (e) {
-      if (e instanceof CliInputError || e instanceof BackendUnavailableError) return reportRunError("quantize", e, io);
+      // A calibration file found unusable when its layer reads it (NaN) is bad input too.
+      if (e instanceof CliInputError || e instanceof BackendUnavailableError || isQuantInputError(e)) return reportRunError("quantize", e, io);
       return reportError(e, options.target, io);
     } finally {
       device?.device.destroy();
@@ -246,13 +247,14 @@ async function cliCalibration(options: Options, tensors: readonly TensorInfo[]):
   if (source !== undefined && !/\.txt$/i.test(source)) {
     const paths = (await kind(source)) === "dir" ? (await readdir(source)).filter((f) => /\.f32$/i.test(f)).sort().map((f) => path.join(source, f)) : source.split(",");
     if (paths.length === 0) throw new CliInputError(`--calibration: ${source} holds no .f32 activation file`);
-    const files = [];
+    const files: ActivationFile[] = [];
     for (const p of paths) {
-      if ((await kind(p)) !== "file") throw new CliInputError(`--calibration: ${p} is not a file`);
-      files.push({ name: path.basename(p), bytes: new Uint8Array(await readFile(p)) });
+      const info = await stat(p).catch(() => undefined);
+      if (!info?.isFile()) throw new CliInputError(`--calibration: ${p} is not a file`);
+      files.push({ name: path.basename(p), size: info.size, read: (start, end) => readRange(p, start, end) });
     }
     try {
-      return { model: fileCalibration(files, calibrationTargets(tensors)) };
+      return { model: await fileCalibration(files, calibrationTargets(tensors)) };
     } catch (e) {
       if (e instanceof QuantInputError) throw new CliInputError(`--calibration: ${e.message}`);
       throw e;
@@ -272,6 +274,19 @@ async function cliCalibration(options: Options, tensors: readonly TensorInfo[]):
   return { model: await modelCalibration(model, text, { ort: await nodeOrt(), executionProvider: "wasm" }) };
 }
 
+/** Bytes start..end of a file (the whole file without a range). */
+async function readRange(file: string, start?: number, end?: number): Promise<Uint8Array> {
+  if (start === undefined) return new Uint8Array(await readFile(file));
+  const handle = await open(file, "r");
+  try {
+    const out = new Uint8Array((end ?? (await handle.stat()).size) - start);
+    const { bytesRead } = await handle.read(out, 0, out.length, start);
+    return out.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Every tensor through every format, one tensor at a time (src/pipeline/quantize-model.ts). */
 async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabDevice | undefined, io: CliIO, calibration: CalibrationOrWhy): Promise<QuantizeJson> {
   const showProgress = !options.json && process.stderr.isTTY;
@@ -289,7 +304,7 @@ async function quantizeAll(tensors: TensorInfo[], options: Options, device: LabD
   if ("model" in calibration) {
     for (const t of tensors) {
       const { rowLength } = tensorRowLayout(t);
-      for (const w of calibration.model.layer(t.name, rowLength)?.warnings ?? []) warnings.add(`${t.name}: ${w}`);
+      for (const w of (await calibration.model.layer(t.name, rowLength))?.warnings ?? []) warnings.add(`${t.name}: ${w}`);
     }
   }
   const anyCalibrated = options.formats.some(isCalibrated);

@@ -10,13 +10,14 @@ import { openModel } from "../formats/model.ts";
 import { closeSources, openPath } from "../node/file-source.ts";
 import { loadStories } from "../../test/model-fixtures.ts";
 import { STORIES_DIR } from "../../test/shared-data.ts";
-import { activationFileTensors, calibrationTargets, fileCalibration, type ActivationFile } from "./model-calibration.ts";
+import { activationFileOf, activationFileTensors, calibrationTargets, fileCalibration, type ActivationFile } from "./model-calibration.ts";
 import { labFormat, quantizeLayer } from "./quantize-layer.ts";
 
 const CALIB_DIR = path.join(STORIES_DIR, "reference/calib");
 const dumps: ActivationFile[] = readdirSync(CALIB_DIR)
   .filter((f) => f.endsWith(".f32"))
-  .map((name) => ({ name, bytes: new Uint8Array(readFileSync(path.join(CALIB_DIR, name))) }));
+  .map((name) => activationFileOf(name, new Uint8Array(readFileSync(path.join(CALIB_DIR, name)))));
+const bytesOf = async (f: ActivationFile) => f.read();
 const model = await loadStories();
 const sources = await openPath(STORIES_DIR);
 const opened = await openModel(sources);
@@ -41,17 +42,17 @@ describe("activation files", () => {
   });
 
   it("calibrate every linear layer of stories260K from its reference dumps; GPTQ beats round-to-nearest on them", async () => {
-    const cal = fileCalibration(dumps, linears);
+    const cal = await fileCalibration(dumps, linears);
     expect(cal.source).toBe("file");
     expect(cal.tokens).toBe(509);
     expect(cal.label).toBe("activation files (20 files for 35 of 35 linear layers, 509 tokens)");
-    const q = cal.layer("model.layers.2.self_attn.q_proj.weight", 64)!;
+    const q = (await cal.layer("model.layers.2.self_attn.q_proj.weight", 64))!;
     // q, k and v read one input: one set of statistics; down_proj reads its own, 172 wide.
-    expect(cal.layer("model.layers.2.self_attn.v_proj.weight", 64)).toBe(q);
+    expect(await cal.layer("model.layers.2.self_attn.v_proj.weight", 64)).toBe(q);
     expect(q.stats.tokens + q.heldOut!.tokens).toBe(509);
     expect(q.label).toBe("activations from layers.2.attn_in.f32, 382 tokens (+127 held out)");
-    expect(cal.layer("model.layers.2.mlp.down_proj.weight", 172)!.stats.tokens).toBe(382);
-    expect(cal.layer("model.embed_tokens.weight", 64)).toBeUndefined();
+    expect((await cal.layer("model.layers.2.mlp.down_proj.weight", 172))!.stats.tokens).toBe(382);
+    expect(await cal.layer("model.embed_tokens.weight", 64)).toBeUndefined();
 
     const tensor = opened.tensors.find((x) => x.name === "model.layers.2.self_attn.q_proj.weight")!;
     const run = await quantizeLayer(tensor, ["gptq4-g32", "int4-g32"].map(labFormat), { calibration: async (x, shape) => cal.layer(x.name, shape.cols) });
@@ -62,37 +63,47 @@ describe("activation files", () => {
     expect(gptq!.heldOut).toBeGreaterThan(0);
   });
 
-  it("are told apart by content in the cache key", () => {
-    const one = fileCalibration([dumps[0]!], linears);
-    const changed = dumps[0]!.bytes.slice();
-    changed[100] = changed[100]! ^ 1;
-    expect(fileCalibration([{ name: dumps[0]!.name, bytes: changed }], linears).key).not.toBe(one.key);
-    expect(fileCalibration([dumps[0]!], linears).key).toBe(one.key);
-    expect(one.label).toMatch(/^activation files \(1 file for 3 of 35 linear layers, 509 tokens\)$/);
+  it("are told apart by content in the cache key, and read whole only when a layer needs them", async () => {
+    const bytes = await bytesOf(dumps[0]!);
+    const reads: number[] = [];
+    const counted: ActivationFile = { ...dumps[0]!, read: (start = 0, end = bytes.byteLength) => (reads.push(end - start), dumps[0]!.read(start, end)) };
+    const one = await fileCalibration([counted], linears);
+    // Choosing reads each end of the file for its fingerprint, not the file.
+    expect(Math.max(...reads)).toBeLessThanOrEqual(1 << 16);
+    expect(one.label).toBe("activation files (1 file for 3 of 35 linear layers, 509 tokens)");
     expect(one.missing).toBe("no activation file for this layer");
+    const changed = bytes.slice();
+    changed[100] = changed[100]! ^ 1;
+    expect((await fileCalibration([activationFileOf(dumps[0]!.name, changed)], linears)).key).not.toBe(one.key);
+    expect((await fileCalibration([dumps[0]!], linears)).key).toBe(one.key);
+    reads.length = 0;
+    await one.layer("model.layers.0.self_attn.q_proj.weight", 64);
+    expect(reads).toEqual([bytes.byteLength]);
   });
 
-  it("that cannot be used are refused, naming the file and the reason", () => {
+  it("that cannot be used are refused, naming the file and the reason", async () => {
     const attn = dumps.find((d) => d.name === "layers.0.attn_in.f32")!;
-    const refused = (files: ActivationFile[]) => {
-      try {
-        fileCalibration(files, linears);
-      } catch (e) {
-        return (e as Error).message;
-      }
-      return "accepted";
-    };
-    expect(refused([])).toBe("no activation file given");
-    expect(refused([{ name: "weights.f32", bytes: attn.bytes }])).toMatch(/^weights\.f32 names no linear layer of the model: name each file after/);
-    expect(refused([{ name: attn.name, bytes: attn.bytes.subarray(0, 10) }])).toBe("layers.0.attn_in.f32: 10 bytes are not whole float32 values");
-    expect(refused([{ name: attn.name, bytes: attn.bytes.subarray(0, 4 * 100) }])).toBe(
+    const bytes = await bytesOf(attn);
+    const refused = (files: ActivationFile[]) =>
+      fileCalibration(files, linears).then(
+        () => "accepted",
+        (e: Error) => e.message,
+      );
+    expect(await refused([])).toBe("no activation file given");
+    expect(await refused([activationFileOf("weights.f32", bytes)])).toMatch(/^weights\.f32 names no linear layer of the model: name each file after/);
+    expect(await refused([activationFileOf(attn.name, bytes.subarray(0, 10))])).toBe("layers.0.attn_in.f32: 10 bytes are not whole float32 values");
+    expect(await refused([activationFileOf(attn.name, bytes.subarray(0, 4 * 100))])).toBe(
       "layers.0.attn_in.f32: 100 values are not whole tokens of 64 (the input width of model.layers.0.self_attn.q_proj.weight)",
     );
-    const nan = attn.bytes.slice();
-    new DataView(nan.buffer).setFloat32(4 * (64 * 7 + 5), NaN, true);
-    expect(refused([{ name: attn.name, bytes: nan }])).toMatch(/^layers\.0\.attn_in\.f32: the activations hold 1 non-finite value \(NaN at token 7, channel 5\)/);
-    expect(refused([attn, { name: "model.layers.0.self_attn.k_proj.weight.f32", bytes: attn.bytes }])).toBe(
+    expect(await refused([attn, activationFileOf("model.layers.0.self_attn.k_proj.weight.f32", bytes)])).toBe(
       "model.layers.0.self_attn.k_proj.weight.f32 and layers.0.attn_in.f32 both hold the inputs of model.layers.0.self_attn.k_proj.weight",
+    );
+    // Values are checked when the file is read: a NaN fails the layer it feeds, naming the file, token and channel.
+    const nan = bytes.slice();
+    new DataView(nan.buffer).setFloat32(4 * (64 * 7 + 5), NaN, true);
+    const cal = await fileCalibration([activationFileOf(attn.name, nan)], linears);
+    await expect(cal.layer("model.layers.0.self_attn.k_proj.weight", 64)).rejects.toThrow(
+      /^layers\.0\.attn_in\.f32: the activations hold 1 non-finite value \(NaN at token 7, channel 5\)/,
     );
   });
 });

@@ -27,8 +27,11 @@ export interface ModelCalibration {
   tokens: number;
   /** Why a tensor has no activations here (it is in the synthetic label of such tensors). */
   missing: string;
-  /** The calibration of the linear layer whose weight is `tensor` (cols inputs), or undefined when it is none. */
-  layer(tensor: string, cols: number): LayerCalibration | undefined;
+  /**
+   * The calibration of the linear layer whose weight is `tensor` (cols inputs), or undefined when it is none.
+   * Rejects with QuantInputError when its activations cannot be used (a file holding NaN).
+   */
+  layer(tensor: string, cols: number): Promise<LayerCalibration | undefined>;
 }
 
 /** The share of the text's tokens held out of the calibration. */
@@ -54,29 +57,38 @@ export async function modelCalibration(
     missing: `not a linear layer of the ${label}`,
     layer: layerCalibrations((tensor, cols) => {
       const x = inputs.get(tensor);
-      return x && x.length === ids.length * cols ? x : undefined;
+      return x && x.length === ids.length * cols ? { id: x, read: async () => x } : undefined;
     }, "model", what),
   };
 }
 
-/** Memoized per input array: layers that read the same activations share their statistics. */
+/**
+ * Each layer's calibration from its input activations, computed when first asked for. Layers reading the
+ * same input (q/k/v, gate/up) share one; only the last few are kept, so a whole-model run over activation
+ * files holds a few layers' statistics at a time, not the model's.
+ */
 function layerCalibrations(
-  inputOf: (tensor: string, cols: number) => Float32Array | undefined,
+  inputOf: (tensor: string, cols: number) => { id: unknown; read: () => Promise<Float32Array> } | undefined,
   source: "model" | "file",
   what: string | ((tensor: string) => string),
 ): ModelCalibration["layer"] {
-  const byInput = new Map<Float32Array, LayerCalibration>();
-  return (tensor, cols) => {
-    const x = inputOf(tensor, cols);
-    if (!x) return undefined;
-    let cal = byInput.get(x);
-    if (!cal) {
-      cal = activationCalibration(x, cols, source, typeof what === "string" ? what : what(tensor), HELD_OUT_SHARE);
-      byInput.set(x, cal);
+  const recent: { id: unknown; cal: Promise<LayerCalibration> }[] = [];
+  return async (tensor, cols) => {
+    const input = inputOf(tensor, cols);
+    if (!input) return undefined;
+    let entry = recent.find((r) => r.id === input.id);
+    if (!entry) {
+      const label = typeof what === "string" ? what : what(tensor);
+      entry = { id: input.id, cal: input.read().then((x) => activationCalibration(x, cols, source, label, HELD_OUT_SHARE)) };
+      recent.unshift(entry);
+      recent.splice(RECENT_LAYER_INPUTS);
     }
-    return cal;
+    return entry.cal;
   };
 }
+
+/** Layer inputs whose statistics are kept (a block's four: attention, o, mlp, down). */
+const RECENT_LAYER_INPUTS = 4;
 
 /** A 32-bit FNV-1a of numbers or bytes, in hex: enough to tell two calibration inputs apart in a cache key. */
 function fingerprint(values: ArrayLike<number>): string {
@@ -90,10 +102,17 @@ export function calibrationTargets(tensors: readonly { name: string; shape: read
   return tensors.filter((t) => t.shape.length === 2 && /(^|\.)(layers|blk|h)\.\d+\./.test(t.name)).map((t) => ({ name: t.name, cols: t.shape[1]! }));
 }
 
-/** One raw activation file: its name and its bytes (float32 [tokens, in], little-endian). */
+/** One raw activation file (float32 [tokens, in], little-endian): its name, size and a way to read it. */
 export interface ActivationFile {
   name: string;
-  bytes: Uint8Array;
+  size: number;
+  /** The bytes from `start` to `end` (the whole file by default). */
+  read(start?: number, end?: number): Promise<Uint8Array>;
+}
+
+/** An activation file over bytes already in memory. */
+export function activationFileOf(name: string, bytes: Uint8Array): ActivationFile {
+  return { name, size: bytes.byteLength, read: async (start = 0, end = bytes.byteLength) => bytes.subarray(start, end) };
 }
 
 /** The linear layers' weight names an activation file stands for (see the module comment), given its name. */
@@ -113,15 +132,18 @@ export function activationFileTensors(fileName: string, tensorNames: readonly st
   return readers[dump[2]!]!.map((r) => `${p}${r}.weight`).filter((n) => tensorNames.includes(n));
 }
 
+/** Bytes of each end of a file that go into its fingerprint (hashing whole multi-GB folders would take long). */
+const FINGERPRINT_SPAN = 1 << 16;
+
 /**
  * Calibration from raw activation files for the model's linear layers (`tensors`: weight name and input width).
- * Every file must name a layer and hold whole finite tokens of its input width; otherwise QuantInputError says
- * which file and why, before anything is computed.
+ * Names and sizes are checked up front (QuantInputError says which file and why); a file is read when a layer
+ * it feeds is quantized (one at a time: folders larger than memory work), and its values checked then.
  */
-export function fileCalibration(files: readonly ActivationFile[], tensors: readonly { name: string; cols: number }[]): ModelCalibration {
+export async function fileCalibration(files: readonly ActivationFile[], tensors: readonly { name: string; cols: number }[]): Promise<ModelCalibration> {
   if (files.length === 0) throw new QuantInputError("calibration", "no activation file given");
   const names = tensors.map((t) => t.name);
-  const inputs = new Map<string, { x: Float32Array; file: string }>();
+  const inputs = new Map<string, ActivationFile>();
   const tokenCounts = new Set<number>();
   for (const f of files) {
     const targets = activationFileTensors(f.name, names);
@@ -131,40 +153,59 @@ export function fileCalibration(files: readonly ActivationFile[], tensors: reado
         `${f.name} names no linear layer of the model: name each file after its layer's weight (e.g. ${names[0] ?? "model.layers.0.self_attn.q_proj.weight"}.f32) or as layers.N.attn_in / mlp_in / o_proj_in / down_proj_in.f32`,
       );
     }
-    if (f.bytes.byteLength % 4 !== 0) throw new QuantInputError("calibration", `${f.name}: ${f.bytes.byteLength} bytes are not whole float32 values`);
-    const x = new Float32Array(f.bytes.byteLength / 4);
-    new Uint8Array(x.buffer).set(f.bytes);
+    if (f.size % 4 !== 0) throw new QuantInputError("calibration", `${f.name}: ${f.size} bytes are not whole float32 values`);
+    const values = f.size / 4;
     const cols = tensors.find((t) => t.name === targets[0])!.cols;
-    if (x.length === 0 || x.length % cols !== 0) {
-      throw new QuantInputError("calibration", `${f.name}: ${x.length} values are not whole tokens of ${cols} (the input width of ${targets[0]})`);
-    }
-    try {
-      assertFiniteActivations(x, cols, 0);
-    } catch (e) {
-      if (e instanceof QuantInputError) throw new QuantInputError("calibration", `${f.name}: ${e.detail}`);
-      throw e;
+    if (values === 0 || values % cols !== 0) {
+      throw new QuantInputError("calibration", `${f.name}: ${values} values are not whole tokens of ${cols} (the input width of ${targets[0]})`);
     }
     for (const t of targets) {
       const previous = inputs.get(t);
-      if (previous) throw new QuantInputError("calibration", `${f.name} and ${previous.file} both hold the inputs of ${t}`);
-      inputs.set(t, { x, file: f.name });
+      if (previous) throw new QuantInputError("calibration", `${f.name} and ${previous.name} both hold the inputs of ${t}`);
+      inputs.set(t, f);
     }
-    tokenCounts.add(x.length / cols);
+    tokenCounts.add(values / cols);
   }
+  const prints = await Promise.all(
+    files.map(async (f) => {
+      const head = await f.read(0, Math.min(f.size, FINGERPRINT_SPAN));
+      const tail = await f.read(Math.max(0, f.size - FINGERPRINT_SPAN), f.size);
+      return `${f.name}:${f.size}:${fingerprint(head)}${fingerprint(tail)}`;
+    }),
+  );
   const counts = [...tokenCounts].sort((a, b) => a - b);
   const tokens = counts.length === 1 ? `${counts[0]} tokens` : `${counts[0]}-${counts[counts.length - 1]} tokens`;
   const label = `activation files (${files.length} file${files.length === 1 ? "" : "s"} for ${inputs.size} of ${tensors.length} linear layers, ${tokens})`;
   return {
     source: "file",
     label,
-    key: `files:${files.map((f) => `${f.name}:${f.bytes.byteLength}:${fingerprint(f.bytes)}`).join(",")}`,
+    key: `files:${prints.join(",")}`,
     tokens: counts[counts.length - 1]!,
     missing: "no activation file for this layer",
-    layer: layerCalibrations((tensor, cols) => {
-      const input = inputs.get(tensor)?.x;
-      return input && input.length % cols === 0 ? input : undefined;
-    }, "file", (tensor) => `activations from ${inputs.get(tensor)!.file}`),
+    layer: layerCalibrations(
+      (tensor, cols) => {
+        const file = inputs.get(tensor);
+        return file && (file.size / 4) % cols === 0 ? { id: file, read: () => readActivations(file, cols) } : undefined;
+      },
+      "file",
+      (tensor) => `activations from ${inputs.get(tensor)!.name}`,
+    ),
   };
+}
+
+async function readActivations(file: ActivationFile, cols: number): Promise<Float32Array> {
+  const bytes = await file.read();
+  if (bytes.byteLength !== file.size) throw new QuantInputError("calibration", `${file.name}: read ${bytes.byteLength} of its ${file.size} bytes (did it change?)`);
+  // A copy: the bytes may sit at an offset that float32 cannot view.
+  const x = new Float32Array(file.size / 4);
+  new Uint8Array(x.buffer).set(bytes);
+  try {
+    assertFiniteActivations(x, cols, 0);
+  } catch (e) {
+    if (e instanceof QuantInputError) throw new QuantInputError("calibration", `${file.name}: ${e.detail}`);
+    throw e;
+  }
+  return x;
 }
 
 /** A model's calibration, or why there is none (a lone shard, no tokenizer, ...). */
@@ -173,5 +214,5 @@ export type CalibrationOrWhy = { model: ModelCalibration } | { why: string };
 /** The options quantizeLayer / quantizeModel take for it: each layer's real inputs, else synthetic ones with the reason. */
 export function calibrationOptions(c: CalibrationOrWhy): Pick<QuantizeLayerOptions, "calibration" | "syntheticWhy"> {
   if ("why" in c) return { syntheticWhy: c.why };
-  return { calibration: async (tensor, shape) => c.model.layer(tensor.name, shape.cols), syntheticWhy: c.model.missing };
+  return { calibration: (tensor, shape) => c.model.layer(tensor.name, shape.cols), syntheticWhy: c.model.missing };
 }

@@ -45,7 +45,7 @@ describe("quantizeLayer with the model's own activations", () => {
     expect(run.calibration?.source).toBe("model");
     expect(run.calibration?.label).toMatch(/^model run on calibration\.txt, \d+ tokens \(\+\d+ held out\)$/);
 
-    const cal = model.layer(Q_PROJ, 64)!;
+    const cal = (await model.layer(Q_PROJ, 64))!;
     expect(cal.stats.tokens + cal.heldOut!.tokens).toBe(model.tokens);
     const w = await weights();
     const shape = { rows: 64, cols: 64 };
