@@ -41,6 +41,10 @@ test("a lone shard calibrates on activation files picked in the lab; unusable ch
   await expect(chooser(page).getByTestId("calibration-error")).toContainText("The previous calibration stays");
   await expect(current).toHaveAttribute("data-source", "bundled");
 
+  // A file named after no layer calibrates the selected tensor.
+  await chooser(page).getByTestId("calibration-files-input").setInputFiles([{ name: "q-inputs.f32", mimeType: "application/octet-stream", buffer: readFileSync(path.join(CALIB_DIR, "layers.0.attn_in.f32")) }]);
+  await expect(current).toHaveText("activation files (1 file for 1 of 35 linear layers, 509 tokens)");
+
   await chooser(page).getByTestId("calibration-files-input").setInputFiles(DUMPS);
   await expect(current).toHaveAttribute("data-source", "file");
   await expect(current).toHaveText("activation files (20 files for 35 of 35 linear layers, 509 tokens)");

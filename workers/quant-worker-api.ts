@@ -105,7 +105,11 @@ export interface ModelRunReport {
  * calibration text (the default), on a text of the user's, or raw activation files (float32 [tokens, in],
  * named after their layer; src/pipeline/model-calibration.ts).
  */
-export type CalibrationChoice = { kind: "bundled" } | { kind: "text"; name: string; text: string } | { kind: "files"; files: File[] };
+export type CalibrationChoice =
+  | { kind: "bundled" }
+  | { kind: "text"; name: string; text: string }
+  /** `selected`: the tensor shown, which a file named after no layer feeds. */
+  | { kind: "files"; files: File[]; selected?: string };
 
 /** The calibration a choice gave, as the page shows it. */
 export interface CalibrationChosen {

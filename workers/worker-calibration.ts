@@ -51,7 +51,7 @@ export async function chooseCalibration(ref: ModelRef, model: OpenedModel, choic
   if (choice.kind === "files") {
     // Read when a layer needs them (a folder of activations may be larger than memory).
     const files = choice.files.map((f) => ({ name: f.name, size: f.size, read: async (start?: number, end?: number) => new Uint8Array(await f.slice(start, end).arrayBuffer()) }));
-    calibration = { model: await fileCalibration(files, calibrationTargets(model.tensors)) };
+    calibration = { model: await fileCalibration(files, calibrationTargets(model.tensors), choice.selected) };
   } else {
     calibration = await build(ref.input, model, choice);
     if ("why" in calibration) throw new ModelInputError(`${choice.name} cannot calibrate this model: ${calibration.why}`);

@@ -184,7 +184,8 @@ export const quantizeCommand: Command = {
     "                   model folder is run on it), or raw activations: a folder of .f32 files or a",
     "                   comma-separated list, float32 [tokens, in] each, named after the layer's weight",
     "                   (model.layers.0.self_attn.q_proj.weight.f32) or layers.N.attn_in / mlp_in /",
-    "                   o_proj_in / down_proj_in.f32; layers without a file use synthetic activations",
+    "                   o_proj_in / down_proj_in.f32 (or any name when --tensors picks one layer); layers",
+    "                   without a file use synthetic activations",
     "",
     "Bad input (unknown format, a bad regex, an unreadable model) exits with code 2 and one line.",
     "",
@@ -214,7 +215,7 @@ export const quantizeCommand: Command = {
         const types = [...new Set(undecodable.map((t) => t.dtype))].join(", ");
         io.err(`quantlab quantize: left out ${undecodable.length} tensor${undecodable.length === 1 ? "" : "s"} stored as ${types}, which the lab can list but not decode\n`);
       }
-      const calibration = await cliCalibration(options, model.tensors);
+      const calibration = await cliCalibration(options, model.tensors, tensors);
       if (options.backend === "webgpu") device = await openGpuDevice();
       const out = await quantizeAll(tensors, options, device, io, calibration);
       if (options.json) io.out(JSON.stringify(out) + "\n");
@@ -237,7 +238,7 @@ export const quantizeCommand: Command = {
  * text, else the lab's calibration text when the target is a folder with config.json and tokenizer.json (the
  * model run loads every weight in float32); otherwise why there is nothing (synthetic activations then).
  */
-async function cliCalibration(options: Options, tensors: readonly TensorInfo[]): Promise<CalibrationOrWhy> {
+async function cliCalibration(options: Options, tensors: readonly TensorInfo[], selected: readonly TensorInfo[]): Promise<CalibrationOrWhy> {
   const source = options.calibration;
   if (!options.formats.some(isCalibrated)) {
     if (source !== undefined) throw new CliInputError("--calibration is for GPTQ / AWQ settings (gptq4-g128, awq4-g128, ...), and --formats has none");
@@ -254,7 +255,8 @@ async function cliCalibration(options: Options, tensors: readonly TensorInfo[]):
       files.push({ name: path.basename(p), size: info.size, read: (start, end) => readRange(p, start, end) });
     }
     try {
-      return { model: await fileCalibration(files, calibrationTargets(tensors)) };
+      // With --tensors picking one layer, a file named after none is that layer's.
+      return { model: await fileCalibration(files, calibrationTargets(tensors), selected.length === 1 ? selected[0]!.name : undefined) };
     } catch (e) {
       if (e instanceof QuantInputError) throw new CliInputError(`--calibration: ${e.message}`);
       throw e;

@@ -98,6 +98,16 @@ describe("activation files", () => {
     expect(await refused([attn, activationFileOf("model.layers.0.self_attn.k_proj.weight.f32", bytes)])).toBe(
       "model.layers.0.self_attn.k_proj.weight.f32 and layers.0.attn_in.f32 both hold the inputs of model.layers.0.self_attn.k_proj.weight",
     );
+    // A file named after no layer feeds the tensor in view, when there is one, if its width fits.
+    const q0 = "model.layers.0.self_attn.q_proj.weight";
+    const unnamed = await fileCalibration([activationFileOf("x.f32", bytes)], linears, q0);
+    expect(unnamed.label).toBe("activation files (1 file for 1 of 35 linear layers, 509 tokens)");
+    expect((await unnamed.layer(q0, 64))!.label).toBe("activations from x.f32, 382 tokens (+127 held out)");
+    expect(await unnamed.layer("model.layers.0.self_attn.k_proj.weight", 64)).toBeUndefined();
+    expect(await fileCalibration([activationFileOf("x.f32", bytes)], linears, "model.layers.0.mlp.down_proj.weight").then(() => "accepted", (e: Error) => e.message)).toBe(
+      "x.f32: 32576 values are not whole tokens of 172 (the input width of model.layers.0.mlp.down_proj.weight)",
+    );
+
     // Values are checked when the file is read: a NaN fails the layer it feeds, naming the file, token and channel.
     const nan = bytes.slice();
     new DataView(nan.buffer).setFloat32(4 * (64 * 7 + 5), NaN, true);

@@ -137,16 +137,22 @@ const FINGERPRINT_SPAN = 1 << 16;
 
 /**
  * Calibration from raw activation files for the model's linear layers (`tensors`: weight name and input width).
- * Names and sizes are checked up front (QuantInputError says which file and why); a file is read when a layer
+ * A file named after no layer feeds `unnamedFor` when given. Names and sizes are checked up front (QuantInputError says which file and why); a file is read when a layer
  * it feeds is quantized (one at a time: folders larger than memory work), and its values checked then.
  */
-export async function fileCalibration(files: readonly ActivationFile[], tensors: readonly { name: string; cols: number }[]): Promise<ModelCalibration> {
+export async function fileCalibration(
+  files: readonly ActivationFile[],
+  tensors: readonly { name: string; cols: number }[],
+  /** The layer a file named after none feeds (the tensor the user is looking at); without it such a file is refused. */
+  unnamedFor?: string,
+): Promise<ModelCalibration> {
   if (files.length === 0) throw new QuantInputError("calibration", "no activation file given");
   const names = tensors.map((t) => t.name);
   const inputs = new Map<string, ActivationFile>();
   const tokenCounts = new Set<number>();
   for (const f of files) {
-    const targets = activationFileTensors(f.name, names);
+    let targets = activationFileTensors(f.name, names);
+    if (targets.length === 0 && unnamedFor !== undefined && names.includes(unnamedFor)) targets = [unnamedFor];
     if (targets.length === 0) {
       throw new QuantInputError(
         "calibration",

@@ -20,7 +20,8 @@ const TEXT = localized(
     defaultLabel: "the model run on the lab's calibration text (synthetic activations when the model cannot run)",
     text: "Use a text…",
     files: "Use activation files…",
-    filesHint: "float32 [tokens, in], named after the layer (model.layers.0.self_attn.q_proj.weight.f32, or layers.0.attn_in.f32)",
+    filesHint:
+      "float32 [tokens, in], named after the layer (model.layers.0.self_attn.q_proj.weight.f32, or layers.0.attn_in.f32); a file named otherwise calibrates the selected tensor",
     reset: "Back to the default",
     refused: (why: string) => `Not used: ${why}. The previous calibration stays.`,
     checking: "checking…",
@@ -31,7 +32,7 @@ const TEXT = localized(
     defaultLabel: "模型在实验室自带校准文本上的运行（模型无法运行时使用合成激活）",
     text: "使用文本…",
     files: "使用激活文件…",
-    filesHint: "float32 [词元数, 输入宽度]，以层命名（model.layers.0.self_attn.q_proj.weight.f32 或 layers.0.attn_in.f32）",
+    filesHint: "float32 [词元数, 输入宽度]，以层命名（model.layers.0.self_attn.q_proj.weight.f32 或 layers.0.attn_in.f32）；其他名称的文件用于当前选中的张量",
     reset: "恢复默认",
     refused: (why: string) => `未采用：${why}。仍使用之前的校准。`,
     checking: "检查中…",
@@ -42,6 +43,7 @@ export class CalibrationSource extends LitElement {
   static override properties = {
     client: { attribute: false },
     modelId: { attribute: false },
+    selected: { attribute: false },
     chosen: { state: true },
     error: { state: true },
     busy: { state: true },
@@ -49,6 +51,8 @@ export class CalibrationSource extends LitElement {
   declare client: LabClient | undefined;
   /** Changes with every open: the choice belongs to one opened model. */
   declare modelId: unknown;
+  /** The tensor shown: a file named after no layer calibrates it. */
+  declare selected: string | undefined;
   declare chosen: CalibrationChosen | undefined;
   declare error: string | undefined;
   declare busy: boolean;
@@ -129,7 +133,7 @@ export class CalibrationSource extends LitElement {
     const input = e.target as HTMLInputElement;
     const files = [...(input.files ?? [])];
     input.value = "";
-    if (files.length > 0) await this.choose({ kind: "files", files });
+    if (files.length > 0) await this.choose({ kind: "files", files, ...(this.selected ? { selected: this.selected } : {}) });
   }
 
   override render() {

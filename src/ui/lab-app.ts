@@ -510,6 +510,7 @@ export class LabApp extends LitElement {
                 ?hidden=${this.tab === "export"}
                 .client=${this.client}
                 .modelId=${this.model}
+                .selected=${this.selected}
               ></ql-calibration-source>
               <ql-quantize-panel
                 data-testid="quantize-panel"
