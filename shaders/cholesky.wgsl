@@ -33,9 +33,6 @@ struct Block {
   size: u32,
 }
 
-const WG: u32 = 64u;
-var<workgroup> partial: array<f32, 64>;
-var<workgroup> pivotShared: f32;
 
 @compute @workgroup_size(64)
 fn factorDiagonalBlock(@builtin(local_invocation_id) lid: vec3<u32>) {
@@ -49,32 +46,23 @@ fn factorDiagonalBlock(@builtin(local_invocation_id) lid: vec3<u32>) {
   for (var jj = size; jj > 0u; jj--) {
     let j = j0 + jj - 1u;
     let rowJ = j * n;
-    var s = 0.0;
-    if (j + 1u + t < j1) {
-      let v = r[rowJ + j + 1u + t];
-      s = v * v;
+    // Every thread computes the pivot itself (the same reads for all, cache-resident): a reduction through
+    // workgroup memory would cost more barriers than the 63 multiply-adds it saves (SwiftShader runs
+    // invocations as coroutines, barriers are their switches).
+    var dd = h[rowJ + j];
+    for (var k = j + 1u; k < j1; k++) {
+      let v = r[rowJ + k];
+      dd = fma(-v, v, dd);
     }
-    partial[t] = s;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-      if (t < half) {
-        partial[t] += partial[t + half];
-      }
-      workgroupBarrier();
+    var pivot = 1.0;
+    if (dd > 0.0 && dd < 3.4e38) {
+      pivot = sqrt(dd);
+    } else if (t == 0u) {
+      atomicStore(&status[0], 1u);
     }
     if (t == 0u) {
-      let dd = h[rowJ + j] - partial[0];
-      var pivot = 1.0;
-      if (dd > 0.0 && dd < 3.4e38) {
-        pivot = sqrt(dd);
-      } else {
-        atomicStore(&status[0], 1u);
-      }
       r[rowJ + j] = pivot;
-      pivotShared = pivot;
     }
-    workgroupBarrier();
-    let pivot = pivotShared;
     if (i < j) {
       let rowI = i * n;
       var acc = h[rowI + j];

@@ -38,6 +38,7 @@ struct Params {
 }
 
 const BLOCK: u32 = 128u;
+const BLOCK_VEC4: u32 = 32u;
 
 @compute @workgroup_size(64)
 fn sweep(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -47,9 +48,11 @@ fn sweep(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
   }
   let maxq = f32(p.maxq);
   let rowW = o * p.n;
-  var w1: array<f32, BLOCK>;
+  // The block's working weights, four to a vector: SwiftShader keeps a private array in memory and indexes it
+  // lane by lane, so a quarter as many indexed accesses in the error feedback below is what makes it fast.
+  var w1: array<vec4<f32>, BLOCK_VEC4>;
   for (var i = 0u; i < p.count; i++) {
-    w1[i] = w[rowW + p.i1 + i];
+    w1[i / 4u][i % 4u] = w[rowW + p.i1 + i];
   }
   // The group in force at the block's first column (found in an earlier block when it started there).
   var current = 0u;
@@ -93,14 +96,21 @@ fn sweep(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
       scales[g] = scale;
       zeros[g] = zero;
     }
-    let code = clamp(round(w1[i] / scale) + zero, 0.0, maxq);
+    let wi = w1[i / 4u][i % 4u];
+    let code = clamp(round(wi / scale) + zero, 0.0, maxq);
     let value = scale * (code - zero);
     q[o * p.n + orig] = value;
     codes[o * p.n + orig] = u32(code);
-    let e = (w1[i] - value) / u[col * p.n + col];
+    let e = (wi - value) / u[col * p.n + col];
     err[o * BLOCK + i] = e;
-    for (var k = i + 1u; k < p.count; k++) {
-      w1[k] = fma(-e, u[col * p.n + p.i1 + k], w1[k]);
+    // Columns k > i: w1[k] -= e U[col, i1 + k], a vector at a time from the one holding column i + 1. Its
+    // entries at or before i (already quantized) and past the block's end are updated too and never read
+    // again; the U values they take may lie past row `col` (still inside U: bounds-checked access).
+    let uRow = col * p.n + p.i1;
+    for (var kv = (i + 1u) / 4u; kv * 4u < p.count; kv++) {
+      let k = kv * 4u;
+      let uv = vec4<f32>(u[uRow + k], u[uRow + k + 1u], u[uRow + k + 2u], u[uRow + k + 3u]);
+      w1[kv] = fma(vec4<f32>(-e), uv, w1[kv]);
     }
   }
 }

@@ -24,7 +24,9 @@ import { dampedHessian, nextDamping, planGptq, type GptqCalibration, type GptqOp
 import { QuantInputError } from "../quant/errors.ts";
 import type { MatrixShape } from "../quant/format.ts";
 
-const MATMUL_TILE = 64;
+/** The block of C one matmul workgroup computes (shaders/matmul.wgsl: 8 x 8 invocations of 8 x 4 each). */
+const MATMUL_TILE_M = 64;
+const MATMUL_TILE_N = 32;
 /** The sweep kernel keeps a block in registers: at most this many columns. */
 export const GPU_GPTQ_BLOCK = 128;
 const SWEEP_WORKGROUP = 64;
@@ -76,7 +78,7 @@ export function encodeMatmul(device: GPUDevice, pass: GPUComputePassEncoder, pip
       entries: [call.a, call.b, call.c, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(call.n / MATMUL_TILE), Math.ceil(call.m / MATMUL_TILE));
+  pass.dispatchWorkgroups(Math.ceil(call.n / MATMUL_TILE_N), Math.ceil(call.m / MATMUL_TILE_M));
   return params;
 }
 
