@@ -5,6 +5,7 @@
  */
 import type { OpenedModel } from "../src/formats/model.ts";
 import type { LabFormat, QuantizeLayerOptions } from "../src/pipeline/quantize-layer.ts";
+import type { RunCalibration } from "../src/pipeline/model-calibration.ts";
 import { modelIdentity, type ModelIdentity } from "../src/pipeline/model-identity.ts";
 import { quantizableTensors, quantizeModel, tensorResults, type ModelProgress, type ModelRun, type TensorResults } from "../src/pipeline/quantize-model.ts";
 import { openResultsCache, type ResultsCache } from "../src/pipeline/results-cache.ts";
@@ -39,6 +40,8 @@ async function cacheKey(model: OpenedModel): Promise<{ key?: string; problem?: s
 }
 
 export interface ModelRunOptions extends Pick<QuantizeLayerOptions, "calibration" | "syntheticWhy"> {
+  /** The activations `calibration` / `syntheticWhy` stand for: cached cells are kept and reused by its key. */
+  runCalibration: RunCalibration;
   gpu: WorkerGpu;
   reuseCached: boolean;
   signal: AbortSignal;
@@ -46,14 +49,14 @@ export interface ModelRunOptions extends Pick<QuantizeLayerOptions, "calibration
   onProgress: (progress: ModelProgress) => void;
 }
 
-export async function runModel(model: OpenedModel, formats: LabFormat[], opts: ModelRunOptions): Promise<ModelRun & { cacheProblem?: string }> {
-  const { gpu, signal } = opts;
+export async function runModel(model: OpenedModel, formats: LabFormat[], opts: ModelRunOptions): Promise<ModelRun & { cacheProblem?: string; calibration: RunCalibration }> {
+  const { gpu, signal, runCalibration: calibration } = opts;
   const [store, { key, problem }] = await Promise.all([resultsCache(), cacheKey(model)]);
   let cacheProblem = store.unavailable ?? problem;
   const ids = formats.map((f) => f.id);
-  const cached = key && opts.reuseCached ? await store.load(key, ids) : undefined;
+  const cached = key && opts.reuseCached ? await store.load(key, calibration.key, ids) : undefined;
   if (key && !store.unavailable) {
-    await store.saveRun(key, ids).catch((e: unknown) => (cacheProblem ??= `results could not be kept (${describe(e)})`));
+    await store.saveRun(key, ids, calibration).catch((e: unknown) => (cacheProblem ??= `results could not be kept (${describe(e)})`));
   }
   const run = await quantizeModel(quantizableTensors(model.tensors), formats, {
     calibration: opts.calibration,
@@ -62,26 +65,27 @@ export async function runModel(model: OpenedModel, formats: LabFormat[], opts: M
     noDeviceReason: gpu.status.kind === "cpu" ? gpu.status.reason : undefined,
     signal,
     cached,
-    save: key && !store.unavailable ? (tensor, cells) => store.save(key, tensor, cells) : undefined,
+    save: key && !store.unavailable ? (tensor, cells) => store.save(key, calibration.key, tensor, cells) : undefined,
     onCacheError: (e) => (cacheProblem ??= `results could not be kept (${describe(e)})`),
     onTensor: opts.onTensor,
     onProgress: opts.onProgress,
   });
-  return cacheProblem ? { ...run, cacheProblem } : run;
+  return cacheProblem ? { ...run, calibration, cacheProblem } : { ...run, calibration };
 }
 
-/** The cached results of the model's last run: the tensors the cache has every cell of. */
+/** The cached results of the model's last run (on that run's calibration): the tensors the cache has every cell of. */
 export async function cachedResults(model: OpenedModel): Promise<CachedModelResults | undefined> {
   const [store, { key }] = await Promise.all([resultsCache(), cacheKey(model)]);
   if (!key || store.unavailable) return undefined;
-  const formats = await store.lastRun(key);
-  if (!formats || formats.length === 0) return undefined;
-  const cells = await store.load(key, formats);
+  const last = await store.lastRun(key);
+  if (!last || last.formats.length === 0) return undefined;
+  const { formats, calibration } = last;
+  const cells = await store.load(key, calibration.key, formats);
   const tensors = quantizableTensors(model.tensors);
   const rows = tensors.flatMap((t) => {
     const kept = cells.get(t.name);
     if (!kept || formats.some((f) => !kept.has(f))) return [];
     return [tensorResults(t, formats.map((f) => kept.get(f)!), formats.length)];
   });
-  return rows.length > 0 ? { formats, rows, tensors: tensors.length } : undefined;
+  return rows.length > 0 ? { formats, rows, tensors: tensors.length, calibration: { source: calibration.source, label: calibration.label } } : undefined;
 }

@@ -124,6 +124,8 @@ export interface CachedModelResults {
   rows: TensorResults[];
   /** The model's quantizable tensors: more than rows.length when the last run was cancelled. */
   tensors: number;
+  /** The activations that run measured its output errors on. */
+  calibration: { source: "model" | "file" | "synthetic"; label: string };
 }
 
 /** A format as the picker shows it. */

@@ -26,7 +26,7 @@ import { runCheckpointExport } from "./export-checkpoint.ts";
 import { toWireError } from "./wire-error.ts";
 import { workerDevice } from "./worker-device.ts";
 import { calibrationOf, chooseCalibration } from "./worker-calibration.ts";
-import { calibrationOptions } from "../src/pipeline/model-calibration.ts";
+import { calibrationOptions, runCalibration } from "../src/pipeline/model-calibration.ts";
 
 /** The model of the last open a request named (opening reads only headers). */
 let opened: { modelId: number; model: Promise<OpenedModel> } | null = null;
@@ -192,6 +192,7 @@ const api: QuantWorkerApi = {
       signal.throwIfAborted();
       const run = await runModel(model, formats, {
         ...calibrationOptions(calibration),
+        runCalibration: runCalibration(calibration, formats.some(isCalibrated)),
         gpu,
         reuseCached: request.reuseCached !== false,
         signal,
@@ -205,7 +206,7 @@ const api: QuantWorkerApi = {
         computedCells: run.computedCells,
         cachedCells: run.cachedCells,
         device: gpu.status,
-        calibration: "why" in calibration ? { source: "synthetic", label: `synthetic activations (${calibration.why})` } : { source: calibration.model.source, label: calibration.model.label },
+        calibration: { source: run.calibration.source, label: run.calibration.label },
       };
       if (run.cacheProblem) report.cacheProblem = run.cacheProblem;
       return report;

@@ -217,6 +217,26 @@ async function readActivations(file: ActivationFile, cols: number): Promise<Floa
 /** A model's calibration, or why there is none (a lone shard, no tokenizer, ...). */
 export type CalibrationOrWhy = { model: ModelCalibration } | { why: string };
 
+/** What a whole-model run measured its output errors (and calibrated GPTQ / AWQ) on. */
+export interface RunCalibration {
+  source: "model" | "file" | "synthetic";
+  label: string;
+  /**
+   * The activations by source, token count and content (ModelCalibration's key): cells computed on other
+   * activations differ (every cell's output error, and the GPTQ / AWQ weights themselves), so the results
+   * cache keeps them apart by this. Synthetic activations have a fixed token count per layer width
+   * (syntheticCalibration); a run without real activations and without a calibrated setting measures no
+   * output error at all ("none").
+   */
+  key: string;
+}
+
+/** The run's calibration, for its report and its cache key (`anyCalibrated`: the run has a GPTQ / AWQ setting). */
+export function runCalibration(c: CalibrationOrWhy, anyCalibrated: boolean): RunCalibration {
+  if ("model" in c) return { source: c.model.source, label: c.model.label, key: c.model.key };
+  return { source: "synthetic", label: `synthetic activations (${c.why})`, key: anyCalibrated ? "synthetic" : "none" };
+}
+
 /** The options quantizeLayer / quantizeModel take for it: each layer's real inputs, else synthetic ones with the reason. */
 export function calibrationOptions(c: CalibrationOrWhy): Pick<QuantizeLayerOptions, "calibration" | "syntheticWhy"> {
   if ("why" in c) return { syntheticWhy: c.why };

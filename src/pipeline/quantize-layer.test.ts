@@ -13,7 +13,7 @@ import { relOutputErrorGram } from "../quant/output-error.ts";
 import { getFormat } from "../quant/registry.ts";
 import { loadStories, ort } from "../../test/model-fixtures.ts";
 import { REPO_ROOT, STORIES_DIR } from "../../test/shared-data.ts";
-import { modelCalibration } from "./model-calibration.ts";
+import { modelCalibration, runCalibration } from "./model-calibration.ts";
 import { labFormat, quantizeLayer } from "./quantize-layer.ts";
 import type { FormatResult } from "./quantize-tensor.ts";
 
@@ -44,6 +44,10 @@ describe("quantizeLayer with the model's own activations", () => {
     expect(run.results.map((r) => r.format)).toEqual(ids);
     expect(run.calibration?.source).toBe("model");
     expect(run.calibration?.label).toMatch(/^model run on calibration\.txt, \d+ tokens \(\+\d+ held out\)$/);
+    // The whole-model cache keeps these cells apart from synthetic ones (the text and its token count are in the key).
+    const key = runCalibration({ model }, true).key;
+    expect(key).toContain(`:${model.tokens}:`);
+    expect(key).not.toBe(runCalibration({ why: "a lone shard" }, true).key);
 
     const cal = (await model.layer(Q_PROJ, 64))!;
     expect(cal.stats.tokens + cal.heldOut!.tokens).toBe(model.tokens);
@@ -75,6 +79,7 @@ describe("quantizeLayer without a model", () => {
   it("uses synthetic activations, says so with the reason, and still ranks GPTQ below round-to-nearest on them", async () => {
     const run = await quantizeLayer(tensor, ["gptq4-g32", "int4-g32"].map(labFormat), { syntheticWhy: "a lone shard" });
     expect(run.calibration).toMatchObject({ source: "synthetic", label: "synthetic activations, 256 tokens (a lone shard)" });
+    expect(runCalibration({ why: "a lone shard" }, true)).toEqual({ source: "synthetic", label: "synthetic activations (a lone shard)", key: "synthetic" });
     const [gptq, int4] = run.results.map(ok);
     expect(gptq!.outputError).toMatchObject({ source: "synthetic" });
     expect(gptq!.outputError!.heldOut).toBeUndefined();
@@ -85,5 +90,7 @@ describe("quantizeLayer without a model", () => {
     const run = await quantizeLayer(tensor, [labFormat("int4-g32")]);
     expect(run.calibration).toBeUndefined();
     expect(ok(run.results[0]).outputError).toBeUndefined();
+    // So the cache does not serve this int4-g32 cell (no output error) to a run with a GPTQ setting (synthetic ones).
+    expect(runCalibration({ why: "a lone shard" }, false).key).toBe("none");
   });
 });

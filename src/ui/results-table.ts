@@ -402,7 +402,7 @@ export class ResultsTable extends LitElement {
       this.rows = cached.rows;
       this.picked = new Set(cached.formats);
       this.source = "cache";
-      this.status = RESULTS_STRINGS().fromCache(cached.rows.length, cached.tensors);
+      this.status = `${RESULTS_STRINGS().fromCache(cached.rows.length, cached.tensors)} ${RESULTS_STRINGS().calibration(cached.calibration.label)}`;
     } catch (e) {
       // No cached results to show; a run still works.
       console.warn("Could not read the cached results:", e);
