@@ -74,3 +74,66 @@ test("the shard alone: GPTQ calibrates on synthetic activations, and the table s
   await expect(resultRow(page, "gptq4-g32").getByTestId("result-synthetic")).toBeVisible();
   await expect(resultRow(page, "int4-g32").getByTestId("result-synthetic")).toBeVisible();
 });
+
+// The Whole model tab with a GPTQ setting: its cells are computed on the activations the run has, say which,
+// and are never served from the cache for other activations.
+const wholeModel = (page: Page) => page.getByTestId("results-panel");
+const wholeModelCell = (page: Page, format: string) => wholeModel(page).locator(`[data-testid="results-row"][data-tensor="${TENSOR}"] [data-testid="results-cell"][data-format="${format}"]`);
+
+async function runWholeModel(page: Page): Promise<string> {
+  await wholeModel(page).getByTestId("results-run").click();
+  const status = wholeModel(page).getByTestId("results-status");
+  await expect(status).toHaveText(/^Done: /, { timeout: 240_000 });
+  return (await status.textContent())!;
+}
+
+test("Whole model: gptq4-g32 on stories260K, first on synthetic activations (the shard alone), then on the model run; the cache keeps them apart", async ({ page }) => {
+  test.setTimeout(540_000);
+  await page.goto("/");
+  await page.getByTestId("file-input").setInputFiles([storiesFile]);
+  await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
+  await page.getByTestId("tab-results").click();
+  const formats = wholeModel(page).getByTestId("results-formats");
+  await expect(formats).toBeVisible({ timeout: 30_000 });
+  // Only int8-channel (a plain format, for comparison) and GPTQ 4-bit in groups of 32 (stories260K's rows of 64).
+  for (const id of ["q4_0", "q8_0", "int4-g128"]) await formats.locator(`label[data-format="${id}"] input`).uncheck();
+  await formats.locator('details[data-family="calibrated"] > summary').click();
+  await formats.locator('label[data-format="gptq4-g32"] input').check();
+  await expect(wholeModel(page).getByTestId("results-run")).toHaveText("Run on the whole model (2 formats)");
+
+  const synthetic = await runWholeModel(page);
+  expect(synthetic).toMatch(/Output errors on the layers' inputs: synthetic activations \(no model to run: config\.json and tokenizer\.json are not with the weights\)\./);
+  const gptq = wholeModelCell(page, "gptq4-g32");
+  await expect(gptq).toHaveAttribute("data-source", "synthetic");
+  await expect(wholeModelCell(page, "int8-channel")).toHaveAttribute("data-source", "synthetic");
+  const syntheticSnr = Number(await gptq.getAttribute("data-value"));
+  expect(syntheticSnr).toBeGreaterThan(10);
+
+  // The same weights with config.json and tokenizer: the model can run, so the layers calibrate on their inputs.
+  await page.getByTestId("file-input").setInputFiles([storiesFile, ...SIDE_FILES]);
+  await expect(page.getByTestId("model-name")).toHaveText("model.safetensors");
+  await page.getByTestId("tab-results").click();
+  // The file's cached results show at once, with the activations they were measured on.
+  const status = wholeModel(page).getByTestId("results-status");
+  await expect(status).toHaveAttribute("data-source", "cache", { timeout: 30_000 });
+  await expect(status).toContainText("synthetic activations");
+  await expect(gptq).toHaveAttribute("data-source", "synthetic");
+
+  // A run now reuses none of them: every cell was computed on other activations.
+  const real = await runWholeModel(page);
+  const [, computed, cached] = /Done: (\d+) cells computed, (\d+) from the cache/.exec(real)!;
+  expect(Number(cached)).toBe(0);
+  expect(Number(computed)).toBe(2 * Number(await wholeModel(page).getByTestId("results-table").getAttribute("data-rows")));
+  expect(real).toMatch(/Output errors on the layers' inputs: model run on calibration\.txt, \d+ tokens\./);
+  await expect(gptq).toHaveAttribute("data-source", "model");
+  await expect(wholeModelCell(page, "int8-channel")).toHaveAttribute("data-source", "model");
+  // Its row shows the figures like any format's: SNR in the cell, the output error on the model run in its title.
+  expect(Number(await gptq.getAttribute("data-value"))).toBeGreaterThan(10);
+  await expect(gptq).toHaveAttribute("title", /output error \(calibration\) \S+ \/ \S+ \(model\)/);
+  await wholeModel(page).getByTestId("results-metric").selectOption("outErr");
+  const gptqErr = Number(await gptq.getAttribute("data-value"));
+  const int8Err = Number(await wholeModelCell(page, "int8-channel").getAttribute("data-value"));
+  expect(gptqErr).toBeGreaterThan(0);
+  // 4 bits lose more than 8 on the same activations.
+  expect(gptqErr).toBeGreaterThan(int8Err);
+});
