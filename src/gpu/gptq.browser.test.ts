@@ -7,7 +7,7 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 import { useLabDevice } from "../../test/gpu-device.ts";
 import { gaussian } from "../../test/random.ts";
 import { ERR_CALIB_RATIO_BAR, fetchGoldenFile, goldenGptqAwqManifest, goldenLayer } from "../../test/gptq-awq-golden.ts";
-import { gpuGptqQuantize, gpuMatmul, gpuUpperCholeskyOfInverse, GpuHessian } from "./gptq.ts";
+import { gpuGptqBuffers, gpuGptqQuantize, gpuMatmul, gpuUpperCholeskyOfInverse, GpuHessian } from "./gptq.ts";
 import { readBack } from "./buffers.ts";
 import { calibrationStats, clipSampleStep, hessian } from "../quant/hessian.ts";
 import { dequantizeGrouped, gptqQuantize } from "../quant/gptq.ts";
@@ -96,6 +96,40 @@ async function gpuFactor(h: Float64Array, n: number): Promise<Float32Array | und
     ub.destroy();
   }
 }
+
+describe("a 4096 x 4096 layer within the device's limits", () => {
+  // GPTQ on a 4096 x 4096 layer takes minutes on SwiftShader (bench/gptq.ts times it): the buffers each
+  // step would bind are checked here, and the calibration pass runs at that width.
+  it("plans every buffer of the calibration, the factorization and the sweep within the binding limit", () => {
+    const limits = gpu().info.limits;
+    const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    const plan = gpuGptqBuffers(4096, 4096, 128, limits);
+    for (const b of plan) expect(b.bytes, b.what).toBeLessThanOrEqual(limit);
+    // Eight n x n matrices of 64 MiB (the Gram matrices, H, R, U, W, Q, the codes), the rest smaller, but the
+    // uploads of tokens: as many whole tokens as the limit allows. The scales have 32 groups per row.
+    const uploads = plan.filter((b) => b.what.startsWith("an upload of calibration tokens"));
+    const matrices = plan.filter((b) => !uploads.includes(b));
+    expect(matrices.filter((b) => b.bytes === 4096 * 4096 * 4)).toHaveLength(8);
+    expect(Math.max(...matrices.map((b) => b.bytes))).toBe(4096 * 4096 * 4);
+    expect(uploads.map((b) => b.bytes)).toEqual([Math.floor(limit / (4096 * 4)) * 4096 * 4]);
+    expect(plan.find((b) => b.what.startsWith("the scales"))?.bytes).toBe(4096 * 32 * 4);
+  });
+
+  it("accumulates a 4096-wide Gram matrix, and refuses one wider than the device binds before allocating", async () => {
+    const cols = 4096;
+    const x = gaussian(16 * cols, 1, 7);
+    const acc = await GpuHessian.create(gpu(), cols);
+    acc.add(x);
+    const got = await acc.result();
+    acc.destroy();
+    const want = calibrationStats(x, cols, { clipSample: false });
+    expect(maxRel(got.gram, want.gram)).toBeLessThan(1e-5);
+
+    const limits = gpu().info.limits;
+    const wide = Math.ceil(Math.sqrt(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) / 4)) + 1;
+    await expect(GpuHessian.create(gpu(), wide)).rejects.toThrow(new RegExp(`^the ${wide} x ${wide} Gram matrix takes ${wide * wide * 4} bytes, more than this GPU binds at once`));
+  }, 120_000);
+});
 
 describe("the blocked factorization", () => {
   // One block, a partial last block, several blocks with a partial first one, and a large matrix.

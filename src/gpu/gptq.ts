@@ -12,7 +12,9 @@
  *  - gpuGptqQuantize: per block of 128 columns, the sweep (shaders/gptq.wgsl, one thread per row) and the lazy
  *    batch update W[:, i2:] -= Err1 U[i1:i2, i2:] (shaders/matmul.wgsl).
  * Everything is f32 on the GPU, as in the reference. A 4096 x 4096 layer needs n^2 * 4 = 64 MiB per matrix
- * (H, R, U, W, Q, codes): each within the default 128 MiB binding limit.
+ * (H, R, U, W, Q, codes): each within the default 128 MiB binding limit. gpuGptqBuffers lists every buffer
+ * each step binds, with the sizes the steps allocate; a layer with one over the device's limits is refused
+ * before anything is allocated.
  */
 import matmulShader from "../../shaders/matmul.wgsl?raw";
 import choleskyShader from "../../shaders/cholesky.wgsl?raw";
@@ -132,10 +134,11 @@ export class GpuHessian {
 
   static async create(dev: LabDevice, cols: number, opts: { clipSampleStep?: number } = {}): Promise<GpuHessian> {
     if (!Number.isInteger(cols) || cols < 1) throw new QuantInputError("calibration", `a layer needs at least one input column, not ${cols}`);
-    assertFits(dev, cols * cols * 4, `the ${cols} x ${cols} Gram matrix`);
+    const sizes = calibrationBuffers(cols, dev.info.limits);
+    assertFits(dev, sizes);
     const pipeline = await matmulPipeline(dev.device);
-    const gram = outputStorage(dev.device, cols * cols * 4, "gram");
-    const sample = opts.clipSampleStep === undefined ? undefined : outputStorage(dev.device, cols * cols * 4, "clip sample gram");
+    const gram = outputStorage(dev.device, sizes.gram.bytes, "gram");
+    const sample = opts.clipSampleStep === undefined ? undefined : outputStorage(dev.device, sizes.clipSampleGram.bytes, "clip sample gram");
     return new GpuHessian(dev, pipeline, cols, gram, sample, opts.clipSampleStep);
   }
 
@@ -147,8 +150,7 @@ export class GpuHessian {
     }
     assertFiniteActivations(x, cols, this.tokens);
     addChannelStats(x, cols, this.sumAbs, this.maxAbs);
-    const limits = this.dev.info.limits;
-    const perChunk = Math.max(1, Math.floor(Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize) / (cols * 4)));
+    const perChunk = tokensPerUpload(cols, this.dev.info.limits);
     const n = x.length / cols;
     for (let t0 = 0; t0 < n; t0 += perChunk) this.addChunk(x.subarray(t0 * cols, Math.min(n, t0 + perChunk) * cols));
   }
@@ -215,10 +217,77 @@ function mirrored(upper: Float32Array, n: number): Float64Array {
   return out;
 }
 
-function assertFits(dev: LabDevice, bytes: number, what: string): void {
-  const limits = dev.info.limits;
-  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  if (bytes > limit) throw new QuantInputError("shape", `${what} takes ${bytes} bytes, more than this GPU binds at once (${limit})`);
+// ---------------------------------------------------------------------------------------------------------
+// Buffer planning
+
+/** A buffer one of the steps binds: what it holds (for people) and its size in bytes. */
+export interface PlannedBuffer {
+  what: string;
+  bytes: number;
+}
+
+type BufferLimits = Pick<GPUSupportedLimits, "maxStorageBufferBindingSize" | "maxBufferSize">;
+
+/** The largest buffer this device binds whole. */
+function bindLimit(limits: BufferLimits): number {
+  return Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+}
+
+/** Whole tokens of `cols` values per upload of calibration activations (at least one). */
+function tokensPerUpload(cols: number, limits: BufferLimits): number {
+  return Math.max(1, Math.floor(bindLimit(limits) / (cols * 4)));
+}
+
+/** The calibration pass's buffers (GpuHessian): the Gram matrices and the largest upload of tokens. */
+export function calibrationBuffers(cols: number, limits: BufferLimits) {
+  return {
+    gram: { what: `the ${cols} x ${cols} Gram matrix`, bytes: cols * cols * 4 },
+    clipSampleGram: { what: `the clip sample's ${cols} x ${cols} Gram matrix`, bytes: cols * cols * 4 },
+    tokens: { what: `an upload of calibration tokens of ${cols} values`, bytes: tokensPerUpload(cols, limits) * cols * 4 },
+  } satisfies Record<string, PlannedBuffer>;
+}
+
+/** The factorization's buffers (gpuUpperCholeskyOfInverse) for an n x n Hessian. */
+export function factorizationBuffers(n: number) {
+  const matrix = (what: string) => ({ what: `${what} (${n} x ${n})`, bytes: n * n * 4 });
+  return {
+    hessian: matrix("the damped Hessian"),
+    reversed: matrix("its reversed Cholesky factor"),
+    upper: matrix("the upper Cholesky factor of its inverse"),
+    diagonalInverse: { what: "the inverse of a diagonal block", bytes: FACTOR_BLOCK * FACTOR_BLOCK * 4 },
+    rowBlock: { what: `a ${FACTOR_BLOCK} x ${n} row block`, bytes: FACTOR_BLOCK * n * 4 },
+    status: { what: "the factorization status", bytes: 4 },
+  } satisfies Record<string, PlannedBuffer>;
+}
+
+/** The sweep's buffers (gpuGptqQuantize) for a rows x cols layer with `nGroups` groups per row. */
+export function sweepBuffers(rows: number, cols: number, nGroups: number) {
+  const matrix = (what: string) => ({ what: `${what} (${rows} x ${cols})`, bytes: rows * cols * 4 });
+  return {
+    weights: matrix("the weights"),
+    blockErrors: { what: `the block errors (${rows} x ${GPU_GPTQ_BLOCK})`, bytes: rows * GPU_GPTQ_BLOCK * 4 },
+    q: matrix("the dequantized weights"),
+    codes: matrix("the codes"),
+    scales: { what: `the scales (${rows} x ${nGroups})`, bytes: rows * nGroups * 4 },
+    zeros: { what: `the zero points (${rows} x ${nGroups})`, bytes: rows * nGroups * 4 },
+    perm: { what: "the column order", bytes: cols * 4 },
+  } satisfies Record<string, PlannedBuffer>;
+}
+
+/**
+ * Every buffer GPTQ on the GPU binds for a rows x cols layer (group size `group`, -1 for one group per row):
+ * the calibration pass, the factorization and the sweep, with the sizes they allocate.
+ */
+export function gpuGptqBuffers(rows: number, cols: number, group: number, limits: BufferLimits): PlannedBuffer[] {
+  const nGroups = group === -1 ? 1 : Math.ceil(cols / group);
+  return [calibrationBuffers(cols, limits), factorizationBuffers(cols), sweepBuffers(rows, cols, nGroups)].flatMap((step) => Object.values(step));
+}
+
+/** Refuses, with what and by how much, a step whose buffers the device cannot bind. */
+function assertFits(dev: LabDevice, buffers: Record<string, PlannedBuffer> | PlannedBuffer[]): void {
+  const limit = bindLimit(dev.info.limits);
+  const over = Object.values(buffers).find((b) => b.bytes > limit);
+  if (over) throw new QuantInputError("shape", `${over.what} takes ${over.bytes} bytes, more than this GPU binds at once (${limit})`);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -237,14 +306,15 @@ export const FACTOR_BLOCK = 64;
  */
 export async function gpuUpperCholeskyOfInverse(dev: LabDevice, h: Float32Array, n: number): Promise<GPUBuffer | undefined> {
   const { device } = dev;
-  assertFits(dev, n * n * 4, `the ${n} x ${n} Hessian`);
+  const sizes = factorizationBuffers(n);
+  assertFits(dev, sizes);
   const [diagonal, matmul] = await Promise.all([computePipeline(device, choleskyShader, "factorDiagonalBlock", "cholesky.wgsl"), matmulPipeline(device)]);
   const hb = uploadStorage(device, h, "hessian (updated in place)");
-  const rb = outputStorage(device, n * n * 4, "reversed cholesky");
-  const ub = outputStorage(device, n * n * 4, "upper cholesky of inverse");
-  const db = outputStorage(device, FACTOR_BLOCK * FACTOR_BLOCK * 4, "inverse of the diagonal block");
-  const tb = outputStorage(device, FACTOR_BLOCK * n * 4, "row block scratch");
-  const status = outputStorage(device, 4, "factorization status");
+  const rb = outputStorage(device, sizes.reversed.bytes, "reversed cholesky");
+  const ub = outputStorage(device, sizes.upper.bytes, "upper cholesky of inverse");
+  const db = outputStorage(device, sizes.diagonalInverse.bytes, "inverse of the diagonal block");
+  const tb = outputStorage(device, sizes.rowBlock.bytes, "row block scratch");
+  const status = outputStorage(device, sizes.status.bytes, "factorization status");
   const uniforms: GPUBuffer[] = [];
   const encoder = device.createCommandEncoder({ label: "factorization" });
   const pass = encoder.beginComputePass({ label: "factorization" });
@@ -300,7 +370,9 @@ export async function gpuGptqQuantize(dev: LabDevice, weights: Float32Array, sha
   const plan = planGptq(weights, shape, calib, options);
   const { rows, cols: n, group, nGroups, blockSize, perm } = plan;
   if (blockSize > GPU_GPTQ_BLOCK) throw new QuantInputError("settings", `GPTQ on the GPU takes blocks of at most ${GPU_GPTQ_BLOCK} columns, not ${blockSize}`);
-  assertFits(dev, rows * n * 4, `the ${rows} x ${n} weight matrix`);
+  // Every step's buffers, before any is allocated (the calibration's were checked when it ran).
+  const sizes = sweepBuffers(rows, n, nGroups);
+  assertFits(dev, [...Object.values(sizes), ...Object.values(factorizationBuffers(n))]);
   const { device } = dev;
 
   let percDamp = plan.requestedDamp;
@@ -320,9 +392,9 @@ export async function gpuGptqQuantize(dev: LabDevice, weights: Float32Array, sha
   const order = new Uint32Array(n);
   for (let p = 0; p < n; p++) order[p] = perm ? perm[p]! : p;
   const wb = uploadStorage(device, w, "gptq weights");
-  const errb = outputStorage(device, rows * GPU_GPTQ_BLOCK * 4, "gptq block errors");
-  const qb = outputStorage(device, rows * n * 4, "gptq q");
-  const codesb = outputStorage(device, rows * n * 4, "gptq codes");
+  const errb = outputStorage(device, sizes.blockErrors.bytes, "gptq block errors");
+  const qb = outputStorage(device, sizes.q.bytes, "gptq q");
+  const codesb = outputStorage(device, sizes.codes.bytes, "gptq codes");
   const scalesb = uploadStorage(device, plan.scales, "gptq scales");
   const zerosb = uploadStorage(device, plan.zeros, "gptq zeros");
   const permb = uploadStorage(device, order, "gptq perm");
