@@ -8,7 +8,7 @@
  * calibrates on the same run. The shard alone gets synthetic activations, labelled as such.
  */
 import path from "node:path";
-import { expect, test } from "@playwright/test";
+import { expect, test, type Page } from "@playwright/test";
 import { openAndSelect, outputError, pickFormats, quantizePanel, resultRow } from "./quantize-page.ts";
 import { storiesDir, storiesFile } from "./test-files.ts";
 
