@@ -138,8 +138,16 @@ export async function gptqBench(opts: { n?: number; tokens?: number; awqMax?: nu
       note: `err_calib GPU ${errGpu.toExponential(4)}${errCpu !== undefined ? `, CPU ${errCpu.toExponential(4)}` : ""}`,
     });
 
-    // AWQ: the scale search alone, then scale + clip (the clip search is the difference), on both paths.
+    // AWQ: the scale search alone, then scale + clip (the clip search is the difference), on both paths
+    // (--awq-max 0: not at all).
     const m = Math.min(n, opts.awqMax ?? 1024);
+    if (m > 0) await awqRows(m);
+  } finally {
+    dev.device.destroy();
+  }
+  return rows;
+
+  async function awqRows(m: number): Promise<void> {
     const layer = m === n ? { w, x } : syntheticLayer(m, tokens);
     const awqShape = { rows: m, cols: m };
     const stats: CalibrationStats = calibrationStats(layer.x, m);
@@ -170,10 +178,7 @@ export async function gptqBench(opts: { n?: number; tokens?: number; awqMax?: nu
       referenceS: undefined,
       note: [projected, timing ? `reference on netlib BLAS (not timed on OpenBLAS): ${timing.netlib_default.awq_clip_search_s!.toFixed(1)} s` : ""].filter(Boolean).join("; "),
     });
-  } finally {
-    dev.device.destroy();
   }
-  return rows;
 }
 
 export function gptqBenchTable(rows: GptqBenchRow[], n: number, tokens: number): string {
