@@ -33,7 +33,6 @@ struct Block {
   size: u32,
 }
 
-
 @compute @workgroup_size(64)
 fn factorDiagonalBlock(@builtin(local_invocation_id) lid: vec3<u32>) {
   let n = blk.n;
