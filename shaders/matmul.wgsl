@@ -10,7 +10,8 @@
 // straight from storage (cache-resident), 32 fused multiply-adds per step, two steps per loop turn. A workgroup of 8 x 8 invocations covers 64 x 32 of C. Reads past a
 // sub-matrix's edge stay inside the buffer (WebGPU's bounds-checked access) and only feed values that are
 // never stored. With `upperOnly`, blocks wholly below the diagonal are skipped (the Gram matrix is symmetric;
-// the CPU mirrors the upper triangle).
+// the CPU mirrors the upper triangle); with `bUpper`, K stops at the block's last column (B upper triangular,
+// as U in the factorization's block-row update).
 
 // Binding 0: A's values (any layout; element (m, k) at aOff + m * aRow + k * aCol).
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -36,6 +37,8 @@ struct Params {
   cRow: u32,
   alpha: f32,
   beta: f32,
+  // Nonzero when B is upper triangular (element (k, n) zero for k > n): the products with those zeros are skipped.
+  bUpper: u32,
 }
 
 // Rows x columns of C per invocation, and invocations per workgroup along each (src/gpu/gptq.ts dispatches).
@@ -62,13 +65,17 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   var acc7 = vec4<f32>(0.0);
   let aBase = p.aOff + m0 * p.aRow;
   let bBase = p.bOff + n0 * p.bCol;
-  let kEven = p.k & ~1u;
+  var kEnd = p.k;
+  if (p.bUpper != 0u) {
+    kEnd = min(kEnd, n0 + COLS);
+  }
+  let kEven = kEnd & ~1u;
   var k = 0u;
   for (; k < kEven; k += 2u) {
     step(aBase + k * p.aCol, bBase + k * p.bRow, &acc0, &acc1, &acc2, &acc3, &acc4, &acc5, &acc6, &acc7);
     step(aBase + (k + 1u) * p.aCol, bBase + (k + 1u) * p.bRow, &acc0, &acc1, &acc2, &acc3, &acc4, &acc5, &acc6, &acc7);
   }
-  if (k < p.k) {
+  if (k < kEnd) {
     step(aBase + k * p.aCol, bBase + k * p.bRow, &acc0, &acc1, &acc2, &acc3, &acc4, &acc5, &acc6, &acc7);
   }
   store(m0 + 0u, n0, acc0);

@@ -56,6 +56,8 @@ export interface MatmulCall {
   beta?: number;
   /** Skip the tiles wholly below the diagonal (symmetric results). */
   upperOnly?: boolean;
+  /** B is upper triangular (zero below its diagonal): its zeros are not multiplied. */
+  bUpper?: boolean;
 }
 
 export function matmulPipeline(device: GPUDevice): Promise<GPUComputePipeline> {
@@ -70,6 +72,7 @@ export function encodeMatmul(device: GPUDevice, pass: GPUComputePassEncoder, pip
   u32.set([call.m, call.n, call.k, call.upperOnly ? 1 : 0, call.aOff ?? 0, call.aRow, call.aCol, call.bOff ?? 0, call.bRow, call.bCol, call.cOff ?? 0, call.cRow]);
   f32[12] = call.alpha ?? 1;
   f32[13] = call.beta ?? 0;
+  u32[14] = call.bUpper ? 1 : 0;
   const params = uploadUniform(device, words, "matmul params");
   pass.setPipeline(pipeline);
   pass.setBindGroup(
@@ -341,9 +344,12 @@ export async function gpuUpperCholeskyOfInverse(dev: LabDevice, h: Float32Array,
       );
     }
     if (j1 < n) {
-      // U[J, j1:] = -U_JJ (R[J, j1:] U[j1:, j1:]), through the scratch T (size x w).
+      // U[J, j1:] = -U_JJ (R[J, j1:] U[j1:, j1:]), through the scratch T (size x w); U[j1:, j1:] is upper
+      // triangular, so a third of the factorization's products would be with its zeros: skipped.
       const w = n - j1;
-      uniforms.push(encodeMatmul(device, pass, matmul, { m: size, n: w, k: w, a: rb, aOff: j0 * n + j1, aRow: n, aCol: 1, b: ub, bOff: j1 * n + j1, bRow: n, bCol: 1, c: tb, cRow: w }));
+      uniforms.push(
+        encodeMatmul(device, pass, matmul, { m: size, n: w, k: w, a: rb, aOff: j0 * n + j1, aRow: n, aCol: 1, b: ub, bOff: j1 * n + j1, bRow: n, bCol: 1, c: tb, cRow: w, bUpper: true }),
+      );
       uniforms.push(encodeMatmul(device, pass, matmul, { m: size, n: w, k: size, a: db, aRow: size, aCol: 1, b: tb, bRow: w, bCol: 1, c: ub, cOff: j0 * n + j1, cRow: n, alpha: -1 }));
     }
     j1 = j0;
