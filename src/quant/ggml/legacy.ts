@@ -29,7 +29,9 @@ import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../er
 import { bitsToF32, f32Bits, f32BitsToF16Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
 import {
   type BlocksDecoder,
+  type BlocksEncoder,
   decodeInSpans,
+  encodeInSpans,
   F16_TO_F32,
   fr,
   bitsView,
@@ -127,6 +129,12 @@ function levelFromMin(x: Float32Array, p: number, min: number, id: number): numb
  * q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)).
  * The block's 20 bytes are 5 aligned little-endian u32 stores (d | m << 16, then 8 nibbles each): a fifth of
  * the bounds-checked byte stores, 1.25x. Outputs at an offset that is not 4-aligned go through a copy.
+ *
+ * The 32 levels are written out, HALF_UP as a literal (1.1x, bench/cpu-formats.ts): TurboFan re-checks a
+ * module-level function at each call (levelFromMin) and reloads and unboxes a module-level constant, or a
+ * local copy of one, at each use; a helper per word is not inlined past the second call (V8's cumulative
+ * inlining budget); an inner loop costs its counter, a stack check and re-checks of x. `& 0x3fffffff` tells
+ * TurboFan that p + 31 cannot overflow (encodeInSpans keeps offsets below 2^30).
  */
 export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const words = wordView(out, oo);
@@ -140,18 +148,43 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
     const d = fr(fr(range[r + 1]! - min) / 15);
     const id = d !== 0 ? fr(1 / d) : 0;
     words[w] = f32ToF16Bits(d) | (f32BitsToF16Bits(rangeBits[r]!) << 16);
-    for (let j = 0; j < QK / 2; j += 4) {
-      const p = xo + j;
-      words[w + 1 + (j >> 2)] =
-        levelFromMin(x, p, min, id) |
-        (levelFromMin(x, p + 16, min, id) << 4) |
-        (levelFromMin(x, p + 1, min, id) << 8) |
-        (levelFromMin(x, p + 17, min, id) << 12) |
-        (levelFromMin(x, p + 2, min, id) << 16) |
-        (levelFromMin(x, p + 18, min, id) << 20) |
-        (levelFromMin(x, p + 3, min, id) << 24) |
-        (levelFromMin(x, p + 19, min, id) << 28);
-    }
+    const p = xo & 0x3fffffff;
+    words[w + 1] =
+      ((fr(fr(x[p]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 16]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 1]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 17]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 2]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 18]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 3]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 19]! - min) * id) + 0.5000000298023224) | 0) << 28);
+    words[w + 2] =
+      ((fr(fr(x[p + 4]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 20]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 5]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 21]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 6]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 22]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 7]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 23]! - min) * id) + 0.5000000298023224) | 0) << 28);
+    words[w + 3] =
+      ((fr(fr(x[p + 8]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 24]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 9]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 25]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 10]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 26]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 11]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 27]! - min) * id) + 0.5000000298023224) | 0) << 28);
+    words[w + 4] =
+      ((fr(fr(x[p + 12]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 28]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 13]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 29]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 14]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 30]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 15]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 31]! - min) * id) + 0.5000000298023224) | 0) << 28);
   }
   return true;
 }
@@ -440,8 +473,6 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 // ---------------------------------------------------------------------------------------------------------
 // Format records
 
-/** Encodes or decodes `blocks` consecutive blocks (the functions above). */
-type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => boolean;
 
 /** Runs a word-storing encoder on an aligned copy of out's bytes and copies them back (unaligned outputs). */
 function encodeThroughAlignedCopy(
@@ -534,7 +565,7 @@ function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts:
     return out;
   }
   // The block encoders see NaN and infinities on the way (see above); assertFinite names the first.
-  if (!spec.encode(x, 0, out, 0, rows * nb)) {
+  if (!encodeInSpans(spec.encode, x, out, rows * nb, spec.blockWeights, spec.blockBytes)) {
     assertFinite(x, shape, opts?.tensorName);
     throw new Error(`${spec.id}: an encoder reported a NaN or infinity that assertFinite did not find`);
   }
