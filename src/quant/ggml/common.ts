@@ -194,8 +194,9 @@ export function orderKey(bits: number): number {
  * running min and its larger only the running max, three comparisons per pair instead of four), the pairs'
  * lows and highs are merged two by two, and the two halves of the step feed two (min, max) lanes, since each
  * update waits on the previous one. A select is `b + (d & (d >> 31))` with d = a - b (min; `a - (...)` for
- * max): four integer operations where the xor form takes five. 1.2x the four-a-step loop with xor selects.
+ * max): four integer operations where the xor form takes five. 1.35x the four-a-step loop with xor selects.
  * The function is too large for V8 to inline, so encoders ask for many groups in one call (1.1x for q4_1).
+ * Offsets must stay below 2^30 (xo + n * groups <= 2^30; encodeInSpans sees to it for the encoders).
  */
 export function minMaxBits(xBits: Int32Array, xo: number, n: number, range: Int32Array, ro = 0, groups = 1): boolean {
   for (let g = 0; g < groups; g++, xo += n, ro += 2) {
@@ -207,55 +208,60 @@ export function minMaxBits(xBits: Int32Array, xo: number, n: number, range: Int3
     const end = xo + n;
     let i = xo;
     // `| 0` on every sum and difference: they cannot overflow (see above), and saying so drops V8's checks.
+    // Each pair is finished before the next is loaded: fewer live values, fewer spills (1.1x).
     for (; i + 7 < end; i += 8) {
-      const b0 = xBits[i]!;
-      const b1 = xBits[i + 1]!;
-      const b2 = xBits[i + 2]!;
-      const b3 = xBits[i + 3]!;
-      const b4 = xBits[i + 4]!;
-      const b5 = xBits[i + 5]!;
-      const b6 = xBits[i + 6]!;
-      const b7 = xBits[i + 7]!;
-      all |= b0 | b1 | b2 | b3 | b4 | b5 | b6 | b7;
+      const p = i & 0x3fffffff; // offsets stay below 2^30 (see the doc): p + 7 needs no overflow check
+      const b0 = xBits[p]!;
+      const b1 = xBits[p + 1]!;
+      all |= b0 | b1;
       const k0 = b0 ^ ((b0 >> 31) & 0x7fffffff); // orderKey, inlined
       const k1 = b1 ^ ((b1 >> 31) & 0x7fffffff);
-      const k2 = b2 ^ ((b2 >> 31) & 0x7fffffff);
-      const k3 = b3 ^ ((b3 >> 31) & 0x7fffffff);
-      const k4 = b4 ^ ((b4 >> 31) & 0x7fffffff);
-      const k5 = b5 ^ ((b5 >> 31) & 0x7fffffff);
-      const k6 = b6 ^ ((b6 >> 31) & 0x7fffffff);
-      const k7 = b7 ^ ((b7 >> 31) & 0x7fffffff);
-      // Pairs: m = min(0, a - b); low = b + m, high = a - m.
+      // A pair: m = min(0, a - b); low = b + m, high = a - m.
       const d01 = (k0 - k1) | 0;
       const m01 = d01 & (d01 >> 31);
-      const d23 = (k2 - k3) | 0;
-      const m23 = d23 & (d23 >> 31);
-      const d45 = (k4 - k5) | 0;
-      const m45 = d45 & (d45 >> 31);
-      const d67 = (k6 - k7) | 0;
-      const m67 = d67 & (d67 >> 31);
       const low01 = (k1 + m01) | 0;
       const high01 = (k0 - m01) | 0;
+      const b2 = xBits[p + 2]!;
+      const b3 = xBits[p + 3]!;
+      all |= b2 | b3;
+      const k2 = b2 ^ ((b2 >> 31) & 0x7fffffff);
+      const k3 = b3 ^ ((b3 >> 31) & 0x7fffffff);
+      const d23 = (k2 - k3) | 0;
+      const m23 = d23 & (d23 >> 31);
       const low23 = (k3 + m23) | 0;
       const high23 = (k2 - m23) | 0;
-      const low45 = (k5 + m45) | 0;
-      const high45 = (k4 - m45) | 0;
-      const low67 = (k7 + m67) | 0;
-      const high67 = (k6 - m67) | 0;
-      // Pairs of pairs.
+      // The two pairs' lows and highs, then lane A.
       const dLowA = (low01 - low23) | 0;
       const lowA = (low23 + (dLowA & (dLowA >> 31))) | 0;
       const dHighA = (high01 - high23) | 0;
       const highA = (high01 - (dHighA & (dHighA >> 31))) | 0;
-      const dLowB = (low45 - low67) | 0;
-      const lowB = (low67 + (dLowB & (dLowB >> 31))) | 0;
-      const dHighB = (high45 - high67) | 0;
-      const highB = (high45 - (dHighB & (dHighB >> 31))) | 0;
-      // The running lanes.
       const eMinA = (lowA - minA) | 0;
       minA = (minA + (eMinA & (eMinA >> 31))) | 0;
       const eMaxA = (maxA - highA) | 0;
       maxA = (maxA - (eMaxA & (eMaxA >> 31))) | 0;
+      // The same for values 4..7 and lane B.
+      const b4 = xBits[p + 4]!;
+      const b5 = xBits[p + 5]!;
+      all |= b4 | b5;
+      const k4 = b4 ^ ((b4 >> 31) & 0x7fffffff);
+      const k5 = b5 ^ ((b5 >> 31) & 0x7fffffff);
+      const d45 = (k4 - k5) | 0;
+      const m45 = d45 & (d45 >> 31);
+      const low45 = (k5 + m45) | 0;
+      const high45 = (k4 - m45) | 0;
+      const b6 = xBits[p + 6]!;
+      const b7 = xBits[p + 7]!;
+      all |= b6 | b7;
+      const k6 = b6 ^ ((b6 >> 31) & 0x7fffffff);
+      const k7 = b7 ^ ((b7 >> 31) & 0x7fffffff);
+      const d67 = (k6 - k7) | 0;
+      const m67 = d67 & (d67 >> 31);
+      const low67 = (k7 + m67) | 0;
+      const high67 = (k6 - m67) | 0;
+      const dLowB = (low45 - low67) | 0;
+      const lowB = (low67 + (dLowB & (dLowB >> 31))) | 0;
+      const dHighB = (high45 - high67) | 0;
+      const highB = (high45 - (dHighB & (dHighB >> 31))) | 0;
       const eMinB = (lowB - minB) | 0;
       minB = (minB + (eMinB & (eMinB >> 31))) | 0;
       const eMaxB = (maxB - highB) | 0;
