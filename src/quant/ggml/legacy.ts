@@ -49,7 +49,7 @@ import {
   writeU32,
   wordView,
 } from "./common.ts";
-import { makeQkxQuants, makeQxQuants, QKX3_IMATRIX } from "./kquant-search.ts";
+import { makeQkxQuants, makeQxQuants, QKX3_IMATRIX, qxLevelsLength, qxScratchLength } from "./kquant-search.ts";
 
 const QK = 32;
 const QK_K = 256;
@@ -321,8 +321,8 @@ export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: num
 
 /** Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port). */
 const levels = new Int8Array(QK);
-const searchLevels = new Float64Array(2 * QK);
-const searchScratch = new Float64Array(3 * QK);
+const searchLevels = new Float64Array(qxLevelsLength(QK));
+const searchScratch = new Float64Array(qxScratchLength(QK));
 const levelsAux = new Uint8Array(QK);
 const levelsU8 = new Uint8Array(QK);
 const shiftedX = new Float32Array(QK);
