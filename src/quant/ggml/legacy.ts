@@ -63,44 +63,85 @@ const QK_K = 256;
 const FLT_MAX = 3.4028234663852886e38;
 
 /**
- * The encoders' inner loops, written out four bytes (eight weights) per iteration (V8 does not unroll; see
- * common.ts's decoder steps), each byte by a helper V8 inlines. `Math.fround` is read inside each helper,
- * not through the module-level `fr`: TurboFan re-checks an imported binding on every use.
+ * The encoders' inner loops are written out (V8 does not unroll; see common.ts's decoder steps): q4_0's and
+ * q4_1's whole blocks; the others four bytes (eight weights) per iteration, each byte by a helper V8
+ * inlines. `Math.fround` is read into a local, not through the module-level `fr`: TurboFan re-checks a
+ * module-level binding on every use, and a module-level constant is reloaded and unboxed on every use
+ * (FLT_MAX, HALF_UP: the hottest loops write them as literals).
  *
- * Level ranges the helpers rely on (for their clamps and for `| 0`, which is truncToInt): with a finite
+ * Level ranges the code relies on (for their clamps and for `| 0`, which is truncToInt): with a finite
  * id, d is the block's extreme over -8, -16, 15 or 31 rounded to float32 (relative error below 2^-20 even
  * when d is subnormal, since id = 1/d would overflow below 2^-128), so x/d + 8.5 stays in [0.49, 16.51]
  * for q4_0, x/d + 16.5 in [0.49, 32.51] for q5_0, and (x-min)/d in [0, 15.0001] or [0, 31.0001]. An
  * infinite id makes every x*id ±inf or NaN, which `| 0` turns into 0, as C's (int8_t) cast does on x86.
  */
 
-/** q4_0's byte of weights p and p+16: min(15, (int8)(x*id + 8.5)); the level is at most 16, so min(15, q) = q - (q >> 4). */
-function q4_0Byte(x: Float32Array, p: number, id: number): number {
-  const fr = Math.fround;
-  const q0 = fr(fr(x[p]! * id) + 8.5) | 0;
-  const q1 = fr(fr(x[p + 16]! * id) + 8.5) | 0;
-  return (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
-}
-
-/** q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). */
+/**
+ * q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). The level is at most 16, so
+ * min(15, q) = q - (q >> 4). The 16 bytes are written out, as q4_1's words are (1.15x; see there why).
+ */
 export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 18) {
     const max = signedAbsMax(xBits, xo, QK);
-    if (!(Math.abs(max) <= FLT_MAX)) return false;
+    if (!(Math.abs(max) <= 3.4028234663852886e38)) return false; // FLT_MAX
     const d = fr(max / -8);
     // id comes from the fp32 d, not the fp16 one stored.
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
-    for (let j = 0; j < QK / 2; j += 4) {
-      const p = xo + j;
-      const o = oo + 2 + j;
-      out[o] = q4_0Byte(x, p, id);
-      out[o + 1] = q4_0Byte(x, p + 1, id);
-      out[o + 2] = q4_0Byte(x, p + 2, id);
-      out[o + 3] = q4_0Byte(x, p + 3, id);
-    }
+    const p = xo & 0x3fffffff;
+    const o = (oo + 2) & 0x3fffffff;
+    let q0: number;
+    let q1: number;
+    q0 = fr(fr(x[p]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 16]! * id) + 8.5) | 0;
+    out[o + 0] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 1]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 17]! * id) + 8.5) | 0;
+    out[o + 1] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 2]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 18]! * id) + 8.5) | 0;
+    out[o + 2] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 3]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 19]! * id) + 8.5) | 0;
+    out[o + 3] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 4]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 20]! * id) + 8.5) | 0;
+    out[o + 4] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 5]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 21]! * id) + 8.5) | 0;
+    out[o + 5] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 6]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 22]! * id) + 8.5) | 0;
+    out[o + 6] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 7]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 23]! * id) + 8.5) | 0;
+    out[o + 7] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 8]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 24]! * id) + 8.5) | 0;
+    out[o + 8] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 9]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 25]! * id) + 8.5) | 0;
+    out[o + 9] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 10]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 26]! * id) + 8.5) | 0;
+    out[o + 10] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 11]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 27]! * id) + 8.5) | 0;
+    out[o + 11] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 12]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 28]! * id) + 8.5) | 0;
+    out[o + 12] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 13]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 29]! * id) + 8.5) | 0;
+    out[o + 13] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 14]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 30]! * id) + 8.5) | 0;
+    out[o + 14] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 15]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 31]! * id) + 8.5) | 0;
+    out[o + 15] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
   }
   return true;
 }
