@@ -25,8 +25,12 @@ import type { LabDevice } from "../src/gpu/device.ts";
 import { getFormat } from "../src/quant/registry.ts";
 import { DEFAULT_CHUNK_BYTES } from "../src/formats/model.ts";
 
-/** Every kernel family, the memory-bound formats whose transfers the new path saves. */
-export const ROUND_TRIP_FORMATS = ["q8_0", "q4_0", "q5_1", "q8_K", "int8", "int4-g128", "int8-tensor", "llm-int8", "nf4", "nf4-dq", "f16", "fp8-e4m3"];
+/**
+ * The memory-bound formats whose transfers the new path saves. The formats that take the whole tensor
+ * (per-tensor ints, bitsandbytes) need it in one binding for roundTrip; at 4096x4096 it is larger on Dawn's
+ * limits here, so they are skipped (as the pipeline then keeps the old path); `--rows 1024` times them.
+ */
+export const ROUND_TRIP_FORMATS = ["q8_0", "q4_0", "q5_1", "q8_K", "int8", "int4-g128", "int4-asym-g32", "f16", "bf16", "fp8-e4m3"];
 
 export interface RoundTripBenchRow {
   format: string;
