@@ -12,6 +12,8 @@
  *  (d) formats: bench/formats.ts (WGSL kernels against a copy kernel and llama.cpp's C reference, the
  *      TypeScript references against C), printed as its own table.
  *  (e) heatmap pooling: bench/heatmap.ts (the pooling kernel against the copy kernel and its CPU reference).
+ *  (e2) metrics on the GPU: bench/round-trip.ts (x uploaded once and the quantizer's decoded buffer measured in
+ *      place, against encode + decode through the CPU and x, y uploaded again).
  *  (f) GPTQ / AWQ: bench/gptq.ts (Hessian, factorization and GPTQ on WebGPU and on the TypeScript
  *      reference, AWQ's searches on both, next to the reference implementations' times at 4096 x 4096 with
  *      2048 tokens; by default 1024 x 1024: QUANTLAB_BENCH_GPTQ_N=4096 for the issue's size, where AWQ's
@@ -37,6 +39,7 @@ import { DEFAULT_CHUNK_BYTES, openModel, readTensorRows } from "../src/formats/m
 import { NodeFileSource } from "../src/node/file-source.ts";
 import { formatBench, formatBenchFailed, formatBenchTable } from "./formats.ts";
 import { heatmapBench, heatmapBenchTable } from "./heatmap.ts";
+import { roundTripBench, roundTripBenchTable } from "./round-trip.ts";
 import { gptqBench, gptqBenchTable } from "./gptq.ts";
 import { matmulOrtBench, matmulOrtTable } from "./matmul-ort.ts";
 import { modelBench, modelBenchTable } from "./model.ts";
@@ -340,6 +343,18 @@ try {
   heatmapFailed = true;
 }
 
+// (e2) metrics on the GPU: x uploaded once and the decoded buffer measured in place, against the CPU round trip.
+let roundTripFailed = false;
+try {
+  const rows = Number(process.env.QUANTLAB_BENCH_ROUNDTRIP_ROWS ?? 4096);
+  const trip = await roundTripBench({ rows, repeats: 1, log: (line) => process.stderr.write(`  ${line}\n`) });
+  console.log("\n" + roundTripBenchTable(trip, `${rows}x4096`));
+  roundTripFailed = trip.rows.some((r) => !r.same);
+} catch (e) {
+  console.log(`\n(e2) round-trip benchmark not run: ${(e as Error).message}`);
+  roundTripFailed = true;
+}
+
 // (f) GPTQ / AWQ: reported, not judged (the GPU here is SwiftShader, a CPU).
 try {
   // 4096 (the issue's size) takes about half an hour here: GPTQ on both paths, AWQ projected from 1024.
@@ -367,4 +382,4 @@ try {
 
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s in all)`);
 // A GPU kernel that never finished leaves Dawn work pending, which would keep the process alive.
-process.exit(rows.some((r) => r.verdict === "FAIL") || formatsFailed || heatmapFailed ? 1 : 0);
+process.exit(rows.some((r) => r.verdict === "FAIL") || formatsFailed || heatmapFailed || roundTripFailed ? 1 : 0);

@@ -39,10 +39,10 @@ import {
 } from "../quant/bnb.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { bitsToF32, f32Bits } from "../formats/float-bits.ts";
-import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage, writeFloats } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { EncoderFlags, familyShader, unitsPerChunk, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
-import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { EncoderFlags, familyShader, allSettled, keepOnSuccess, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type DeviceWeights, type GpuQuantizer, type RoundTrip, type RoundTripOptions } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
 const SHADER = familyShader(bnbWgsl, "bnb.wgsl");
@@ -172,12 +172,17 @@ class FourBitGpuQuantizer implements GpuQuantizer {
     const absmaxBytes = new Uint8Array(4 * parts.blocks);
     const absmax = new Float32Array(absmaxBytes.buffer);
     if (parts.n > 0) await this.encodeBlocks(x, shape, parts, out, absmaxBytes, opts);
+    this.writeAbsmax(out, parts, absmax);
+    return out;
+  }
+
+  /** Every block's absmax into the encoding: as stored (nf4, fp4), or double-quantized with bnb.ts's functions (-dq). */
+  private writeAbsmax(out: Uint8Array, parts: ReturnType<typeof fourBitParts>, absmax: Float32Array): void {
     if (!this.dq) {
-      out.set(absmaxBytes, 0);
-      return out;
+      out.set(new Uint8Array(absmax.buffer, absmax.byteOffset, absmax.byteLength), 0);
+      return;
     }
-    // Double quantization of the absmax values, with bnb.ts's own functions.
-    const view = new DataView(out.buffer);
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
     const offset = absmaxMean(absmax);
     view.setFloat32(0, offset, true);
     for (let j = 0; j * BNB_DQ_BLOCK < parts.blocks; j++) {
@@ -185,7 +190,19 @@ class FourBitGpuQuantizer implements GpuQuantizer {
       const absmax2 = encodeAbsmaxBlock(absmax, k0, Math.min(BNB_DQ_BLOCK, parts.blocks - k0), offset, out, parts.qabs + k0);
       view.setFloat32(4 + 4 * j, absmax2, true);
     }
-    return out;
+  }
+
+  /** Every block's absmax as decoding sees it: stored (nf4, fp4) or reconstructed with bnb.ts's decodeAbsmax (-dq). */
+  private absmaxOf(q: Uint8Array, parts: ReturnType<typeof fourBitParts>): Float32Array {
+    const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
+    const absmax = new Float32Array(parts.blocks);
+    const offset = this.dq ? view.getFloat32(0, true) : 0;
+    for (let k = 0; k < parts.blocks; k++) {
+      absmax[k] = this.dq
+        ? decodeAbsmax(q[parts.qabs + k]!, view.getFloat32(4 + 4 * Math.floor(k / BNB_DQ_BLOCK), true), offset)
+        : view.getFloat32(4 * k, true);
+    }
+    return absmax;
   }
 
   /** The codes into `out` and every block's absmax into `absmaxBytes` (little-endian f32), chunk by chunk. */
@@ -247,20 +264,71 @@ class FourBitGpuQuantizer implements GpuQuantizer {
     }
   }
 
+  async roundTrip(x: DeviceWeights, shape: MatrixShape, opts?: RoundTripOptions): Promise<RoundTrip> {
+    checkEncodeInput(this.format, x.values, shape, opts);
+    const parts = fourBitParts(this.format, shape, this.dq);
+    const { device } = this.dev;
+    const decoded = outputStorage(device, parts.n * 4, "bnb decoded");
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (parts.n === 0) {
+      this.writeAbsmax(out, parts, new Float32Array(0));
+      return { decoded, ...(opts?.bytes ? { bytes: out } : {}) };
+    }
+    return keepOnSuccess(decoded, async () => {
+      const encodePipeline = await this.pipeline("encode_4bit");
+      const decodePipeline = await this.pipeline("decode_4bit");
+      const signal = opts?.signal;
+      const params = this.params(device, parts.n);
+      const codes = outputStorage(device, (parts.blocks * BNB_BLOCK) / 2, "bnb codes");
+      const blockAbsmax = outputStorage(device, parts.blocks * 4, "bnb absmax");
+      const hard = outputStorage(device, 4 * (1 + parts.blocks), "bnb blocks left to the CPU");
+      const table = uploadStorage(device, this.table, "bnb table");
+      const flags = new EncoderFlags(device);
+      const scratch: GPUBuffer[] = [params, codes, blockAbsmax, hard, table, flags.buffer];
+      return withBuffers(scratch, async () => {
+        const bindings = { 0: params, 2: codes, 3: blockAbsmax, 4: flags.buffer, 5: hard, 6: table, 8: x.buffer };
+        dispatch(device, encodePipeline, bindings, workgroupsFor(parts.blocks, WORKGROUP_SIZE), "bnb encode_4bit");
+        const [absmaxData, hardData] = await allSettled([readBack(device, blockAbsmax, parts.blocks * 4, signal), readBack(device, hard, 4 * (1 + parts.blocks), signal)]);
+        await flags.check(this.format, x.values, shape, opts);
+        const absmax = new Float32Array(absmaxData.buffer);
+        this.writeAbsmax(out, parts, absmax);
+        // Decoding sees the absmax values the encoding stores (-dq: reconstructed), like decode().
+        const decodedAbsmax = this.dq ? this.absmaxOf(out, parts) : absmax;
+        const decodeAbsmax = this.dq ? uploadStorage(device, decodedAbsmax, "bnb decoded absmax") : blockAbsmax;
+        if (decodeAbsmax !== blockAbsmax) scratch.push(decodeAbsmax);
+        dispatch(device, decodePipeline, { 0: params, 1: codes, 2: decodeAbsmax, 3: decoded, 6: table }, workgroupsFor(parts.n, WORKGROUP_SIZE), "bnb decode_4bit");
+        // Blocks the CPU reference encodes (the kernel's list) or decodes (exotic absmax): written over the GPU's.
+        const list = new Uint32Array(hardData.buffer);
+        const hardBlocks = Array.from(list.subarray(1, 1 + list[0]!));
+        const cpuBlocks = new Set(hardBlocks);
+        for (let k = 0; k < parts.blocks; k++) if (exoticAbsmax(decodedAbsmax[k]!)) cpuBlocks.add(k);
+        if (opts?.bytes || hardBlocks.length < cpuBlocks.size) {
+          out.set(await readBack(device, codes, Math.ceil(parts.n / 2), signal), parts.codes);
+          // An odd count ends in half a byte: its low nibble is the code of a padding zero, which bnb.ts leaves 0.
+          if (parts.n % 2 === 1) out[parts.codes + (parts.n - 1) / 2]! &= 0xf0;
+        }
+        const y = new Float32Array(cpuBlocks.size > 0 ? parts.n : 0);
+        for (const k of cpuBlocks) {
+          const b0 = k * BNB_BLOCK;
+          const size = Math.min(BNB_BLOCK, parts.n - b0);
+          if (hardBlocks.includes(k)) {
+            out.fill(0, parts.codes + b0 / 2, parts.codes + Math.ceil((b0 + size) / 2));
+            encode4bitBlock(this.type, x.values, b0, size, absmax[k]!, out, parts.codes);
+          }
+          decode4bitBlock(this.type, out, parts.codes, b0, size, decodedAbsmax[k]!, y);
+          writeFloats(device, decoded, b0, y.subarray(b0, b0 + size));
+        }
+        return { decoded, ...(opts?.bytes ? { bytes: out } : {}) };
+      });
+    });
+  }
+
   async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {
     checkDecodeInput(this.format, q, shape);
     const parts = fourBitParts(this.format, shape, this.dq);
     const y = new Float32Array(parts.n);
     if (parts.n === 0) return y;
-    // Every block's absmax: stored (nf4, fp4) or reconstructed with bnb.ts's decodeAbsmax (-dq).
-    const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
-    const absmax = new Float32Array(parts.blocks);
-    const offset = this.dq ? view.getFloat32(0, true) : 0;
-    for (let k = 0; k < parts.blocks; k++) {
-      absmax[k] = this.dq
-        ? decodeAbsmax(q[parts.qabs + k]!, view.getFloat32(4 + 4 * Math.floor(k / BNB_DQ_BLOCK), true), offset)
-        : view.getFloat32(4 * k, true);
-    }
+    const absmax = this.absmaxOf(q, parts);
     const { device } = this.dev;
     const pipeline = await this.pipeline("decode_4bit");
     const perChunk = this.weightsPerChunk();
@@ -328,6 +396,29 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
     return computePipeline(this.dev.device, SHADER, entryPoint, "bnb.wgsl");
   }
 
+  /**
+   * Queues the encode of `rows` rows: rows of whole 16-weight steps in one pass (encode_int8_rows), others as
+   * row scales, then word packing.
+   */
+  private async dispatchEncode(
+    rows: number,
+    cols: number,
+    b: { params: GPUBuffer; weights: GPUBuffer; codes: GPUBuffer; scales: GPUBuffer; hard: GPUBuffer; flags: GPUBuffer },
+  ): Promise<void> {
+    const { device } = this.dev;
+    if (cols % 16 === 0) {
+      const bindings = { 0: b.params, 1: b.weights, 2: b.codes, 3: b.scales, 4: b.flags, 5: b.hard, 8: b.weights };
+      dispatch(device, await this.pipeline("encode_int8_rows"), bindings, workgroupsFor(rows, WORKGROUP_SIZE), "bnb encode_int8_rows");
+      return;
+    }
+    const scaleBindings = { 0: b.params, 1: b.weights, 3: b.scales, 4: b.flags, 5: b.hard, 8: b.weights };
+    const scalesPipeline = await this.pipeline("int8_row_scales");
+    const packPipeline = await this.pipeline("pack_int8");
+    dispatch(device, scalesPipeline, scaleBindings, workgroupsFor(rows, WORKGROUP_SIZE), "bnb int8_row_scales");
+    const packBindings = { 0: b.params, 1: b.weights, 2: b.codes, 7: b.scales, 8: b.weights };
+    dispatch(device, packPipeline, packBindings, workgroupsFor(Math.ceil((rows * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
+  }
+
   /** Layout (bnb.ts): SCB f32[rows] @0 | codes i8[rows * cols] @4 * rows. */
   async encode(x: Float32Array, shape: MatrixShape, opts?: EncodeOptions & { signal?: AbortSignal }): Promise<Uint8Array> {
     checkEncodeInput(this.format, x, shape, opts);
@@ -335,11 +426,6 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
     const out = new Uint8Array(this.format.encodedBytes(shape));
     if (rows * cols === 0) return out;
     const { device } = this.dev;
-    // Rows of whole 16-weight steps: one pass (encode_int8_rows); others: row scales, then word packing.
-    const onePass = cols % 16 === 0;
-    const rowsPipeline = await this.pipeline("encode_int8_rows");
-    const scalesPipeline = await this.pipeline("int8_row_scales");
-    const packPipeline = await this.pipeline("pack_int8");
     const chunkRows = this.rowsPerChunk(cols);
     const flags = new EncoderFlags(device);
     try {
@@ -352,15 +438,7 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
         const hard = outputStorage(device, 4 * (1 + n), "bnb rows left to the CPU");
         const codes = outputStorage(device, n * cols, "bnb int8 codes");
         try {
-          if (onePass) {
-            const bindings = { 0: params, 1: weights, 2: codes, 3: scales, 4: flags.buffer, 5: hard, 8: weights };
-            dispatch(device, rowsPipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb encode_int8_rows");
-          } else {
-            const scaleBindings = { 0: params, 1: weights, 3: scales, 4: flags.buffer, 5: hard, 8: weights };
-            dispatch(device, scalesPipeline, scaleBindings, workgroupsFor(n, WORKGROUP_SIZE), "bnb int8_row_scales");
-            const packBindings = { 0: params, 1: weights, 2: codes, 7: scales, 8: weights };
-            dispatch(device, packPipeline, packBindings, workgroupsFor(Math.ceil((n * cols) / 4), WORKGROUP_SIZE), "bnb pack_int8");
-          }
+          await this.dispatchEncode(n, cols, { params, weights, codes, scales, hard, flags: flags.buffer });
           const [scaleData, hardData, codeData] = await Promise.all([
             readBack(device, scales, n * 8, opts?.signal),
             readBack(device, hard, 4 * (1 + n), opts?.signal),
@@ -385,6 +463,49 @@ class LlmInt8GpuQuantizer implements GpuQuantizer {
       flags.destroy();
     }
     return out;
+  }
+
+  async roundTrip(x: DeviceWeights, shape: MatrixShape, opts?: RoundTripOptions): Promise<RoundTrip> {
+    checkEncodeInput(this.format, x.values, shape, opts);
+    const { rows, cols } = shape;
+    const n = rows * cols;
+    const { device } = this.dev;
+    const decoded = outputStorage(device, n * 4, "bnb decoded");
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (n === 0) return { decoded, ...(opts?.bytes ? { bytes: out } : {}) };
+    return keepOnSuccess(decoded, async () => {
+      const signal = opts?.signal;
+      const decodePipeline = await this.pipeline("decode_int8");
+      const params = uniformU32(device, [n, cols, 0, 0], "bnb params");
+      const decodeParams = uniformU32(device, [n, cols, 0, RCP_127_BITS], "bnb params");
+      const scales = outputStorage(device, rows * 8, "bnb row scales");
+      const hard = outputStorage(device, 4 * (1 + rows), "bnb rows left to the CPU");
+      const codes = outputStorage(device, n, "bnb int8 codes");
+      const flags = new EncoderFlags(device);
+      return withBuffers([params, decodeParams, scales, hard, codes, flags.buffer], async () => {
+        await this.dispatchEncode(rows, cols, { params, weights: x.buffer, codes, scales, hard, flags: flags.buffer });
+        // The decoder reads each row's SCB from the first word of the encoder's RowScale (the second is unused).
+        dispatch(device, decodePipeline, { 0: decodeParams, 1: codes, 3: decoded, 7: scales }, workgroupsFor(n, WORKGROUP_SIZE), "bnb decode_int8");
+        const [scaleData, hardData] = await Promise.all([readBack(device, scales, rows * 8, signal), readBack(device, hard, 4 * (1 + rows), signal)]);
+        await flags.check(this.format, x.values, shape, opts);
+        const scaleWords = new Uint32Array(scaleData.buffer);
+        const view = new DataView(out.buffer);
+        for (let r = 0; r < rows; r++) view.setUint32(4 * r, scaleWords[2 * r]!, true);
+        // Rows the CPU reference encodes (the kernel's list) or decodes (exotic SCB): written over the GPU's.
+        const list = new Uint32Array(hardData.buffer);
+        const hardRows = Array.from(list.subarray(1, 1 + list[0]!));
+        const cpuRows = new Set(hardRows);
+        for (let r = 0; r < rows; r++) if (exoticScb(view.getFloat32(4 * r, true))) cpuRows.add(r);
+        if (opts?.bytes || hardRows.length < cpuRows.size) out.set(await readBack(device, codes, n, signal), 4 * rows);
+        const y = new Float32Array(cols);
+        for (const r of cpuRows) {
+          if (hardRows.includes(r)) encodeInt8Row(x.values, r * cols, cols, out, 4 * rows + r * cols);
+          decodeInt8Row(out, 4 * rows + r * cols, cols, view.getFloat32(4 * r, true), y, 0);
+          writeFloats(device, decoded, r * cols, y);
+        }
+        return { decoded, ...(opts?.bytes ? { bytes: out } : {}) };
+      });
+    });
   }
 
   async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {

@@ -34,6 +34,14 @@ export function uniformU32(device: GPUDevice, words: readonly number[], label: s
   return buffer;
 }
 
+/**
+ * Writes float32 values into a buffer at float index `at` (queue order: after the work already submitted):
+ * how the CPU reference's values replace a kernel's for the rows or blocks it leaves to the CPU.
+ */
+export function writeFloats(device: GPUDevice, buffer: GPUBuffer, at: number, values: Float32Array): void {
+  device.queue.writeBuffer(buffer, at * 4, values.buffer as ArrayBuffer, values.byteOffset, values.byteLength);
+}
+
 /** Copies `bytes` bytes of a buffer back to the CPU (one staging buffer, freed after). */
 export async function readBack(device: GPUDevice, source: GPUBuffer, bytes: number, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
   const size = padTo4(bytes);

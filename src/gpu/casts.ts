@@ -12,8 +12,8 @@ import { CAST_FORMATS } from "../quant/casts.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { type ChunkOptions, EncoderFlags, familyShader, forEachChunk, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded } from "./kernel-chunks.ts";
-import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { type ChunkOptions, EncoderFlags, familyShader, forEachChunk, allSettled, keepOnSuccess, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type DeviceWeights, type GpuQuantizer, type RoundTrip, type RoundTripOptions } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
 const SHADER = familyShader(castsWgsl, "casts.wgsl");
@@ -71,6 +71,31 @@ class CastGpuQuantizer implements GpuQuantizer {
       flags.destroy();
     }
     return out;
+  }
+
+  async roundTrip(x: DeviceWeights, shape: MatrixShape, opts?: RoundTripOptions): Promise<RoundTrip> {
+    checkEncodeInput(this.format, x.values, shape, opts);
+    const n = shape.rows * shape.cols;
+    const { device } = this.dev;
+    const decoded = outputStorage(device, n * 4, "casts decoded");
+    if (n === 0) return { decoded, ...(opts?.bytes ? { bytes: new Uint8Array(0) } : {}) };
+    return keepOnSuccess(decoded, async () => {
+      const encodePipeline = await this.pipeline(`encode_${this.entry}`);
+      const decodePipeline = await this.pipeline(`decode_${this.entry}`);
+      const params = uniformU32(device, [n, 0], "casts params");
+      const quads = Math.ceil(n / 4);
+      const encoded = outputStorage(device, quads * 4 * this.codeBytes, "casts encoded");
+      const flags = new EncoderFlags(device);
+      return withBuffers([params, encoded, flags.buffer], async () => {
+        dispatch(device, encodePipeline, [params, x.buffer, encoded, flags.buffer], workgroupsFor(quads, WORKGROUP_SIZE), "casts encode");
+        dispatch(device, decodePipeline, [params, encoded, decoded], workgroupsFor(n, WORKGROUP_SIZE), "casts decode");
+        const [bytes] = await allSettled([
+          opts?.bytes ? readBack(device, encoded, n * this.codeBytes, opts.signal) : undefined,
+          flags.check(this.format, x.values, shape, opts),
+        ]);
+        return { decoded, ...(bytes ? { bytes } : {}) };
+      });
+    });
   }
 
   async decode(q: Uint8Array, shape: MatrixShape, opts?: { signal?: AbortSignal }): Promise<Float32Array> {

@@ -39,10 +39,10 @@ import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { GGML_LEGACY_FORMATS } from "../quant/ggml/legacy.ts";
 import { floatArithmeticOf, type FloatArithmetic } from "./float-probe.ts";
-import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage, writeFloats } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { forEachChunk, rowsPerChunk, withBuffers, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
-import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { forEachChunk, allSettled, keepOnSuccess, rowsPerChunk, withBuffers, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type DeviceWeights, type GpuQuantizer, type RoundTrip, type RoundTripOptions } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
@@ -182,27 +182,103 @@ export class LegacyGpuQuantizer implements GpuQuantizer {
     signal: AbortSignal | undefined,
   ): Promise<{ bytes: Uint8Array; status: ChunkStatus }> {
     const { device } = this.dev;
-    const blocksPerRow = cols / this.format.blockWeights;
-    const blocks = rows * blocksPerRow;
     const byteCount = this.format.encodedBytes({ rows, cols });
-    const params = uniformU32(device, [blocks, blocksPerRow, rows, cols, 0, ...deviceWords], "ggml-legacy params");
     const weights = uploadStorage(device, chunk, "ggml-legacy weights");
+    const params = this.params(rows, cols, deviceWords);
     const encoded = outputStorage(device, byteCount, "ggml-legacy encoded");
     const status = outputStorage(device, statusBytes(rows), "ggml-legacy status");
-    const sigma2 = sigma2Pipeline ? outputStorage(device, rows * 4, "ggml-legacy sigma2") : undefined;
-    return withBuffers([params, weights, encoded, status, sigma2], async () => {
-      const units = workgroupsFor(Math.ceil(blocks / unitBlocks(this.format)), WORKGROUP_SIZE);
-      if (sigma2Pipeline && sigma2 && importance) {
-        dispatch(device, sigma2Pipeline, [params, weights, sigma2, status], workgroupsFor(rows, WORKGROUP_SIZE), "ggml-legacy row_sigma2");
-        dispatch(device, encodePipeline, [params, weights, encoded, status, importance, sigma2], units, "ggml-legacy encode");
-      } else {
-        dispatch(device, encodePipeline, [params, weights, encoded, status], units, "ggml-legacy encode");
-      }
+    return withBuffers([weights, params, encoded, status], async () => {
+      const sigma2 = this.dispatchEncode(weights, rows, cols, params, encoded, status, encodePipeline, sigma2Pipeline, importance);
       const [bytes, statusWords] = await Promise.all([
         readBack(device, encoded, byteCount, signal),
         readBack(device, status, statusBytes(rows), signal),
-      ]);
+      ]).finally(() => sigma2?.destroy());
       return { bytes, status: parseStatus(statusWords, rows) };
+    });
+  }
+
+  /** The uniform Params of a chunk (the encoders and decoders read the same). */
+  private params(rows: number, cols: number, deviceWords: readonly number[]): GPUBuffer {
+    const blocksPerRow = cols / this.format.blockWeights;
+    return uniformU32(this.dev.device, [rows * blocksPerRow, blocksPerRow, rows, cols, 0, ...deviceWords], "ggml-legacy params");
+  }
+
+  /**
+   * Queues a chunk's encode into `encoded` and `status`; the importance-weighted encoders run row_sigma2
+   * first, into a buffer returned for the caller to free once the work is done.
+   */
+  private dispatchEncode(
+    weights: GPUBuffer,
+    rows: number,
+    cols: number,
+    params: GPUBuffer,
+    encoded: GPUBuffer,
+    status: GPUBuffer,
+    encodePipeline: GPUComputePipeline,
+    sigma2Pipeline: GPUComputePipeline | undefined,
+    importance: GPUBuffer | undefined,
+  ): GPUBuffer | undefined {
+    const { device } = this.dev;
+    const blocks = (rows * cols) / this.format.blockWeights;
+    const units = workgroupsFor(Math.ceil(blocks / unitBlocks(this.format)), WORKGROUP_SIZE);
+    if (sigma2Pipeline && importance) {
+      const sigma2 = outputStorage(device, rows * 4, "ggml-legacy sigma2");
+      dispatch(device, sigma2Pipeline, [params, weights, sigma2, status], workgroupsFor(rows, WORKGROUP_SIZE), "ggml-legacy row_sigma2");
+      dispatch(device, encodePipeline, [params, weights, encoded, status, importance, sigma2], units, "ggml-legacy encode");
+      return sigma2;
+    }
+    dispatch(device, encodePipeline, [params, weights, encoded, status], units, "ggml-legacy encode");
+    return undefined;
+  }
+
+  async roundTrip(x: DeviceWeights, shape: MatrixShape, opts?: RoundTripOptions): Promise<RoundTrip> {
+    checkEncodeInput(this.format, x.values, shape, opts);
+    this.cpuAssistedRows = 0;
+    const { rows, cols } = shape;
+    const { device } = this.dev;
+    const byteCount = this.format.encodedBytes(shape);
+    const decoded = outputStorage(device, rows * cols * 4, "ggml-legacy decoded");
+    if (rows * cols === 0) return { decoded, ...(opts?.bytes ? { bytes: new Uint8Array(0) } : {}) };
+    return keepOnSuccess(decoded, async () => {
+      const imatrix = this.entryPoints.encodeImatrix !== undefined ? opts?.imatrix : undefined;
+      const encodePipeline = await this.pipeline(imatrix ? this.entryPoints.encodeImatrix! : this.entryPoints.encode);
+      const sigma2Pipeline = imatrix ? await this.pipeline("row_sigma2") : undefined;
+      const decodePipeline = await this.pipeline(this.entryPoints.decode);
+      const params = this.params(rows, cols, await this.deviceParams());
+      const importance = imatrix ? uploadStorage(device, imatrix, "ggml-legacy importance") : undefined;
+      const encoded = outputStorage(device, byteCount, "ggml-legacy encoded");
+      const status = outputStorage(device, statusBytes(rows), "ggml-legacy status");
+      const decodeStatus = this.entryPoints.decodeFlagsRows ? outputStorage(device, statusBytes(rows), "ggml-legacy decode status") : undefined;
+      const scratch: (GPUBuffer | undefined)[] = [params, importance, encoded, status, decodeStatus];
+      return withBuffers(scratch, async () => {
+        scratch.push(this.dispatchEncode(x.buffer, rows, cols, params, encoded, status, encodePipeline, sigma2Pipeline, importance));
+        const decodeBindings = decodeStatus ? [params, encoded, decoded, decodeStatus] : [params, encoded, decoded];
+        dispatch(device, decodePipeline, decodeBindings, workgroupsFor(rows * (cols / this.format.blockWeights), WORKGROUP_SIZE), "ggml-legacy decode");
+        const signal = opts?.signal;
+        const [statusWords, decodeStatusWords, readBytes] = await allSettled([
+          readBack(device, status, statusBytes(rows), signal),
+          decodeStatus ? readBack(device, decodeStatus, statusBytes(rows), signal) : undefined,
+          opts?.bytes ? readBack(device, encoded, byteCount, signal) : undefined,
+        ]);
+        const encodeStatus = parseStatus(statusWords, rows);
+        if (encodeStatus.nonFinite) assertFinite(x.values, shape, opts?.tensorName); // throws the CPU's message
+        const decodeRows = decodeStatusWords ? parseStatus(decodeStatusWords, rows).cpuRows : [];
+        // The rows the kernels left to the CPU reference: encoded (and decoded) here, written over the GPU's.
+        let bytes = readBytes;
+        if (decodeRows.length > 0 && !bytes) bytes = await readBack(device, encoded, byteCount, signal);
+        const rowBytes = byteCount / rows;
+        const one = { rows: 1, cols };
+        for (const r of new Set([...encodeStatus.cpuRows, ...decodeRows])) {
+          let q: Uint8Array | undefined = bytes?.subarray(r * rowBytes, (r + 1) * rowBytes);
+          if (encodeStatus.cpuRows.includes(r)) {
+            q = this.format.encode(x.values.subarray(r * cols, (r + 1) * cols), one, imatrix ? { imatrix } : undefined);
+            bytes?.set(q, r * rowBytes);
+          }
+          writeFloats(device, decoded, r * cols, this.format.decode(q!, one));
+          this.cpuAssistedRows++;
+        }
+        return { decoded, ...(opts?.bytes ? { bytes: bytes! } : {}) };
+      });
     });
   }
 

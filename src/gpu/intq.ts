@@ -18,8 +18,8 @@ import { INT_BITS, INT_GRANULARITIES, intFormatId, intGroupParams, PLAIN_FORMATS
 import { f16BitsToF32, f32Bits } from "../formats/float-bits.ts";
 import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { EncoderFlags, familyShader, forEachChunk, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
-import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { EncoderFlags, familyShader, forEachChunk, allSettled, keepOnSuccess, unitsPerChunk, withBuffers, workgroupsFor, zeroPadded, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type DeviceWeights, type GpuQuantizer, type RoundTrip, type RoundTripOptions } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 
 const SHADER = familyShader(intqWgsl, "intq.wgsl");
@@ -144,9 +144,30 @@ class IntGpuQuantizer implements GpuQuantizer {
   }
 
   /**
-   * Encodes a chunk (encode_segments): each segment's parameters from its own range, or per tensor the one
-   * Segment in `tensorSegment`; copies the bytes into `out` at `at`.
+   * Queues a chunk's encode (encode_segments): each segment's parameters from its own range, or per tensor
+   * the one Segment in `tensorSegment`. Returns the buffer of its `bytes` bytes (whole units of words).
    */
+  private async dispatchPack(
+    params: GPUBuffer,
+    weights: GPUBuffer,
+    tensorSegment: GPUBuffer,
+    flags: EncoderFlags,
+    segments: number,
+    bytes: number,
+  ): Promise<GPUBuffer> {
+    const { device } = this.dev;
+    const segBytes = bytes / segments;
+    const unit = unitSegments(segBytes);
+    const units = Math.ceil(segments / unit);
+    const pipeline = await this.pipeline("encode_segments");
+    // Whole units of words: a short last unit still ends on a word.
+    const encoded = outputStorage(device, units * unit * segBytes, "intq encoded");
+    const buffers = [params, weights, tensorSegment, flags.buffer, encoded, weights, reciprocalsOn(device)];
+    dispatch(device, pipeline, buffers, workgroupsFor(units, WORKGROUP_SIZE), "intq encode");
+    return encoded;
+  }
+
+  /** dispatchPack, then the bytes copied into `out` at `at`. */
   private async encodeChunk(
     params: GPUBuffer,
     weights: GPUBuffer,
@@ -158,20 +179,8 @@ class IntGpuQuantizer implements GpuQuantizer {
     at: number,
     signal?: AbortSignal,
   ): Promise<void> {
-    const { device } = this.dev;
-    const segBytes = bytes / segments;
-    const unit = unitSegments(segBytes);
-    const units = Math.ceil(segments / unit);
-    // Whole units of words: a short last unit still ends on a word.
-    const encoded = outputStorage(device, units * unit * segBytes, "intq encoded");
-    try {
-      const pipeline = await this.pipeline("encode_segments");
-      const buffers = [params, weights, tensorSegment, flags.buffer, encoded, weights, reciprocalsOn(device)];
-      dispatch(device, pipeline, buffers, workgroupsFor(units, WORKGROUP_SIZE), "intq encode");
-      out.set(await readBack(device, encoded, bytes, signal), at);
-    } finally {
-      encoded.destroy();
-    }
+    const encoded = await this.dispatchPack(params, weights, tensorSegment, flags, segments, bytes);
+    await withBuffers([encoded], async () => out.set(await readBack(this.dev.device, encoded, bytes, signal), at));
   }
 
   /** Groups and channels: one pass per chunk; each segment's parameters never leave the GPU. */
@@ -204,34 +213,18 @@ class IntGpuQuantizer implements GpuQuantizer {
   ): Promise<void> {
     const { device } = this.dev;
     const signal = opts?.signal;
-    const rangePipeline = await this.pipeline("row_ranges");
     let lo = 0;
     let hi = 0;
     const widenRange = async (n: number, params: GPUBuffer, weights: GPUBuffer) => {
-      const ranges = outputStorage(device, n * SEGMENT_WORDS * 4, "intq row ranges");
-      try {
-        const bindings = { 0: params, 1: weights, 2: ranges, 3: flags.buffer, 5: weights };
-        dispatch(device, rangePipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
-        const words = new Float32Array((await readBack(device, ranges, n * SEGMENT_WORDS * 4, signal)).buffer);
-        for (let r = 0; r < n; r++) {
-          lo = Math.min(lo, words[r * SEGMENT_WORDS]!);
-          hi = Math.max(hi, words[r * SEGMENT_WORDS + 1]!);
-        }
-      } finally {
-        ranges.destroy();
-      }
+      const range = await this.rowRanges(params, weights, n, flags, signal);
+      lo = Math.min(lo, range.lo);
+      hi = Math.max(hi, range.hi);
     };
     /** The tensor's one scale from its range, written to the header; the Segment the packer reads. */
     const tensorSegment = async (): Promise<GPUBuffer> => {
       // NaN/Inf first, as the CPU checks them before it looks at the range.
       await flags.check(this.format, x, shape, opts);
-      const p = intGroupParams(lo, hi, this.spec.bits, this.spec.asym);
-      // The header: scale fp16 @0, zero point @2 (asymmetric), as intq.ts lays it out.
-      out[0] = p.scaleBits & 0xff;
-      out[1] = p.scaleBits >>> 8;
-      if (this.spec.asym) out[2] = p.zero;
-      const words = new Uint32Array([f32Bits(lo), f32Bits(hi), p.scaleBits | (p.zero << 16), f32Bits(p.inv)]);
-      return uploadStorage(device, words, "intq tensor scale");
+      return this.tensorScale(lo, hi, out).segment;
     };
     const rowBytes = this.codeBytes(shape.cols);
     const packChunk = (r0: number, n: number, params: GPUBuffer, weights: GPUBuffer, segment: GPUBuffer) =>
@@ -255,6 +248,88 @@ class IntGpuQuantizer implements GpuQuantizer {
       await this.forEachChunk(x, shape, true, signal, (r0, n, params, weights) => packChunk(r0, n, params, weights, segment));
     } finally {
       segment.destroy();
+    }
+  }
+
+  async roundTrip(x: DeviceWeights, shape: MatrixShape, opts?: RoundTripOptions): Promise<RoundTrip> {
+    checkEncodeInput(this.format, x.values, shape, opts);
+    const { rows, cols } = shape;
+    const { device } = this.dev;
+    const decoded = outputStorage(device, rows * cols * 4, "intq decoded");
+    const out = new Uint8Array(this.format.encodedBytes(shape));
+    if (rows * cols === 0) return { decoded, ...(opts?.bytes ? { bytes: out } : {}) };
+    return keepOnSuccess(decoded, async () => {
+      const perTensor = this.spec.granularity === "tensor";
+      const seg = this.segmentShape(cols);
+      const flags = new EncoderFlags(device);
+      const unused = outputStorage(device, SEGMENT_WORDS * 4, "intq no tensor segment");
+      const scratch: (GPUBuffer | undefined)[] = [flags.buffer, unused];
+      return withBuffers(scratch, async () => {
+        let encoded: GPUBuffer;
+        let decodeParams: GPUBuffer;
+        let codesAt = 0;
+        if (perTensor) {
+          // The whole tensor is this piece: its range (row_ranges), the one scale, then the codes.
+          const params = this.params(device, { count: rows * cols, ...seg, oneScale: true });
+          scratch.push(params);
+          const { lo, hi } = await this.rowRanges(params, x.buffer, rows, flags, opts?.signal);
+          await flags.check(this.format, x.values, shape, opts); // NaN/Inf first, as the CPU checks them before the range
+          const { segment, tensorScale } = this.tensorScale(lo, hi, out);
+          scratch.push(segment);
+          codesAt = this.head;
+          encoded = await this.dispatchPack(params, x.buffer, segment, flags, rows, rows * this.codeBytes(cols));
+          decodeParams = this.params(device, { count: rows * cols, ...seg, oneScale: true, tensorScale });
+        } else {
+          decodeParams = this.params(device, { count: rows * cols, ...seg, oneScale: false });
+          encoded = await this.dispatchPack(decodeParams, x.buffer, unused, flags, (rows * cols) / seg.segWeights, out.length);
+        }
+        scratch.push(encoded, decodeParams);
+        const decodePipeline = await this.pipeline("decode_codes");
+        dispatch(device, decodePipeline, [decodeParams, encoded, decoded], workgroupsFor(rows * cols, WORKGROUP_SIZE), "intq decode");
+        const [codes] = await allSettled([
+          opts?.bytes ? readBack(device, encoded, out.length - codesAt, opts.signal) : undefined,
+          flags.check(this.format, x.values, shape, opts),
+        ]);
+        if (!codes) return { decoded };
+        out.set(codes, codesAt);
+        return { decoded, bytes: out };
+      });
+    });
+  }
+
+  /**
+   * A per-tensor format's one scale from the tensor's range: written to the header of `out` (scale fp16 @0,
+   * zero point @2 when asymmetric, as intq.ts lays it out); the Segment the packer reads; and the decoder's
+   * tensorScale word (scale bits | zero point << 16, as decode() reads it from the header).
+   */
+  private tensorScale(lo: number, hi: number, out: Uint8Array): { segment: GPUBuffer; tensorScale: number } {
+    const p = intGroupParams(lo, hi, this.spec.bits, this.spec.asym);
+    out[0] = p.scaleBits & 0xff;
+    out[1] = p.scaleBits >>> 8;
+    if (this.spec.asym) out[2] = p.zero;
+    const words = new Uint32Array([f32Bits(lo), f32Bits(hi), p.scaleBits | (p.zero << 16), f32Bits(p.inv)]);
+    const tensorScale = p.scaleBits | ((this.spec.asym ? p.zero : 1 << (this.spec.bits - 1)) << 16);
+    return { segment: uploadStorage(this.dev.device, words, "intq tensor scale"), tensorScale };
+  }
+
+  /** Every row's range (row_ranges) merged: the min and max of the weights (exact in any order). */
+  private async rowRanges(params: GPUBuffer, weights: GPUBuffer, n: number, flags: EncoderFlags, signal?: AbortSignal): Promise<{ lo: number; hi: number }> {
+    const { device } = this.dev;
+    const rangePipeline = await this.pipeline("row_ranges");
+    const ranges = outputStorage(device, n * SEGMENT_WORDS * 4, "intq row ranges");
+    try {
+      const bindings = { 0: params, 1: weights, 2: ranges, 3: flags.buffer, 5: weights };
+      dispatch(device, rangePipeline, bindings, workgroupsFor(n, WORKGROUP_SIZE), "intq row ranges");
+      const words = new Float32Array((await readBack(device, ranges, n * SEGMENT_WORDS * 4, signal)).buffer);
+      let lo = 0;
+      let hi = 0;
+      for (let r = 0; r < n; r++) {
+        lo = Math.min(lo, words[r * SEGMENT_WORDS]!);
+        hi = Math.max(hi, words[r * SEGMENT_WORDS + 1]!);
+      }
+      return { lo, hi };
+    } finally {
+      ranges.destroy();
     }
   }
 

@@ -67,6 +67,27 @@ export async function withBuffers<T>(buffers: readonly (GPUBuffer | undefined)[]
   }
 }
 
+/**
+ * Promise.all that waits for every promise to settle before it rejects (with the first failure): the
+ * read-backs of a round trip still free their staging buffers before it returns, cancelled or not.
+ */
+export async function allSettled<T extends readonly unknown[]>(promises: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
+}
+
+/** Runs `body`, which fills `output`: returns its result, or destroys `output` and rethrows if it throws. */
+export async function keepOnSuccess<T>(output: GPUBuffer, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (e) {
+    output.destroy();
+    throw e;
+  }
+}
+
 /** Workgroups for `invocations` threads in workgroups of `size`. */
 export const workgroupsFor = (invocations: number, size: number): number => Math.ceil(invocations / size);
 

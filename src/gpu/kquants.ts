@@ -25,10 +25,10 @@ import kquantsWgsl from "../../shaders/kquants.wgsl?raw";
 import { assertFinite } from "../quant/errors.ts";
 import type { EncodeOptions, MatrixShape, QuantFormat } from "../quant/format.ts";
 import { GGML_K_FORMATS, QK_K } from "../quant/ggml/kquants.ts";
-import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage } from "./buffers.ts";
+import { computePipeline, dispatch, outputStorage, readBack, uniformU32, uploadStorage, writeFloats } from "./buffers.ts";
 import type { LabDevice } from "./device.ts";
-import { forEachChunk, rowsPerChunk, withBuffers, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
-import { registerGpuQuantizers, type GpuQuantizer } from "./quantizer.ts";
+import { forEachChunk, allSettled, keepOnSuccess, rowsPerChunk, withBuffers, workgroupsFor, type ChunkOptions } from "./kernel-chunks.ts";
+import { registerGpuQuantizers, type DeviceWeights, type GpuQuantizer, type RoundTrip, type RoundTripOptions } from "./quantizer.ts";
 import { checkDecodeInput, checkEncodeInput } from "./validate.ts";
 import { withCommonWgsl } from "./wgsl.ts";
 
@@ -46,6 +46,18 @@ const DECODE_SLICE = 16;
  */
 export function blocksPerInvocation(format: QuantFormat): number {
   return format.blockBytes % 4 === 0 ? 1 : 2;
+}
+
+/** The encoders' status buffer: a NaN/Inf flag word, then one bit per super-block sent to the CPU. */
+const statusBytes = (blocks: number) => 4 * (1 + Math.ceil(blocks / 32));
+
+function parseStatus(bytes: Uint8Array<ArrayBuffer>): { nonFinite: boolean; cpuBlocks: number[] } {
+  const words = new Uint32Array(bytes.buffer, 0, bytes.length / 4);
+  const cpuBlocks: number[] = [];
+  for (let w = 1; w < words.length; w++) {
+    for (let bits = words[w]!; bits !== 0; bits &= bits - 1) cpuBlocks.push(32 * (w - 1) + (31 - Math.clz32(bits & -bits)));
+  }
+  return { nonFinite: words[0] !== 0, cpuBlocks };
 }
 
 export class KQuantGpuQuantizer implements GpuQuantizer {
@@ -96,24 +108,70 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     signal: AbortSignal | undefined,
   ): Promise<{ bytes: Uint8Array; nonFinite: boolean; cpuBlocks: number[] }> {
     const { device } = this.dev;
-    const blocksPerRow = cols / QK_K;
-    const blocks = rows * blocksPerRow;
+    const blocks = (rows * cols) / QK_K;
     const byteCount = this.format.encodedBytes({ rows, cols });
-    const statusBytes = 4 * (1 + Math.ceil(blocks / 32));
-    const params = uniformU32(device, [blocks, blocksPerRow, 0], "kquants params");
+    const params = this.params(rows, cols);
     const weights = uploadStorage(device, chunk, "kquants weights");
     const encoded = outputStorage(device, byteCount, "kquants encoded");
-    const status = outputStorage(device, statusBytes, "kquants status");
+    const status = outputStorage(device, statusBytes(blocks), "kquants status");
     return withBuffers([params, weights, encoded, status], async () => {
-      const invocations = Math.ceil(blocks / blocksPerInvocation(this.format));
-      dispatch(device, pipeline, [params, weights, encoded, status, importance], workgroupsFor(invocations, WORKGROUP_SIZE), `kquants encode ${this.format.id}`);
-      const [bytes, statusWords] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, status, statusBytes, signal)]);
-      const words = new Uint32Array(statusWords.buffer);
-      const cpuBlocks: number[] = [];
-      for (let w = 1; w < words.length; w++) {
-        for (let bits = words[w]!; bits !== 0; bits &= bits - 1) cpuBlocks.push(32 * (w - 1) + (31 - Math.clz32(bits & -bits)));
-      }
-      return { bytes, nonFinite: words[0] !== 0, cpuBlocks };
+      this.dispatchEncode(blocks, pipeline, [params, weights, encoded, status, importance]);
+      const [bytes, statusWords] = await Promise.all([readBack(device, encoded, byteCount, signal), readBack(device, status, statusBytes(blocks), signal)]);
+      return { bytes, ...parseStatus(statusWords) };
+    });
+  }
+
+  private params(rows: number, cols: number): GPUBuffer {
+    return uniformU32(this.dev.device, [(rows * cols) / QK_K, cols / QK_K, 0], "kquants params");
+  }
+
+  private dispatchEncode(blocks: number, pipeline: GPUComputePipeline, bindings: GPUBuffer[]): void {
+    const invocations = Math.ceil(blocks / blocksPerInvocation(this.format));
+    dispatch(this.dev.device, pipeline, bindings, workgroupsFor(invocations, WORKGROUP_SIZE), `kquants encode ${this.format.id}`);
+  }
+
+  private dispatchDecode(blocks: number, pipeline: GPUComputePipeline, bindings: GPUBuffer[]): void {
+    const workgroups = workgroupsFor(blocks * (QK_K / DECODE_SLICE), WORKGROUP_SIZE);
+    dispatch(this.dev.device, pipeline, bindings, workgroups, `kquants decode ${this.format.id}`);
+  }
+
+  async roundTrip(x: DeviceWeights, shape: MatrixShape, opts?: RoundTripOptions): Promise<RoundTrip> {
+    checkEncodeInput(this.format, x.values, shape, opts);
+    const { rows, cols } = shape;
+    const { device } = this.dev;
+    const decoded = outputStorage(device, rows * cols * 4, "kquants decoded");
+    if (rows * cols === 0) return { decoded, ...(opts?.bytes ? { bytes: new Uint8Array(0) } : {}) };
+    return keepOnSuccess(decoded, async () => {
+      const imatrix = opts?.imatrix;
+      const encodePipeline = await this.pipeline(`encode_${this.format.id}_${imatrix ? "imatrix" : "ref"}`);
+      const decodePipeline = await this.pipeline(`decode_${this.format.id}`);
+      const blocks = (rows * cols) / QK_K;
+      const byteCount = this.format.encodedBytes(shape);
+      const params = this.params(rows, cols);
+      const importance = uploadStorage(device, imatrix ?? new Float32Array(4), "kquants importance");
+      const encoded = outputStorage(device, byteCount, "kquants encoded");
+      const status = outputStorage(device, statusBytes(blocks), "kquants status");
+      return withBuffers([params, importance, encoded, status], async () => {
+        this.dispatchEncode(blocks, encodePipeline, [params, x.buffer, encoded, status, importance]);
+        this.dispatchDecode(blocks, decodePipeline, [params, encoded, decoded]);
+        const [statusWords, bytes] = await allSettled([
+          readBack(device, status, statusBytes(blocks), opts?.signal),
+          opts?.bytes ? readBack(device, encoded, byteCount, opts.signal) : undefined,
+        ]);
+        const { nonFinite, cpuBlocks } = parseStatus(statusWords);
+        if (nonFinite) assertFinite(x.values, shape, opts?.tensorName); // throws the CPU's message
+        // Blocks the kernel sent to the CPU reference: encoded and decoded here, written over the GPU's.
+        const scratch = new Uint8Array(cpuBlocks.length > 0 && !bytes ? byteCount : 0);
+        for (const block of cpuBlocks) {
+          const target = bytes ?? scratch;
+          this.encodeBlockOnCpu(x.values, cols, block, target, imatrix);
+          const q = target.subarray(block * this.format.blockBytes, (block + 1) * this.format.blockBytes);
+          writeFloats(device, decoded, block * QK_K, this.format.decode(q, { rows: 1, cols: QK_K }));
+        }
+        this.blockCounts.gpu += blocks - cpuBlocks.length;
+        this.blockCounts.cpu += cpuBlocks.length;
+        return { decoded, ...(bytes ? { bytes } : {}) };
+      });
     });
   }
 
@@ -137,12 +195,11 @@ export class KQuantGpuQuantizer implements GpuQuantizer {
     const blocksPerRow = cols / QK_K;
     await forEachChunk(rows, rowsPerChunk(this.dev, this.options, this.format, cols), opts?.signal, async (r0, n) => {
       const blocks = n * blocksPerRow;
-      const params = uniformU32(device, [blocks, blocksPerRow, 0], "kquants params");
+      const params = this.params(n, cols);
       const encoded = uploadStorage(device, q.subarray(r0 * rowBytes, (r0 + n) * rowBytes), "kquants encoded");
       const values = outputStorage(device, n * cols * 4, "kquants values");
       await withBuffers([params, encoded, values], async () => {
-        const workgroups = workgroupsFor(blocks * (QK_K / DECODE_SLICE), WORKGROUP_SIZE);
-        dispatch(device, pipeline, [params, encoded, values], workgroups, `kquants decode ${this.format.id}`);
+        this.dispatchDecode(blocks, pipeline, [params, encoded, values]);
         const bytes = await readBack(device, values, n * cols * 4, opts?.signal);
         y.set(new Float32Array(bytes.buffer), r0 * cols);
       });

@@ -14,7 +14,8 @@ import { readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/mo
 import type { TensorInfo } from "../formats/safetensors.ts";
 import type { LabDevice } from "../gpu/device.ts";
 import { GpuHeatmapPooler } from "../gpu/heatmap.ts";
-import { gpuQuantizerFor, type GpuQuantizer } from "../gpu/quantizer.ts";
+import { readBack } from "../gpu/buffers.ts";
+import { gpuQuantizerFor, maxRowsPerChunk, uploadWeights, type DeviceWeights, type GpuQuantizer } from "../gpu/quantizer.ts";
 import { assertFinite, isQuantInputError } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import {
@@ -160,10 +161,10 @@ export async function heatmapTensor(
     runs.push(run);
   }
 
-  const pool = async (x: Float32Array, y: Float32Array, firstRow: number, n: number): Promise<PiecePartials | undefined> => {
+  const pool: Pool = async (x, y, firstRow, n, buffers) => {
     if (pooler && x.length * 4 <= device!.info.limits.maxStorageBufferBindingSize) {
       try {
-        return await pooler.poolArrays(x, y, firstRow, n, signal);
+        return await (buffers ? pooler.pool(buffers.x, buffers.y, firstRow, n, signal) : pooler.poolArrays(x, y, firstRow, n, signal));
       } catch (e) {
         if (signal?.aborted) throw e;
         pooler = undefined; // the CPU pools from here on
@@ -186,14 +187,20 @@ export async function heatmapTensor(
     // The view's rows: the weights and every row-wise format.
     for await (const chunk of readTensorRows(tensor, { chunkBytes: pieceRows * cols * 4, signal, firstRow: view.row0, rowCount: view.rows })) {
       signal?.throwIfAborted();
-      const weights = await pool(chunk.values, chunk.values, chunk.firstRow, chunk.rows);
-      if (weights) runs[0]!.acc.add(weights);
-      forViewRows(view, chunk.firstRow, chunk.rows, cols, (at, n) => addToHistogram(runs[0]!.histogram, chunk.values.subarray(at, at + n)));
-      progress(chunk.rows);
-      for (const run of rowWise) {
-        if (run.failure) continue;
-        await encodePiece(run, chunk, cols, view, tensor.name, opts, pool);
+      // The chunk goes up once, for the weights' cells and every GPU format's round trip (when it fits a binding).
+      const input = pooler && chunk.values.length * 4 <= device!.info.limits.maxStorageBufferBindingSize ? uploadWeights(device!.device, chunk.values, "heatmap x") : undefined;
+      try {
+        const weights = await pool(chunk.values, chunk.values, chunk.firstRow, chunk.rows, input && { x: input.buffer, y: input.buffer });
+        if (weights) runs[0]!.acc.add(weights);
+        forViewRows(view, chunk.firstRow, chunk.rows, cols, (at, n) => addToHistogram(runs[0]!.histogram, chunk.values.subarray(at, at + n)));
         progress(chunk.rows);
+        for (const run of rowWise) {
+          if (run.failure) continue;
+          await encodePiece(run, chunk, cols, view, tensor.name, opts, pool, input);
+          progress(chunk.rows);
+        }
+      } finally {
+        input?.buffer.destroy();
       }
     }
     // Formats that encode the tensor whole.
@@ -227,7 +234,17 @@ export async function heatmapTensor(
   return { tensor: tensor.name, shape, grid, panels };
 }
 
-/** Encodes and decodes one piece with one format (GPU, else CPU), pooling the result. */
+/**
+ * Pools a piece: x and y on the CPU, and, when they are on the device already, their buffers (read in place).
+ * Undefined when the piece misses the view.
+ */
+type Pool = (x: Float32Array, y: Float32Array, firstRow: number, n: number, buffers?: { x: GPUBuffer; y: GPUBuffer }) => Promise<PiecePartials | undefined>;
+
+/**
+ * Encodes and decodes one piece with one format (GPU, else CPU), pooling the result. With the piece on the
+ * device (`input`), the GPU's round trip leaves the decoded values there for the pooling kernel; they come
+ * back to the CPU once, for the histogram, and the bytes only for the scales.
+ */
 async function encodePiece(
   run: PanelRun,
   chunk: Pick<TensorChunk, "firstRow" | "rows" | "values">,
@@ -235,20 +252,33 @@ async function encodePiece(
   view: HeatmapView,
   tensorName: string,
   opts: HeatmapOptions,
-  pool: (x: Float32Array, y: Float32Array, firstRow: number, n: number) => Promise<PiecePartials | undefined>,
+  pool: Pool,
+  input?: DeviceWeights,
 ): Promise<void> {
   const format = run.format!;
   const shape = { rows: chunk.rows, cols };
   const encodeOpts = { imatrix: opts.imatrix, tensorName };
   let y: Float32Array | undefined;
   let q: Uint8Array | undefined;
+  let partials: PiecePartials | undefined;
   try {
     // Checked here so the failure names the tensor's row, not the piece's.
     assertFinite(chunk.values, shape, tensorName, chunk.firstRow);
     if (run.gpu) {
       try {
-        q = await run.gpu.encode(chunk.values, shape, { ...encodeOpts, signal: opts.signal });
-        y = await run.gpu.decode(q, shape, { signal: opts.signal });
+        if (input && opts.device && chunk.rows <= maxRowsPerChunk(opts.device, format, cols)) {
+          const trip = await run.gpu.roundTrip(input, shape, { ...encodeOpts, signal: opts.signal, bytes: run.scales !== undefined });
+          try {
+            q = trip.bytes;
+            y = new Float32Array((await readBack(opts.device.device, trip.decoded, chunk.values.length * 4, opts.signal)).buffer);
+            partials = await pool(chunk.values, y, chunk.firstRow, chunk.rows, { x: input.buffer, y: trip.decoded });
+          } finally {
+            trip.decoded.destroy();
+          }
+        } else {
+          q = await run.gpu.encode(chunk.values, shape, { ...encodeOpts, signal: opts.signal });
+          y = await run.gpu.decode(q, shape, { signal: opts.signal });
+        }
         run.rowsOnGpu += chunk.rows;
       } catch (e) {
         if (opts.signal?.aborted || isQuantInputError(e)) throw e;
@@ -267,7 +297,7 @@ async function encodePiece(
     run.failure = { problem: e.problem, message: named.message, fallback: e.fallback, row: e.row, col: e.col };
     return;
   }
-  const partials = await pool(chunk.values, y, chunk.firstRow, chunk.rows);
+  partials ??= await pool(chunk.values, y, chunk.firstRow, chunk.rows);
   if (partials) run.acc.add(partials);
   const scratch = new Float32Array(Math.min(cols, view.cols));
   forViewRows(view, chunk.firstRow, chunk.rows, cols, (at, n) => addToHistogram(run.histogram, chunk.values.subarray(at, at + n), y!.subarray(at, at + n), scratch));
@@ -287,7 +317,7 @@ async function calibratedPanel(
   tensor: TensorInfo,
   cols: number,
   view: HeatmapView,
-  pool: (x: Float32Array, y: Float32Array, firstRow: number, n: number) => Promise<PiecePartials | undefined>,
+  pool: Pool,
   signal?: AbortSignal,
   calibration?: LayerCalibration,
 ): Promise<void> {

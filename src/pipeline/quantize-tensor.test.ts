@@ -231,6 +231,8 @@ describe("quantizeTensor with a GPU (stand-in kernels)", () => {
         async decode(q, shape) {
           return format.decode(q, shape);
         },
+        // Device buffers need a real device: the pipeline uses roundTrip only with GPU metrics, which these lack.
+        roundTrip: () => Promise.reject(new Error("stand-in kernels have no device buffers")),
         destroy() {},
       };
       return quantizer;

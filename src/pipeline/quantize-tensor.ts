@@ -28,10 +28,10 @@ import { DEFAULT_CHUNK_BYTES, readTensorRows, tensorRowLayout, type TensorChunk 
 import type { TensorInfo } from "../formats/safetensors.ts";
 import { storedBytes } from "../formats/tensor-data.ts";
 import type { LabDevice } from "../gpu/device.ts";
-import { uploadStorage } from "../gpu/buffers.ts";
+import { readBack, uploadStorage } from "../gpu/buffers.ts";
 import { floatArithmeticOf } from "../gpu/float-probe.ts";
 import { GpuMetrics } from "../gpu/metrics.ts";
-import { gpuQuantizerFor, maxRowsPerChunk, type GpuQuantizer } from "../gpu/quantizer.ts";
+import { gpuQuantizerFor, maxRowsPerChunk, uploadWeights, type GpuQuantizer, type RoundTripOptions } from "../gpu/quantizer.ts";
 import { assertFinite, isQuantInputError, type QuantInputError, type QuantInputProblem } from "../quant/errors.ts";
 import type { MatrixShape, QuantFormat } from "../quant/format.ts";
 import { sumGramQuadratic } from "../quant/output-error.ts";
@@ -430,12 +430,16 @@ async function encodeChunk(run: Run, chunk: TensorChunk, ctx: PassContext, cpuPi
     const offset = run.whole ? 0 : format.encodedBytes({ rows: chunk.firstRow + first, cols });
     if (run.gpu && device) {
       try {
-        const q = await run.gpu.encode(x, pieceShape, { ...encodeOpts, signal });
-        const y = await run.gpu.decode(q, pieceShape, { signal });
-        if (run.gpuMetrics) await measureOnGpu(run.gpuMetrics, device, x, y, rows, signal);
-        else run.metrics!.add(x, y);
-        addOutputError(run, x, y, pieceShape, ctx.opts.outputError);
-        run.bytes?.set(q, offset);
+        if (run.gpuMetrics && rows <= maxRowsPerChunk(device, format, cols)) {
+          await roundTripOnGpu(run, run.gpu, run.gpuMetrics, device, x, pieceShape, offset, { ...encodeOpts, signal }, ctx.opts.outputError);
+        } else {
+          const q = await run.gpu.encode(x, pieceShape, { ...encodeOpts, signal });
+          const y = await run.gpu.decode(q, pieceShape, { signal });
+          if (run.gpuMetrics) await measureOnGpu(run.gpuMetrics, device, x, y, rows, signal);
+          else run.metrics!.add(x, y);
+          addOutputError(run, x, y, pieceShape, ctx.opts.outputError);
+          run.bytes?.set(q, offset);
+        }
         run.rowsOnGpu += rows;
       } catch (e) {
         // A lost device also rejects with an AbortError (mapAsync): only our own signal means cancelled.
@@ -490,8 +494,42 @@ function addOutputError(run: Run, x: Float32Array, y: Float32Array, shape: Matri
 }
 
 /**
- * The error of one piece, measured on the GPU. (The quantizer contract hands back y on the CPU, so x and y
- * go up again here; a quantizer that kept them on the device could hand its buffers to GpuMetrics.)
+ * One piece on the GPU with x uploaded once: the quantizer's roundTrip leaves the decoded values on the
+ * device, where the metrics kernel reads them next to x. The bytes come back only when they are kept, the
+ * decoded values only for an output error (measured on the CPU).
+ */
+async function roundTripOnGpu(
+  run: Run,
+  gpu: GpuQuantizer,
+  metrics: GpuMetrics,
+  dev: LabDevice,
+  x: Float32Array,
+  shape: MatrixShape,
+  offset: number,
+  opts: RoundTripOptions,
+  grams: OutputErrorGrams | undefined,
+): Promise<void> {
+  const input = uploadWeights(dev.device, x, "pipeline x");
+  try {
+    const trip = await gpu.roundTrip(input, shape, { ...opts, bytes: run.bytes !== undefined });
+    try {
+      await metrics.add(input.buffer, trip.decoded, shape.rows, opts.signal);
+      if (grams && run.outputSums) {
+        const y = new Float32Array((await readBack(dev.device, trip.decoded, x.length * 4, opts.signal)).buffer);
+        addOutputError(run, x, y, shape, grams);
+      }
+    } finally {
+      trip.decoded.destroy();
+    }
+    if (trip.bytes) run.bytes!.set(trip.bytes, offset);
+  } finally {
+    input.buffer.destroy();
+  }
+}
+
+/**
+ * The error of one piece decoded on the CPU side (a whole-tensor format larger than one binding), measured on
+ * the GPU: x and y go up here.
  */
 async function measureOnGpu(metrics: GpuMetrics, dev: LabDevice, x: Float32Array, y: Float32Array, rows: number, signal?: AbortSignal): Promise<void> {
   const xb = uploadStorage(dev.device, x, "pipeline x");

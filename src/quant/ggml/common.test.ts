@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { f16BitsToF32, f32Bits } from "../../formats/float-bits.ts";
-import { bitsView, decodeInSpans, F16_TO_F32, minMaxBits, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
-import { decodeQ8_0, Q8_0 } from "./legacy.ts";
+import { bitsView, decodeInSpans, encodeInSpans, F16_TO_F32, minMaxBits, nearestInt, nearestIntInRange, readF16, roundHalfAway, signedAbsMax, writeF16 } from "./common.ts";
+import { decodeQ8_0, encodeQ4_1, Q4_1, Q8_0 } from "./legacy.ts";
 import { gaussian } from "../../../test/random.ts";
 
 /** ggml's nearest_int as C writes it: add 12582912.0f, keep the low 22 mantissa bits. */
@@ -110,6 +110,23 @@ describe("ggml rounding helpers", () => {
     }
     const negativeNaN = new Int32Array([0x3f800000, 0xffc00001 | 0]);
     expect(minMaxBits(negativeNaN, 0, 2, range)).toBe(false);
+  });
+
+  it("encodeInSpans encodes a tensor in spans exactly as in one piece, and stops at a non-finite value", () => {
+    const shape = { rows: 3, cols: 320 };
+    const x = gaussian(shape.rows * shape.cols, 1, 12);
+    const whole = Q4_1.encode(x, shape);
+    const spans: number[] = [];
+    const out = new Uint8Array(whole.length);
+    // 32-weight blocks with a limit of 100: three blocks a span, 30 blocks in 10 spans.
+    const ok = encodeInSpans((xs, xo, os, oo, blocks) => { spans.push(blocks); return encodeQ4_1(xs, xo, os, oo, blocks); }, x, out, 30, 32, 20, 100);
+    expect(ok).toBe(true);
+    expect(spans).toEqual(new Array(10).fill(3));
+    expect(Array.from(out)).toEqual(Array.from(whole));
+    x[700] = NaN; // in the eighth span
+    spans.length = 0;
+    expect(encodeInSpans((xs, xo, os, oo, blocks) => { spans.push(blocks); return encodeQ4_1(xs, xo, os, oo, blocks); }, x, out, 30, 32, 20, 100)).toBe(false);
+    expect(spans.length).toBe(8);
   });
 
   it("decodeInSpans decodes a tensor in spans exactly as in one piece", () => {

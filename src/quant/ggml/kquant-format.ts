@@ -10,6 +10,7 @@
  */
 import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../errors.ts";
 import { bitsView, type BlocksDecoder, decodeInSpans, nearestInt } from "./common.ts";
+import { qxLevelsLength, qxScratchLength } from "./kquant-search.ts";
 import { decodeOutput, encodeOutput, type EncodeOptions, type MatrixShape, type QuantFormat, type RowLengthCheck } from "../format.ts";
 
 /** QK_K: weights per super-block. */
@@ -26,9 +27,9 @@ export class KQuantScratch {
   /** make_qkx*_quants: one candidate's levels, and x - min of the sub-block. */
   readonly Laux = new Uint8Array(32);
   readonly xm = new Float32Array(32);
-  /** make_qx_quants: two candidates' levels, and x, w and w*x of the group as doubles. */
-  readonly levels = new Float64Array(32);
-  readonly xw = new Float64Array(3 * 16);
+  /** make_qx_quants' scratch (groups of 16): its candidates' levels, and x, w, w*x and sums as doubles. */
+  readonly levels = new Float64Array(qxLevelsLength(16));
+  readonly xw = new Float64Array(qxScratchLength(16));
   /** Weights of one sub-block. */
   readonly weights = new Float32Array(32);
   /** Sub-block scales, mins and weight sums (16 sub-blocks of 16 or 8 of 32). */

@@ -30,21 +30,42 @@ function groupMax(xBits: Int32Array, xo: number, n: number, L: Int8Array, lo: nu
   return 0;
 }
 
+/** make_qx_quants' candidate scales: ggml's first fit (is = 0), then is = -9..-1, 1..9. */
+export const QX_CANDIDATES = 19;
+
+/** The length makeQxQuants needs of its `levels` scratch for groups of n weights. */
+export function qxLevelsLength(n: number): number {
+  return QX_CANDIDATES * n;
+}
+
+/** The length makeQxQuants needs of its `scratch` for groups of n weights. */
+export function qxScratchLength(n: number): number {
+  return 4 * n + 2 * QX_CANDIDATES;
+}
+
 /**
  * make_qx_quants with rmse_type 1 (the only type the K-quants use): symmetric levels -nmax..nmax-1,
  * stored as L = level + nmax in L[lo..lo+n), weighted by w[wo..wo+n) (ggml's qw, or x^2 when qw is NULL:
- * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax); levels[0..2n) and
- * scratch[0..3n) are scratch: the group's x, w and w*x as doubles (exact, being float32 values), and the
- * steps' levels as integral doubles, so the 19 steps' loops load them without a conversion each (x, w, w*x:
- * 1.07-1.14x; levels: 1.03-1.09x more). Returns the scale.
+ * the caller fills w then). Reads x[xo..xo+n) (xBits: its bits, see signedAbsMax). Returns the scale.
+ * Scratch: levels[0..qxLevelsLength(n)) holds candidate k's levels at [kn, kn+n) as integral doubles, so
+ * the sums load them without a conversion each (1.03-1.09x); scratch[0..qxScratchLength(n)) holds the
+ * group's x, w and w*x as doubles (exact, being float32 values; 1.07-1.14x), then each candidate's two sums,
+ * then the weights some candidate clamps.
  *
- * Tries iscale = -(nmax + 0.1*is)/max for is = -9..9. A step whose levels equal the previous step's has
- * the same sums: if that step won, winning again would store the same L, scale and best; if it lost, best
- * has not moved and it loses again. So it is skipped, with the same result as ggml's loop.
- *
- * The steps go two at a time (A, B): their levels first, then the sums of those that changed in one loop.
- * Each float32 sum is a chain of dependent add-and-round steps, bound by latency; two steps' four chains
- * run side by side (1.6x). The winner test then runs for A, then B, as in ggml's order.
+ * ggml tries iscale = -(nmax + 0.1*is)/max for is = -9..9 after its first fit (is = 0). Here that runs in
+ * three passes with ggml's result:
+ * 1. Every candidate's levels, unclamped, four candidates a loop (one load of x for all four, 1.07x over
+ *    two). A candidate whose levels equal the previous one's has the same sums: if that one won, winning
+ *    again would store the same L, scale and best; if it lost, best has not moved and this one loses again. So only the
+ *    candidates whose levels changed need their sums (the unclamped levels can differ where the clamped
+ *    ones do not: then a candidate is summed for nothing, never skipped wrongly).
+ *    The clamp to -nmax..nmax-1 comes after, on the weights that need it: a weight's level is monotone
+ *    in is (each step, fround and round-half-even included, is monotone), so it leaves the range for
+ *    some candidate only if it does for is = -9 or is = 9. Those are a few weights near |max|; the clamp's
+ *    two compare-and-branch pairs per weight and candidate were a quarter of this loop (1.1x).
+ * 2. The sums of the changed candidates, four at a time: each float32 sum is a chain of dependent
+ *    add-and-round steps, bound by latency, and eight chains run side by side (1.05x over four).
+ * 3. ggml's winner tests, in its candidate order.
  */
 export function makeQxQuants(
   n: number,
@@ -60,103 +81,174 @@ export function makeQxQuants(
   scratch: Float64Array,
 ): number {
   const f = scratch;
-  const magic = ROUND_MAGIC; // in a local: see the speed notes above
   const fr = Math.fround;
   const max = groupMax(xBits, xo, n, L, lo);
   if (max === 0) return 0;
   const lmin = -nmax;
   const lmax = nmax - 1;
-  // levels[0..n): step A's levels; levels[n..2n): step B's, which the next pair's A compares with.
-  const lb = n;
-  // |iscale * x| <= nmax + 1 for every candidate below, well inside nearest_int's range.
-  let iscale = fr(-nmax / max);
-  let sumlx = 0;
-  let suml2 = 0;
+  const sums = 3 * n; // candidate k's sumlx at f[sums + 2k], suml2 at f[sums + 2k + 1]
+  const clamped = sums + 2 * QX_CANDIDATES; // f[clamped..clamped+nClamped): weights to clamp
+  const tenth = fr(0.1);
+  // |iscale * x| <= nmax + 1 for every candidate, well inside nearest_int's range; the literal
+  // 6755399441055744 is ROUND_MAGIC (a module-level constant is reloaded and unboxed at every use).
+  const iscale = fr(-nmax / max);
+  const iscaleFirst = fr(-fr(nmax + fr(tenth * -9)) / max);
+  const iscaleLast = fr(-fr(nmax + fr(tenth * 9)) / max);
+  let nClamped = 0;
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i]!;
-    let l = nearestIntInRange(fr(iscale * xi));
-    l = l < lmin ? lmin : l > lmax ? lmax : l;
-    levels[lb + i] = l;
-    L[lo + i] = l + nmax;
     const wi = w[wo + i]!;
-    const wxi = fr(wi * xi);
+    levels[i] = fr(iscale * xi) + 6755399441055744 - 6755399441055744;
+    const lFirst = fr(iscaleFirst * xi) + 6755399441055744 - 6755399441055744;
+    const lLast = fr(iscaleLast * xi) + 6755399441055744 - 6755399441055744;
+    if (lFirst < lmin || lFirst > lmax || lLast < lmin || lLast > lmax) f[clamped + nClamped++] = i;
     f[i] = xi;
     f[n + i] = wi;
-    f[2 * n + i] = wxi;
-    sumlx = fr(sumlx + fr(wxi * l));
-    suml2 = fr(suml2 + fr(fr(wi * l) * l));
+    f[2 * n + i] = fr(wi * xi);
   }
-  let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
-  let best = fr(scale * sumlx);
-  const tenth = fr(0.1);
-  for (let is = -9; is <= 9; is += 2) {
-    // The pairs (-9,-8) .. (-3,-2), (-1,1), (2,3) .. (8,9): is = 0 is not a step.
-    const isA = is;
-    const isB = is === -1 ? 1 : is + 1;
-    if (is === -1) is = 0;
-    const iscaleA = fr(-fr(nmax + fr(tenth * isA)) / max);
-    const iscaleB = fr(-fr(nmax + fr(tenth * isB)) / max);
-    // Levels as doubles (integral), so the sums below load them without an int conversion; whether a
-    // step's levels changed is a sum of squared differences.
+  // Pass 1: candidates 1..18 (is = -9..-1, 1..9) four a loop (1..4, 5..8, 9..12, 13..16), then 17 and 18;
+  // bit k of `changed` when candidate k changed.
+  let changed = 1;
+  for (let k = 1; k < 17; k += 4) {
+    const is0 = k <= 9 ? k - 10 : k - 9;
+    const is1 = k + 1 <= 9 ? k - 9 : k - 8;
+    const is2 = k + 2 <= 9 ? k - 8 : k - 7;
+    const is3 = k + 3 <= 9 ? k - 7 : k - 6;
+    const iscale0 = fr(-fr(nmax + fr(tenth * is0)) / max);
+    const iscale1 = fr(-fr(nmax + fr(tenth * is1)) / max);
+    const iscale2 = fr(-fr(nmax + fr(tenth * is2)) / max);
+    const iscale3 = fr(-fr(nmax + fr(tenth * is3)) / max);
+    const a = k * n;
+    const prev = a - n;
+    let changed0 = 0;
+    let changed1 = 0;
+    let changed2 = 0;
+    let changed3 = 0;
+    for (let i = 0; i < n; i++) {
+      const xi = f[i]!;
+      const l0 = fr(iscale0 * xi) + 6755399441055744 - 6755399441055744;
+      const l1 = fr(iscale1 * xi) + 6755399441055744 - 6755399441055744;
+      const l2 = fr(iscale2 * xi) + 6755399441055744 - 6755399441055744;
+      const l3 = fr(iscale3 * xi) + 6755399441055744 - 6755399441055744;
+      const d0 = l0 - levels[prev + i]!;
+      const d1 = l1 - l0;
+      const d2 = l2 - l1;
+      const d3 = l3 - l2;
+      changed0 += d0 * d0;
+      changed1 += d1 * d1;
+      changed2 += d2 * d2;
+      changed3 += d3 * d3;
+      levels[a + i] = l0;
+      levels[a + n + i] = l1;
+      levels[a + 2 * n + i] = l2;
+      levels[a + 3 * n + i] = l3;
+    }
+    if (changed0 !== 0) changed |= 1 << k;
+    if (changed1 !== 0) changed |= 2 << k;
+    if (changed2 !== 0) changed |= 4 << k;
+    if (changed3 !== 0) changed |= 8 << k;
+  }
+  {
+    const iscaleA = fr(-fr(nmax + fr(tenth * 8)) / max);
+    const iscaleB = fr(-fr(nmax + fr(tenth * 9)) / max);
+    const a = 17 * n;
     let changedA = 0;
     let changedB = 0;
     for (let i = 0; i < n; i++) {
       const xi = f[i]!;
-      let la = fr(iscaleA * xi) + magic - magic;
-      la = la < lmin ? lmin : la > lmax ? lmax : la;
-      let lbv = fr(iscaleB * xi) + magic - magic;
-      lbv = lbv < lmin ? lmin : lbv > lmax ? lmax : lbv;
-      const da = la - levels[lb + i]!;
-      const db = lbv - la;
+      const la = fr(iscaleA * xi) + 6755399441055744 - 6755399441055744;
+      const lb = fr(iscaleB * xi) + 6755399441055744 - 6755399441055744;
+      const da = la - levels[a - n + i]!;
+      const db = lb - la;
       changedA += da * da;
       changedB += db * db;
-      levels[i] = la;
-      levels[lb + i] = lbv;
+      levels[a + i] = la;
+      levels[a + n + i] = lb;
     }
-    let sumlxA = 0;
-    let suml2A = 0;
-    let sumlxB = 0;
-    let suml2B = 0;
-    if (changedA !== 0 && changedB !== 0) {
-      for (let i = 0; i < n; i++) {
-        const wi = f[n + i]!;
-        const wxi = f[2 * n + i]!;
-        const la = levels[i]!;
-        const lbv = levels[lb + i]!;
-        sumlxA = fr(sumlxA + fr(wxi * la));
-        suml2A = fr(suml2A + fr(fr(wi * la) * la));
-        sumlxB = fr(sumlxB + fr(wxi * lbv));
-        suml2B = fr(suml2B + fr(fr(wi * lbv) * lbv));
-      }
-    } else if (changedA !== 0 || changedB !== 0) {
-      const from = changedA !== 0 ? 0 : lb;
-      let sx = 0;
-      let s2 = 0;
-      for (let i = 0; i < n; i++) {
-        const l = levels[from + i]!;
-        sx = fr(sx + fr(f[2 * n + i]! * l));
-        s2 = fr(s2 + fr(fr(f[n + i]! * l) * l));
-      }
-      if (changedA !== 0) {
-        sumlxA = sx;
-        suml2A = s2;
-      } else {
-        sumlxB = sx;
-        suml2B = s2;
-      }
-    }
-    if (changedA !== 0 && suml2A > 0 && fr(sumlxA * sumlxA) > fr(best * suml2A)) {
-      for (let i = 0; i < n; i++) L[lo + i] = levels[i]! + nmax;
-      scale = fr(sumlxA / suml2A);
-      best = fr(scale * sumlxA);
-    }
-    if (changedB !== 0 && suml2B > 0 && fr(sumlxB * sumlxB) > fr(best * suml2B)) {
-      for (let i = 0; i < n; i++) L[lo + i] = levels[lb + i]! + nmax;
-      scale = fr(sumlxB / suml2B);
-      best = fr(scale * sumlxB);
+    if (changedA !== 0) changed |= 1 << 17;
+    if (changedB !== 0) changed |= 1 << 18;
+  }
+  for (let c = clamped; c < clamped + nClamped; c++) {
+    for (let o = f[c]!; o < QX_CANDIDATES * n; o += n) {
+      const l = levels[o]!;
+      levels[o] = l < lmin ? lmin : l > lmax ? lmax : l;
     }
   }
+  // Pass 2: the changed candidates' sums, four at a time (the last group filled up by repeating its last).
+  for (let m = changed; m !== 0; ) {
+    const k0 = 31 - Math.clz32(m & -m);
+    m &= m - 1;
+    const k1 = m === 0 ? k0 : 31 - Math.clz32(m & -m);
+    m &= m - 1;
+    const k2 = m === 0 ? k1 : 31 - Math.clz32(m & -m);
+    m &= m - 1;
+    const k3 = m === 0 ? k2 : 31 - Math.clz32(m & -m);
+    m &= m - 1;
+    candidateSums4(n, f, levels, k0, k1, k2, k3, sums);
+  }
+  // Pass 3: ggml's winner tests, in its order.
+  const sumlx = f[sums]!;
+  const suml2 = f[sums + 1]!;
+  let scale = suml2 !== 0 ? fr(sumlx / suml2) : 0;
+  let best = fr(scale * sumlx);
+  let winner = 0;
+  for (let k = 1; k < QX_CANDIDATES; k++) {
+    if ((changed & (1 << k)) === 0) continue;
+    const sx = f[sums + 2 * k]!;
+    const s2 = f[sums + 2 * k + 1]!;
+    if (s2 > 0 && fr(sx * sx) > fr(best * s2)) {
+      scale = fr(sx / s2);
+      best = fr(scale * sx);
+      winner = k;
+    }
+  }
+  for (let i = 0, from = winner * n; i < n; i++) L[lo + i] = levels[from + i]! + nmax;
   return scale;
+}
+
+/**
+ * make_qx_quants' sums (sumlx = sum of w*x*l, suml2 = sum of w*l*l, in order, in float32) of candidates
+ * ka..kd (their levels at levels[k*n..]), into f[sums + 2k] and f[sums + 2k + 1]; f holds w at [n, 2n) and
+ * w*x at [2n, 3n).
+ */
+function candidateSums4(n: number, f: Float64Array, levels: Float64Array, ka: number, kb: number, kc: number, kd: number, sums: number): void {
+  const fr = Math.fround;
+  const a = ka * n;
+  const b = kb * n;
+  const c = kc * n;
+  const d = kd * n;
+  let sxA = 0;
+  let s2A = 0;
+  let sxB = 0;
+  let s2B = 0;
+  let sxC = 0;
+  let s2C = 0;
+  let sxD = 0;
+  let s2D = 0;
+  for (let i = 0; i < n; i++) {
+    const wi = f[n + i]!;
+    const wxi = f[2 * n + i]!;
+    const la = levels[a + i]!;
+    const lb = levels[b + i]!;
+    const lc = levels[c + i]!;
+    const ld = levels[d + i]!;
+    sxA = fr(sxA + fr(wxi * la));
+    s2A = fr(s2A + fr(fr(wi * la) * la));
+    sxB = fr(sxB + fr(wxi * lb));
+    s2B = fr(s2B + fr(fr(wi * lb) * lb));
+    sxC = fr(sxC + fr(wxi * lc));
+    s2C = fr(s2C + fr(fr(wi * lc) * lc));
+    sxD = fr(sxD + fr(wxi * ld));
+    s2D = fr(s2D + fr(fr(wi * ld) * ld));
+  }
+  f[sums + 2 * ka] = sxA;
+  f[sums + 2 * ka + 1] = s2A;
+  f[sums + 2 * kb] = sxB;
+  f[sums + 2 * kb + 1] = s2B;
+  f[sums + 2 * kc] = sxC;
+  f[sums + 2 * kc + 1] = s2C;
+  f[sums + 2 * kd] = sxD;
+  f[sums + 2 * kd + 1] = s2D;
 }
 
 /**

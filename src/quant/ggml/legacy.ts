@@ -29,7 +29,9 @@ import { assertFinite, assertImatrix, assertShape, QuantInputError } from "../er
 import { bitsToF32, f32Bits, f32BitsToF16Bits, f32ToF16Bits } from "../../formats/float-bits.ts";
 import {
   type BlocksDecoder,
+  type BlocksEncoder,
   decodeInSpans,
+  encodeInSpans,
   F16_TO_F32,
   fr,
   bitsView,
@@ -47,7 +49,7 @@ import {
   writeU32,
   wordView,
 } from "./common.ts";
-import { makeQkxQuants, makeQxQuants, QKX3_IMATRIX } from "./kquant-search.ts";
+import { makeQkxQuants, makeQxQuants, QKX3_IMATRIX, qxLevelsLength, qxScratchLength } from "./kquant-search.ts";
 
 const QK = 32;
 const QK_K = 256;
@@ -61,44 +63,85 @@ const QK_K = 256;
 const FLT_MAX = 3.4028234663852886e38;
 
 /**
- * The encoders' inner loops, written out four bytes (eight weights) per iteration (V8 does not unroll; see
- * common.ts's decoder steps), each byte by a helper V8 inlines. `Math.fround` is read inside each helper,
- * not through the module-level `fr`: TurboFan re-checks an imported binding on every use.
+ * The encoders' inner loops are written out (V8 does not unroll; see common.ts's decoder steps): q4_0's and
+ * q4_1's whole blocks; the others four bytes (eight weights) per iteration, each byte by a helper V8
+ * inlines. `Math.fround` is read into a local, not through the module-level `fr`: TurboFan re-checks a
+ * module-level binding on every use, and a module-level constant is reloaded and unboxed on every use
+ * (FLT_MAX, HALF_UP: the hottest loops write them as literals).
  *
- * Level ranges the helpers rely on (for their clamps and for `| 0`, which is truncToInt): with a finite
+ * Level ranges the code relies on (for their clamps and for `| 0`, which is truncToInt): with a finite
  * id, d is the block's extreme over -8, -16, 15 or 31 rounded to float32 (relative error below 2^-20 even
  * when d is subnormal, since id = 1/d would overflow below 2^-128), so x/d + 8.5 stays in [0.49, 16.51]
  * for q4_0, x/d + 16.5 in [0.49, 32.51] for q5_0, and (x-min)/d in [0, 15.0001] or [0, 31.0001]. An
  * infinite id makes every x*id ±inf or NaN, which `| 0` turns into 0, as C's (int8_t) cast does on x86.
  */
 
-/** q4_0's byte of weights p and p+16: min(15, (int8)(x*id + 8.5)); the level is at most 16, so min(15, q) = q - (q >> 4). */
-function q4_0Byte(x: Float32Array, p: number, id: number): number {
-  const fr = Math.fround;
-  const q0 = fr(fr(x[p]! * id) + 8.5) | 0;
-  const q1 = fr(fr(x[p + 16]! * id) + 8.5) | 0;
-  return (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
-}
-
-/** q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). */
+/**
+ * q4_0: d = (signed value of largest |x|) / -8; q = min(15, (int8)(x/d + 8.5)). The level is at most 16, so
+ * min(15, q) = q - (q >> 4). The 16 bytes are written out, as q4_1's words are (1.15x; see there why).
+ */
 export function encodeQ4_0(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const fr = Math.fround;
   const xBits = bitsView(x);
   for (let b = 0; b < blocks; b++, xo += QK, oo += 18) {
     const max = signedAbsMax(xBits, xo, QK);
-    if (!(Math.abs(max) <= FLT_MAX)) return false;
+    if (!(Math.abs(max) <= 3.4028234663852886e38)) return false; // FLT_MAX
     const d = fr(max / -8);
     // id comes from the fp32 d, not the fp16 one stored.
     const id = d !== 0 ? fr(1 / d) : 0;
     writeF16(out, oo, d);
-    for (let j = 0; j < QK / 2; j += 4) {
-      const p = xo + j;
-      const o = oo + 2 + j;
-      out[o] = q4_0Byte(x, p, id);
-      out[o + 1] = q4_0Byte(x, p + 1, id);
-      out[o + 2] = q4_0Byte(x, p + 2, id);
-      out[o + 3] = q4_0Byte(x, p + 3, id);
-    }
+    const p = xo & 0x3fffffff;
+    const o = (oo + 2) & 0x3fffffff;
+    let q0: number;
+    let q1: number;
+    q0 = fr(fr(x[p]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 16]! * id) + 8.5) | 0;
+    out[o + 0] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 1]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 17]! * id) + 8.5) | 0;
+    out[o + 1] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 2]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 18]! * id) + 8.5) | 0;
+    out[o + 2] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 3]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 19]! * id) + 8.5) | 0;
+    out[o + 3] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 4]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 20]! * id) + 8.5) | 0;
+    out[o + 4] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 5]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 21]! * id) + 8.5) | 0;
+    out[o + 5] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 6]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 22]! * id) + 8.5) | 0;
+    out[o + 6] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 7]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 23]! * id) + 8.5) | 0;
+    out[o + 7] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 8]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 24]! * id) + 8.5) | 0;
+    out[o + 8] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 9]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 25]! * id) + 8.5) | 0;
+    out[o + 9] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 10]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 26]! * id) + 8.5) | 0;
+    out[o + 10] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 11]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 27]! * id) + 8.5) | 0;
+    out[o + 11] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 12]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 28]! * id) + 8.5) | 0;
+    out[o + 12] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 13]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 29]! * id) + 8.5) | 0;
+    out[o + 13] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 14]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 30]! * id) + 8.5) | 0;
+    out[o + 14] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
+    q0 = fr(fr(x[p + 15]! * id) + 8.5) | 0;
+    q1 = fr(fr(x[p + 31]! * id) + 8.5) | 0;
+    out[o + 15] = (q0 - (q0 >> 4)) | ((q1 - (q1 >> 4)) << 4);
   }
   return true;
 }
@@ -127,6 +170,12 @@ function levelFromMin(x: Float32Array, p: number, min: number, id: number): numb
  * q4_1: d = (max-min)/15, m = min; q = min(15, (int8)((x-min)/d + 0.5)).
  * The block's 20 bytes are 5 aligned little-endian u32 stores (d | m << 16, then 8 nibbles each): a fifth of
  * the bounds-checked byte stores, 1.25x. Outputs at an offset that is not 4-aligned go through a copy.
+ *
+ * The 32 levels are written out, HALF_UP as a literal (1.1x, bench/cpu-formats.ts): TurboFan re-checks a
+ * module-level function at each call (levelFromMin) and reloads and unboxes a module-level constant, or a
+ * local copy of one, at each use; a helper per word is not inlined past the second call (V8's cumulative
+ * inlining budget); an inner loop costs its counter, a stack check and re-checks of x. `& 0x3fffffff` tells
+ * TurboFan that p + 31 cannot overflow (encodeInSpans keeps offsets below 2^30).
  */
 export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number): boolean {
   const words = wordView(out, oo);
@@ -140,18 +189,43 @@ export function encodeQ4_1(x: Float32Array, xo: number, out: Uint8Array, oo: num
     const d = fr(fr(range[r + 1]! - min) / 15);
     const id = d !== 0 ? fr(1 / d) : 0;
     words[w] = f32ToF16Bits(d) | (f32BitsToF16Bits(rangeBits[r]!) << 16);
-    for (let j = 0; j < QK / 2; j += 4) {
-      const p = xo + j;
-      words[w + 1 + (j >> 2)] =
-        levelFromMin(x, p, min, id) |
-        (levelFromMin(x, p + 16, min, id) << 4) |
-        (levelFromMin(x, p + 1, min, id) << 8) |
-        (levelFromMin(x, p + 17, min, id) << 12) |
-        (levelFromMin(x, p + 2, min, id) << 16) |
-        (levelFromMin(x, p + 18, min, id) << 20) |
-        (levelFromMin(x, p + 3, min, id) << 24) |
-        (levelFromMin(x, p + 19, min, id) << 28);
-    }
+    const p = xo & 0x3fffffff;
+    words[w + 1] =
+      ((fr(fr(x[p]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 16]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 1]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 17]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 2]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 18]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 3]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 19]! - min) * id) + 0.5000000298023224) | 0) << 28);
+    words[w + 2] =
+      ((fr(fr(x[p + 4]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 20]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 5]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 21]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 6]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 22]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 7]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 23]! - min) * id) + 0.5000000298023224) | 0) << 28);
+    words[w + 3] =
+      ((fr(fr(x[p + 8]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 24]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 9]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 25]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 10]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 26]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 11]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 27]! - min) * id) + 0.5000000298023224) | 0) << 28);
+    words[w + 4] =
+      ((fr(fr(x[p + 12]! - min) * id) + 0.5000000298023224) | 0) |
+      (((fr(fr(x[p + 28]! - min) * id) + 0.5000000298023224) | 0) << 4) |
+      (((fr(fr(x[p + 13]! - min) * id) + 0.5000000298023224) | 0) << 8) |
+      (((fr(fr(x[p + 29]! - min) * id) + 0.5000000298023224) | 0) << 12) |
+      (((fr(fr(x[p + 14]! - min) * id) + 0.5000000298023224) | 0) << 16) |
+      (((fr(fr(x[p + 30]! - min) * id) + 0.5000000298023224) | 0) << 20) |
+      (((fr(fr(x[p + 15]! - min) * id) + 0.5000000298023224) | 0) << 24) |
+      (((fr(fr(x[p + 31]! - min) * id) + 0.5000000298023224) | 0) << 28);
   }
   return true;
 }
@@ -288,8 +362,8 @@ export function encodeQ8_K(x: Float32Array, xo: number, out: Uint8Array, oo: num
 
 /** Per-block scratch of the searches (fixed size: function-local arrays in a WGSL port). */
 const levels = new Int8Array(QK);
-const searchLevels = new Float64Array(2 * QK);
-const searchScratch = new Float64Array(3 * QK);
+const searchLevels = new Float64Array(qxLevelsLength(QK));
+const searchScratch = new Float64Array(qxScratchLength(QK));
 const levelsAux = new Uint8Array(QK);
 const levelsU8 = new Uint8Array(QK);
 const shiftedX = new Float32Array(QK);
@@ -440,8 +514,6 @@ export function decodeQ8_K(q: Uint8Array, qo: number, y: Float32Array, yo: numbe
 // ---------------------------------------------------------------------------------------------------------
 // Format records
 
-/** Encodes or decodes `blocks` consecutive blocks (the functions above). */
-type BlocksEncoder = (x: Float32Array, xo: number, out: Uint8Array, oo: number, blocks: number) => boolean;
 
 /** Runs a word-storing encoder on an aligned copy of out's bytes and copies them back (unaligned outputs). */
 function encodeThroughAlignedCopy(
@@ -534,7 +606,7 @@ function encodeWith(spec: LegacySpec, x: Float32Array, shape: MatrixShape, opts:
     return out;
   }
   // The block encoders see NaN and infinities on the way (see above); assertFinite names the first.
-  if (!spec.encode(x, 0, out, 0, rows * nb)) {
+  if (!encodeInSpans(spec.encode, x, out, rows * nb, spec.blockWeights, spec.blockBytes)) {
     assertFinite(x, shape, opts?.tensorName);
     throw new Error(`${spec.id}: an encoder reported a NaN or infinity that assertFinite did not find`);
   }
