@@ -3,6 +3,7 @@
  * quantizeModel (src/pipeline), so reopening a file shows its results at once and a run computes only
  * what the cache does not hold. A cache that fails is reported in the run's report, never a failure of it.
  */
+import { errorWithName } from "../src/common/error-text.ts";
 import type { OpenedModel } from "../src/formats/model.ts";
 import type { LabFormat, QuantizeLayerOptions } from "../src/pipeline/quantize-layer.ts";
 import type { RunCalibration } from "../src/pipeline/model-calibration.ts";
@@ -20,9 +21,6 @@ function resultsCache(): Promise<ResultsCache> {
   return cache;
 }
 
-function describe(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-}
 
 /** The model's cache key, or why there is none (crypto.subtle missing, the header unreadable). */
 async function cacheKey(model: OpenedModel): Promise<{ key?: string; problem?: string }> {
@@ -35,7 +33,7 @@ async function cacheKey(model: OpenedModel): Promise<{ key?: string; problem?: s
   try {
     return { key: (await identity).key };
   } catch (e) {
-    return { problem: `the file's identity could not be computed (${describe(e)}): results are not kept` };
+    return { problem: `the file's identity could not be computed (${errorWithName(e)}): results are not kept` };
   }
 }
 
@@ -56,7 +54,7 @@ export async function runModel(model: OpenedModel, formats: LabFormat[], opts: M
   const ids = formats.map((f) => f.id);
   const cached = key && opts.reuseCached ? await store.load(key, calibration.key, ids) : undefined;
   if (key && !store.unavailable) {
-    await store.saveRun(key, ids, calibration).catch((e: unknown) => (cacheProblem ??= `results could not be kept (${describe(e)})`));
+    await store.saveRun(key, ids, calibration).catch((e: unknown) => (cacheProblem ??= `results could not be kept (${errorWithName(e)})`));
   }
   const run = await quantizeModel(quantizableTensors(model.tensors), formats, {
     calibration: opts.calibration,
@@ -66,7 +64,7 @@ export async function runModel(model: OpenedModel, formats: LabFormat[], opts: M
     signal,
     cached,
     save: key && !store.unavailable ? (tensor, cells) => store.save(key, calibration.key, tensor, cells) : undefined,
-    onCacheError: (e) => (cacheProblem ??= `results could not be kept (${describe(e)})`),
+    onCacheError: (e) => (cacheProblem ??= `results could not be kept (${errorWithName(e)})`),
     onTensor: opts.onTensor,
     onProgress: opts.onProgress,
   });

@@ -7,6 +7,7 @@
  * the reason goes into their label. The user may choose another source for the opened model
  * (chooseCalibration): a text of their own for the model run, or raw activation files.
  */
+import { errorText } from "../src/common/error-text.ts";
 import type { OpenedModel } from "../src/formats/model.ts";
 import { ModelInputError } from "../src/model/architecture.ts";
 import { loadDecoder, type ModelTextFiles } from "../src/model/load.ts";
@@ -74,6 +75,6 @@ async function build(input: ModelInput, opened: OpenedModel, text?: { name: stri
     const calibrationText = text ?? { name: "calibration.txt", text: await fetchText(new URL("calibration.txt", BUNDLED_MODEL)) };
     return { model: await modelCalibration(decoder, calibrationText, { ort, executionProvider: "wasm" }) };
   } catch (e) {
-    return { why: `the model could not be run for calibration (${e instanceof Error ? e.message : String(e)})` };
+    return { why: `the model could not be run for calibration (${errorText(e)})` };
   }
 }

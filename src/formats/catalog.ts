@@ -2,6 +2,7 @@
  * The tensor table as data: rows, layer groups, filter, sort and totals. The UI and the CLI both
  * show exactly this; neither computes anything of its own.
  */
+import { errorText } from "../common/error-text.ts";
 import type { OpenedModel } from "./model.ts";
 import type { TensorInfo } from "./safetensors.ts";
 import { undecodableReason } from "./tensor-data.ts";
@@ -116,7 +117,7 @@ export function filterRows(rows: readonly TensorRow[], query: string): FilterRes
     try {
       re = new RegExp(m[1]!, m[2]!.replace(/[gy]/g, ""));
     } catch (e) {
-      return { rows: [...rows], error: `invalid regular expression ${q}: ${e instanceof Error ? e.message : String(e)}` };
+      return { rows: [...rows], error: `invalid regular expression ${q}: ${errorText(e)}` };
     }
     return { rows: rows.filter((r) => re.test(r.name)) };
   }

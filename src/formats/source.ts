@@ -4,6 +4,7 @@
  * Readers only ever ask for slices; nothing here reads a whole file to get one tensor.
  * Offsets are plain numbers: exact up to 2^53 bytes, so files past 4 GiB work.
  */
+import { errorText } from "../common/error-text.ts";
 import { FormatError } from "./errors.ts";
 
 export interface ByteSource {
@@ -279,8 +280,4 @@ async function parseRange(
     return fail(`the server answered bytes=${start}-${start + length - 1} with Content-Range "${header}"`);
   }
   return { start: first, end: last + 1, total };
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

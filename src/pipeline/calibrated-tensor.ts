@@ -15,6 +15,7 @@
  * (src/gpu/gptq.ts, awq.ts); without one, or when the GPU fails, the CPU references do. Results of the
  * heatmap's synthetic calibration are kept for the last few tensors, so a hover does not run GPTQ again.
  */
+import { errorText } from "../common/error-text.ts";
 import { readTensorRows, tensorRowLayout } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import { rng } from "../common/random.ts";
@@ -130,7 +131,7 @@ export async function runCalibrated(
       return { ...(await gpuCalibrated(device, weights, shape, stats, m)), ranOn: "gpu" };
     } catch (e) {
       if (isQuantInputError(e)) throw e;
-      const why = `the GPU failed (${e instanceof Error ? e.message : String(e)}): ran on the CPU reference`;
+      const why = `the GPU failed (${errorText(e)}): ran on the CPU reference`;
       return { ...calibratedQuantize(weights, shape, stats, m), ranOn: "cpu", why };
     }
   }

@@ -10,6 +10,7 @@
  * that says why and what llama.cpp would use instead; the weights panel still draws, NaN cells marked.
  * A GPU failure moves that format to the CPU reference for the rest of the view (the piece is redone).
  */
+import { errorText } from "../common/error-text.ts";
 import { readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import type { LabDevice } from "../gpu/device.ts";
@@ -99,9 +100,6 @@ interface PanelRun {
   calibration?: { kind: CalibrationKind; tokens: number; label: string };
 }
 
-function describeError(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /** Pools the view of `tensor` for the weights and each format; see the module comment. */
 export async function heatmapTensor(
@@ -284,7 +282,7 @@ async function encodePiece(
         if (opts.signal?.aborted || isQuantInputError(e)) throw e;
         run.gpu.destroy();
         run.gpu = undefined;
-        run.why = `the GPU kernel failed (${describeError(e)}); the CPU reference took over`;
+        run.why = `the GPU kernel failed (${errorText(e)}); the CPU reference took over`;
       }
     }
     if (!y) {

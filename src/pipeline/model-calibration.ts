@@ -13,6 +13,7 @@
 import { ModelInputError } from "../model/architecture.ts";
 import { collectCalibration, type RunSettings } from "../model/evaluate.ts";
 import type { LoadedDecoder } from "../model/load.ts";
+import { sha256Hex } from "../common/sha256.ts";
 import { assertFiniteActivations } from "../quant/hessian.ts";
 import { QuantInputError } from "../quant/errors.ts";
 import { activationCalibration, type LayerCalibration } from "./calibrated-tensor.ts";
@@ -52,7 +53,7 @@ export async function modelCalibration(
   return {
     source: "model",
     label,
-    key: `model:${text.name}:${ids.length}:${fingerprint(ids)}`,
+    key: `model:${text.name}:${ids.length}:${await sha256Hex(new Uint8Array(Int32Array.from(ids).buffer))}`,
     tokens: ids.length,
     missing: `not a linear layer of the ${label}`,
     layer: layerCalibrations((tensor, cols) => {
@@ -89,13 +90,6 @@ function layerCalibrations(
 
 /** Layer inputs whose statistics are kept (a block's four: attention, o, mlp, down). */
 const RECENT_LAYER_INPUTS = 4;
-
-/** A 32-bit FNV-1a of numbers or bytes, in hex: enough to tell two calibration inputs apart in a cache key. */
-function fingerprint(values: ArrayLike<number>): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < values.length; i++) h = Math.imul(h ^ (values[i]! & 0xffffffff), 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, "0");
-}
 
 /** The tensors activation files can calibrate: the matrices inside a model's numbered blocks (layers.N, blk.N, h.N). */
 export function calibrationTargets(tensors: readonly { name: string; shape: readonly number[] }[]): { name: string; cols: number }[] {
@@ -176,7 +170,7 @@ export async function fileCalibration(
     files.map(async (f) => {
       const head = await f.read(0, Math.min(f.size, FINGERPRINT_SPAN));
       const tail = await f.read(Math.max(0, f.size - FINGERPRINT_SPAN), f.size);
-      return `${f.name}:${f.size}:${fingerprint(head)}${fingerprint(tail)}`;
+      return `${f.name}:${f.size}:${await sha256Hex(head)}:${await sha256Hex(tail)}`;
     }),
   );
   const counts = [...tokenCounts].sort((a, b) => a - b);

@@ -24,6 +24,7 @@
  * Which formats have kernels is whatever src/gpu/quantizer.ts has registered: the code that creates the
  * device (the quantization worker, the CLI's webgpu backend) imports src/gpu/kernels.ts.
  */
+import { errorText } from "../common/error-text.ts";
 import { DEFAULT_CHUNK_BYTES, readTensorRows, tensorRowLayout, type TensorChunk } from "../formats/model.ts";
 import type { TensorInfo } from "../formats/safetensors.ts";
 import { storedBytes } from "../formats/tensor-data.ts";
@@ -179,9 +180,6 @@ interface PassContext {
 
 const MiB = 1024 * 1024;
 
-function describeError(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 function failureOf(e: QuantInputError, tensor: string): FormatFailure {
   return { problem: e.problem, message: e.withTensor(tensor).message, fallback: e.fallback, row: e.row, col: e.col };
@@ -233,7 +231,7 @@ export async function quantizeTensor(
         run.result = run.gpuMetrics ? await run.gpuMetrics.result() : run.metrics!.result();
       } catch (e) {
         // The device went away with the last measurements.
-        markRerun(run, ctx, `the GPU failed while measuring (${describeError(e)})`);
+        markRerun(run, ctx, `the GPU failed while measuring (${errorText(e)})`);
       }
     }
     const again = runs.filter((r) => r.rerun && !r.failure);
@@ -282,7 +280,7 @@ export async function whyNotGgmlOnGpu(device: LabDevice): Promise<string | undef
     if (differences.length === 0) return undefined;
     return `this GPU ${differences.join(" and ")} (src/gpu/float-probe.ts), so its ggml blocks could differ from llama.cpp's: ran on the CPU reference`;
   } catch (e) {
-    return `the GPU's float arithmetic could not be probed (${describeError(e)}): ran on the CPU reference`;
+    return `the GPU's float arithmetic could not be probed (${errorText(e)}): ran on the CPU reference`;
   }
 }
 
@@ -451,7 +449,7 @@ async function encodeChunk(run: Run, chunk: TensorChunk, ctx: PassContext, cpuPi
         // A device loss behind the failure is reported by device.lost a moment later: let it arrive.
         await yieldToEventLoop();
         const lostNow = ctx.lost();
-        leaveGpu(run, ctx, lostNow ? `the GPU device was lost (${lostNow})` : `the GPU kernel failed (${describeError(e)})`);
+        leaveGpu(run, ctx, lostNow ? `the GPU device was lost (${lostNow})` : `the GPU kernel failed (${errorText(e)})`);
         if (run.rerun) return;
         continue; // the same piece, on the CPU
       }

@@ -14,6 +14,7 @@
  * `unavailable` and keeps nothing; loads that fail give nothing. Saves reject, so the caller can report
  * the failure (quota) and go on: nothing here can stop a run.
  */
+import { errorWithName } from "../common/error-text.ts";
 import type { ModelCell } from "./quantize-model.ts";
 import type { RunCalibration } from "./model-calibration.ts";
 
@@ -64,9 +65,6 @@ export interface ResultsCache {
   saveRun(model: string, formats: readonly string[], calibration: RunCalibration): Promise<void>;
 }
 
-function describe(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-}
 
 function done<T>(request: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -180,7 +178,7 @@ export async function openResultsCache(factory: IDBFactory | null = globalThis.i
     db.onversionchange = () => db.close();
     return new IndexedDbResultsCache(db);
   } catch (e) {
-    return new NoResultsCache(`IndexedDB cannot be used here (${describe(e)}): results are not kept`);
+    return new NoResultsCache(`IndexedDB cannot be used here (${errorWithName(e)}): results are not kept`);
   } finally {
     clearTimeout(timer);
   }

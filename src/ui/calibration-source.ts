@@ -7,6 +7,7 @@
  */
 import { LitElement, css, html, nothing, type PropertyValues } from "lit";
 import type { CalibrationChoice, CalibrationChosen } from "../../workers/quant-worker-api.ts";
+import { errorText } from "../common/error-text.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import { LangController, localized } from "./i18n.ts";
 import type { LabClient } from "./lab-client.ts";
@@ -116,7 +117,7 @@ export class CalibrationSource extends LitElement {
       this.dispatchEvent(new CustomEvent<CalibrationChosen>("calibration-change", { detail: chosen, bubbles: true, composed: true }));
     } catch (e) {
       if (modelId !== this.modelId || e instanceof CancelledError) return;
-      this.error = e instanceof Error ? e.message : String(e);
+      this.error = errorText(e);
     } finally {
       this.busy = false;
     }

@@ -9,6 +9,7 @@
 import { LitElement, css, html, nothing } from "lit";
 import { formatBytes } from "../common/format.ts";
 import type { CheckpointExportReport, CheckpointTarget, GgufExportProgress, GgufExportReport } from "../../workers/quant-worker-api.ts";
+import { errorText } from "../common/error-text.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { LangController, localized } from "./i18n.ts";
@@ -240,7 +241,7 @@ export class ExportPanel extends LitElement {
       }
       this.checkpoint = report;
     } catch (e) {
-      this.error = e instanceof CancelledError ? TEXT().cancelled : e instanceof Error ? e.message : String(e);
+      this.error = e instanceof CancelledError ? TEXT().cancelled : errorText(e);
     } finally {
       this.running = undefined;
       this.stage = undefined;
@@ -276,7 +277,7 @@ export class ExportPanel extends LitElement {
         this.note = TEXT().downloaded;
       }
     } catch (e) {
-      this.error = e instanceof CancelledError ? TEXT().cancelled : e instanceof Error ? e.message : String(e);
+      this.error = e instanceof CancelledError ? TEXT().cancelled : errorText(e);
     } finally {
       this.running = undefined;
       this.progress = undefined;

@@ -21,6 +21,7 @@ import {
   type HeatmapView,
 } from "../quant/heatmap.ts";
 import type { FormatChoice, HeatmapPanel, TensorHeatmap, WeightInspection } from "../../workers/quant-worker-api.ts";
+import { errorText } from "../common/error-text.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import { CALIBRATED_CHOICES, calibratedMethod } from "../pipeline/calibrated-tensor.ts";
 import { colourTable, cssGradient, NON_FINITE_RGB, type ColourMapName } from "./heatmap-colors.ts";
@@ -421,7 +422,7 @@ export class HeatmapWorkspace extends LitElement {
       this.view = v && v.row0 + v.rows <= full.rows && v.col0 + v.cols <= full.cols ? v : full;
       this.scheduleRequest(0);
     } catch (e) {
-      if (tensor === this.tensor) this.error = e instanceof Error ? e.message : String(e);
+      if (tensor === this.tensor) this.error = errorText(e);
     }
   }
 
@@ -467,7 +468,7 @@ export class HeatmapWorkspace extends LitElement {
       this.error = undefined;
     } catch (e) {
       if (this.jobId !== job.jobId || e instanceof CancelledError) return;
-      this.error = e instanceof Error ? e.message : String(e);
+      this.error = errorText(e);
     } finally {
       if (this.jobId === job.jobId) {
         this.jobId = undefined;

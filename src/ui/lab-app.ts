@@ -7,6 +7,7 @@ import { LitElement, css, html, nothing } from "lit";
 import { isFormatError } from "../formats/errors.ts";
 import type { GpuStatus } from "../gpu/device.ts";
 import type { ModelSummary, TensorStatsResult } from "../../workers/model-worker-api.ts";
+import { errorText } from "../common/error-text.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import type { HeatmapSettings } from "./heatmap-workspace.ts";
@@ -626,9 +627,6 @@ export class LabApp extends LitElement {
 const WORKSHOP_TENSOR = "model.layers.0.self_attn.q_proj.weight";
 const WORKSHOP_FORMATS = ["int8-channel", "int4-g128", "q4_K", "gptq4-g128"];
 
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 customElements.define("ql-lab-app", LabApp);
 

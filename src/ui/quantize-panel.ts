@@ -9,6 +9,7 @@ import { quantizedSourceTypes } from "../formats/tensor-data.ts";
 import type { FormatFamily } from "../quant/format.ts";
 import { formatBytes, formatCount, formatMeasure, formatShape, formatShare } from "../common/format.ts";
 import type { ChoiceFamily, FormatChoice, FormatResult, OutputError, QuantizeProgressEvent, QuantizeReport } from "../../workers/quant-worker-api.ts";
+import { errorText } from "../common/error-text.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
@@ -614,9 +615,6 @@ export class QuantizePanel extends LitElement {
   }
 }
 
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 customElements.define("ql-quantize-panel", QuantizePanel);
 

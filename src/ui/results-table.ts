@@ -30,6 +30,7 @@ import { quantizedSourceTypes } from "../formats/tensor-data.ts";
 import type { ChoiceFamily, FormatChoice, ModelCell, ModelProgress, ModelRunEvent, ModelRunReport, TensorResults } from "../../workers/quant-worker-api.ts";
 import type { RunProgress } from "./run-progress.ts";
 import "./run-progress.ts";
+import { errorText } from "../common/error-text.ts";
 import { CancelledError } from "../../workers/wire-error.ts";
 import type { LabClient } from "./lab-client.ts";
 import { buttonStyles, figureTableStyles, panelStyles } from "./styles.ts";
@@ -768,9 +769,6 @@ export class ResultsTable extends LitElement {
   }
 }
 
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 customElements.define("ql-results-table", ResultsTable);
 
